@@ -1,0 +1,54 @@
+//! Constants shared by the kernel programs and userspace: operations, actions, classes, limits.
+
+/// Bytes of a path that take part in a rule-table (LPM trie) lookup. Every stored prefix is
+/// at most this long; the rest of a longer path is only scanned for its class.
+pub const PATH_KEY_MAX: usize = 256;
+
+/// Bytes of a process name as the kernel keeps it (`TASK_COMM_LEN`), NUL included.
+pub const COMM_LEN: usize = 16;
+
+// File operations: indices into [`crate::FileRule::actions`].
+pub const OP_CREATE_EXECUTABLE: usize = 0;
+pub const OP_MODIFY_EXECUTABLE: usize = 1;
+pub const OP_EXEC_MEMFD: usize = 2;
+pub const OP_CREATE_FILE: usize = 3;
+pub const OP_MODIFY_FILE: usize = 4;
+pub const OP_DELETE_FILE: usize = 5;
+/// Slots reserved for file operations in a rule value (6 used).
+pub const FILE_OP_SLOTS: usize = 8;
+
+// Process operations: indices into [`crate::ProcDecision::actions`].
+pub const OP_FORK: usize = 0;
+pub const OP_EXEC: usize = 1;
+pub const PROC_OP_SLOTS: usize = 2;
+
+// Action bits of a decision.
+pub const ACTION_LOG: u8 = 1;
+pub const ACTION_ALERT: u8 = 2;
+pub const ACTION_BLOCK: u8 = 4;
+
+// The class of the rest R of a path P after its longest stored prefix K (R = P - K).
+/// R is empty: P is exactly K.
+pub const REST_EMPTY: usize = 0;
+/// R is non-empty and holds no `/`.
+pub const REST_NAME: usize = 1;
+/// R holds a `/`.
+pub const REST_DEEP: usize = 2;
+pub const REST_CLASSES: usize = 3;
+
+// Event kinds.
+pub const EVENT_FILE: u8 = 1;
+pub const EVENT_PROCESS: u8 = 2;
+
+// Indices of the per-CPU counters in [`crate::MAP_COUNTERS`].
+/// Hook calls that found the task in a managed container.
+pub const CNT_MANAGED: u32 = 0;
+/// Operations denied with EPERM.
+pub const CNT_DENIED: u32 = 1;
+/// Events written to the ring buffer.
+pub const CNT_EVENTS: u32 = 2;
+/// Events lost because the ring buffer was full.
+pub const CNT_RINGBUF_DROPS: u32 = 3;
+/// Paths that could not be resolved (the decision then used the path's fallback).
+pub const CNT_PATH_ERRORS: u32 = 4;
+pub const COUNTERS: u32 = 8;

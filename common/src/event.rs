@@ -1,0 +1,51 @@
+//! The record a kernel program writes to the ring buffer for a decision that logs, alerts
+//! or blocks.
+
+use crate::consts::COMM_LEN;
+
+/// Bytes of the target path carried in an event (longer paths are cut, `FLAG_TRUNCATED`).
+pub const EVENT_PATH_MAX: usize = 512;
+/// Bytes of the acting process's executable path carried in an event.
+pub const EVENT_EXE_MAX: usize = 256;
+
+/// The path was longer than the event carries.
+pub const FLAG_PATH_TRUNCATED: u8 = 1;
+/// The executable path was longer than the event carries.
+pub const FLAG_EXE_TRUNCATED: u8 = 2;
+/// The operation was denied.
+pub const FLAG_DENIED: u8 = 4;
+
+/// One decision, as the kernel saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// `EVENT_FILE` or `EVENT_PROCESS`.
+    pub kind: u8,
+    /// File or process operation index (`OP_*`).
+    pub op: u8,
+    /// `ACTION_*` bits of the decision.
+    pub actions: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    pub rule_set: u32,
+    pub cgroup_id: u64,
+    /// `bpf_ktime_get_boot_ns` at the decision.
+    pub boot_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// File mode (type and permission bits) of the target or the requested mode.
+    pub mode: u32,
+    /// Which hook decided (an index into the loader's hook list).
+    pub hook: u16,
+    pub path_len: u16,
+    pub exe_len: u16,
+    pub interactive: u8,
+    pub _pad: [u8; 1],
+    pub comm: [u8; COMM_LEN],
+    pub path: [u8; EVENT_PATH_MAX],
+    pub exe: [u8; EVENT_EXE_MAX],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 56 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);

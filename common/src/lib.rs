@@ -1,0 +1,15 @@
+//! The kernel/userspace ABI of d4c: every type that crosses the boundary, defined once.
+//!
+//! All types are `#[repr(C)]`, `Copy`, made of integers and fixed-size arrays with explicit
+//! padding, and carry a size assertion. Map values hold integers, never Rust enums.
+#![no_std]
+
+pub mod consts;
+pub mod event;
+pub mod maps;
+pub mod offsets;
+
+pub use consts::*;
+pub use event::Event;
+pub use maps::*;
+pub use offsets::KernelOffsets;

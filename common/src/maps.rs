@@ -1,0 +1,145 @@
+//! Map names, keys and values. The kernel side declares maps with these names; userspace
+//! opens them by the same names, so a rename cannot drift.
+
+use crate::consts::{COMM_LEN, FILE_OP_SLOTS, PATH_KEY_MAX, PROC_OP_SLOTS, REST_CLASSES};
+
+/// cgroup id (u64) -> [`ContainerEntry`]. A task whose cgroup is absent is unmanaged.
+pub const MAP_CONTAINERS: &str = "D4C_CONTAINERS";
+/// LPM trie: [`PathKey`] -> [`FileRule`]: file decisions per rule set and path prefix.
+pub const MAP_FILE_RULES: &str = "D4C_FILE_RULES";
+/// LPM trie: [`PathKey`] -> [`ExeRule`]: executable-path classes for process selectors.
+pub const MAP_EXE_RULES: &str = "D4C_EXE_RULES";
+/// Hash: [`CommKey`] -> [`NameClass`]: process-name classes for process selectors.
+pub const MAP_COMM_RULES: &str = "D4C_COMM_RULES";
+/// Hash: [`ProcKey`] -> [`ProcDecision`]: process decisions per class combination.
+pub const MAP_PROC_DECISIONS: &str = "D4C_PROC_DECISIONS";
+/// Ring buffer of [`crate::Event`]s.
+pub const MAP_EVENTS: &str = "D4C_EVENTS";
+/// Per-CPU array of u64 counters, indexed by the `CNT_*` constants.
+pub const MAP_COUNTERS: &str = "D4C_COUNTERS";
+
+/// What the kernel knows of a managed container.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ContainerEntry {
+    /// The rule set the container's tasks are checked against.
+    pub rule_set: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 8);
+
+/// Key of the two LPM tries: a rule-set id (big-endian, so it is the leading 32 bits of
+/// the prefix) followed by path bytes. `prefix_len` counts bits: 32 + 8 * path bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PathKey {
+    pub prefix_len: u32,
+    pub rule_set_be: [u8; 4],
+    pub path: [u8; PATH_KEY_MAX],
+}
+const _: () = assert!(core::mem::size_of::<PathKey>() == 8 + PATH_KEY_MAX);
+
+impl PathKey {
+    /// The key for `path` (at most [`PATH_KEY_MAX`] bytes are used) under `rule_set`.
+    #[must_use]
+    pub fn new(rule_set: u32, path: &[u8]) -> Self {
+        let n = if path.len() < PATH_KEY_MAX { path.len() } else { PATH_KEY_MAX };
+        let mut key = PathKey {
+            // n <= 256, so the product fits in u32.
+            #[allow(clippy::cast_possible_truncation)]
+            prefix_len: 32 + 8 * n as u32,
+            rule_set_be: rule_set.to_be_bytes(),
+            path: [0; PATH_KEY_MAX],
+        };
+        key.path[..n].copy_from_slice(&path[..n]);
+        key
+    }
+
+    /// The rule set this key belongs to.
+    #[must_use]
+    pub fn rule_set(&self) -> u32 {
+        u32::from_be_bytes(self.rule_set_be)
+    }
+
+    /// The path bytes covered by `prefix_len`.
+    #[must_use]
+    pub fn path_bytes(&self) -> &[u8] {
+        let n = (self.prefix_len.saturating_sub(32) / 8) as usize;
+        &self.path[..n.min(PATH_KEY_MAX)]
+    }
+}
+
+/// The finished file decision for every path whose longest stored prefix is this entry's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FileRule {
+    /// Length in bytes of the stored prefix K (the kernel needs it to classify the rest).
+    pub prefix_len: u16,
+    pub _pad: [u8; 2],
+    /// `actions[rest class][file operation]`: `ACTION_*` bits.
+    pub actions: [[u8; FILE_OP_SLOTS]; REST_CLASSES],
+}
+const _: () = assert!(core::mem::size_of::<FileRule>() == 4 + FILE_OP_SLOTS * REST_CLASSES);
+
+/// Executable-path classes: which process selectors' `processExecutable` a path satisfies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ExeRule {
+    pub prefix_len: u16,
+    pub _pad: [u8; 2],
+    /// `class[rest class]`: an executable-class id (0 = no executable condition holds).
+    pub class: [u32; REST_CLASSES],
+}
+const _: () = assert!(core::mem::size_of::<ExeRule>() == 4 + 4 * REST_CLASSES);
+
+/// Key of [`MAP_COMM_RULES`]: a rule set and a process name, NUL-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CommKey {
+    pub rule_set: u32,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<CommKey>() == 4 + COMM_LEN);
+
+/// A process-name class id (0 = no name condition holds; absent keys mean 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct NameClass {
+    pub class: u32,
+}
+const _: () = assert!(core::mem::size_of::<NameClass>() == 4);
+
+/// Key of [`MAP_PROC_DECISIONS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ProcKey {
+    pub rule_set: u32,
+    pub exe_class: u32,
+    pub name_class: u32,
+}
+const _: () = assert!(core::mem::size_of::<ProcKey>() == 12);
+
+/// Process decision; an absent key means no action.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ProcDecision {
+    /// `actions[interactive (0/1)][process operation]`: `ACTION_*` bits.
+    pub actions: [[u8; PROC_OP_SLOTS]; 2],
+}
+const _: () = assert!(core::mem::size_of::<ProcDecision>() == 2 * PROC_OP_SLOTS);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is repr(C), Copy, made of integers and arrays with no implicit padding
+    // (checked by the size assertions above), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::ContainerEntry {}
+    unsafe impl aya::Pod for super::PathKey {}
+    unsafe impl aya::Pod for super::FileRule {}
+    unsafe impl aya::Pod for super::ExeRule {}
+    unsafe impl aya::Pod for super::CommKey {}
+    unsafe impl aya::Pod for super::NameClass {}
+    unsafe impl aya::Pod for super::ProcKey {}
+    unsafe impl aya::Pod for super::ProcDecision {}
+    unsafe impl aya::Pod for crate::KernelOffsets {}
+}

@@ -1,0 +1,2 @@
+//! d4c command-line entry point.
+fn main() {}

@@ -1,0 +1,1 @@
+//! d4c policy library (work in progress).

@@ -1,0 +1,1 @@
+//! Shared helpers for the d4c integration tests (see tests/README.md).

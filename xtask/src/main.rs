@@ -1,0 +1,2 @@
+//! d4c developer tasks.
+fn main() {}
