@@ -1,0 +1,76 @@
+//! A userspace emulation of the kernel's lookup over compiled entries. It does exactly what
+//! the eBPF programs do (longest-prefix match on at most `PATH_KEY_MAX` path bytes, the rest
+//! classified, hash lookups), so tests can prove the entries agree with the reference
+//! evaluator, and `d4c explain` can show what the kernel will decide.
+
+use crate::compile::Tables;
+use crate::event::Event;
+use crate::model::Actions;
+use d4c_common::{
+    CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, PATH_KEY_MAX,
+};
+use std::collections::HashMap;
+
+/// The kernel maps, as userspace sees the entries.
+#[derive(Debug, Default)]
+pub struct KernelMaps {
+    file: HashMap<(u32, Vec<u8>), FileRule>,
+    exe: HashMap<(u32, Vec<u8>), ExeRule>,
+    comm: HashMap<CommKey, NameClass>,
+    proc: HashMap<ProcKey, ProcDecision>,
+}
+
+/// The longest stored prefix of `path` (first `PATH_KEY_MAX` bytes) under `rule_set`.
+fn lpm<'a, V>(map: &'a HashMap<(u32, Vec<u8>), V>, rule_set: u32, path: &[u8]) -> Option<&'a V> {
+    let n = path.len().min(PATH_KEY_MAX);
+    (0..=n).rev().find_map(|len| map.get(&(rule_set, path[..len].to_vec())))
+}
+
+/// The class of the rest of `path` after `prefix_len` bytes, as the kernel computes it.
+fn class(path: &[u8], prefix_len: usize) -> usize {
+    crate::compile::rest_class(&path[prefix_len.min(path.len())..])
+}
+
+impl KernelMaps {
+    /// Loads entries (later entries replace earlier ones with the same key, as map updates do).
+    #[must_use]
+    pub fn from_tables(tables: &Tables) -> Self {
+        let mut m = KernelMaps::default();
+        m.insert(tables);
+        m
+    }
+
+    pub fn insert(&mut self, tables: &Tables) {
+        for (k, v) in &tables.file_rules {
+            self.file.insert((k.rule_set(), k.path_bytes().to_vec()), *v);
+        }
+        for (k, v) in &tables.exe_rules {
+            self.exe.insert((k.rule_set(), k.path_bytes().to_vec()), *v);
+        }
+        self.comm.extend(tables.comm_rules.iter().copied());
+        self.proc.extend(tables.proc_decisions.iter().copied());
+    }
+
+    /// The kernel's decision for `event` in a container registered under `rule_set`.
+    #[must_use]
+    pub fn decide(&self, rule_set: u32, event: &Event) -> Actions {
+        match event {
+            Event::File { op, path } => {
+                let p = path.as_bytes();
+                let Some(rule) = lpm(&self.file, rule_set, p) else { return Actions::default() };
+                Actions(rule.actions[class(p, usize::from(rule.prefix_len))][*op as usize])
+            }
+            Event::Process { op, executable, name, interactive } => {
+                let p = executable.as_bytes();
+                let exe_class = lpm(&self.exe, rule_set, p)
+                    .map_or(0, |r| r.class[class(p, usize::from(r.prefix_len))]);
+                let comm = crate::compile::comm_bytes(name);
+                let name_class = self.comm.get(&CommKey { rule_set, comm }).map_or(0, |c| c.class);
+                let key = ProcKey { rule_set, exe_class, name_class };
+                self.proc
+                    .get(&key)
+                    .map_or(Actions::default(), |d| Actions(d.actions[usize::from(*interactive)][*op as usize]))
+            }
+        }
+    }
+}

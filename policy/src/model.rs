@@ -1,0 +1,246 @@
+//! The policy model: selectors and responses after parsing and validation.
+
+use crate::diag::Pos;
+use crate::pattern::{LabelPattern, PathPattern};
+
+/// Which generation of the policy format a file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Generation {
+    /// Flat `selectors`/`responses`, `orchestrator*` conditions (the seed document).
+    One,
+    /// `file`/`process` blocks, `kubernetes*` conditions.
+    Two,
+}
+
+impl Generation {
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Generation::One => "generation 1",
+            Generation::Two => "generation 2",
+        }
+    }
+}
+
+/// The two kinds of block; a response only references selectors of its own block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockKind {
+    File,
+    Process,
+}
+
+impl BlockKind {
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            BlockKind::File => "file",
+            BlockKind::Process => "process",
+        }
+    }
+}
+
+/// File operations; the discriminant is the kernel's operation index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileOp {
+    CreateExecutable = 0,
+    ModifyExecutable = 1,
+    ExecMemFd = 2,
+    CreateFile = 3,
+    ModifyFile = 4,
+    DeleteFile = 5,
+}
+
+impl FileOp {
+    pub const ALL: [FileOp; 6] = [
+        FileOp::CreateExecutable,
+        FileOp::ModifyExecutable,
+        FileOp::ExecMemFd,
+        FileOp::CreateFile,
+        FileOp::ModifyFile,
+        FileOp::DeleteFile,
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOp::CreateExecutable => "createExecutable",
+            FileOp::ModifyExecutable => "modifyExecutable",
+            FileOp::ExecMemFd => "execMemFd",
+            FileOp::CreateFile => "createFile",
+            FileOp::ModifyFile => "modifyFile",
+            FileOp::DeleteFile => "deleteFile",
+        }
+    }
+
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// The file-integrity operations (generation 2) that the block-needs-a-path rule covers.
+    #[must_use]
+    pub fn is_file_integrity(self) -> bool {
+        matches!(self, FileOp::CreateFile | FileOp::ModifyFile | FileOp::DeleteFile)
+    }
+
+    #[must_use]
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Process operations; the discriminant is the kernel's operation index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProcessOp {
+    Fork = 0,
+    Exec = 1,
+}
+
+impl ProcessOp {
+    pub const ALL: [ProcessOp; 2] = [ProcessOp::Fork, ProcessOp::Exec];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessOp::Fork => "fork",
+            ProcessOp::Exec => "exec",
+        }
+    }
+
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    #[must_use]
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of actions, as `d4c_common::ACTION_*` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Actions(pub u8);
+
+impl Actions {
+    pub const LOG: u8 = d4c_common::ACTION_LOG;
+    pub const ALERT: u8 = d4c_common::ACTION_ALERT;
+    pub const BLOCK: u8 = d4c_common::ACTION_BLOCK;
+    const NAMES: [(u8, &'static str); 3] =
+        [(Self::ALERT, "alert"), (Self::BLOCK, "block"), (Self::LOG, "log")];
+
+    #[must_use]
+    pub fn bit_of(name: &str) -> Option<u8> {
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(b, _)| *b)
+    }
+
+    #[must_use]
+    pub fn contains(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Action names, sorted.
+    #[must_use]
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES.iter().filter(|(b, _)| self.contains(*b)).map(|(_, n)| *n).collect()
+    }
+}
+
+/// One selector. Absent conditions (`None`) do not constrain; present ones are ANDed,
+/// and the values inside one condition are ORed.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub name: String,
+    /// Index of the source file in [`Policy::sources`].
+    pub source: usize,
+    pub block: Option<BlockKind>,
+    pub pos: Pos,
+    /// Operation bits (`FileOp::bit` / `ProcessOp::bit`); `None` means every operation.
+    pub ops: Option<u8>,
+    pub image_name: Option<Vec<String>>,
+    pub image_full_name: Option<Vec<String>>,
+    pub image_tag: Option<Vec<String>>,
+    pub cluster_id: Option<Vec<String>>,
+    pub cluster_name: Option<Vec<String>>,
+    pub namespace: Option<Vec<String>>,
+    pub pod_name: Option<Vec<String>>,
+    pub pod_label: Option<Vec<LabelPattern>>,
+    pub orchestrator_type: Option<Vec<String>>,
+    pub target_path: Option<Vec<PathPattern>>,
+    pub ignore_volume_mounts: bool,
+    pub ignore_volume_files: bool,
+    pub executable: Option<Vec<PathPattern>>,
+    pub process_name: Option<Vec<String>>,
+    pub interactive: Option<bool>,
+}
+
+impl Selector {
+    /// The block this selector belongs to (generation 1 selectors are file selectors).
+    #[must_use]
+    pub fn kind(&self) -> BlockKind {
+        self.block.unwrap_or(BlockKind::File)
+    }
+
+    /// Whether the selector's operation condition admits the operation with this bit.
+    #[must_use]
+    pub fn has_op(&self, bit: u8) -> bool {
+        self.ops.is_none_or(|ops| ops & bit != 0)
+    }
+
+    /// True when any condition depends on the container (image, pod, cluster).
+    #[must_use]
+    pub fn has_container_conditions(&self) -> bool {
+        self.image_name.is_some()
+            || self.image_full_name.is_some()
+            || self.image_tag.is_some()
+            || self.cluster_id.is_some()
+            || self.cluster_name.is_some()
+            || self.namespace.is_some()
+            || self.pod_name.is_some()
+            || self.pod_label.is_some()
+            || self.orchestrator_type.is_some()
+    }
+}
+
+/// One response: fires when any `matches` selector matches and no `excludes` one does.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub source: usize,
+    pub block: BlockKind,
+    pub pos: Pos,
+    /// Indices into [`Policy::selectors`].
+    pub matches: Vec<usize>,
+    pub excludes: Vec<usize>,
+    pub actions: Actions,
+}
+
+/// One policy file that contributed to a [`Policy`].
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: String,
+    pub generation: Generation,
+}
+
+/// A validated policy: every file of a policy directory, combined. Each file's names are
+/// its own: a response references selectors of its own file only.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub sources: Vec<Source>,
+    pub selectors: Vec<Selector>,
+    pub responses: Vec<Response>,
+}
+
+impl Policy {
+    /// The name a report uses for a selector: plain for a one-file policy, else
+    /// `FILE:NAME` with the file's base name.
+    #[must_use]
+    pub fn selector_label(&self, index: usize) -> String {
+        let sel = &self.selectors[index];
+        if self.sources.len() <= 1 {
+            return sel.name.clone();
+        }
+        let path = &self.sources[sel.source].path;
+        let base = path.rsplit('/').next().unwrap_or(path);
+        format!("{base}:{}", sel.name)
+    }
+}
