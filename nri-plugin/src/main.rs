@@ -1,2 +1,9 @@
-//! d4c command-line entry point.
-fn main() {}
+//! `d4c`: container drift prevention with eBPF LSM. Command-line entry point.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::run()
+}

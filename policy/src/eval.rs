@@ -125,3 +125,42 @@ pub fn evaluate(policy: &Policy, container: &Container, event: &Event) -> Decisi
     }
     decision
 }
+
+/// The container-level conditions of `sel` that do not hold for `container` (for
+/// explanations); empty when the selector is live.
+#[must_use]
+pub fn container_mismatches(sel: &Selector, c: &Container) -> Vec<&'static str> {
+    let image = c.image.as_ref();
+    let glob = |cond: &Option<Vec<String>>, value: Option<&str>| {
+        cond.as_ref().is_some_and(|pats| !value.is_some_and(|v| any_glob(pats, v)))
+    };
+    let mut out = Vec::new();
+    if glob(&sel.image_name, image.map(crate::ImageRef::name)) {
+        out.push("containerImageName");
+    }
+    if sel.image_full_name.as_ref().is_some_and(|pats| {
+        !image.is_some_and(|i| i.full_names().iter().any(|n| any_glob(pats, n)))
+    }) {
+        out.push("containerImageFullName");
+    }
+    if glob(&sel.image_tag, image.and_then(crate::ImageRef::effective_tag)) {
+        out.push("containerImageTag");
+    }
+    for (cond, value, name) in [
+        (&sel.cluster_id, c.cluster_id.as_deref(), "clusterId"),
+        (&sel.cluster_name, c.cluster_name.as_deref(), "clusterName"),
+        (&sel.namespace, c.namespace.as_deref(), "namespace"),
+        (&sel.pod_name, c.pod_name.as_deref(), "podName"),
+    ] {
+        if glob(cond, value) {
+            out.push(name);
+        }
+    }
+    if sel.pod_label.as_ref().is_some_and(|ls| !ls.iter().any(|l| l.matches(c.label_pairs()))) {
+        out.push("podLabel");
+    }
+    if sel.orchestrator_type.as_ref().is_some_and(|ts| !c.orchestrator.as_ref().is_some_and(|o| ts.contains(o))) {
+        out.push("orchestratorType");
+    }
+    out
+}

@@ -99,6 +99,7 @@ pub fn check_texts(texts: &[(String, String)]) -> (Option<Policy>, Vec<Diagnosti
     for (name, text) in texts {
         let mut sink = Sink::new(name);
         crate::parse::parse_into(&mut policy, name, text, &mut sink);
+        sink.items.sort_by_key(|d| (d.line, d.column));
         diagnostics.extend(sink.items);
     }
     let ok = !diagnostics.iter().any(Diagnostic::is_error);

@@ -5,20 +5,17 @@ use crate::model::{Actions, BlockKind, FileOp};
 use crate::pattern::PathKind;
 
 /// Cross-checks one block whose selectors start at `first_sel` and responses at `first_resp`.
-pub(super) fn block(p: &mut FileParser<'_>, kind: BlockKind, first_sel: usize, first_resp: usize) {
-    let mut used = vec![false; p.policy.selectors.len()];
+/// Unused-selector warnings are given only for a block without errors (`clean`).
+pub(super) fn block(p: &mut FileParser<'_>, kind: BlockKind, first_sel: usize, first_resp: usize, clean: bool) {
     for r in first_resp..p.policy.responses.len() {
         let resp = p.policy.responses[r].clone();
-        for &s in resp.matches.iter().chain(&resp.excludes) {
-            used[s] = true;
-        }
         if kind == BlockKind::File && resp.actions.contains(Actions::BLOCK) {
             block_needs_paths(p, &resp);
         }
     }
     let policy = &*p.policy;
     for (i, sel) in policy.selectors.iter().enumerate().skip(first_sel) {
-        if !used[i] {
+        if clean && !p.referenced.contains(&i) {
             p.sink.warning(sel.pos, format!("selector `{}` is not used by any response", sel.name));
         }
         if sel.has_op(FileOp::ExecMemFd.bit()) && sel.ops.is_some() && sel.target_path.is_some() && kind == BlockKind::File {

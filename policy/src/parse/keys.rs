@@ -115,7 +115,7 @@ pub fn unknown_selector_key_hint(key: &str, generation: Generation, block: Block
 /// The closest candidate by edit distance, if close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
-    let limit = (word.len() / 3).clamp(1, 3);
+    let limit = (word.len() / 3).clamp(2, 3);
     candidates
         .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
         .filter(|(d, _)| *d <= limit)

@@ -37,7 +37,7 @@ pub(crate) fn parse_into(policy: &mut Policy, file: &str, text: &str, sink: &mut
     sink.context = format!(" [{} policy]", generation.label());
     let source = policy.sources.len();
     policy.sources.push(Source { path: file.to_owned(), generation });
-    let mut parser = FileParser { policy, sink, generation, source };
+    let mut parser = FileParser { policy, sink, generation, source, referenced: std::collections::HashSet::new() };
     match generation {
         Generation::One => parser.block(BlockKind::File, pairs, root.pos, ""),
         Generation::Two => {
@@ -93,6 +93,8 @@ pub(super) struct FileParser<'a> {
     pub sink: &'a mut Sink,
     pub generation: Generation,
     pub source: usize,
+    /// Selectors referenced by any response, valid or not (for the unused-selector warning).
+    pub referenced: std::collections::HashSet<usize>,
 }
 
 impl FileParser<'_> {
@@ -117,6 +119,7 @@ impl FileParser<'_> {
             self.sink.error(pos, format!("{what} needs `{missing}:` with at least one entry"));
             return;
         };
+        let errors_before = self.sink.items.iter().filter(|d| d.is_error()).count();
         let first_selector = self.policy.selectors.len();
         let mut names: HashMap<String, usize> = HashMap::new();
         let (Some(sel_items), Some(resp_items)) = (
@@ -158,6 +161,7 @@ impl FileParser<'_> {
                 self.policy.responses.push(resp);
             }
         }
-        checks::block(self, kind, first_selector, first_response);
+        let clean = self.sink.items.iter().filter(|d| d.is_error()).count() == errors_before;
+        checks::block(self, kind, first_selector, first_response, clean);
     }
 }

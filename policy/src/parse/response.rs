@@ -35,6 +35,7 @@ impl FileParser<'_> {
                     for item in items {
                         match names.get(&item.text) {
                             Some(&i) => {
+                                self.referenced.insert(i);
                                 let list = if key_text == "match" { &mut resp.matches } else { &mut resp.excludes };
                                 if !list.contains(&i) {
                                     list.push(i);

@@ -24,11 +24,13 @@ impl FileParser<'_> {
         let keys = selector_keys(self.generation, kind);
         let mut name = None;
         let mut seen: Vec<(Field, &Node)> = Vec::new();
+        let mut unknown = false;
         for (key, value) in pairs {
             let key_text = key.as_str().unwrap_or_default();
             let Some(&(_, field)) = keys.iter().find(|(k, _)| *k == key_text) else {
                 let hint = unknown_selector_key_hint(key_text, self.generation, kind);
                 self.sink.error(key.pos, format!("unknown selector condition `{key_text}`{hint}"));
+                unknown = true;
                 continue;
             };
             seen.push((field, key));
@@ -39,7 +41,7 @@ impl FileParser<'_> {
             }
         }
         self.conflicts(&seen);
-        if seen.iter().all(|(f, _)| *f == Field::Name) {
+        if !unknown && seen.iter().all(|(f, _)| *f == Field::Name) {
             self.sink.error(node.pos, "a selector needs at least one condition besides `name`");
         }
         let Some(name) = name else {

@@ -1,0 +1,113 @@
+//! `d4c eval`: what the policy decides for one event in one container, as JSON.
+//!
+//! The answer comes from the reference evaluator; the same event is also looked up in the
+//! compiled kernel entries, and a disagreement is reported as an internal error.
+
+use super::container_args::ContainerArgs;
+use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
+use d4c_policy::emulate::KernelMaps;
+use d4c_policy::{evaluate, Event, FileOp, ProcessOp};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("event").required(true).args(["file_op", "process_op"])))]
+pub struct Args {
+    /// Policy file or directory; repeatable.
+    #[arg(long, required = true, value_name = "PATH")]
+    policy: Vec<PathBuf>,
+    #[command(flatten)]
+    container: ContainerArgs,
+    /// File operation: createExecutable, modifyExecutable, execMemFd, createFile, modifyFile, deleteFile.
+    #[arg(long, value_name = "OP", requires = "path", conflicts_with = "process_op")]
+    file_op: Option<String>,
+    /// Target file path of the file operation, as the container sees it.
+    #[arg(long, value_name = "PATH")]
+    path: Option<String>,
+    /// Process operation: fork or exec.
+    #[arg(long, value_name = "OP", requires = "executable")]
+    process_op: Option<String>,
+    /// Executable path of the process.
+    #[arg(long, value_name = "PATH")]
+    executable: Option<String>,
+    /// Process name (comm); defaults to the executable's base name, cut to 15 bytes.
+    #[arg(long, value_name = "COMM")]
+    process_name: Option<String>,
+    /// The session leader has a controlling terminal.
+    #[arg(long)]
+    interactive: bool,
+}
+
+#[derive(Serialize)]
+struct Output {
+    actions: Vec<&'static str>,
+    selectors: Vec<String>,
+    responses: Vec<usize>,
+}
+
+/// Builds the event from the flags, or says which flag is wrong.
+fn event(args: &Args) -> Result<Event, String> {
+    if let Some(op) = &args.file_op {
+        let op = FileOp::from_name(op).ok_or_else(|| {
+            let all: Vec<&str> = FileOp::ALL.iter().map(|o| o.name()).collect();
+            format!("--file-op `{op}`: expected one of {}", all.join(", "))
+        })?;
+        let path = args.path.clone().unwrap_or_default();
+        return Ok(Event::File { op, path });
+    }
+    let op = args.process_op.as_deref().unwrap_or_default();
+    let op = ProcessOp::from_name(op).ok_or_else(|| format!("--process-op `{op}`: expected fork or exec"))?;
+    let executable = args.executable.clone().unwrap_or_default();
+    let name = match &args.process_name {
+        Some(n) if n.len() > 15 => return Err(format!("--process-name `{n}`: process names are at most 15 bytes")),
+        Some(n) => n.clone(),
+        None => default_name(&executable),
+    };
+    Ok(Event::Process { op, executable, name, interactive: args.interactive })
+}
+
+/// The name the kernel gives a program: its base name, at most 15 bytes.
+fn default_name(executable: &str) -> String {
+    let base = executable.rsplit('/').next().unwrap_or(executable);
+    let mut end = base.len().min(15);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base[..end].to_owned()
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let (container, event) = match (args.container.to_container(), event(args)) {
+        (Ok(c), Ok(e)) => (c, e),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("d4c eval: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(policy) = super::policy_arg::load(&args.policy) else { return ExitCode::from(2) };
+    let decision = evaluate(&policy, &container, &event);
+
+    let spec = RuleSetSpec::for_container(&policy, &container);
+    match compile_rule_set(&policy, &spec, 1) {
+        Ok(tables) => {
+            let kernel = KernelMaps::from_tables(&tables).decide(1, &event);
+            if kernel != decision.actions {
+                eprintln!(
+                    "d4c eval: internal error: the compiled kernel tables decide {:?} but the policy says {:?}; please report this with the policy and flags",
+                    kernel.names(),
+                    decision.actions.names()
+                );
+                return ExitCode::from(3);
+            }
+        }
+        Err(e) => eprintln!("d4c eval: warning: this container's rule set cannot be compiled for the kernel: {e}"),
+    }
+    let out = Output {
+        actions: decision.actions.names(),
+        selectors: decision.selectors.iter().map(|&i| policy.selector_label(i)).collect(),
+        responses: decision.responses,
+    };
+    println!("{}", serde_json::to_string(&out).expect("output serializes"));
+    ExitCode::SUCCESS
+}

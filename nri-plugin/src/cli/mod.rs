@@ -1,0 +1,38 @@
+//! Command-line interface: argument definitions and dispatch to the subcommands.
+
+mod check;
+mod container_args;
+mod eval;
+mod explain;
+mod policy_arg;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// d4c stops container drift: it blocks, in the kernel, processes in containers that create
+/// or change executables or run code from memory, as YAML policies say.
+#[derive(Parser)]
+#[command(name = "d4c", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("D4C_BUILD"), ")"), about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate policy files or directories: exit 0 when valid (warnings on stderr), 1 when not.
+    Check(check::Args),
+    /// Decide one event for one container, as the policy says; prints one JSON object.
+    Eval(eval::Args),
+    /// Show which selectors are live for a container and the kernel entries it compiles to.
+    Explain(explain::Args),
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Explain(args) => explain::run(&args),
+    }
+}
