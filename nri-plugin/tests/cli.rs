@@ -1,0 +1,131 @@
+//! The `d4c check`, `eval` and `explain` commands, run as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn d4c(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_d4c")).args(args).output().expect("d4c runs")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn policies() -> PathBuf {
+    root().join("config/policies")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn temp_policy(name: &str, yaml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("d4c-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn every_shipped_policy_passes_check() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(policies()).unwrap() {
+        let path = entry.unwrap().path();
+        let out = d4c(&["check", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+        n += 1;
+    }
+    assert!(n >= 5, "expected the example policies, found {n}");
+    assert!(d4c(&["check", policies().to_str().unwrap()]).status.success());
+}
+
+#[test]
+fn check_reports_file_line_column() {
+    let p = temp_policy("bad.yaml", "file:\n  selectors:\n    - name: s\n      operation: [createExecutabel]\n  responses:\n    - match: [s]\n      actions: [alert]\n");
+    let out = d4c(&["check", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let want = format!("{}:4:19: error: unknown file operation `createExecutabel`; did you mean `createExecutable`?", p.display());
+    assert!(err.lines().any(|l| l.starts_with(&want)), "{err}");
+
+    let out = d4c(&["check", "--format", "json", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["line"], 4);
+    assert_eq!(v["diagnostics"][0]["column"], 19);
+    assert_eq!(v["diagnostics"][0]["severity"], "error");
+
+    let out = d4c(&["check", "/nonexistent/d4c.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/d4c.yaml"));
+}
+
+#[test]
+fn check_warnings_keep_exit_zero() {
+    let p = temp_policy("warn.yaml", "file:\n  selectors:\n    - name: s\n      operation: [deleteFile]\n      targetFilePath: ['/**']\n  responses:\n    - match: [s]\n      actions: [alert, block]\n");
+    let out = d4c(&["check", p.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains(":7:7: warning: it is dangerous"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn eval_prints_the_decision() {
+    let prod = policies().join("block-drift-production.yaml");
+    let out = d4c(&["eval", "--policy", prod.to_str().unwrap(), "--namespace", "prod-eu", "--file-op", "createExecutable", "--path", "/tmp/x"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["alert","block"],"selectors":["productionPods","everyPod"],"responses":[0]}"#);
+
+    let out = d4c(&["eval", "--policy", prod.to_str().unwrap(), "--namespace", "dev", "--file-op", "createExecutable", "--path", "/tmp/x"]);
+    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["alert"],"selectors":["everyPod"],"responses":[1]}"#);
+
+    let default = policies().join("default.yaml");
+    let out = d4c(&["eval", "--policy", default.to_str().unwrap(), "--process-op", "exec", "--executable", "/bin/sh"]);
+    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["log"],"selectors":["allProcesses"],"responses":[1]}"#);
+
+    let seed = policies().join("seed-generation1.yaml");
+    let args = ["eval", "--policy", seed.to_str().unwrap(), "--image", "nginx", "--namespace", "default", "--label", "production=yes", "--pod-name", "nginx-pod-1", "--cluster-id", "cluster1", "--cluster-name", "kgCluster", "--file-op", "modifyExecutable", "--path", "/usr/local/bin/x"];
+    let out = d4c(&args);
+    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["alert","block"],"selectors":["exampleSelector"],"responses":[0]}"#);
+}
+
+#[test]
+fn eval_bad_input_exits_2() {
+    let default = policies().join("default.yaml");
+    let p = default.to_str().unwrap();
+    for args in [
+        vec!["eval", "--policy", p, "--file-op", "nope", "--path", "/x"],
+        vec!["eval", "--policy", p, "--path", "/x"],
+        vec!["eval", "--policy", p, "--label", "novalue", "--file-op", "createFile", "--path", "/x"],
+        vec!["eval", "--policy", p, "--image", "Bad Ref", "--file-op", "createFile", "--path", "/x"],
+        vec!["eval", "--policy", "/nonexistent.yaml", "--file-op", "createFile", "--path", "/x"],
+    ] {
+        let out = d4c(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(!text(&out.stderr).is_empty());
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn explain_shows_live_selectors_and_entries() {
+    let prod = policies().join("block-drift-production.yaml");
+    let out = d4c(&["explain", "--policy", prod.to_str().unwrap(), "--namespace", "prod", "--image", "nginx:1.25"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("live     file     productionPods"), "{s}");
+    assert!(s.contains("Kernel entries for this rule set: 1 file rules"), "{s}");
+    assert!(s.contains("createExecutable=alert+block"), "{s}");
+    let out = d4c(&["explain", "--policy", prod.to_str().unwrap()]);
+    let s = text(&out.stdout);
+    assert!(s.contains("not live file     productionPods"), "{s}");
+    assert!(s.contains("fails: namespace"), "{s}");
+}
+
+#[test]
+fn version_names_the_build() {
+    let out = d4c(&["--version"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("d4c 0."), "{}", text(&out.stdout));
+}
