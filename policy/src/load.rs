@@ -1,7 +1,7 @@
 //! Loading policy files and directories into one [`Policy`].
 //!
 //! A directory contributes its `*.yaml`/`*.yml` files (not recursive, hidden names skipped
-//! so Kubernetes ConfigMap mounts work), in byte order of their names. Each file is its own
+//! so Kubernetes `ConfigMap` mounts work), in byte order of their names. Each file is its own
 //! namespace: its responses reference its own selectors; all files' responses apply.
 
 use crate::diag::{Diagnostic, Sink};
@@ -59,7 +59,7 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
                 .filter(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
                     !name.starts_with('.')
-                        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                        && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
                         && p.is_file()
                 })
                 .collect();

@@ -146,8 +146,8 @@ impl Actions {
     }
 }
 
-/// One selector. Absent conditions (`None`) do not constrain; present ones are ANDed,
-/// and the values inside one condition are ORed.
+/// One selector. Absent conditions (`None`) do not constrain; present ones are `ANDed`,
+/// and the values inside one condition are `ORed`.
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
     pub name: String,

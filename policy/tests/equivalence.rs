@@ -121,7 +121,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                     continue;
                 }
                 let excludes = keep(x);
-                policy.responses.push(Response { source: 0, block, pos: Default::default(), matches, excludes, actions: Actions(actions) });
+                policy.responses.push(Response { source: 0, block, pos: d4c_policy::Pos::default(), matches, excludes, actions: Actions(actions) });
             }
             policy
         })

@@ -116,11 +116,13 @@ fn exclude_and_union() {
 fn volumes() {
     let p = one_selector("      ignoreVolumeMounts: true\n");
     let q = one_selector("      ignoreVolumeFiles: true\n");
-    let mut c = Container::default();
-    c.mounts = vec![
-        Mount { destination: "/data/".into(), file: false },
-        Mount { destination: "/etc/config.yaml".into(), file: true },
-    ];
+    let c = Container {
+        mounts: vec![
+            Mount { destination: "/data/".into(), file: false },
+            Mount { destination: "/etc/config.yaml".into(), file: true },
+        ],
+        ..Container::default()
+    };
     for (path, on_volume, on_file) in [
         ("/data", true, false),
         ("/data/x/y", true, false),

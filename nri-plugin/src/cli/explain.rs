@@ -121,6 +121,9 @@ fn describe_responses(out: &mut String, policy: &Policy, spec: &RuleSetSpec) {
     out.push('\n');
 }
 
+/// How each rest class reads in the table listing.
+const CLASS: [&str; REST_CLASSES] = ["exactly", "+name", "+deeper"];
+
 fn actions_text(a: u8) -> String {
     Actions(a).names().join("+")
 }
@@ -135,7 +138,6 @@ fn describe_tables(out: &mut String, t: &Tables) {
         let _ = writeln!(out, "  (none: nothing in the policy can act on this container; it need not be registered)");
         return;
     }
-    const CLASS: [&str; REST_CLASSES] = ["exactly", "+name", "+deeper"];
     if !t.file_rules.is_empty() {
         let _ = writeln!(out, "File rules (longest matching prefix; then what follows it: nothing, one name, or deeper):");
     }

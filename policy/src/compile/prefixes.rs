@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn parents() {
-        let s = PrefixSet::new(["/a/".into(), "/a/b".into(), "/ab".into(), "/a/b/c/".into()].map(|x: &str| x.as_bytes().to_vec()));
+        let s = PrefixSet::new(["/a/", "/a/b", "/ab", "/a/b/c/"].map(|x: &str| x.as_bytes().to_vec()));
         let name = |i: usize| String::from_utf8(s.keys[i].clone()).unwrap();
         let at = |k: &str| s.keys.iter().position(|x| x == k.as_bytes()).unwrap();
         let chain: Vec<String> = s.chain(at("/a/b/c/")).map(name).collect();

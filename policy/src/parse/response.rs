@@ -33,23 +33,20 @@ impl FileParser<'_> {
                         continue;
                     };
                     for item in items {
-                        match names.get(&item.text) {
-                            Some(&i) => {
-                                self.referenced.insert(i);
-                                let list = if key_text == "match" { &mut resp.matches } else { &mut resp.excludes };
-                                if !list.contains(&i) {
-                                    list.push(i);
-                                }
+                        if let Some(&i) = names.get(&item.text) {
+                            self.referenced.insert(i);
+                            let list = if key_text == "match" { &mut resp.matches } else { &mut resp.excludes };
+                            if !list.contains(&i) {
+                                list.push(i);
                             }
-                            None => {
-                                ok = false;
-                                let hint = self.unknown_reference_hint(kind, &item.text, names);
-                                self.sink.error(item.pos, format!(
-                                    "`{key_text}` names `{}`, but this file has no {} selector of that name{hint}",
-                                    item.text,
-                                    kind.word()
-                                ));
-                            }
+                        } else {
+                            ok = false;
+                            let hint = self.unknown_reference_hint(kind, &item.text, names);
+                            self.sink.error(item.pos, format!(
+                                "`{key_text}` names `{}`, but this file has no {} selector of that name{hint}",
+                                item.text,
+                                kind.word()
+                            ));
                         }
                     }
                 }
@@ -64,19 +61,16 @@ impl FileParser<'_> {
                         Generation::Two => &["log", "alert", "block"],
                     };
                     for item in items {
-                        match Actions::bit_of(&item.text).filter(|_| allowed.contains(&item.text.as_str())) {
-                            Some(bit) => resp.actions.0 |= bit,
-                            None => {
-                                ok = false;
-                                let hint = if item.text == "log" {
-                                    "; `log` exists only in generation 2 policies".to_owned()
-                                } else if let Some(near) = super::closest(&item.text, allowed.iter().copied()) {
-                                    format!("; did you mean `{near}`?")
-                                } else {
-                                    format!("; expected one of: {}", allowed.join(", "))
-                                };
-                                self.sink.error(item.pos, format!("unknown action `{}`{hint}", item.text));
-                            }
+                        if let Some(bit) = Actions::bit_of(&item.text).filter(|_| allowed.contains(&item.text.as_str())) { resp.actions.0 |= bit } else {
+                            ok = false;
+                            let hint = if item.text == "log" {
+                                "; `log` exists only in generation 2 policies".to_owned()
+                            } else if let Some(near) = super::closest(&item.text, allowed.iter().copied()) {
+                                format!("; did you mean `{near}`?")
+                            } else {
+                                format!("; expected one of: {}", allowed.join(", "))
+                            };
+                            self.sink.error(item.pos, format!("unknown action `{}`{hint}", item.text));
                         }
                     }
                 }

@@ -49,19 +49,16 @@ pub fn string_list(sink: &mut Sink, key: &str, value: &Node) -> Option<Vec<Spann
 
 /// A YAML boolean (`true`/`false` in any of YAML's spellings), unquoted.
 pub fn boolean(sink: &mut Sink, key: &str, value: &Node) -> Option<bool> {
-    match &value.kind {
-        NodeKind::Scalar { value: v, plain: true } => match v.as_str() {
-            "true" | "True" | "TRUE" => Some(true),
-            "false" | "False" | "FALSE" => Some(false),
-            _ => {
-                sink.error(value.pos, format!("`{key}` takes true or false, found `{v}`"));
-                None
-            }
-        },
+    if let NodeKind::Scalar { value: v, plain: true } = &value.kind { match v.as_str() {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
         _ => {
-            sink.error(value.pos, format!("`{key}` takes true or false (unquoted), found {}", value.type_name()));
+            sink.error(value.pos, format!("`{key}` takes true or false, found `{v}`"));
             None
         }
+    } } else {
+        sink.error(value.pos, format!("`{key}` takes true or false (unquoted), found {}", value.type_name()));
+        None
     }
 }
 
