@@ -120,3 +120,13 @@ pub fn compile_rule_set(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> R
     tables.proc_decisions = decisions;
     Ok(tables)
 }
+
+impl Tables {
+    /// Whether any entry can deny an operation (a `block` action somewhere).
+    #[must_use]
+    pub fn can_block(&self) -> bool {
+        let b = d4c_common::ACTION_BLOCK;
+        self.file_rules.iter().any(|(_, r)| r.actions.iter().flatten().any(|a| a & b != 0))
+            || self.proc_decisions.iter().any(|(_, d)| d.actions.iter().flatten().any(|a| a & b != 0))
+    }
+}

@@ -33,6 +33,12 @@ impl RuleSets {
         Ok((id, Some(tables)))
     }
 
+    /// Forgets rule set `id` (its containers are gone); a later container with the same
+    /// rule set gets a new id.
+    pub fn forget(&mut self, id: u32) {
+        self.ids.retain(|_, v| *v != id);
+    }
+
     /// Number of distinct rule sets assigned.
     #[must_use]
     pub fn len(&self) -> usize {

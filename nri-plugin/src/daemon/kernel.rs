@@ -1,0 +1,91 @@
+//! What the daemon needs from the kernel side: write and delete rule tables, register and
+//! unregister container cgroups. The eBPF enforcer implements it; [`MemoryKernel`] is the
+//! userspace stand-in for hosts that cannot load LSM programs and for unit tests.
+
+use d4c_common::ContainerEntry;
+use d4c_policy::compile::Tables;
+use std::collections::BTreeMap;
+
+/// The kernel maps as the daemon drives them.
+pub trait KernelState {
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Inserts or replaces every entry of `tables`.
+    fn write_tables(&mut self, tables: &Tables) -> Result<(), Self::Error>;
+    /// Deletes every entry of `tables` (absent entries are not an error).
+    fn delete_tables(&mut self, tables: &Tables) -> Result<(), Self::Error>;
+    /// Puts `cgroup_id` under the rule set in `entry` (replacing any previous entry).
+    fn register(&mut self, cgroup_id: u64, entry: ContainerEntry) -> Result<(), Self::Error>;
+    /// Removes `cgroup_id` (absent is not an error).
+    fn unregister(&mut self, cgroup_id: u64) -> Result<(), Self::Error>;
+}
+
+/// Kernel state kept in memory: counts entries per map, can be told to fail.
+#[derive(Debug, Default)]
+pub struct MemoryKernel {
+    pub containers: BTreeMap<u64, ContainerEntry>,
+    /// Entries per rule set id.
+    pub entries: BTreeMap<u32, usize>,
+    /// When set, the next operation of this kind fails.
+    pub fail_next: Option<&'static str>,
+}
+
+/// The failure a [`MemoryKernel`] was told to produce.
+#[derive(Debug, thiserror::Error)]
+#[error("simulated kernel failure in {0}")]
+pub struct MemoryKernelError(&'static str);
+
+impl MemoryKernel {
+    fn check(&mut self, op: &'static str) -> Result<(), MemoryKernelError> {
+        if self.fail_next == Some(op) {
+            self.fail_next = None;
+            return Err(MemoryKernelError(op));
+        }
+        Ok(())
+    }
+
+    fn rule_sets(tables: &Tables) -> Vec<u32> {
+        let mut ids: Vec<u32> = tables
+            .file_rules
+            .iter()
+            .map(|(k, _)| k.rule_set())
+            .chain(tables.exe_rules.iter().map(|(k, _)| k.rule_set()))
+            .chain(tables.comm_rules.iter().map(|(k, _)| k.rule_set))
+            .chain(tables.proc_decisions.iter().map(|(k, _)| k.rule_set))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+impl KernelState for MemoryKernel {
+    type Error = MemoryKernelError;
+
+    fn write_tables(&mut self, tables: &Tables) -> Result<(), Self::Error> {
+        self.check("write_tables")?;
+        for id in Self::rule_sets(tables) {
+            *self.entries.entry(id).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn delete_tables(&mut self, tables: &Tables) -> Result<(), Self::Error> {
+        self.check("delete_tables")?;
+        for id in Self::rule_sets(tables) {
+            self.entries.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn register(&mut self, cgroup_id: u64, entry: ContainerEntry) -> Result<(), Self::Error> {
+        self.check("register")?;
+        self.containers.insert(cgroup_id, entry);
+        Ok(())
+    }
+
+    fn unregister(&mut self, cgroup_id: u64) -> Result<(), Self::Error> {
+        self.check("unregister")?;
+        self.containers.remove(&cgroup_id);
+        Ok(())
+    }
+}

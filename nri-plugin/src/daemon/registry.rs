@@ -1,0 +1,287 @@
+//! The containers d4c manages and the rule sets they run under, kept in step with the
+//! kernel maps: registration at container start, removal, policy reload with no
+//! unprotected moment, and rebuild from a runtime's Synchronize.
+
+use super::kernel::KernelState;
+use d4c_common::ContainerEntry;
+use d4c_policy::compile::{CompileError, RuleSets, Tables};
+use d4c_policy::{Container, Policy};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A container as the runtime describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub attrs: Container,
+    /// The container's cgroup v2 id (inode of its cgroup directory).
+    pub cgroup_id: u64,
+}
+
+/// A managed container and the rule set it is registered under (`None`: no policy
+/// applies to it, so it is not in the kernel map).
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub info: ContainerInfo,
+    pub rule_set: Option<u32>,
+}
+
+/// What happened at a container start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Registered under this rule set.
+    Protected { rule_set: u32 },
+    /// Nothing in the policy can act on this container.
+    NoPolicy,
+    /// Registration failed, but no response of its rule set blocks: it runs without alerts.
+    Unprotected { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("container {id}: the policy cannot be compiled for it: {source}")]
+    Compile {
+        id: String,
+        #[source]
+        source: CompileError,
+    },
+    #[error("container {id}: a blocking policy covers it but it cannot be registered in the kernel: {source}")]
+    Refused {
+        id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("policy reload failed, the previous policy stays in force: {source}")]
+    Reload {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// One policy revision: its rule sets and their entries.
+struct Revision {
+    number: u64,
+    policy: Arc<Policy>,
+    sets: RuleSets,
+    tables: BTreeMap<u32, Tables>,
+    users: BTreeMap<u32, usize>,
+}
+
+impl Revision {
+    fn new(number: u64, policy: Arc<Policy>, first_id: u32) -> Self {
+        Revision { number, policy, sets: RuleSets::starting_at(first_id), tables: BTreeMap::new(), users: BTreeMap::new() }
+    }
+
+    /// The rule set of `attrs`, and its tables if they were compiled just now.
+    fn assign(&mut self, attrs: &Container) -> Result<(u32, Option<&Tables>), CompileError> {
+        let (id, new) = self.sets.assign(&self.policy, attrs)?;
+        let fresh = new.is_some();
+        if let Some(t) = new {
+            self.tables.insert(id, t);
+        }
+        Ok((id, if fresh { self.tables.get(&id) } else { None }))
+    }
+}
+
+/// Managed containers and the kernel state that protects them.
+pub struct Registry<K: KernelState> {
+    kernel: K,
+    rev: Revision,
+    containers: BTreeMap<String, Managed>,
+}
+
+impl<K: KernelState> Registry<K> {
+    #[must_use]
+    pub fn new(kernel: K, policy: Arc<Policy>) -> Self {
+        Registry { kernel, rev: Revision::new(1, policy, 1), containers: BTreeMap::new() }
+    }
+
+    /// Registers a starting container. `Err` means the start must be refused.
+    pub fn start(&mut self, info: ContainerInfo) -> Result<Started, RegistryError> {
+        if self.containers.contains_key(&info.id) {
+            self.remove(&info.id);
+        }
+        let (id, fresh) = self
+            .rev
+            .assign(&info.attrs)
+            .map_err(|source| RegistryError::Compile { id: info.id.clone(), source })?;
+        if let Some(tables) = fresh {
+            if !tables.is_empty() {
+                if let Err(e) = self.kernel.write_tables(tables) {
+                    let can_block = tables.can_block();
+                    self.rev.tables.remove(&id);
+                    self.rev.sets.forget(id);
+                    return self.failed(info, can_block, Box::new(e));
+                }
+            }
+        }
+        let tables = &self.rev.tables[&id];
+        if tables.is_empty() {
+            self.containers.insert(info.id.clone(), Managed { info, rule_set: None });
+            return Ok(Started::NoPolicy);
+        }
+        if let Err(e) = self.kernel.register(info.cgroup_id, ContainerEntry { rule_set: id, flags: 0 }) {
+            let can_block = tables.can_block();
+            self.release(id);
+            return self.failed(info, can_block, Box::new(e));
+        }
+        *self.rev.users.entry(id).or_default() += 1;
+        self.containers.insert(info.id.clone(), Managed { info, rule_set: Some(id) });
+        Ok(Started::Protected { rule_set: id })
+    }
+
+    fn failed(
+        &mut self,
+        info: ContainerInfo,
+        can_block: bool,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Result<Started, RegistryError> {
+        if can_block {
+            return Err(RegistryError::Refused { id: info.id, source });
+        }
+        let reason = source.to_string();
+        self.containers.insert(info.id.clone(), Managed { info, rule_set: None });
+        Ok(Started::Unprotected { reason })
+    }
+
+    /// Forgets a container; its rule set's entries go when no container uses them.
+    pub fn remove(&mut self, id: &str) -> Option<Managed> {
+        let managed = self.containers.remove(id)?;
+        if let Some(rs) = managed.rule_set {
+            if let Err(e) = self.kernel.unregister(managed.info.cgroup_id) {
+                tracing::warn!(container = id, error = %e, "could not remove the container's kernel entry");
+            }
+            if let Some(n) = self.rev.users.get_mut(&rs) {
+                *n -= 1;
+                if *n == 0 {
+                    self.release(rs);
+                }
+            }
+        }
+        Some(managed)
+    }
+
+    /// Deletes a rule set nobody uses any more.
+    fn release(&mut self, rs: u32) {
+        self.rev.users.remove(&rs);
+        self.rev.sets.forget(rs);
+        if let Some(t) = self.rev.tables.remove(&rs) {
+            if let Err(e) = self.kernel.delete_tables(&t) {
+                tracing::warn!(rule_set = rs, error = %e, "could not delete unused rule-set entries");
+            }
+        }
+    }
+
+    /// Switches every container to `policy`: new rule sets are written under new ids, each
+    /// container's entry is switched, then the old rule sets are deleted. On any failure
+    /// the previous policy stays in force, entries and all.
+    pub fn reload(&mut self, policy: Arc<Policy>) -> Result<u64, RegistryError> {
+        let mut next = Revision::new(self.rev.number + 1, policy, self.rev.sets.next_id());
+        let mut plan: Vec<(String, Option<u32>)> = Vec::new();
+        let mut written: Vec<u32> = Vec::new();
+        let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            for (cid, m) in &self.containers {
+                let (id, fresh) = next.assign(&m.info.attrs)?;
+                if let Some(t) = fresh {
+                    if !t.is_empty() {
+                        self.kernel.write_tables(t)?;
+                        written.push(id);
+                    }
+                }
+                let live = !next.tables[&id].is_empty();
+                plan.push((cid.clone(), live.then_some(id)));
+            }
+            Ok(())
+        })();
+        if let Err(source) = result {
+            for id in written {
+                let _ = self.kernel.delete_tables(&next.tables[&id]);
+            }
+            return Err(RegistryError::Reload { source });
+        }
+        // Switch entries; undo the switched ones if one fails.
+        let mut switched: Vec<&str> = Vec::new();
+        for (cid, new_rs) in &plan {
+            let m = &self.containers[cid];
+            let r = match new_rs {
+                Some(rs) => self.kernel.register(m.info.cgroup_id, ContainerEntry { rule_set: *rs, flags: 0 }),
+                None => self.kernel.unregister(m.info.cgroup_id),
+            };
+            if let Err(e) = r {
+                for back in &switched {
+                    let m = &self.containers[*back];
+                    let _ = match m.rule_set {
+                        Some(rs) => self.kernel.register(m.info.cgroup_id, ContainerEntry { rule_set: rs, flags: 0 }),
+                        None => self.kernel.unregister(m.info.cgroup_id),
+                    };
+                }
+                for id in &written {
+                    let _ = self.kernel.delete_tables(&next.tables[id]);
+                }
+                return Err(RegistryError::Reload { source: Box::new(e) });
+            }
+            switched.push(cid);
+        }
+        for (cid, new_rs) in plan {
+            if let Some(rs) = new_rs {
+                *next.users.entry(rs).or_default() += 1;
+            }
+            if let Some(m) = self.containers.get_mut(&cid) {
+                m.rule_set = new_rs;
+            }
+        }
+        let old = std::mem::replace(&mut self.rev, next);
+        for t in old.tables.values().filter(|t| !t.is_empty()) {
+            if let Err(e) = self.kernel.delete_tables(t) {
+                tracing::warn!(error = %e, "could not delete a rule set of the previous policy");
+            }
+        }
+        Ok(self.rev.number)
+    }
+
+    /// Rebuilds from the runtime's full list: starts every listed container and forgets
+    /// those not listed. Returns the per-container outcomes.
+    pub fn synchronize(&mut self, infos: Vec<ContainerInfo>) -> Vec<(String, Result<Started, RegistryError>)> {
+        let listed: std::collections::BTreeSet<String> = infos.iter().map(|i| i.id.clone()).collect();
+        let gone: Vec<String> = self.containers.keys().filter(|k| !listed.contains(*k)).cloned().collect();
+        for id in gone {
+            self.remove(&id);
+        }
+        infos.into_iter().map(|i| (i.id.clone(), self.start(i))).collect()
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = &Managed> {
+        self.containers.values()
+    }
+
+    /// The managed container whose cgroup is `cgroup_id`.
+    #[must_use]
+    pub fn by_cgroup(&self, cgroup_id: u64) -> Option<&Managed> {
+        self.containers.values().find(|m| m.info.cgroup_id == cgroup_id)
+    }
+
+    #[must_use]
+    pub fn revision(&self) -> u64 {
+        self.rev.number
+    }
+
+    #[must_use]
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.rev.policy
+    }
+
+    /// Rule sets with entries in the kernel.
+    #[must_use]
+    pub fn rule_sets(&self) -> usize {
+        self.rev.tables.values().filter(|t| !t.is_empty()).count()
+    }
+
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+}

@@ -1,0 +1,110 @@
+//! Registry behaviour against the in-memory kernel: registration, refusal, removal,
+//! reload without an unprotected moment, synchronize.
+
+use super::kernel::MemoryKernel;
+use super::registry::{ContainerInfo, Registry, RegistryError, Started};
+use d4c_policy::{load_str, Container, Policy};
+use std::sync::Arc;
+
+fn policy(actions: &str, namespace: &str) -> Arc<Policy> {
+    let yaml = format!(
+        "file:\n  selectors:\n    - name: s\n      operation: [createExecutable]\n      kubernetesNamespace: ['{namespace}']\n  responses:\n    - match: [s]\n      actions: [{actions}]\n"
+    );
+    Arc::new(load_str("p.yaml", &yaml).unwrap().policy)
+}
+
+fn info(id: &str, ns: &str, cgroup_id: u64) -> ContainerInfo {
+    ContainerInfo {
+        id: id.into(),
+        name: id.into(),
+        attrs: Container { namespace: Some(ns.into()), orchestrator: Some("kubernetes".into()), ..Container::default() },
+        cgroup_id,
+    }
+}
+
+#[test]
+fn containers_share_rule_sets_and_unmatched_ones_stay_out() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert, block", "prod"));
+    assert_eq!(r.start(info("a", "prod", 10)).unwrap(), Started::Protected { rule_set: 1 });
+    assert_eq!(r.start(info("b", "prod", 11)).unwrap(), Started::Protected { rule_set: 1 });
+    assert_eq!(r.start(info("c", "dev", 12)).unwrap(), Started::NoPolicy);
+    let k = r.kernel();
+    assert_eq!(k.containers.len(), 2);
+    assert_eq!(k.entries.len(), 1, "one rule set written once");
+    assert!(!k.containers.contains_key(&12));
+    assert_eq!(r.rule_sets(), 1);
+}
+
+#[test]
+fn a_blocking_container_that_cannot_be_registered_is_refused() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert, block", "prod"));
+    r.kernel_mut().fail_next = Some("register");
+    let e = r.start(info("a", "prod", 10)).unwrap_err();
+    assert!(matches!(e, RegistryError::Refused { .. }), "{e}");
+    assert!(e.to_string().contains("cannot be registered"));
+    assert!(r.kernel().entries.is_empty(), "the unused rule set is cleaned up");
+
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert, block", "prod"));
+    r.kernel_mut().fail_next = Some("write_tables");
+    assert!(matches!(r.start(info("a", "prod", 10)), Err(RegistryError::Refused { .. })));
+    // The next attempt compiles and writes again, and succeeds.
+    assert_eq!(r.start(info("a", "prod", 10)).unwrap(), Started::Protected { rule_set: 2 });
+
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
+    r.kernel_mut().fail_next = Some("register");
+    assert!(matches!(r.start(info("a", "prod", 10)).unwrap(), Started::Unprotected { .. }));
+}
+
+#[test]
+fn removal_unregisters_and_drops_unused_rule_sets() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
+    r.start(info("a", "prod", 10)).unwrap();
+    r.start(info("b", "prod", 11)).unwrap();
+    r.remove("a");
+    assert_eq!(r.kernel().entries.len(), 1);
+    assert!(!r.kernel().containers.contains_key(&10));
+    r.remove("b");
+    assert!(r.kernel().entries.is_empty());
+    assert!(r.kernel().containers.is_empty());
+    assert!(r.remove("b").is_none());
+}
+
+#[test]
+fn reload_switches_everything_or_nothing() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
+    r.start(info("a", "prod", 10)).unwrap();
+    r.start(info("c", "dev", 12)).unwrap();
+    assert_eq!(r.reload(policy("alert, block", "dev")).unwrap(), 2);
+    let k = r.kernel();
+    assert!(!k.containers.contains_key(&10), "prod is no longer covered");
+    let dev = k.containers[&12].rule_set;
+    assert!(dev > 1, "new rule sets get new ids");
+    assert_eq!(k.entries.keys().copied().collect::<Vec<_>>(), vec![dev], "old rule sets deleted");
+
+    // A failure while writing the new tables keeps the old policy in force.
+    r.kernel_mut().fail_next = Some("write_tables");
+    assert!(matches!(r.reload(policy("alert", "*")), Err(RegistryError::Reload { .. })));
+    assert_eq!(r.revision(), 2);
+    assert_eq!(r.kernel().containers[&12].rule_set, dev);
+    assert_eq!(r.kernel().entries.keys().copied().collect::<Vec<_>>(), vec![dev]);
+
+    // A failure while switching entries rolls the switched ones back.
+    r.start(info("d", "dev", 13)).unwrap();
+    r.kernel_mut().fail_next = Some("register");
+    assert!(r.reload(policy("alert", "*")).is_err());
+    assert_eq!(r.kernel().containers[&12].rule_set, dev);
+    assert_eq!(r.kernel().containers[&13].rule_set, dev);
+    assert_eq!(r.kernel().entries.keys().copied().collect::<Vec<_>>(), vec![dev], "new tables removed again");
+}
+
+#[test]
+fn synchronize_rebuilds() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "*"));
+    r.start(info("old", "prod", 9)).unwrap();
+    let out = r.synchronize(vec![info("a", "prod", 10), info("b", "dev", 11)]);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|(_, r)| matches!(r, Ok(Started::Protected { .. }))));
+    let ids: Vec<u64> = r.kernel().containers.keys().copied().collect();
+    assert_eq!(ids, vec![10, 11]);
+    assert_eq!(r.by_cgroup(11).unwrap().info.id, "b");
+}
