@@ -1,0 +1,148 @@
+//! `cargo xtask vm`: runs a command as root in a QEMU guest booting a stock Debian cloud
+//! kernel, with the freshly built `d4c` on PATH (see docs/vm-harness.md).
+
+mod apt;
+mod binaries;
+mod cache;
+mod cpio;
+mod debver;
+mod initramfs;
+mod kernel;
+mod modules;
+mod qemu;
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+pub use kernel::KernelChoice;
+
+/// Environment variables passed into the guest command, by name prefix.
+const ENV_PREFIXES: &[&str] = &["D4C_", "RUST_"];
+
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// Debian cloud kernel to boot.
+    #[arg(long, value_enum)]
+    pub kernel: KernelChoice,
+    /// File or directory to copy to /opt/with/<basename> in the guest (repeatable).
+    #[arg(long = "with", value_name = "PATH")]
+    pub with: Vec<PathBuf>,
+    /// Kill the guest and fail after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1200)]
+    pub timeout: u64,
+    /// The command to run as root in the guest, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+/// Runs the command in the guest; returns its exit status.
+pub fn run(args: &VmArgs) -> Result<u8> {
+    let started = Instant::now();
+    qemu::check_installed()?;
+    for path in &args.with {
+        path.symlink_metadata()
+            .with_context(|| format!("--with {}", path.display()))?;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_owned();
+    let cache = cache::Cache::open()?;
+
+    // Build d4c while the kernel is being fetched.
+    let build = thread::spawn(move || binaries::build_d4c(&workspace));
+    let prepared = (|| {
+        let _lock = cache.lock()?;
+        let kernel = kernel::prepare(&cache, args.kernel)?;
+        let base = initramfs::base(&cache)?;
+        anyhow::Ok((kernel, base))
+    })();
+    let d4c = build
+        .join()
+        .map_err(|_| anyhow::anyhow!("the d4c build thread panicked"))??;
+    let (kernel, base) = prepared?;
+
+    let run_dir = tempfile::Builder::new()
+        .prefix("d4c-vm-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let nonce = nonce();
+    let env = passed_env();
+    let initrd = run_dir.path().join("initramfs.cpio");
+    if !args.with.is_empty() {
+        progress("packing the initramfs with the --with files");
+    }
+    initramfs::write_run(
+        &initrd,
+        &base,
+        &kernel,
+        &initramfs::RunFiles {
+            d4c: &d4c,
+            with: &args.with,
+            argv: &args.cmd,
+            env: &env,
+            nonce: &nonce,
+        },
+    )?;
+
+    progress(format_args!(
+        "booting kernel {} ({}) under QEMU/TCG, {:.1} s after start",
+        kernel.label,
+        kernel.release,
+        started.elapsed().as_secs_f64()
+    ));
+    let finished = qemu::run(&qemu::Boot {
+        kernel: &kernel,
+        initramfs: &initrd,
+        console_log: &run_dir.path().join("console.log"),
+        nonce: &nonce,
+        timeout: Duration::from_secs(args.timeout),
+        failure_log: cache.dir(&format!("last-failure-{}.log", kernel.label)),
+    })?;
+    for warning in &finished.warnings {
+        progress(warning);
+    }
+    let uptime = |t: Option<f64>| t.map_or_else(|| "?".into(), |t| format!("{t:.1} s"));
+    progress(format_args!(
+        "exit status {}; guest ran {:.1} s (command started at uptime {}, ended at {}); total {:.1} s",
+        finished.status,
+        finished.wall.as_secs_f64(),
+        uptime(finished.started_at),
+        uptime(finished.ended_at),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(finished.status)
+}
+
+/// One line on stderr about a step that may take a while (stdout is the command's).
+pub fn progress(msg: impl Display) {
+    eprintln!("[xtask vm] {msg}");
+}
+
+/// `D4C_*` and `RUST_*` variables with names sh accepts.
+fn passed_env() -> Vec<(OsString, OsString)> {
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|n| {
+                ENV_PREFIXES.iter().any(|p| n.starts_with(p))
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+        })
+        .collect();
+    env.sort();
+    env
+}
+
+/// Tags this run's exit-status line, so nothing else on the console can pass for it.
+fn nonce() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
