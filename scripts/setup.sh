@@ -3,7 +3,8 @@
 # each step checks first and says what it does. Needs root for apt (skipped with a note
 # otherwise). Toolchain pieces: nightly rust-src (eBPF build), bpf-linker built against
 # Debian's LLVM 22, cargo-fuzz; packages: qemu-system-x86, busybox-static, cpio, zstd
-# (guest harness), protobuf-compiler (CRI test client).
+# (guest harness), protobuf-compiler (CRI test client), and containerd 1.7 with NRI
+# (tests/containerd/setup.sh).
 set -euo pipefail
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -38,5 +39,11 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz (about a minute)"
     cargo install cargo-fuzz --locked --quiet
+fi
+# containerd 1.7 with NRI (from Debian 13, pinned) for the end-to-end tests.
+if [[ $(id -u) -eq 0 ]]; then
+    "$(dirname "$0")/../tests/containerd/setup.sh"
+else
+    say "not root: skipping the containerd install (tests/containerd/setup.sh)"
 fi
 say "ready"

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Runs the whole d4c test suite: unit and integration tests (with the 100,000-case
-# property test), a bounded fuzzing run, and the privileged tiers where this machine has
-# what they need. Privileged tiers skip with a reason, or fail when
-# D4C_REQUIRE_PRIVILEGED=1 (CI sets it).
+# Runs the whole d4c test suite:
+#   (a) unit and integration tests, with the 128,000-case property test;
+#   (b) kernel tests, run inside QEMU guests booting Debian's 6.1, 6.12 and newest kernels
+#       (this machine's kernel may not load LSM programs);
+#   (c) end-to-end tests against a real containerd on this host;
+#   and a bounded fuzzing run. Tiers (b) and (c) skip with a reason where the machine lacks
+#   what they need, and fail instead when D4C_REQUIRE_PRIVILEGED=1 (CI sets it), which
+#   sets the per-tier variables D4C_REQUIRE_QEMU, D4C_REQUIRE_CONTAINERD (host) and
+#   D4C_REQUIRE_BPF_LSM (inside the guests).
 #
-#   scripts/test.sh            # everything
-#   D4C_FUZZ_SECONDS=0 ...     # skip fuzzing
+#   scripts/test.sh                      # everything
+#   D4C_FUZZ_SECONDS=0 scripts/test.sh   # without fuzzing
+#   D4C_KERNELS="6.12" scripts/test.sh   # guest tests on one kernel
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +21,32 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
-step "cargo test --workspace (tiers a, b, c)"
+if [[ ${D4C_REQUIRE_PRIVILEGED:-0} == 1 ]]; then
+    export D4C_REQUIRE_QEMU=1 D4C_REQUIRE_CONTAINERD=1
+fi
+
+step "cargo test --workspace (tiers a and c; tier b skips here and runs in the guests below)"
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
+
+step "kernel tests in QEMU guests (tier b)"
+if ! command -v qemu-system-x86_64 >/dev/null; then
+    [[ ${D4C_REQUIRE_QEMU:-0} == 1 ]] && { echo "kernel tests: 0 passed, 1 failed (no qemu-system-x86_64)" | tee -a "$log"; status=1; } \
+        || echo "skipping kernel tests - no qemu-system-x86_64 (scripts/setup.sh installs it)"
+else
+    kernel_bin=$(cargo test -p d4c-tests --test kernel --no-run --message-format=json 2>/dev/null \
+        | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1)
+    for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
+        echo "--- kernel $k"
+        if cargo xtask vm --kernel "$k" --with "$kernel_bin" -- \
+            env D4C_REQUIRE_BPF_LSM="${D4C_REQUIRE_PRIVILEGED:-0}" "/opt/with/$(basename "$kernel_bin")" --test-threads=1 2>&1 | tee -a "$log"; then
+            :
+        else
+            echo "kernel tests on $k failed"
+            status=1
+        fi
+    done
+fi
 
 fuzz_seconds=${D4C_FUZZ_SECONDS:-60}
 if ((fuzz_seconds > 0)); then

@@ -1,8 +1,9 @@
 //! Constants shared by the kernel programs and userspace: operations, actions, classes, limits.
 
 /// Bytes of a path that take part in a rule-table (LPM trie) lookup. Every stored prefix is
-/// at most this long; the rest of a longer path is only scanned for its class.
-pub const PATH_KEY_MAX: usize = 256;
+/// at most this long; the rest of a longer path is only scanned for its class. The kernel
+/// caps LPM trie data at 256 bytes (`LPM_DATA_SIZE_MAX`), 4 of which are the rule set.
+pub const PATH_KEY_MAX: usize = 252;
 
 /// Bytes of a process name as the kernel keeps it (`TASK_COMM_LEN`), NUL included.
 pub const COMM_LEN: usize = 16;
@@ -52,3 +53,28 @@ pub const CNT_RINGBUF_DROPS: u32 = 3;
 /// Paths that could not be resolved (the decision then used the path's fallback).
 pub const CNT_PATH_ERRORS: u32 = 4;
 pub const COUNTERS: u32 = 8;
+
+// Hooks, for `Event::hook` (the userspace side names them with [`HOOK_NAMES`]).
+pub const HOOK_PATH_CHMOD: u16 = 0;
+pub const HOOK_PATH_MKNOD: u16 = 1;
+pub const HOOK_FILE_OPEN: u16 = 2;
+pub const HOOK_PATH_TRUNCATE: u16 = 3;
+pub const HOOK_PATH_UNLINK: u16 = 4;
+pub const HOOK_PATH_LINK: u16 = 5;
+pub const HOOK_PATH_RENAME: u16 = 6;
+pub const HOOK_BPRM_CREDS_FOR_EXEC: u16 = 7;
+pub const HOOK_TASK_ALLOC: u16 = 8;
+pub const HOOK_FILE_TRUNCATE: u16 = 9;
+/// `HOOK_NAMES[hook]` is the LSM hook's name as ECS `cloud_defend.hook_point` shows it.
+pub const HOOK_NAMES: [&str; 10] = [
+    "path_chmod",
+    "path_mknod",
+    "file_open",
+    "path_truncate",
+    "path_unlink",
+    "path_link",
+    "path_rename",
+    "bprm_creds_for_exec",
+    "task_alloc",
+    "file_truncate",
+];

@@ -21,7 +21,8 @@ pub const FLAG_DENIED: u8 = 4;
 pub struct Event {
     /// `EVENT_FILE` or `EVENT_PROCESS`.
     pub kind: u8,
-    /// File or process operation index (`OP_*`).
+    /// File or process operation index (`OP_*`): the first operation of `ops` whose
+    /// actions are not empty.
     pub op: u8,
     /// `ACTION_*` bits of the decision.
     pub actions: u8,
@@ -36,16 +37,23 @@ pub struct Event {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
-    /// File mode (type and permission bits) of the target or the requested mode.
+    /// File mode (type and permission bits): the target's, or the requested new mode for
+    /// `path_chmod` / `path_mknod`.
     pub mode: u32,
     /// Which hook decided (an index into the loader's hook list).
     pub hook: u16,
     pub path_len: u16,
     pub exe_len: u16,
     pub interactive: u8,
-    pub _pad: [u8; 1],
+    /// Every operation this event is, as bits `1 << OP_*` (a `chmod +x` is both
+    /// createExecutable and modifyFile); `actions` is the union of their actions.
+    pub ops: u8,
     pub comm: [u8; COMM_LEN],
+    /// File events: the target path as the container sees it (`memfd:NAME` for execMemFd).
+    /// Process events: the executable being run (exec) or running (fork).
     pub path: [u8; EVENT_PATH_MAX],
+    /// File events and fork: the acting process's executable (`mm->exe_file`).
+    /// Exec: the file name as passed to execve (`bprm->filename`).
     pub exe: [u8; EVENT_EXE_MAX],
 }
 const _: () = assert!(core::mem::size_of::<Event>() == 56 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);

@@ -1,5 +1,9 @@
 //! Kernel struct field offsets, read by userspace from the running kernel's BTF and given to
 //! the programs as a frozen read-only global, so one built artifact runs on many kernels.
+//!
+//! `fields[OFF_X]` is the byte offset of one field (nested members and anonymous unions
+//! already summed up). The kernel programs read a field only through these offsets; the
+//! userspace loader fills every index listed in [`FIELDS`] or refuses to load.
 
 /// Byte offsets of the kernel struct fields the programs read. Zero means "not present".
 #[repr(C)]
@@ -14,3 +18,100 @@ impl Default for KernelOffsets {
         KernelOffsets { fields: [0; 64] }
     }
 }
+
+/// Set by the loader to [`OFFSETS_MAGIC`] once every field is filled; the programs allow
+/// everything while it is not (an artifact loaded without offsets never dereferences junk).
+pub const OFF_MAGIC: usize = 0;
+pub const OFFSETS_MAGIC: u32 = 0xd4c0_0001;
+// struct task_struct
+pub const OFF_TASK_FS: usize = 1;
+pub const OFF_TASK_MM: usize = 2;
+pub const OFF_TASK_SIGNAL: usize = 3;
+pub const OFF_TASK_REAL_PARENT: usize = 4;
+pub const OFF_TASK_TGID: usize = 5;
+// struct fs_struct
+pub const OFF_FS_ROOT: usize = 6;
+// struct path
+pub const OFF_PATH_MNT: usize = 7;
+pub const OFF_PATH_DENTRY: usize = 8;
+// struct dentry
+pub const OFF_DENTRY_PARENT: usize = 9;
+/// `d_name.len` (inside the anonymous union of `struct qstr`).
+pub const OFF_DENTRY_NAME_LEN: usize = 10;
+/// `d_name.name`.
+pub const OFF_DENTRY_NAME_PTR: usize = 11;
+pub const OFF_DENTRY_INODE: usize = 12;
+pub const OFF_DENTRY_SB: usize = 13;
+// struct vfsmount
+pub const OFF_VFSMOUNT_ROOT: usize = 14;
+// struct mount
+/// Offset of the embedded `struct vfsmount mnt` in `struct mount` (container_of).
+pub const OFF_MOUNT_MNT: usize = 15;
+pub const OFF_MOUNT_PARENT: usize = 16;
+pub const OFF_MOUNT_MOUNTPOINT: usize = 17;
+// struct file
+pub const OFF_FILE_PATH: usize = 18;
+pub const OFF_FILE_INODE: usize = 19;
+pub const OFF_FILE_MODE: usize = 20;
+// struct inode
+pub const OFF_INODE_MODE: usize = 21;
+pub const OFF_INODE_SB: usize = 22;
+// struct super_block
+pub const OFF_SB_MAGIC: usize = 23;
+pub const OFF_SB_FLAGS: usize = 24;
+// struct mm_struct
+pub const OFF_MM_EXE_FILE: usize = 25;
+// struct signal_struct
+pub const OFF_SIGNAL_TTY: usize = 26;
+// struct linux_binprm
+pub const OFF_BPRM_FILE: usize = 27;
+pub const OFF_BPRM_FILENAME: usize = 28;
+// struct cgroup, struct cgroup_subsys_state, struct kernfs_node
+/// `cgroup.self.parent` (a `struct cgroup_subsys_state *`; `self` is a cgroup's first member).
+pub const OFF_CGROUP_PARENT_CSS: usize = 29;
+/// `cgroup.kn`.
+pub const OFF_CGROUP_KN: usize = 30;
+/// `kernfs_node.id` (the cgroup id).
+pub const OFF_KERNFS_ID: usize = 31;
+/// Offset of `struct cgroup_subsys_state self` in `struct cgroup` (container_of).
+pub const OFF_CGROUP_SELF: usize = 32;
+/// Number of used indices.
+pub const OFF_COUNT: usize = 33;
+
+/// Every field the loader resolves: (index, struct, member path with `.` for nesting).
+/// A member path may cross anonymous unions and structs without naming them.
+pub const FIELDS: &[(usize, &str, &str)] = &[
+    (OFF_TASK_FS, "task_struct", "fs"),
+    (OFF_TASK_MM, "task_struct", "mm"),
+    (OFF_TASK_SIGNAL, "task_struct", "signal"),
+    (OFF_TASK_REAL_PARENT, "task_struct", "real_parent"),
+    (OFF_TASK_TGID, "task_struct", "tgid"),
+    (OFF_FS_ROOT, "fs_struct", "root"),
+    (OFF_PATH_MNT, "path", "mnt"),
+    (OFF_PATH_DENTRY, "path", "dentry"),
+    (OFF_DENTRY_PARENT, "dentry", "d_parent"),
+    (OFF_DENTRY_NAME_LEN, "dentry", "d_name.len"),
+    (OFF_DENTRY_NAME_PTR, "dentry", "d_name.name"),
+    (OFF_DENTRY_INODE, "dentry", "d_inode"),
+    (OFF_DENTRY_SB, "dentry", "d_sb"),
+    (OFF_VFSMOUNT_ROOT, "vfsmount", "mnt_root"),
+    (OFF_MOUNT_MNT, "mount", "mnt"),
+    (OFF_MOUNT_PARENT, "mount", "mnt_parent"),
+    (OFF_MOUNT_MOUNTPOINT, "mount", "mnt_mountpoint"),
+    (OFF_FILE_PATH, "file", "f_path"),
+    (OFF_FILE_INODE, "file", "f_inode"),
+    (OFF_FILE_MODE, "file", "f_mode"),
+    (OFF_INODE_MODE, "inode", "i_mode"),
+    (OFF_INODE_SB, "inode", "i_sb"),
+    (OFF_SB_MAGIC, "super_block", "s_magic"),
+    (OFF_SB_FLAGS, "super_block", "s_flags"),
+    (OFF_MM_EXE_FILE, "mm_struct", "exe_file"),
+    (OFF_SIGNAL_TTY, "signal_struct", "tty"),
+    (OFF_BPRM_FILE, "linux_binprm", "file"),
+    (OFF_BPRM_FILENAME, "linux_binprm", "filename"),
+    (OFF_CGROUP_PARENT_CSS, "cgroup", "self.parent"),
+    (OFF_CGROUP_KN, "cgroup", "kn"),
+    (OFF_KERNFS_ID, "kernfs_node", "id"),
+    (OFF_CGROUP_SELF, "cgroup", "self"),
+];
+const _: () = assert!(OFF_COUNT <= 64);

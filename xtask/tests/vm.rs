@@ -3,15 +3,15 @@
 //! stdout, and its exit status is ours.
 //!
 //! Needs qemu-system-x86_64 and root (apt sources, /var/cache/d4c); skips without them,
-//! unless `D4C_REQUIRE_PRIVILEGED=1`, which turns a skip into a failure. The kernel is
+//! unless `D4C_REQUIRE_QEMU=1`, which turns a skip into a failure. The kernel is
 //! `6.12` unless `D4C_VM_TEST_KERNEL` names another.
 
 use std::process::{Command, Stdio};
 
 fn skip_or_fail(reason: &str) {
     assert!(
-        std::env::var_os("D4C_REQUIRE_PRIVILEGED").is_none_or(|v| v != "1"),
-        "D4C_REQUIRE_PRIVILEGED=1 but {reason}"
+        std::env::var_os("D4C_REQUIRE_QEMU").is_none_or(|v| v != "1"),
+        "D4C_REQUIRE_QEMU=1 but {reason}"
     );
     eprintln!("skipping test - {reason}");
 }

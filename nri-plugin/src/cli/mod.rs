@@ -3,8 +3,12 @@
 mod check;
 mod container_args;
 mod eval;
+mod exec;
 mod explain;
+mod nri;
 mod policy_arg;
+mod status;
+mod unload;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +30,16 @@ enum Command {
     Eval(eval::Args),
     /// Show which selectors are live for a container and the kernel entries it compiles to.
     Explain(explain::Args),
+    /// Run a command as a managed container under a policy, enforced in the kernel
+    /// (needs root and BPF LSM); alerts as ECS NDJSON; exits with the command's status.
+    Exec(exec::Args),
+    /// Run the daemon: an NRI plugin for containerd/CRI-O that protects every pod a policy
+    /// selects from its first instruction.
+    Nri(nri::Args),
+    /// Show what is enforced: registered containers and their rule sets, kernel counters.
+    Status(status::Args),
+    /// End enforcement: detach the programs and remove everything d4c pinned.
+    Unload(unload::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -34,5 +48,9 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Exec(args) => exec::run(&args),
+        Command::Nri(args) => nri::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Unload(args) => unload::run(&args),
     }
 }

@@ -121,9 +121,18 @@ impl<K: KernelState> Registry<K> {
             self.containers.insert(info.id.clone(), Managed { info, rule_set: None });
             return Ok(Started::NoPolicy);
         }
+        if info.cgroup_id == 0 {
+            let can_block = tables.can_block();
+            if !self.rev.users.contains_key(&id) {
+                self.release(id);
+            }
+            return self.failed(info, can_block, "the container's cgroup could not be found".into());
+        }
         if let Err(e) = self.kernel.register(info.cgroup_id, ContainerEntry { rule_set: id, flags: 0 }) {
             let can_block = tables.can_block();
-            self.release(id);
+            if !self.rev.users.contains_key(&id) {
+                self.release(id);
+            }
             return self.failed(info, can_block, Box::new(e));
         }
         *self.rev.users.entry(id).or_default() += 1;

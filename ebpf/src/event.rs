@@ -1,0 +1,126 @@
+//! Events: one ring-buffer record per decision with log, alert or block bits. A full ring
+//! buffer is counted (`CNT_RINGBUF_DROPS`), never silent.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+    bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated as gen,
+};
+use d4c_common::{
+    offsets::{OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_TASK_MM,
+        OFF_TASK_REAL_PARENT, OFF_TASK_TGID},
+    event::{EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED},
+    Event, ACTION_BLOCK, CNT_EVENTS, CNT_RINGBUF_DROPS,
+};
+
+use crate::{
+    maps::{count, EVENTS},
+    offsets::{off, read, read_ptr},
+    path::{self, Scratch, EXE, PATH_BUF},
+};
+
+/// Builds the path of the current task's executable into `s.exe` (empty if it has none).
+#[inline(always)]
+pub fn current_exe(s: *mut Scratch) {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    if let Ok((mnt, dentry)) = exe_file_path(task) {
+        path::build(s, EXE, mnt, dentry);
+    } else {
+        // SAFETY: `s` is this CPU's scratch value.
+        let s = unsafe { &mut *s };
+        s.exe.len = 0;
+        s.exe.last_slash = -1;
+    }
+}
+
+/// `task->mm->exe_file->f_path` as (vfsmount, dentry).
+#[inline(always)]
+pub fn exe_file_path(task: *const u8) -> Result<(*const u8, *const u8), i64> {
+    let mm = read_ptr(task, OFF_TASK_MM)?;
+    if mm.is_null() {
+        return Err(0);
+    }
+    let file = read_ptr(mm, OFF_MM_EXE_FILE)?;
+    if file.is_null() {
+        return Err(0);
+    }
+    let p = file.wrapping_add(off(OFF_FILE_PATH));
+    Ok((read_ptr(p, OFF_PATH_MNT)?, read_ptr(p, OFF_PATH_DENTRY)?))
+}
+
+/// Writes one event from `s.meta`, `s.target` and `s.exe` (built here unless
+/// `meta.exe_ready`).
+#[inline(never)]
+pub fn emit(s: *mut Scratch) -> u32 {
+    // SAFETY: `s` is this CPU's scratch value.
+    if unsafe { (*s).meta.exe_ready } == 0 {
+        current_exe(s);
+    }
+    let s = unsafe { &mut *s };
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count(CNT_RINGBUF_DROPS);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    let m = &s.meta;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let ppid = read_ptr(task, OFF_TASK_REAL_PARENT)
+        .and_then(|p| read::<u32>(p, OFF_TASK_TGID))
+        .unwrap_or(0);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    let mut flags = 0;
+    if m.actions & ACTION_BLOCK != 0 {
+        flags |= FLAG_DENIED;
+    }
+    if s.target.len as usize > EVENT_PATH_MAX {
+        flags |= FLAG_PATH_TRUNCATED;
+    }
+    if s.exe.len as usize > EVENT_EXE_MAX {
+        flags |= FLAG_EXE_TRUNCATED;
+    }
+    // SAFETY: `ev` points to a reserved, writable record of `size_of::<Event>()` bytes.
+    unsafe {
+        (*ev).kind = m.kind;
+        (*ev).op = m.op;
+        (*ev).actions = m.actions;
+        (*ev).flags = flags;
+        (*ev).rule_set = m.rule_set;
+        (*ev).cgroup_id = m.cgroup_id;
+        (*ev).boot_ns = bpf_ktime_get_boot_ns();
+        (*ev).pid = pid_tgid as u32;
+        (*ev).tgid = (pid_tgid >> 32) as u32;
+        (*ev).ppid = ppid;
+        (*ev).uid = uid_gid as u32;
+        (*ev).gid = (uid_gid >> 32) as u32;
+        (*ev).mode = m.mode;
+        (*ev).hook = m.hook;
+        (*ev).path_len = min_len(s.target.len, EVENT_PATH_MAX);
+        (*ev).exe_len = min_len(s.exe.len, EVENT_EXE_MAX);
+        (*ev).interactive = m.interactive;
+        (*ev).ops = m.ops;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        gen::bpf_probe_read_kernel(
+            (*ev).path.as_mut_ptr().cast(),
+            EVENT_PATH_MAX as u32,
+            s.target.buf.as_ptr().cast(),
+        );
+        gen::bpf_probe_read_kernel(
+            (*ev).exe.as_mut_ptr().cast(),
+            EVENT_EXE_MAX as u32,
+            s.exe.buf.as_ptr().cast(),
+        );
+    }
+    const _: () = assert!(EVENT_PATH_MAX <= PATH_BUF && EVENT_EXE_MAX <= PATH_BUF);
+    entry.submit(0);
+    count(CNT_EVENTS);
+    1
+}
+
+#[inline(always)]
+fn min_len(len: u32, max: usize) -> u16 {
+    if len as usize > max {
+        max as u16
+    } else {
+        len as u16
+    }
+}

@@ -1,0 +1,352 @@
+//! File hooks: which file operations an event is, then one path build, one LPM lookup, and
+//! an event when the decision has any action bit.
+
+use aya_ebpf::programs::LsmContext;
+use d4c_common::{
+    offsets::{
+        OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
+        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT,
+        OFF_SB_FLAGS,
+    },
+    ACTION_BLOCK, CNT_DENIED, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE,
+    HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE,
+    HOOK_PATH_UNLINK, OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD,
+    OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
+};
+
+use crate::{
+    event,
+    maps::{count, FILE_RULES, TrieData},
+    offsets::{off, read, read_at, read_ptr},
+    path::{self, Scratch, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE, TARGET},
+};
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IXUGO: u32 = 0o111;
+const FMODE_WRITE: u32 = 0x2;
+/// This open created the file (`path_mknod` already decided on the creation).
+const FMODE_CREATED: u32 = 0x10_0000;
+const SB_KERNMOUNT: u64 = 1 << 22;
+const RENAME_EXCHANGE: u64 = 2;
+
+const CREATE_EXE: u8 = 1 << OP_CREATE_EXECUTABLE;
+const MODIFY_EXE: u8 = 1 << OP_MODIFY_EXECUTABLE;
+const CREATE: u8 = 1 << OP_CREATE_FILE;
+const MODIFY: u8 = 1 << OP_MODIFY_FILE;
+const DELETE: u8 = 1 << OP_DELETE_FILE;
+pub const EXEC_MEMFD: u8 = 1 << OP_EXEC_MEMFD;
+
+type R = Result<bool, i64>;
+
+#[inline(always)]
+fn is_reg(mode: u32) -> bool {
+    mode & S_IFMT == S_IFREG
+}
+
+#[inline(always)]
+fn has_x(mode: u32) -> bool {
+    mode & S_IXUGO != 0
+}
+
+/// `i_mode` of a dentry's inode, or `None` for a negative dentry.
+#[inline(always)]
+fn dentry_mode(dentry: *const u8) -> Result<Option<u32>, i64> {
+    let inode = read_ptr(dentry, OFF_DENTRY_INODE)?;
+    if inode.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(u32::from(read::<u16>(inode, OFF_INODE_MODE)?)))
+}
+
+#[inline(always)]
+fn path_parts(path: *const u8) -> Result<(*const u8, *const u8), i64> {
+    Ok((read_ptr(path, OFF_PATH_MNT)?, read_ptr(path, OFF_PATH_DENTRY)?))
+}
+
+/// Fills the event metadata shared by every decision of one hook call.
+#[inline(always)]
+fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
+    s.meta.cgroup_id = cg.0;
+    s.meta.rule_set = cg.1;
+    s.meta.hook = hook;
+    s.meta.mode = mode;
+    s.meta.kind = EVENT_FILE;
+    s.meta.interactive = 0;
+    s.meta.exe_ready = 0;
+}
+
+/// Builds the path of (`mnt`, `dentry`) into `s.target` unless `name_only` (then the
+/// caller already wrote it), looks it up, ORs the actions of `ops`, emits an event when
+/// any bit is set. Returns 1 to deny.
+#[inline(never)]
+pub fn decide(s: *mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, skip_unreachable: u32) -> u32 {
+    let ops = ops as u8;
+    if !dentry.is_null() {
+        let flags = path::build(s, TARGET, mnt, dentry);
+        if flags & PATH_UNREACHABLE != 0 && skip_unreachable != 0 {
+            return 0;
+        }
+        if flags & (PATH_TOO_DEEP | PATH_FAULT) != 0 {
+            count(CNT_PATH_ERRORS);
+            // SAFETY: this CPU's scratch value. Fall back to the rule set's root entry,
+            // classed as a deep path: only patterns covering every path apply.
+            unsafe {
+                (*s).target.len = 1;
+                (*s).target.last_slash = 0;
+            }
+        }
+    }
+    // SAFETY: this CPU's scratch value.
+    let sc = unsafe { &mut *s };
+    path::set_key(&mut sc.target, sc.meta.rule_set);
+    // SAFETY: PathBuf starts with the LPM key layout (prefix_len, rule set, path bytes).
+    let key = unsafe { &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>()) };
+    let Some(rule) = FILE_RULES.get(key) else {
+        return 0;
+    };
+    let class = path::rest_class(&sc.target, rule.prefix_len);
+    let row = match rule.actions.get(class) {
+        Some(r) => r,
+        None => return 0,
+    };
+    let mut actions = 0u8;
+    let mut first = 0xffu8;
+    for op in 0..6u8 {
+        if ops & (1 << op) != 0 {
+            let a = row[op as usize];
+            if a != 0 && first == 0xff {
+                first = op;
+            }
+            actions |= a;
+        }
+    }
+    if actions == 0 {
+        return 0;
+    }
+    sc.meta.actions = actions;
+    sc.meta.ops = ops;
+    sc.meta.op = first;
+    event::emit(s);
+    if actions & ACTION_BLOCK != 0 {
+        count(CNT_DENIED);
+        return 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn scratch() -> Result<*mut Scratch, i64> {
+    crate::maps::SCRATCH.get_ptr_mut(0).ok_or(0)
+}
+
+/// `path_chmod(const struct path *path, umode_t mode)`: adding an x bit to a regular file
+/// is createExecutable; every chmod of a regular file is modifyFile.
+pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let path: *const u8 = ctx.arg(0);
+    let mode = ctx.arg::<u64>(1) as u32;
+    let (mnt, dentry) = path_parts(path)?;
+    let Some(old) = dentry_mode(dentry)? else { return Ok(false) };
+    if !is_reg(old) {
+        return Ok(false);
+    }
+    let mut ops = MODIFY;
+    if !has_x(old) && has_x(mode) {
+        ops |= CREATE_EXE;
+    }
+    let s = scratch()?;
+    meta(unsafe { &mut *s }, cg, HOOK_PATH_CHMOD, (old & S_IFMT) | (mode & 0o7777));
+    Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
+}
+
+/// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned dev)`:
+/// also fires for `open(O_CREAT)`. A regular file is createFile, with an x bit also
+/// createExecutable.
+pub fn path_mknod(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let dir: *const u8 = ctx.arg(0);
+    let dentry: *const u8 = ctx.arg(1);
+    let mode = ctx.arg::<u64>(2) as u32;
+    let t = mode & S_IFMT;
+    if t != 0 && t != S_IFREG {
+        return Ok(false);
+    }
+    let mut ops = CREATE;
+    if has_x(mode) {
+        ops |= CREATE_EXE;
+    }
+    let mnt = read_ptr(dir, OFF_PATH_MNT)?;
+    let s = scratch()?;
+    meta(unsafe { &mut *s }, cg, HOOK_PATH_MKNOD, S_IFREG | (mode & 0o7777));
+    Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
+}
+
+/// Modification of a regular file: modifyFile, with an x bit also modifyExecutable.
+#[inline(always)]
+fn modify(cg: (u64, u32), hook: u16, mnt: *const u8, dentry: *const u8, mode: u32, skip: u32) -> R {
+    let mut ops = MODIFY;
+    if has_x(mode) {
+        ops |= MODIFY_EXE;
+    }
+    let s = scratch()?;
+    meta(unsafe { &mut *s }, cg, hook, mode);
+    Ok(decide(s, mnt, dentry, u32::from(ops), skip) != 0)
+}
+
+/// `file_open(struct file *file)`: an open for writing of an existing regular file.
+/// Overlayfs backing files (a second open of the same file) are skipped.
+pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let file: *const u8 = ctx.arg(0);
+    let fmode = read::<u32>(file, OFF_FILE_MODE)?;
+    if fmode & FMODE_WRITE == 0 || fmode & FMODE_CREATED != 0 {
+        return Ok(false);
+    }
+    let inode = read_ptr(file, OFF_FILE_INODE)?;
+    let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
+    if !is_reg(mode) {
+        return Ok(false);
+    }
+    let (mnt, dentry) = path_parts(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    // 6.1 overlayfs opens the backing file with the overlay's path: its inode is not on
+    // the dentry's superblock.
+    if read_ptr(inode, OFF_INODE_SB)? != read_ptr(dentry, OFF_DENTRY_SB)? {
+        return Ok(false);
+    }
+    modify(cg, HOOK_FILE_OPEN, mnt, dentry, mode, 1)
+}
+
+/// `path_truncate(const struct path *path)`: truncate(2); on 6.1 also O_TRUNC and
+/// ftruncate.
+pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let (mnt, dentry) = path_parts(ctx.arg(0))?;
+    let Some(mode) = dentry_mode(dentry)? else { return Ok(false) };
+    if !is_reg(mode) {
+        return Ok(false);
+    }
+    modify(cg, HOOK_PATH_TRUNCATE, mnt, dentry, mode, 0)
+}
+
+/// `file_truncate(struct file *file)` (6.2+): O_TRUNC and ftruncate.
+pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let file: *const u8 = ctx.arg(0);
+    let (mnt, dentry) = path_parts(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    let Some(mode) = dentry_mode(dentry)? else { return Ok(false) };
+    if !is_reg(mode) {
+        return Ok(false);
+    }
+    modify(cg, HOOK_FILE_TRUNCATE, mnt, dentry, mode, 1)
+}
+
+/// `path_unlink(const struct path *dir, struct dentry *dentry)`: deleteFile.
+pub fn path_unlink(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let dir: *const u8 = ctx.arg(0);
+    let dentry: *const u8 = ctx.arg(1);
+    let Some(mode) = dentry_mode(dentry)? else { return Ok(false) };
+    if !is_reg(mode) {
+        return Ok(false);
+    }
+    let mnt = read_ptr(dir, OFF_PATH_MNT)?;
+    let s = scratch()?;
+    meta(unsafe { &mut *s }, cg, HOOK_PATH_UNLINK, mode);
+    Ok(decide(s, mnt, dentry, u32::from(DELETE), 0) != 0)
+}
+
+/// `path_link(struct dentry *old, const struct path *new_dir, struct dentry *new)`: a new
+/// name for a regular file is createFile, for an executable also createExecutable (this
+/// is how an `O_TMPFILE` file gets its first name).
+pub fn path_link(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let old: *const u8 = ctx.arg(0);
+    let new_dir: *const u8 = ctx.arg(1);
+    let new: *const u8 = ctx.arg(2);
+    let Some(mode) = dentry_mode(old)? else { return Ok(false) };
+    if !is_reg(mode) {
+        return Ok(false);
+    }
+    let mut ops = CREATE;
+    if has_x(mode) {
+        ops |= CREATE_EXE;
+    }
+    let mnt = read_ptr(new_dir, OFF_PATH_MNT)?;
+    let s = scratch()?;
+    meta(unsafe { &mut *s }, cg, HOOK_PATH_LINK, mode);
+    Ok(decide(s, mnt, new, u32::from(ops), 0) != 0)
+}
+
+/// Operations on the destination name of a rename: the moved file is created there; a
+/// file it replaces is modified and deleted.
+#[inline(always)]
+fn arrival_ops(moved: Option<u32>, replaced: Option<u32>) -> u8 {
+    let mut ops = 0;
+    if let Some(m) = moved {
+        if is_reg(m) {
+            ops |= CREATE;
+            if has_x(m) {
+                ops |= CREATE_EXE;
+            }
+        }
+    }
+    if let Some(r) = replaced {
+        if is_reg(r) {
+            ops |= MODIFY | DELETE;
+            if has_x(r) {
+                ops |= MODIFY_EXE;
+            }
+        }
+    }
+    ops
+}
+
+/// `path_rename(old_dir, old_dentry, new_dir, new_dentry, flags)`: deleteFile of the old
+/// name, createFile(+createExecutable) of the new one, modifyFile/deleteFile
+/// (+modifyExecutable) of a file it replaces; `RENAME_EXCHANGE` both ways.
+pub fn path_rename(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let old_dir: *const u8 = ctx.arg(0);
+    let old: *const u8 = ctx.arg(1);
+    let new: *const u8 = ctx.arg(3);
+    let flags: u64 = ctx.arg(4);
+    let old_mode = dentry_mode(old)?;
+    let new_mode = dentry_mode(new)?;
+    let exchange = flags & RENAME_EXCHANGE != 0;
+    let mut old_ops = 0u8;
+    if let Some(m) = old_mode {
+        if is_reg(m) {
+            old_ops |= DELETE;
+        }
+    }
+    if exchange {
+        old_ops |= arrival_ops(new_mode, old_mode);
+    }
+    let new_ops = arrival_ops(old_mode, new_mode);
+    // Both names are on one mount (rename never crosses mounts).
+    let mnt = read_ptr(old_dir, OFF_PATH_MNT)?;
+    let s = scratch()?;
+    let mut deny = 0;
+    if old_ops != 0 {
+        meta(unsafe { &mut *s }, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
+        deny |= decide(s, mnt, old, u32::from(old_ops), 0);
+    }
+    if new_ops != 0 {
+        meta(unsafe { &mut *s }, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
+        deny |= decide(s, mnt, new, u32::from(new_ops), 0);
+    }
+    Ok(deny != 0)
+}
+
+/// Whether `dentry` is a memfd: on a kernel-internal mount and named `memfd:...`.
+#[inline(always)]
+pub fn is_memfd(dentry: *const u8) -> Result<bool, i64> {
+    let sb = read_ptr(dentry, OFF_DENTRY_SB)?;
+    let sflags = read::<u64>(sb, OFF_SB_FLAGS)?;
+    if sflags & SB_KERNMOUNT == 0 {
+        return Ok(false);
+    }
+    let name = read_ptr(dentry, OFF_DENTRY_NAME_PTR)?;
+    let prefix = read_at::<[u8; 6]>(name)?;
+    Ok(&prefix == b"memfd:")
+}
+
+/// execMemFd for `bprm_creds_for_exec`: `s.target` already holds `memfd:NAME`.
+#[inline(always)]
+pub fn exec_memfd(s: *mut Scratch, cg: (u64, u32), hook: u16, mode: u32) -> bool {
+    meta(unsafe { &mut *s }, cg, hook, mode);
+    decide(s, core::ptr::null(), core::ptr::null(), u32::from(EXEC_MEMFD), 0) != 0
+}

@@ -1,0 +1,109 @@
+//! d4c kernel programs: thin LSM entries over fallible helpers, plus the cgroup tracepoints
+//! that keep cgroups created inside a managed container under its rule set.
+//!
+//! Every hook first asks `container::rule_set()` (one hash lookup); an unmanaged task
+//! returns 0 before any other work. A decision with `ACTION_BLOCK` returns -EPERM.
+#![no_std]
+#![no_main]
+
+mod container;
+mod event;
+mod file_ops;
+mod maps;
+mod offsets;
+mod path;
+mod process_ops;
+
+use aya_ebpf::{
+    macros::{lsm, raw_tracepoint},
+    programs::{LsmContext, RawTracePointContext},
+};
+use d4c_common::offsets::{OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_SELF, OFF_KERNFS_ID};
+
+const EPERM: i32 = 1;
+
+/// The hook's answer: -EPERM (a constant, as the verifier wants) to deny, else 0.
+#[inline(always)]
+fn verdict(r: Result<bool, i64>) -> i32 {
+    match r {
+        Ok(true) => core::hint::black_box(-EPERM),
+        _ => 0,
+    }
+}
+
+macro_rules! hook {
+    ($name:ident, $hook:literal, $helper:path) => {
+        #[lsm(hook = $hook)]
+        pub fn $name(ctx: LsmContext) -> i32 {
+            match container::rule_set() {
+                None => 0,
+                Some(cg) => verdict($helper(&ctx, cg)),
+            }
+        }
+    };
+}
+
+hook!(path_chmod, "path_chmod", file_ops::path_chmod);
+hook!(path_mknod, "path_mknod", file_ops::path_mknod);
+hook!(file_open, "file_open", file_ops::file_open);
+hook!(path_truncate, "path_truncate", file_ops::path_truncate);
+hook!(file_truncate, "file_truncate", file_ops::file_truncate);
+hook!(path_unlink, "path_unlink", file_ops::path_unlink);
+hook!(path_link, "path_link", file_ops::path_link);
+hook!(path_rename, "path_rename", file_ops::path_rename);
+hook!(bprm_creds_for_exec, "bprm_creds_for_exec", process_ops::bprm_creds_for_exec);
+hook!(task_alloc, "task_alloc", process_ops::task_alloc);
+
+/// The cgroup id of a `struct cgroup *`.
+#[inline(always)]
+fn cgroup_id(cgrp: *const u8) -> Result<u64, i64> {
+    offsets::read::<u64>(offsets::read_ptr(cgrp, OFF_CGROUP_KN)?, OFF_KERNFS_ID)
+}
+
+/// `cgroup_mkdir(struct cgroup *cgrp, const char *path)`: a child of a managed cgroup
+/// inherits its entry (so nested cgroups need no ancestor walk on the hot path).
+#[raw_tracepoint(tracepoint = "cgroup_mkdir")]
+pub fn d4c_cgroup_mkdir(ctx: RawTracePointContext) -> i32 {
+    let _ = try_cgroup_mkdir(&ctx);
+    0
+}
+
+fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
+    if !offsets::ready() {
+        return Ok(());
+    }
+    let cgrp: *const u8 = ctx.arg(0);
+    let parent_css = offsets::read_ptr(cgrp, OFF_CGROUP_PARENT_CSS)?;
+    if parent_css.is_null() {
+        return Ok(());
+    }
+    let parent = parent_css.wrapping_sub(offsets::off(OFF_CGROUP_SELF));
+    let parent_id = cgroup_id(parent)?;
+    // SAFETY: the value is copied out before the insert.
+    let Some(entry) = (unsafe { maps::CONTAINERS.get(&parent_id) }).copied() else {
+        return Ok(());
+    };
+    let id = cgroup_id(cgrp)?;
+    maps::CONTAINERS.insert(&id, &entry, 0).map_err(i64::from)
+}
+
+/// `cgroup_rmdir(struct cgroup *cgrp, const char *path)`: forget a removed cgroup.
+#[raw_tracepoint(tracepoint = "cgroup_rmdir")]
+pub fn d4c_cgroup_rmdir(ctx: RawTracePointContext) -> i32 {
+    if offsets::ready() {
+        if let Ok(id) = cgroup_id(ctx.arg(0)) {
+            let _ = maps::CONTAINERS.remove(&id);
+        }
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

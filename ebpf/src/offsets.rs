@@ -1,0 +1,47 @@
+//! Kernel field access through load-time offsets (no CO-RE in Rust eBPF): the loader writes
+//! the running kernel's offsets into `D4C_OFFSETS` (frozen `.rodata`) before loading.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use d4c_common::{
+    offsets::{OFFSETS_MAGIC, OFF_MAGIC},
+    KernelOffsets,
+};
+
+/// The running kernel's field offsets (see `d4c_common::offsets`).
+#[no_mangle]
+static D4C_OFFSETS: KernelOffsets = KernelOffsets { fields: [0; 64] };
+
+/// The byte offset of field `idx` (an `OFF_*` index).
+#[inline(always)]
+pub fn off(idx: usize) -> usize {
+    // SAFETY: a plain read of a static; volatile so the compiler does not fold the zeros the
+    // object file holds (the loader replaces them).
+    unsafe { core::ptr::read_volatile(&D4C_OFFSETS.fields[idx]) as usize }
+}
+
+/// Whether the loader filled the offsets.
+#[inline(always)]
+pub fn ready() -> bool {
+    // SAFETY: as in `off`.
+    unsafe { core::ptr::read_volatile(&D4C_OFFSETS.fields[OFF_MAGIC]) == OFFSETS_MAGIC }
+}
+
+/// Reads the `T` at `base + fields[idx]` of kernel memory.
+#[inline(always)]
+pub fn read<T>(base: *const u8, idx: usize) -> Result<T, i64> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an error, not a fault.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off(idx)).cast::<T>()).map_err(i64::from) }
+}
+
+/// Reads the pointer at `base + fields[idx]`.
+#[inline(always)]
+pub fn read_ptr(base: *const u8, idx: usize) -> Result<*const u8, i64> {
+    read::<u64>(base, idx).map(|p| p as *const u8)
+}
+
+/// Reads the `T` at kernel address `addr`.
+#[inline(always)]
+pub fn read_at<T>(addr: *const u8) -> Result<T, i64> {
+    // SAFETY: as in `read`.
+    unsafe { bpf_probe_read_kernel(addr.cast::<T>()).map_err(i64::from) }
+}

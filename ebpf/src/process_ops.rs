@@ -1,0 +1,166 @@
+//! Process hooks: exec (`bprm_creds_for_exec`, once per execve, blockable; also the
+//! execMemFd file operation) and fork (`task_alloc`).
+//!
+//! A process decision needs the executable's class (LPM lookup of its path in
+//! `D4C_EXE_RULES`), the name's class (`D4C_COMM_RULES`, a miss is 0) and whether the
+//! session has a controlling terminal; `D4C_PROC_DECISIONS` holds the finished decision.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_task, generated as gen},
+    programs::LsmContext,
+};
+use d4c_common::{
+    offsets::{OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH,
+        OFF_INODE_MODE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SIGNAL_TTY, OFF_TASK_SIGNAL},
+    CommKey, ProcKey, ACTION_BLOCK, CNT_DENIED, COMM_LEN, EVENT_PROCESS,
+    HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC, OP_FORK,
+};
+
+use crate::{
+    event::{self, exe_file_path},
+    file_ops,
+    maps::{count, TrieData, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
+    offsets::{off, read, read_ptr},
+    path::{self, Scratch, TARGET},
+};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+type R = Result<bool, i64>;
+
+/// Whether the current task's session has a controlling terminal.
+#[inline(always)]
+fn interactive() -> u8 {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    match read_ptr(task, OFF_TASK_SIGNAL).and_then(|s| read_ptr(s, OFF_SIGNAL_TTY)) {
+        Ok(tty) if !tty.is_null() => 1,
+        _ => 0,
+    }
+}
+
+/// Looks up the process decision for the executable path in `s.target` and the name in
+/// `comm`; emits an event when it has any bit. Returns 1 to deny.
+#[inline(never)]
+fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
+    // SAFETY: this CPU's scratch value; `comm` points to the caller's stack.
+    let sc = unsafe { &mut *s };
+    let comm = unsafe { &*comm };
+    let rule_set = sc.meta.rule_set;
+    path::set_key(&mut sc.target, rule_set);
+    // SAFETY: PathBuf starts with the LPM key layout.
+    let key = unsafe {
+        &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
+    };
+    let exe_class = match EXE_RULES.get(key) {
+        Some(rule) => match rule.class.get(path::rest_class(&sc.target, rule.prefix_len)) {
+            Some(c) => *c,
+            None => 0,
+        },
+        None => 0,
+    };
+    // SAFETY: the value is copied out at once.
+    let name_class = unsafe { COMM_RULES.get(comm) }.map_or(0, |c| c.class);
+    let pkey = ProcKey { rule_set, exe_class, name_class };
+    // SAFETY: as above.
+    let Some(decision) = (unsafe { PROC_DECISIONS.get(&pkey) }) else {
+        return 0;
+    };
+    let inter = sc.meta.interactive as usize & 1;
+    let actions = decision.actions[inter][op as usize & 1];
+    if actions == 0 {
+        return 0;
+    }
+    sc.meta.actions = actions;
+    sc.meta.op = op as u8;
+    sc.meta.ops = 1 << op;
+    sc.meta.kind = EVENT_PROCESS;
+    event::emit(s);
+    if actions & ACTION_BLOCK != 0 {
+        count(CNT_DENIED);
+        return 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
+    s.meta.cgroup_id = cg.0;
+    s.meta.rule_set = cg.1;
+    s.meta.hook = hook;
+    s.meta.mode = mode;
+    s.meta.interactive = interactive();
+}
+
+/// `bprm_creds_for_exec(struct linux_binprm *bprm)`: execMemFd when the file is a memfd,
+/// then the exec decision. The name is the basename of `bprm->filename` (what the kernel
+/// sets as comm), cut to 15 bytes.
+pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let bprm: *const u8 = ctx.arg(0);
+    let file = read_ptr(bprm, OFF_BPRM_FILE)?;
+    let p = file.wrapping_add(off(OFF_FILE_PATH));
+    let mnt = read_ptr(p, OFF_PATH_MNT)?;
+    let dentry = read_ptr(p, OFF_PATH_DENTRY)?;
+    let inode = read_ptr(file, OFF_FILE_INODE)?;
+    let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
+    let s = SCRATCH.get_ptr_mut(0).ok_or(0)?;
+    // SAFETY: this CPU's scratch value.
+    let sc = unsafe { &mut *s };
+
+    // The file name as passed (for the name class and the event's `exe`).
+    let filename = read::<u64>(bprm, OFF_BPRM_FILENAME)?;
+    let n = unsafe {
+        gen::bpf_probe_read_kernel_str(sc.fname.as_mut_ptr().cast(), 256, filename as *const _)
+    };
+    let n = if n > 0 { (n as usize - 1) & 0xff } else { 0 };
+    path::basename_start(sc, n as u32);
+    let base = sc.walk.base as usize & 0xff;
+    let mut comm = CommKey { rule_set: cg.1, comm: [0; COMM_LEN] };
+    for i in 0..COMM_LEN - 1 {
+        // Masked (not only compared with n) so the verifier sees the bound.
+        let j = (base + i) & 0x1ff;
+        if j >= n {
+            break;
+        }
+        comm.comm[i] = sc.fname[j & 0xff];
+    }
+    let mut deny = 0;
+    if file_ops::is_memfd(dentry)? {
+        path::name_only(sc, dentry)?;
+        if file_ops::exec_memfd(s, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode) {
+            deny = 1;
+        }
+        // `exec_memfd` left s.target as the memfd's name; the exe class uses it too.
+    } else {
+        path::build(s, TARGET, mnt, dentry);
+    }
+    meta(sc, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode);
+    sc.exe.buf[..256].copy_from_slice(&sc.fname);
+    sc.exe.len = n as u32;
+    sc.meta.exe_ready = 1;
+    deny |= decide(s, &comm, OP_EXEC as u32);
+    Ok(deny != 0)
+}
+
+/// `task_alloc(struct task_struct *task, unsigned long clone_flags)`: a new process (not
+/// a thread) forked by the current task; executable = `current->mm->exe_file`, name =
+/// current comm.
+pub fn task_alloc(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let clone_flags: u64 = ctx.arg(1);
+    if clone_flags & CLONE_THREAD != 0 {
+        return Ok(false);
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let Ok((mnt, dentry)) = exe_file_path(task) else { return Ok(false) };
+    let s = SCRATCH.get_ptr_mut(0).ok_or(0)?;
+    path::build(s, TARGET, mnt, dentry);
+    // SAFETY: this CPU's scratch value.
+    let sc = unsafe { &mut *s };
+    let mut comm = CommKey { rule_set: cg.1, comm: [0; COMM_LEN] };
+    comm.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    meta(sc, cg, HOOK_TASK_ALLOC, 0);
+    // The event's `exe` is the same executable.
+    sc.exe.buf[..256].copy_from_slice(&sc.target.buf[..256]);
+    sc.exe.len = sc.target.len;
+    sc.meta.exe_ready = 1;
+    Ok(decide(s, &comm, OP_FORK as u32) != 0)
+}

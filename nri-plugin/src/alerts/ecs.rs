@@ -1,0 +1,235 @@
+//! ECS documents for decisions, in the field names and datasets of Defend for Containers:
+//! alerts in `logs-cloud_defend.alerts-*`, other file events in `logs-cloud_defend.file-*`,
+//! process events in `logs-cloud_defend.process-*`.
+
+use super::record::{Operation, Record};
+use crate::daemon::registry::ContainerInfo;
+use d4c_policy::{evaluate, Actions, Event, Policy};
+use serde_json::{json, Map, Value};
+use std::time::SystemTime;
+
+/// Everything a document says besides the kernel record.
+pub struct Context<'a> {
+    pub timestamp: SystemTime,
+    pub container: Option<&'a ContainerInfo>,
+    pub policy: Option<&'a Policy>,
+    pub policy_revision: u64,
+    pub host_name: &'a str,
+    /// A unique id for the document (`event.id`).
+    pub event_id: String,
+}
+
+/// RFC 3339 in UTC with milliseconds, without a date-time crate.
+#[must_use]
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), for days since 1970-01-01.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
+    let mut parts = dotted.split('.').peekable();
+    let mut cur = doc;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(part.to_owned(), value);
+            return;
+        }
+        cur = cur
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("ECS paths do not collide");
+    }
+}
+
+/// The names of the selectors that match the record, re-evaluated with the policy.
+fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
+    let (Some(policy), Some(c)) = (ctx.policy, ctx.container) else { return Vec::new() };
+    let events: Vec<Event> = match &r.operation {
+        Operation::File(ops) => ops.iter().map(|&op| Event::File { op, path: r.path.clone() }).collect(),
+        Operation::Process(op) => vec![Event::Process {
+            op: *op,
+            executable: r.path.clone(),
+            name: r.comm.clone(),
+            interactive: r.interactive,
+        }],
+    };
+    let mut idx: Vec<usize> = events.iter().flat_map(|e| evaluate(policy, &c.attrs, e).selectors).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    idx.into_iter().map(|i| policy.selector_label(i)).collect()
+}
+
+/// The ECS document for one decision.
+#[must_use]
+pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
+    let alert = r.actions.contains(Actions::ALERT) || r.actions.contains(Actions::BLOCK);
+    let (category, dataset) = match &r.operation {
+        _ if alert => (if matches!(r.operation, Operation::File(_)) { "file" } else { "process" }, "cloud_defend.alerts"),
+        Operation::File(_) => ("file", "cloud_defend.file"),
+        Operation::Process(_) => ("process", "cloud_defend.process"),
+    };
+    let (action, mut types): (String, Vec<&str>) = match &r.operation {
+        Operation::File(ops) => {
+            let t = if ops.iter().any(|o| o.name().starts_with("create")) {
+                "creation"
+            } else if ops.iter().any(|o| o.name() == "deleteFile") {
+                "deletion"
+            } else if ops.iter().any(|o| o.name() == "execMemFd") {
+                "start"
+            } else {
+                "change"
+            };
+            (ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(","), vec![t])
+        }
+        Operation::Process(op) => (op.name().to_owned(), vec!["start"]),
+    };
+    if r.denied {
+        types.push("denied");
+    }
+    let mut d = Map::new();
+    set(&mut d, "@timestamp", json!(rfc3339(ctx.timestamp)));
+    set(&mut d, "data_stream", json!({"type": "logs", "dataset": dataset, "namespace": "default"}));
+    set(&mut d, "event", json!({
+        "kind": if alert { "alert" } else { "event" },
+        "category": [category],
+        "type": types,
+        "action": action,
+        "outcome": if r.denied { "failure" } else { "success" },
+        "id": ctx.event_id,
+        "module": "cloud_defend",
+        "dataset": dataset,
+    }));
+    let mut process = json!({
+        "pid": r.pid,
+        "name": r.comm,
+        "interactive": r.interactive,
+        "parent": {"pid": r.ppid},
+    });
+    match &r.operation {
+        Operation::File(_) => {
+            process["executable"] = json!(r.exe);
+            let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+            let mut file = json!({"path": r.path, "name": name, "mode": format!("{:o}", r.mode & 0o7777)});
+            if let Some((_, ext)) = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
+                file["extension"] = json!(ext);
+            }
+            set(&mut d, "file", file);
+        }
+        Operation::Process(_) => {
+            process["executable"] = json!(r.path);
+        }
+    }
+    set(&mut d, "process", process);
+    set(&mut d, "user.id", json!(r.uid.to_string()));
+    set(&mut d, "group.id", json!(r.gid.to_string()));
+    set(&mut d, "host.name", json!(ctx.host_name));
+    set(&mut d, "host.hostname", json!(ctx.host_name));
+    if let Some(c) = ctx.container {
+        let mut container = json!({"id": c.id, "name": c.name});
+        if let Some(img) = &c.attrs.image {
+            container["image"] = json!({"name": img.full_names()[0], "tag": img.effective_tag()});
+        }
+        set(&mut d, "container", container);
+        if let Some(o) = &c.attrs.orchestrator {
+            let labels: Vec<String> = c.attrs.labels.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            set(&mut d, "orchestrator", json!({
+                "type": o,
+                "namespace": c.attrs.namespace,
+                "cluster": {"id": c.attrs.cluster_id, "name": c.attrs.cluster_name},
+                "resource": {"type": "pod", "name": c.attrs.pod_name, "label": labels},
+            }));
+        }
+    }
+    set(&mut d, "cloud_defend", json!({
+        "matched_selectors": matched_selectors(r, ctx),
+        "hook_point": r.hook,
+        "actions": r.actions.names(),
+        "rule_set": r.rule_set,
+        "policy_revision": ctx.policy_revision,
+        "truncated": r.truncated,
+    }));
+    Value::Object(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use d4c_policy::{load_str, Container, FileOp, ImageRef};
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_780_800_123);
+        assert_eq!(rfc3339(t), "2026-11-27T12:00:00.123Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_hours(264_384);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn an_alert_names_pod_image_process_and_file() {
+        let policy = load_str("p.yaml", "file:\n  selectors:\n    - name: drift\n      operation: [createExecutable]\n  responses:\n    - match: [drift]\n      actions: [alert, block]\n").unwrap().policy;
+        let mut attrs = Container {
+            image: ImageRef::parse("docker.io/library/nginx:1.25").ok(),
+            namespace: Some("prod".into()),
+            pod_name: Some("web-1".into()),
+            orchestrator: Some("kubernetes".into()),
+            ..Container::default()
+        };
+        attrs.labels.insert("app".into(), "web".into());
+        let info = ContainerInfo { id: "c1".into(), name: "nginx".into(), attrs, cgroup_id: 9 };
+        let r = Record {
+            operation: Operation::File(vec![FileOp::CreateExecutable, FileOp::CreateFile]),
+            actions: Actions(Actions::ALERT | Actions::BLOCK),
+            denied: true,
+            rule_set: 1,
+            cgroup_id: 9,
+            boot_ns: 0,
+            pid: 42,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            mode: 0o100_755,
+            hook: "path_mknod",
+            interactive: false,
+            comm: "cp".into(),
+            path: "/tmp/x.sh".into(),
+            exe: "/bin/busybox".into(),
+            truncated: false,
+        };
+        let ctx = Context { timestamp: SystemTime::UNIX_EPOCH, container: Some(&info), policy: Some(&policy), policy_revision: 3, host_name: "node-1", event_id: "e1".into() };
+        let d = document(&r, &ctx);
+        assert_eq!(d["event"]["kind"], "alert");
+        assert_eq!(d["event"]["type"], json!(["creation", "denied"]));
+        assert_eq!(d["data_stream"]["dataset"], "cloud_defend.alerts");
+        assert_eq!(d["file"]["path"], "/tmp/x.sh");
+        assert_eq!(d["file"]["extension"], "sh");
+        assert_eq!(d["file"]["mode"], "755");
+        assert_eq!(d["process"]["name"], "cp");
+        assert_eq!(d["container"]["image"]["name"], "docker.io/library/nginx");
+        assert_eq!(d["container"]["image"]["tag"], "1.25");
+        assert_eq!(d["orchestrator"]["namespace"], "prod");
+        assert_eq!(d["orchestrator"]["resource"]["label"], json!(["app:web"]));
+        assert_eq!(d["cloud_defend"]["matched_selectors"], json!(["drift"]));
+        assert_eq!(d["cloud_defend"]["policy_revision"], 3);
+    }
+}

@@ -1,0 +1,77 @@
+//! Decoding the kernel's ring-buffer [`Event`] into owned, typed fields.
+
+use d4c_common::event::{FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED};
+use d4c_common::{Event, EVENT_FILE, HOOK_NAMES};
+use d4c_policy::{Actions, FileOp, ProcessOp};
+
+/// What the kernel decided, and about what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Every file operation the event is (a `chmod +x` is createExecutable and modifyFile).
+    File(Vec<FileOp>),
+    Process(ProcessOp),
+}
+
+/// One decoded kernel record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub operation: Operation,
+    pub actions: Actions,
+    pub denied: bool,
+    pub rule_set: u32,
+    pub cgroup_id: u64,
+    pub boot_ns: u64,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub hook: &'static str,
+    pub interactive: bool,
+    pub comm: String,
+    /// File events: the target path; process events: the executable.
+    pub path: String,
+    /// File events and fork: the acting process's executable; exec: the name it was run by.
+    pub exe: String,
+    pub truncated: bool,
+}
+
+fn text(bytes: &[u8], len: u16) -> String {
+    let n = usize::from(len).min(bytes.len());
+    let bytes = &bytes[..n];
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Decodes a record; `None` for an unknown kind or operation (a newer kernel program).
+#[must_use]
+pub fn decode(e: &Event) -> Option<Record> {
+    let operation = if e.kind == EVENT_FILE {
+        let mut ops: Vec<FileOp> = FileOp::ALL.iter().copied().filter(|op| e.ops & op.bit() != 0).collect();
+        if ops.is_empty() {
+            ops.push(*FileOp::ALL.get(usize::from(e.op))?);
+        }
+        Operation::File(ops)
+    } else {
+        Operation::Process(*ProcessOp::ALL.get(usize::from(e.op))?)
+    };
+    Some(Record {
+        operation,
+        actions: Actions(e.actions),
+        denied: e.flags & d4c_common::event::FLAG_DENIED != 0,
+        rule_set: e.rule_set,
+        cgroup_id: e.cgroup_id,
+        boot_ns: e.boot_ns,
+        pid: e.tgid,
+        ppid: e.ppid,
+        uid: e.uid,
+        gid: e.gid,
+        mode: e.mode,
+        hook: HOOK_NAMES.get(usize::from(e.hook)).copied().unwrap_or("unknown"),
+        interactive: e.interactive != 0,
+        comm: text(&e.comm, u16::MAX),
+        path: text(&e.path, e.path_len),
+        exe: text(&e.exe, e.exe_len),
+        truncated: e.flags & (FLAG_PATH_TRUNCATED | FLAG_EXE_TRUNCATED) != 0,
+    })
+}

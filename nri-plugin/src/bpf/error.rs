@@ -1,0 +1,89 @@
+//! Errors of the kernel side: every variant keeps what is needed to act on it (the
+//! verifier log of a rejected program, the path of a failed pin).
+
+use std::{io, path::PathBuf};
+
+/// What can go wrong loading, adopting, or talking to the kernel programs.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// The kernel cannot run BPF LSM programs.
+    #[error(
+        "BPF LSM is not available on this kernel: {reason}. Check that \
+         /sys/kernel/security/lsm lists `bpf` (the kernel needs CONFIG_BPF_LSM=y and `bpf` \
+         in the `lsm=` boot parameter, e.g. lsm=...,bpf) and that this process has \
+         CAP_BPF and CAP_SYS_ADMIN"
+    )]
+    LsmUnavailable { reason: String },
+
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("kernel BTF {}: {reason}", path.display())]
+    Btf { path: PathBuf, reason: String },
+
+    /// A struct field the programs read is absent from this kernel's BTF.
+    #[error("this kernel's BTF lacks {field}; d4c does not support this kernel")]
+    MissingField { field: String },
+
+    #[error("parsing the embedded eBPF object: {source}")]
+    Object {
+        #[source]
+        source: aya::EbpfError,
+    },
+
+    #[error("the embedded eBPF object has no program {program}")]
+    NoProgram { program: &'static str },
+
+    /// The verifier (or the kernel) refused a program.
+    #[error("loading program {program} (hook {hook}): {source}\nverifier log:\n{verifier_log}")]
+    Load {
+        program: &'static str,
+        hook: &'static str,
+        verifier_log: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+
+    #[error("attaching program {program}: {source}")]
+    Attach {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+
+    #[error("pinning {}: {source}", path.display())]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+
+    #[error("pinned link {}: {source}", path.display())]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+
+    #[error("the embedded eBPF object has no map {map}")]
+    NoMap { map: &'static str },
+
+    #[error("mounting bpffs at {}: {source}", path.display())]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}

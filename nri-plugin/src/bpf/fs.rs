@@ -1,0 +1,127 @@
+//! The filesystem around the kernel programs: default paths, the BPF LSM probe, and the
+//! bpffs that holds the pins.
+
+use std::{
+    ffi::CString,
+    io,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use super::error::BpfError;
+
+/// Where d4c pins its maps and links unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/d4c";
+/// The running kernel's BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// The active LSMs, comma-separated.
+pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
+/// The standard bpffs mount point.
+const BPFFS_ROOT: &str = "/sys/fs/bpf";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Pin sub-directories.
+#[must_use]
+pub fn maps_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("maps")
+}
+#[must_use]
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("links")
+}
+
+/// Checks, before loading anything, that `bpf` is an active LSM (read from `lsm_list`).
+pub fn check_bpf_lsm(lsm_list: &Path) -> Result<(), BpfError> {
+    let list = std::fs::read_to_string(lsm_list).map_err(|e| BpfError::LsmUnavailable {
+        reason: format!("cannot read {} ({e}; is securityfs mounted?)", lsm_list.display()),
+    })?;
+    if list.trim().split(',').any(|l| l == "bpf") {
+        Ok(())
+    } else {
+        Err(BpfError::LsmUnavailable {
+            reason: format!("{} is `{}`, without `bpf`", lsm_list.display(), list.trim()),
+        })
+    }
+}
+
+/// Whether `path` is on a bpffs.
+#[must_use]
+pub fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statfs writes into the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &raw mut st) == 0 && st.f_type == BPF_FS_MAGIC
+    }
+}
+
+fn mount_bpffs(at: &Path) -> Result<(), BpfError> {
+    let err = |source| BpfError::Mount { path: at.into(), source };
+    let target = CString::new(at.as_os_str().as_bytes())
+        .map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    // SAFETY: all strings are NUL-terminated and live across the call.
+    let rc = unsafe {
+        libc::mount(
+            c"bpffs".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"mode=0700".as_ptr().cast(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(err(io::Error::last_os_error()))
+    }
+}
+
+/// Makes `pin_dir` (and its `maps/`, `links/`) exist on a bpffs: uses the mounted one,
+/// else mounts a private bpffs (nosuid, nodev, noexec) at `/sys/fs/bpf` when that is the
+/// parent, else at `pin_dir` itself.
+pub fn ensure_pin_dir(pin_dir: &Path) -> Result<(), BpfError> {
+    let parent = pin_dir.parent().unwrap_or(Path::new("/"));
+    if !is_bpffs(pin_dir) && !is_bpffs(parent) {
+        if parent == Path::new(BPFFS_ROOT) {
+            mount_bpffs(parent)?;
+        } else {
+            create_dir(pin_dir)?;
+            mount_bpffs(pin_dir)?;
+        }
+    }
+    for dir in [pin_dir.to_path_buf(), maps_dir(pin_dir), links_dir(pin_dir)] {
+        create_dir(&dir)?;
+    }
+    Ok(())
+}
+
+fn create_dir(dir: &Path) -> Result<(), BpfError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| BpfError::Io { what: "create directory", path: dir.into(), source })
+}
+
+/// Removes `dir` and everything pinned in it (a missing `dir` is fine); unmounts it first
+/// if it is a bpffs mount of its own.
+pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let own_mount = is_bpffs(dir) && !is_bpffs(parent);
+    let io_err = |path: &Path, source| BpfError::Io { what: "remove pin", path: path.into(), source };
+    for sub in [maps_dir(dir), links_dir(dir)] {
+        if let Ok(entries) = std::fs::read_dir(&sub) {
+            for e in entries.flatten() {
+                std::fs::remove_file(e.path()).map_err(|s| io_err(&e.path(), s))?;
+            }
+            std::fs::remove_dir(&sub).map_err(|s| io_err(&sub, s))?;
+        }
+    }
+    if own_mount {
+        if let Ok(c) = CString::new(dir.as_os_str().as_bytes()) {
+            // SAFETY: NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    std::fs::remove_dir(dir).map_err(|s| io_err(dir, s))
+}

@@ -1,0 +1,292 @@
+//! Loading the embedded object (offsets set from the kernel's BTF), attaching and pinning
+//! every program, or adopting what a previous daemon pinned; and unloading.
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
+    programs::{Lsm, RawTracePoint, links::{FdLink, PinnedLink}},
+    Ebpf, EbpfLoader,
+};
+use d4c_common::{
+    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey,
+    MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES,
+    MAP_PROC_DECISIONS,
+};
+
+use super::{
+    btf::Btf,
+    error::BpfError,
+    fs::{self, links_dir, maps_dir},
+    TrieData,
+};
+
+/// The eBPF object built by `build.rs` from `ebpf/`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/d4c-ebpf"));
+
+/// Name of the offsets global in the object (see `ebpf/src/offsets.rs`).
+const OFFSETS_GLOBAL: &str = "D4C_OFFSETS";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Lsm,
+    RawTracepoint,
+}
+
+/// One program of the object: its function name, where it attaches, and whether a kernel
+/// may lack the hook.
+struct Prog {
+    name: &'static str,
+    attach: &'static str,
+    kind: Kind,
+    optional: bool,
+}
+
+const fn lsm(name: &'static str) -> Prog {
+    Prog { name, attach: name, kind: Kind::Lsm, optional: false }
+}
+
+/// Tracepoints first (so nested cgroups are tracked before any deny), then the hooks.
+const PROGRAMS: &[Prog] = &[
+    Prog { name: "d4c_cgroup_mkdir", attach: "cgroup_mkdir", kind: Kind::RawTracepoint, optional: false },
+    Prog { name: "d4c_cgroup_rmdir", attach: "cgroup_rmdir", kind: Kind::RawTracepoint, optional: false },
+    lsm("path_chmod"),
+    lsm("path_mknod"),
+    lsm("file_open"),
+    lsm("path_truncate"),
+    // 6.2+: O_TRUNC and ftruncate call this instead of path_truncate.
+    Prog { name: "file_truncate", attach: "file_truncate", kind: Kind::Lsm, optional: true },
+    lsm("path_unlink"),
+    lsm("path_link"),
+    lsm("path_rename"),
+    lsm("bprm_creds_for_exec"),
+    lsm("task_alloc"),
+];
+
+/// Where things are and what to load.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// bpffs directory for pins (default `/sys/fs/bpf/d4c`).
+    pub pin_dir: PathBuf,
+    /// The kernel's BTF (default `/sys/kernel/btf/vmlinux`).
+    pub btf: PathBuf,
+    /// The active LSM list (default `/sys/kernel/security/lsm`).
+    pub lsm_list: PathBuf,
+    /// Attach the LSM programs. `false` loads only the cgroup tracepoints: a diagnostic
+    /// mode for kernels that refuse LSM programs (nothing is enforced).
+    pub attach_lsm: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pin_dir: fs::DEFAULT_PIN_DIR.into(),
+            btf: fs::KERNEL_BTF.into(),
+            lsm_list: fs::LSM_LIST.into(),
+            attach_lsm: true,
+        }
+    }
+}
+
+/// How the enforcer came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Programs loaded and attached by this process.
+    Loaded,
+    /// Programs found attached and pinned; their maps reopened.
+    Adopted,
+}
+
+/// The loaded (or adopted) kernel programs and their maps. Enforcement lives in the pins:
+/// dropping an `Enforcer` leaves it running; [`Enforcer::unload`] ends it.
+pub struct Enforcer {
+    pub(super) pin_dir: PathBuf,
+    pub(super) origin: Origin,
+    pub(super) containers: HashMap<MapData, u64, ContainerEntry>,
+    pub(super) file_rules: LpmTrie<MapData, TrieData, FileRule>,
+    pub(super) exe_rules: LpmTrie<MapData, TrieData, ExeRule>,
+    pub(super) comm_rules: HashMap<MapData, CommKey, NameClass>,
+    pub(super) proc_decisions: HashMap<MapData, ProcKey, ProcDecision>,
+    pub(super) counters: PerCpuArray<MapData, u64>,
+    pub(super) events: Option<RingBuf<MapData>>,
+}
+
+fn program_pin(pin_dir: &Path, p: &Prog) -> PathBuf {
+    links_dir(pin_dir).join(p.name)
+}
+
+impl Enforcer {
+    /// Adopts the pinned programs under `config.pin_dir` if they are all there, else loads,
+    /// attaches and pins them (clearing any partial leftovers first).
+    pub fn load_or_adopt(config: &Config) -> Result<Self, BpfError> {
+        if config.attach_lsm {
+            fs::check_bpf_lsm(&config.lsm_list)?;
+        }
+        let btf = Btf::from_file(&config.btf)?;
+        let complete = PROGRAMS.iter().all(|p| {
+            program_pin(&config.pin_dir, p).exists()
+                || p.optional
+                || (!config.attach_lsm && p.kind == Kind::Lsm)
+        }) && PROGRAMS.iter().any(|p| program_pin(&config.pin_dir, p).exists());
+        if complete {
+            if let Ok(e) = Self::adopt(&config.pin_dir) {
+                return Ok(e);
+            }
+        }
+        fs::remove_pins(&config.pin_dir)?;
+        Self::load(config, &btf)
+    }
+
+    /// Reopens the pinned maps of a running enforcer.
+    pub fn adopt(pin_dir: &Path) -> Result<Self, BpfError> {
+        let open = |name: &'static str| -> Result<MapData, BpfError> {
+            MapData::from_pin(maps_dir(pin_dir).join(name))
+                .map_err(|source| BpfError::Map { map: name, source })
+        };
+        Self::from_maps(pin_dir, Origin::Adopted, |name| open(name).map(|md| wrap(name, md)))
+    }
+
+    fn from_maps(
+        pin_dir: &Path,
+        origin: Origin,
+        mut take: impl FnMut(&'static str) -> Result<Map, BpfError>,
+    ) -> Result<Self, BpfError> {
+        fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
+            name: &'static str,
+            map: Map,
+        ) -> Result<T, BpfError> {
+            T::try_from(map).map_err(|source| BpfError::Map { map: name, source })
+        }
+        Ok(Enforcer {
+            pin_dir: pin_dir.into(),
+            origin,
+            containers: typed(MAP_CONTAINERS, take(MAP_CONTAINERS)?)?,
+            file_rules: typed(MAP_FILE_RULES, take(MAP_FILE_RULES)?)?,
+            exe_rules: typed(MAP_EXE_RULES, take(MAP_EXE_RULES)?)?,
+            comm_rules: typed(MAP_COMM_RULES, take(MAP_COMM_RULES)?)?,
+            proc_decisions: typed(MAP_PROC_DECISIONS, take(MAP_PROC_DECISIONS)?)?,
+            counters: typed(MAP_COUNTERS, take(MAP_COUNTERS)?)?,
+            events: Some(typed(MAP_EVENTS, take(MAP_EVENTS)?)?),
+        })
+    }
+
+    fn load(config: &Config, btf: &Btf) -> Result<Self, BpfError> {
+        let offsets = btf.kernel_offsets()?;
+        fs::ensure_pin_dir(&config.pin_dir)?;
+        let result = Self::load_inner(config, btf, &offsets);
+        if result.is_err() {
+            // Leave no half-attached state behind.
+            let _ = fs::remove_pins(&config.pin_dir);
+        }
+        result
+    }
+
+    fn load_inner(
+        config: &Config,
+        btf: &Btf,
+        offsets: &d4c_common::KernelOffsets,
+    ) -> Result<Self, BpfError> {
+        let aya_btf = aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
+            BpfError::Btf { path: config.btf.clone(), reason: e.to_string() }
+        })?;
+        let mut ebpf: Ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .default_map_pin_directory(maps_dir(&config.pin_dir))
+            .override_global(OFFSETS_GLOBAL, offsets, true)
+            .load(OBJECT)
+            .map_err(|source| BpfError::Object { source })?;
+        for p in PROGRAMS {
+            if p.kind == Kind::Lsm && !config.attach_lsm {
+                continue;
+            }
+            if p.optional && !btf.has_func(&format!("bpf_lsm_{}", p.attach)) {
+                continue;
+            }
+            let link = attach(&mut ebpf, p, &aya_btf)?;
+            let path = program_pin(&config.pin_dir, p);
+            let pinned: PinnedLink =
+                link.pin(&path).map_err(|source| BpfError::Pin { path: path.clone(), source })?;
+            drop(pinned);
+        }
+        Self::from_maps(&config.pin_dir, Origin::Loaded, |name| {
+            ebpf.take_map(name).ok_or(BpfError::NoMap { map: name })
+        })
+    }
+
+    /// Whether this enforcer loaded the programs or adopted pinned ones.
+    #[must_use]
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The pin directory.
+    #[must_use]
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Ends enforcement: detaches every program and removes every pin under `pin_dir`.
+    pub fn unload(self) -> Result<(), BpfError> {
+        let dir = self.pin_dir.clone();
+        drop(self);
+        fs::remove_pins(&dir)
+    }
+
+    /// Like [`Enforcer::unload`] without an enforcer (e.g. `d4c unload`).
+    pub fn unload_pinned(pin_dir: &Path) -> Result<(), BpfError> {
+        fs::remove_pins(pin_dir)
+    }
+}
+
+/// Wraps a pinned map's data in the `Map` variant its name implies.
+fn wrap(name: &str, md: MapData) -> Map {
+    match name {
+        MAP_FILE_RULES | MAP_EXE_RULES => Map::LpmTrie(md),
+        MAP_COUNTERS => Map::PerCpuArray(md),
+        MAP_EVENTS => Map::RingBuf(md),
+        _ => Map::HashMap(md),
+    }
+}
+
+/// Loads and attaches one program; returns its link (not yet pinned).
+fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfError> {
+    let prog = ebpf.program_mut(p.name).ok_or(BpfError::NoProgram { program: p.name })?;
+    let load_err = |source| load_error(p, source);
+    let attach_err = |source| BpfError::Attach { program: p.name, source };
+    match p.kind {
+        Kind::Lsm => {
+            let prog: &mut Lsm = prog.try_into().map_err(attach_err)?;
+            prog.load(p.attach, aya_btf).map_err(load_err)?;
+            let id = prog.attach().map_err(attach_err)?;
+            Ok(prog.take_link(id).map_err(attach_err)?.into())
+        }
+        Kind::RawTracepoint => {
+            let prog: &mut RawTracePoint = prog.try_into().map_err(attach_err)?;
+            prog.load().map_err(load_err)?;
+            let id = prog.attach(p.attach).map_err(attach_err)?;
+            Ok(prog.take_link(id).map_err(attach_err)?.into())
+        }
+    }
+}
+
+/// A load failure; an LSM program refused with EPERM/EINVAL and no verifier output means
+/// the kernel does not run BPF LSM programs at all.
+fn load_error(p: &Prog, source: aya::programs::ProgramError) -> BpfError {
+    if let aya::programs::ProgramError::LoadError { io_error, verifier_log } = &source {
+        let log = verifier_log.to_string();
+        let code = io_error.raw_os_error();
+        if p.kind == Kind::Lsm
+            && log.trim().is_empty()
+            && (code == Some(libc::EPERM) || code == Some(libc::EINVAL))
+        {
+            return BpfError::LsmUnavailable {
+                reason: format!(
+                    "the kernel refused LSM program {} ({io_error}) without a verifier log",
+                    p.name
+                ),
+            };
+        }
+        return BpfError::Load { program: p.name, hook: p.attach, verifier_log: log, source };
+    }
+    BpfError::Load { program: p.name, hook: p.attach, verifier_log: String::new(), source }
+}

@@ -1,0 +1,24 @@
+//! The kernel half seen from userspace: load (or adopt) the embedded eBPF LSM programs with
+//! the running kernel's struct offsets, pin them under bpffs, write the compiled tables and
+//! container registrations, read decisions back.
+//!
+//! One task should own the [`Enforcer`]; others send it commands.
+
+mod btf;
+mod error;
+mod events;
+mod fs;
+mod loader;
+mod tables;
+
+pub use btf::Btf;
+pub use error::BpfError;
+pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
+pub use fs::{check_bpf_lsm, DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST};
+pub use loader::{Config, Enforcer, Origin};
+
+/// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.
+pub type TrieData = [u8; 4 + d4c_common::PATH_KEY_MAX];
+
+#[cfg(test)]
+mod tests;

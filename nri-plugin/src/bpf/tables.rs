@@ -1,0 +1,117 @@
+//! Writing the compiled policy and the container registrations into the kernel maps.
+
+use aya::maps::lpm_trie::Key;
+use d4c_common::{
+    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, PathKey, ProcDecision, ProcKey,
+    COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EXE_RULES, MAP_FILE_RULES,
+    MAP_PROC_DECISIONS, PATH_KEY_MAX,
+};
+
+use super::{error::BpfError, loader::Enforcer, TrieData};
+
+/// The aya LPM key of a [`PathKey`] (the same bytes).
+fn trie_key(k: &PathKey) -> Key<TrieData> {
+    let mut data = [0u8; 4 + PATH_KEY_MAX];
+    data[..4].copy_from_slice(&k.rule_set_be);
+    data[4..].copy_from_slice(&k.path);
+    Key::new(k.prefix_len, data)
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
+    move |source| BpfError::Map { map, source }
+}
+
+/// A missing key on delete is not an error.
+fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+impl Enforcer {
+    /// Puts `cgroup_id` under `entry.rule_set`: from now on its tasks are checked.
+    pub fn register(&mut self, cgroup_id: u64, entry: ContainerEntry) -> Result<(), BpfError> {
+        self.containers.insert(cgroup_id, entry, 0).map_err(map_err(MAP_CONTAINERS))
+    }
+
+    /// Stops checking `cgroup_id` (absent is fine).
+    pub fn unregister(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        ignore_missing(self.containers.remove(&cgroup_id)).map_err(map_err(MAP_CONTAINERS))
+    }
+
+    /// Every registered cgroup id and its entry (nested cgroups included).
+    pub fn registered(&self) -> Result<Vec<(u64, ContainerEntry)>, BpfError> {
+        self.containers.iter().collect::<Result<_, _>>().map_err(map_err(MAP_CONTAINERS))
+    }
+
+    pub fn write_file_rules(&mut self, entries: &[(PathKey, FileRule)]) -> Result<(), BpfError> {
+        for (k, v) in entries {
+            self.file_rules.insert(&trie_key(k), v, 0).map_err(map_err(MAP_FILE_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_file_rules(&mut self, keys: &[PathKey]) -> Result<(), BpfError> {
+        for k in keys {
+            ignore_missing(self.file_rules.remove(&trie_key(k))).map_err(map_err(MAP_FILE_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn write_exe_rules(&mut self, entries: &[(PathKey, ExeRule)]) -> Result<(), BpfError> {
+        for (k, v) in entries {
+            self.exe_rules.insert(&trie_key(k), v, 0).map_err(map_err(MAP_EXE_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_exe_rules(&mut self, keys: &[PathKey]) -> Result<(), BpfError> {
+        for k in keys {
+            ignore_missing(self.exe_rules.remove(&trie_key(k))).map_err(map_err(MAP_EXE_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn write_comm_rules(&mut self, entries: &[(CommKey, NameClass)]) -> Result<(), BpfError> {
+        for (k, v) in entries {
+            self.comm_rules.insert(k, v, 0).map_err(map_err(MAP_COMM_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_comm_rules(&mut self, keys: &[CommKey]) -> Result<(), BpfError> {
+        for k in keys {
+            ignore_missing(self.comm_rules.remove(k)).map_err(map_err(MAP_COMM_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn write_proc_decisions(
+        &mut self,
+        entries: &[(ProcKey, ProcDecision)],
+    ) -> Result<(), BpfError> {
+        for (k, v) in entries {
+            self.proc_decisions.insert(k, v, 0).map_err(map_err(MAP_PROC_DECISIONS))?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_proc_decisions(&mut self, keys: &[ProcKey]) -> Result<(), BpfError> {
+        for k in keys {
+            ignore_missing(self.proc_decisions.remove(k)).map_err(map_err(MAP_PROC_DECISIONS))?;
+        }
+        Ok(())
+    }
+
+    /// The `CNT_*` counters, summed over CPUs.
+    pub fn counters(&self) -> Result<[u64; COUNTERS as usize], BpfError> {
+        let mut out = [0u64; COUNTERS as usize];
+        for (i, slot) in (0..COUNTERS).zip(out.iter_mut()) {
+            let per_cpu = self.counters.get(&i, 0).map_err(map_err(MAP_COUNTERS))?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}

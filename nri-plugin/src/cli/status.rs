@@ -1,0 +1,124 @@
+//! `d4c status`: what is enforced. From the running daemon (its status socket): containers
+//! with pod, image and rule set, the policy revision, counters. Without a daemon: the
+//! registered cgroups and counters, read from the pinned maps.
+
+use d4c::bpf::{self, Enforcer};
+use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_MANAGED, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// bpffs directory where the programs and maps are pinned.
+    #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
+    bpffs: PathBuf,
+    /// The daemon's status socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/d4c/status.sock")]
+    socket: PathBuf,
+}
+
+fn from_daemon(args: &Args) -> Option<ExitCode> {
+    let snap = d4c::daemon::status_server::query(&args.socket).ok()?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string(&snap).unwrap_or_default());
+        return Some(ExitCode::SUCCESS);
+    }
+    let protected = snap.containers.iter().filter(|c| c.rule_set.is_some()).count();
+    println!("d4c daemon: policy revision {}, {} rule sets, {} containers ({} protected)", snap.policy_revision, snap.rule_sets, snap.containers.len(), protected);
+    for c in &snap.containers {
+        let rs = c.rule_set.map_or("none (no policy applies)".to_owned(), |r| r.to_string());
+        println!(
+            "  {:<14} {:<20} ns {:<12} pod {:<24} image {:<36} rule set {rs}",
+            c.id.chars().take(12).collect::<String>(),
+            c.name,
+            c.namespace.as_deref().unwrap_or("-"),
+            c.pod.as_deref().unwrap_or("-"),
+            c.image.as_deref().unwrap_or("-"),
+        );
+    }
+    if let Some(k) = &snap.kernel_counters {
+        println!("kernel counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops", k[CNT_MANAGED as usize], k[CNT_DENIED as usize], k[CNT_EVENTS as usize], k[CNT_RINGBUF_DROPS as usize]);
+    }
+    Some(ExitCode::SUCCESS)
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// The cgroup directory (below the v2 root) whose id is `id`, if it still exists.
+fn cgroup_path(root: &std::path::Path, id: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+            return Some(format!("/{}", dir.strip_prefix(root).ok()?.display()));
+        }
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            stack.extend(rd.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+    }
+    None
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    if let Some(code) = from_daemon(args) {
+        return code;
+    }
+    if !args.bpffs.exists() {
+        eprintln!("d4c status: d4c is not loaded (nothing pinned at {})", args.bpffs.display());
+        return ExitCode::FAILURE;
+    }
+    let enforcer = match Enforcer::adopt(&args.bpffs) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("d4c status: cannot open the pinned maps: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (registered, counters) = match (enforcer.registered(), enforcer.counters()) {
+        (Ok(r), Ok(c)) => (r, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("d4c status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let root = d4c::cgroup::v2_root().ok();
+    let containers: Vec<_> = registered
+        .iter()
+        .map(|(id, e)| json!({"cgroup_id": id, "cgroup": root.as_ref().and_then(|r| cgroup_path(r, *id)), "rule_set": e.rule_set}))
+        .collect();
+    let counter = |i: u32| counters[i as usize];
+    let doc = json!({
+        "pinned_at": args.bpffs,
+        "containers": containers,
+        "counters": {
+            "managed_hook_calls": counter(CNT_MANAGED),
+            "denied": counter(CNT_DENIED),
+            "events": counter(CNT_EVENTS),
+            "ringbuf_drops": counter(CNT_RINGBUF_DROPS),
+            "path_errors": counter(CNT_PATH_ERRORS),
+        },
+    });
+    match args.format {
+        Format::Json => println!("{doc}"),
+        Format::Text => {
+            println!("d4c is loaded (pinned at {}); no daemon answers at {}", args.bpffs.display(), args.socket.display());
+            println!("registered cgroups: {}", registered.len());
+            for c in &containers {
+                println!("  cgroup {:<10} rule set {:<10} {}", c["cgroup_id"], c["rule_set"], c["cgroup"].as_str().unwrap_or("(gone)"));
+            }
+            println!(
+                "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors",
+                counter(CNT_MANAGED), counter(CNT_DENIED), counter(CNT_EVENTS), counter(CNT_RINGBUF_DROPS), counter(CNT_PATH_ERRORS)
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}

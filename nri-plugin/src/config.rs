@@ -1,0 +1,211 @@
+//! The daemon's configuration file: every field optional with a documented default
+//! (`config/d4c.yaml`), unknown keys refused with their position.
+
+use d4c_policy::parse::closest;
+use d4c_policy::yaml::{self, Node, NodeKind};
+use std::path::{Path, PathBuf};
+
+/// Where the daemon finds things and what it does; see `config/d4c.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub policy_dir: PathBuf,
+    pub nri_socket: PathBuf,
+    pub plugin_name: String,
+    pub plugin_index: String,
+    pub cluster_id: Option<String>,
+    pub cluster_name: Option<String>,
+    pub bpffs: PathBuf,
+    pub enforcement: Enforcement,
+    pub alerts: Alerts,
+    pub metrics_address: Option<String>,
+    pub status_socket: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    Bpf,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alerts {
+    pub stdout: bool,
+    pub file: Option<PathBuf>,
+    pub file_max_bytes: u64,
+    pub file_keep: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy_dir: "/etc/d4c/policies".into(),
+            nri_socket: "/var/run/nri/nri.sock".into(),
+            plugin_name: "d4c".into(),
+            plugin_index: "50".into(),
+            cluster_id: None,
+            cluster_name: None,
+            bpffs: "/sys/fs/bpf/d4c".into(),
+            enforcement: Enforcement::Bpf,
+            alerts: Alerts { stdout: true, file: None, file_max_bytes: 100 << 20, file_keep: 5 },
+            metrics_address: Some("0.0.0.0:9690".into()),
+            status_socket: "/run/d4c/status.sock".into(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A problem in the configuration file, with its position.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: error: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+const KEYS: &[&str] = &[
+    "policyDir", "nriSocket", "pluginName", "pluginIndex", "clusterId", "clusterName", "bpffs",
+    "enforcement", "alerts", "metricsAddress", "statusSocket", "logFormat", "logLevel",
+];
+const ALERT_KEYS: &[&str] = &["stdout", "file", "fileMaxBytes", "fileKeep"];
+
+impl Config {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses configuration text (named `file` in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let err = |node: &Node, message: String| ConfigError { file: file.to_owned(), line: node.pos.line, column: node.pos.col, message };
+        let root = match yaml::parse(text) {
+            Ok(Some(root)) => root,
+            Ok(None) => return Ok(Config::default()),
+            Err(e) => return Err(ConfigError { file: file.to_owned(), line: e.pos.line, column: e.pos.col, message: e.message }),
+        };
+        let mut c = Config::default();
+        for (key, value) in pairs(&root).map_err(|m| err(&root, m))? {
+            let k = key.as_str().unwrap_or_default();
+            let s = || scalar(value).map_err(|m| err(value, format!("`{k}`: {m}")));
+            match k {
+                "policyDir" => c.policy_dir = s()?.into(),
+                "nriSocket" => c.nri_socket = s()?.into(),
+                "pluginName" => c.plugin_name = s()?,
+                "pluginIndex" => {
+                    let v = s()?;
+                    if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(err(value, format!("`pluginIndex` is two digits such as \"50\", not `{v}`")));
+                    }
+                    c.plugin_index = v;
+                }
+                "clusterId" => c.cluster_id = Some(s()?).filter(|v| !v.is_empty()),
+                "clusterName" => c.cluster_name = Some(s()?).filter(|v| !v.is_empty()),
+                "bpffs" => c.bpffs = s()?.into(),
+                "enforcement" => {
+                    c.enforcement = match s()?.as_str() {
+                        "bpf" => Enforcement::Bpf,
+                        "none" => Enforcement::None,
+                        other => return Err(err(value, format!("`enforcement` is `bpf` or `none`, not `{other}`"))),
+                    }
+                }
+                "metricsAddress" => c.metrics_address = Some(s()?).filter(|v| !v.is_empty()),
+                "statusSocket" => c.status_socket = s()?.into(),
+                "logFormat" => {
+                    c.log_format = match s()?.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        other => return Err(err(value, format!("`logFormat` is `text` or `json`, not `{other}`"))),
+                    }
+                }
+                "logLevel" => c.log_level = s()?,
+                "alerts" => {
+                    for (ak, av) in pairs(value).map_err(|m| err(value, format!("`alerts`: {m}")))? {
+                        let name = ak.as_str().unwrap_or_default();
+                        let v = scalar(av).map_err(|m| err(av, format!("`alerts.{name}`: {m}")))?;
+                        let num = || v.parse::<u64>().map_err(|_| err(av, format!("`alerts.{name}` takes a whole number, not `{v}`")));
+                        match name {
+                            "stdout" => {
+                                c.alerts.stdout = match v.as_str() {
+                                    "true" => true,
+                                    "false" => false,
+                                    _ => return Err(err(av, format!("`alerts.stdout` is true or false, not `{v}`"))),
+                                }
+                            }
+                            "file" => c.alerts.file = Some(PathBuf::from(&v)).filter(|_| !v.is_empty()),
+                            "fileMaxBytes" => c.alerts.file_max_bytes = num()?.max(4096),
+                            "fileKeep" => c.alerts.file_keep = u32::try_from(num()?).unwrap_or(u32::MAX),
+                            other => return Err(err(ak, unknown(other, ALERT_KEYS))),
+                        }
+                    }
+                }
+                other => return Err(err(key, unknown(other, KEYS))),
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn unknown(key: &str, keys: &[&str]) -> String {
+    match closest(key, keys.iter().copied()) {
+        Some(k) => format!("unknown key `{key}`; did you mean `{k}`?"),
+        None => format!("unknown key `{key}`; expected one of: {}", keys.join(", ")),
+    }
+}
+
+fn pairs(node: &Node) -> Result<&[(Node, Node)], String> {
+    match &node.kind {
+        NodeKind::Map(p) => Ok(p),
+        _ => Err(format!("expected a mapping (`key: value` lines), found {}", node.type_name())),
+    }
+}
+
+fn scalar(node: &Node) -> Result<String, String> {
+    if node.is_null() {
+        return Ok(String::new());
+    }
+    node.as_str().map(str::to_owned).ok_or_else(|| format!("expected a single value, found {}", node.type_name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_is_the_defaults() {
+        let text = include_str!("../../config/d4c.yaml");
+        assert_eq!(Config::parse("d4c.yaml", text).unwrap(), Config::default());
+        assert_eq!(Config::parse("empty.yaml", "").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn values_and_errors() {
+        let c = Config::parse("c.yaml", "clusterName: prod\nalerts:\n  file: /var/log/d4c.ndjson\n  stdout: false\nenforcement: none\n").unwrap();
+        assert_eq!(c.cluster_name.as_deref(), Some("prod"));
+        assert_eq!(c.alerts.file.as_deref(), Some(Path::new("/var/log/d4c.ndjson")));
+        assert!(!c.alerts.stdout);
+        assert_eq!(c.enforcement, Enforcement::None);
+        let e = Config::parse("c.yaml", "policydir: /x\n").unwrap_err();
+        assert_eq!(e.to_string(), "c.yaml:1:1: error: unknown key `policydir`; did you mean `policyDir`?");
+        let e = Config::parse("c.yaml", "pluginIndex: 5\n").unwrap_err();
+        assert!(e.to_string().starts_with("c.yaml:1:14: error: `pluginIndex` is two digits"), "{e}");
+        let e = Config::parse("c.yaml", "alerts:\n  fileKeep: many\n").unwrap_err();
+        assert!(e.to_string().contains("2:13"), "{e}");
+    }
+}

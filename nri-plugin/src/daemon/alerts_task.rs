@@ -1,0 +1,75 @@
+//! The task that turns the kernel's decisions into ECS documents: decode, find the
+//! container (pod, image, labels), re-evaluate the matched selectors, write to the sinks,
+//! count in the metrics. Kernel counters (denials, ring-buffer drops) are polled into the
+//! metrics too, so a full ring buffer is reported, never silent.
+
+use super::owner::Handle;
+use crate::alerts::sink::Fanout;
+use crate::alerts::{clock, ecs, record};
+use crate::bpf::AsyncEventReader;
+use crate::metrics::Metrics;
+use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_RINGBUF_DROPS};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Forwards decisions until the reader fails.
+pub async fn forward(mut reader: AsyncEventReader, handle: Handle, mut sinks: Fanout, metrics: Arc<Metrics>, host: String) {
+    loop {
+        let ev = match reader.next().await {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::error!(error = %e, "reading kernel decisions failed; alerts stop");
+                return;
+            }
+        };
+        let Some(rec) = record::decode(&ev) else {
+            tracing::warn!(kind = ev.kind, op = ev.op, "a kernel record of an unknown kind was skipped");
+            continue;
+        };
+        let found = handle.lookup(rec.cgroup_id).await;
+        let (info, policy, revision) = match &found {
+            Some((i, p, r)) => (Some(i), Some(p.as_ref()), *r),
+            None => (None, None, 0),
+        };
+        let ctx = ecs::Context {
+            timestamp: clock::wall_time(rec.boot_ns),
+            container: info,
+            policy,
+            policy_revision: revision,
+            host_name: &host,
+            event_id: clock::event_id(rec.boot_ns),
+        };
+        let doc = ecs::document(&rec, &ctx);
+        let op = doc["event"]["action"].as_str().unwrap_or("unknown").to_owned();
+        metrics.decision(&op, &rec.actions.names());
+        let before = (sinks.written, sinks.failed);
+        sinks.write_line(&doc.to_string());
+        metrics.sink_documents.fetch_add(sinks.written - before.0, Ordering::Relaxed);
+        metrics.sink_failures.fetch_add(sinks.failed - before.1, Ordering::Relaxed);
+    }
+}
+
+/// Copies the kernel counters into the metrics every few seconds; warns when decisions
+/// were dropped because the ring buffer was full.
+pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
+    let mut last_drops = 0;
+    loop {
+        if let Ok(snap) = handle.status().await {
+            metrics.managed_containers.store(snap.containers.iter().filter(|c| c.rule_set.is_some()).count() as u64, Ordering::Relaxed);
+            metrics.rule_sets.store(snap.rule_sets as u64, Ordering::Relaxed);
+            metrics.policy_revision.store(snap.policy_revision, Ordering::Relaxed);
+            if let Some(k) = snap.kernel_counters {
+                metrics.kernel_denied.store(k[CNT_DENIED as usize], Ordering::Relaxed);
+                metrics.kernel_events.store(k[CNT_EVENTS as usize], Ordering::Relaxed);
+                let drops = k[CNT_RINGBUF_DROPS as usize];
+                metrics.ringbuf_drops.store(drops, Ordering::Relaxed);
+                if drops > last_drops {
+                    tracing::warn!(lost = drops - last_drops, "decisions were lost: the kernel ring buffer was full");
+                    last_drops = drops;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,156 @@
+//! The one task that owns the registry (and through it the kernel maps). Other tasks send
+//! it commands and wait for the reply, so nothing shares the maps behind a lock.
+
+use super::kernel::KernelState;
+use super::registry::{ContainerInfo, Registry, Started};
+use d4c_policy::Policy;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A request to the owner task.
+pub enum Command {
+    Start(Box<ContainerInfo>, oneshot::Sender<Result<Started, String>>),
+    Remove(String),
+    Synchronize(Vec<ContainerInfo>, oneshot::Sender<Vec<(String, Result<Started, String>)>>),
+    Reload(Arc<Policy>, oneshot::Sender<Result<u64, String>>),
+    Lookup(u64, oneshot::Sender<Option<(ContainerInfo, Arc<Policy>, u64)>>),
+    Status(oneshot::Sender<Snapshot>),
+}
+
+/// What `d4c status` shows of a running daemon.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub policy_revision: u64,
+    pub rule_sets: usize,
+    pub containers: Vec<ContainerStatus>,
+    pub kernel_counters: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub image: Option<String>,
+    pub labels: Vec<String>,
+    pub cgroup_id: u64,
+    /// `None`: no policy applies to it.
+    pub rule_set: Option<u32>,
+}
+
+/// A handle other tasks use to talk to the owner.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+}
+
+const GONE: &str = "the d4c registry task has stopped";
+
+impl Handle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| GONE.to_owned())?;
+        rx.await.map_err(|_| GONE.to_owned())
+    }
+
+    pub async fn start(&self, info: ContainerInfo) -> Result<Started, String> {
+        self.ask(|tx| Command::Start(Box::new(info), tx)).await?
+    }
+
+    pub async fn remove(&self, id: String) {
+        let _ = self.tx.send(Command::Remove(id)).await;
+    }
+
+    pub async fn synchronize(&self, infos: Vec<ContainerInfo>) -> Result<Vec<(String, Result<Started, String>)>, String> {
+        self.ask(|tx| Command::Synchronize(infos, tx)).await
+    }
+
+    pub async fn reload(&self, policy: Arc<Policy>) -> Result<u64, String> {
+        self.ask(|tx| Command::Reload(policy, tx)).await?
+    }
+
+    /// The container registered with this cgroup id, the policy and its revision.
+    pub async fn lookup(&self, cgroup_id: u64) -> Option<(ContainerInfo, Arc<Policy>, u64)> {
+        self.ask(|tx| Command::Lookup(cgroup_id, tx)).await.ok().flatten()
+    }
+
+    pub async fn status(&self) -> Result<Snapshot, String> {
+        self.ask(Command::Status).await
+    }
+}
+
+/// Kernel counters, where the backend has them.
+pub trait Counters {
+    fn counters(&self) -> Option<Vec<u64>> {
+        None
+    }
+}
+
+impl Counters for super::kernel::MemoryKernel {}
+
+impl Counters for crate::bpf::Enforcer {
+    fn counters(&self) -> Option<Vec<u64>> {
+        crate::bpf::Enforcer::counters(self).ok().map(|c| c.to_vec())
+    }
+}
+
+/// Starts the owner task; it runs until every handle is dropped.
+pub fn spawn<K>(registry: Registry<K>) -> Handle
+where
+    K: KernelState + Counters + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(run(registry, rx));
+    Handle { tx }
+}
+
+async fn run<K: KernelState + Counters>(mut registry: Registry<K>, mut rx: mpsc::Receiver<Command>) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Start(info, reply) => {
+                let _ = reply.send(registry.start(*info).map_err(|e| e.to_string()));
+            }
+            Command::Remove(id) => {
+                registry.remove(&id);
+            }
+            Command::Synchronize(infos, reply) => {
+                let out = registry.synchronize(infos).into_iter().map(|(id, r)| (id, r.map_err(|e| e.to_string()))).collect();
+                let _ = reply.send(out);
+            }
+            Command::Reload(policy, reply) => {
+                let _ = reply.send(registry.reload(policy).map_err(|e| e.to_string()));
+            }
+            Command::Lookup(cgroup_id, reply) => {
+                let found = registry.by_cgroup(cgroup_id).map(|m| (m.info.clone(), registry.policy().clone(), registry.revision()));
+                let _ = reply.send(found);
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(snapshot(&registry));
+            }
+        }
+    }
+}
+
+fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
+    let containers = registry
+        .containers()
+        .map(|m| ContainerStatus {
+            id: m.info.id.clone(),
+            name: m.info.name.clone(),
+            namespace: m.info.attrs.namespace.clone(),
+            pod: m.info.attrs.pod_name.clone(),
+            image: m.info.attrs.image.as_ref().map(ToString::to_string),
+            labels: m.info.attrs.labels.iter().map(|(k, v)| format!("{k}:{v}")).collect(),
+            cgroup_id: m.info.cgroup_id,
+            rule_set: m.rule_set,
+        })
+        .collect();
+    Snapshot {
+        policy_revision: registry.revision(),
+        rule_sets: registry.rule_sets(),
+        containers,
+        kernel_counters: registry.kernel().counters(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Watching the policy directory: a content fingerprint polled every few seconds (robust
+//! to editors and to Kubernetes `ConfigMap` updates, which swap a symlink), and loading of
+//! the embedded default policy when the directory does not exist.
+
+use d4c_policy::{load_paths, load_str, Loaded, PolicyError};
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+
+/// The default policy compiled into the binary (`config/policies/default.yaml`).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/policies/default.yaml");
+
+/// Where the policy in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Directory(PathBuf),
+    EmbeddedDefault,
+}
+
+/// Loads the policy of `dir`, or the embedded default when `dir` does not exist.
+pub fn load(dir: &Path) -> (PolicySource, Result<Loaded, PolicyError>) {
+    if dir.exists() {
+        (PolicySource::Directory(dir.to_owned()), load_paths(&[dir]))
+    } else {
+        (PolicySource::EmbeddedDefault, load_str("embedded:default.yaml", EMBEDDED_DEFAULT))
+    }
+}
+
+/// A fingerprint of the policy files' names and contents (FNV-1a; changes with any edit).
+#[must_use]
+pub fn fingerprint(dir: &Path) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    match d4c_policy::load::policy_files(&[dir]) {
+        Ok(files) => {
+            for f in files {
+                h.write(f.as_os_str().as_encoded_bytes());
+                h.write(&std::fs::read(&f).unwrap_or_default());
+            }
+        }
+        Err(e) => h.write(e.to_string().as_bytes()),
+    }
+    h.finish()
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Tells when the directory's content changed since the last look.
+pub struct Watcher {
+    dir: PathBuf,
+    last: u64,
+}
+
+impl Watcher {
+    #[must_use]
+    pub fn new(dir: &Path) -> Self {
+        Watcher { dir: dir.to_owned(), last: fingerprint(dir) }
+    }
+
+    /// The new policy, if the files changed.
+    pub fn poll(&mut self) -> Option<(PolicySource, Result<Loaded, PolicyError>)> {
+        let now = fingerprint(&self.dir);
+        if now == self.last {
+            return None;
+        }
+        self.last = now;
+        Some(load(&self.dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_changes_and_falls_back_to_the_default() {
+        let dir = std::env::temp_dir().join(format!("d4c-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (src, loaded) = load(&dir);
+        assert_eq!(src, PolicySource::EmbeddedDefault);
+        assert_eq!(loaded.unwrap().policy.selectors.len(), 2);
+
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        let mut w = Watcher::new(&dir);
+        assert!(w.poll().is_none());
+        std::fs::write(dir.join("a.yaml"), "file: [oops\n").unwrap();
+        let (_, r) = w.poll().expect("a change");
+        assert!(matches!(r, Err(PolicyError::Invalid { .. })));
+        assert!(w.poll().is_none(), "no change since");
+        std::fs::write(dir.join("b.yml"), EMBEDDED_DEFAULT).unwrap();
+        assert!(w.poll().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,278 @@
+//! A private containerd 1.7 with NRI for end-to-end tests: scratch directory, config,
+//! images, a CRI client, and a guard that tears everything down (pods first, then
+//! containerd, mounts, the scratch directory and the test's cgroup directories).
+
+pub mod pods;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Why this machine cannot run the test, if it cannot; panics instead of skipping when
+/// `D4C_REQUIRE_CONTAINERD=1`.
+pub fn skip_reason() -> Option<String> {
+    let reason = missing();
+    if let Some(r) = &reason {
+        assert!(
+            std::env::var("D4C_REQUIRE_CONTAINERD").as_deref() != Ok("1"),
+            "D4C_REQUIRE_CONTAINERD=1 but {r}"
+        );
+        println!("skipping test - {r}");
+    }
+    reason
+}
+
+fn missing() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    let version = Command::new("containerd").arg("--version").output();
+    match version {
+        Err(_) => return Some("no containerd (run tests/containerd/setup.sh)".into()),
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains(" 1.6") => {
+            return Some("containerd 1.6 has no NRI (run tests/containerd/setup.sh)".into());
+        }
+        Ok(_) => {}
+    }
+    if Command::new("runc").arg("--version").output().is_err() {
+        return Some("no runc".into());
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some("no busybox (Debian's busybox-static)".into());
+    }
+    if Command::new("python3").arg("-V").output().is_err() {
+        return Some("no python3 (builds the test image)".into());
+    }
+    if !cgroup2_root().join("cgroup.procs").exists() {
+        return Some("no cgroup v2 hierarchy".into());
+    }
+    None
+}
+
+/// The cgroup v2 hierarchy (unified or the `unified` child of a hybrid layout).
+pub fn cgroup2_root() -> PathBuf {
+    d4c_nri::cgroup::cgroup2_root(Path::new("/sys/fs/cgroup"))
+}
+
+fn setup_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("containerd")
+}
+
+/// A unique short id per test in this process.
+pub fn unique_id() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running private containerd. Dropping it stops containerd and removes its state.
+pub struct Containerd {
+    pub scratch: PathBuf,
+    /// Absolute cgroup parent under which this test's pods live: `/d4c-test-<id>`.
+    pub cgroup_base: String,
+    child: Child,
+}
+
+impl Containerd {
+    /// Writes the config, starts containerd, imports the busybox and pause images.
+    pub fn start(id: &str) -> Containerd {
+        let scratch = PathBuf::from(format!("/tmp/d4c-ctd-{id}"));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(scratch.join("logs")).unwrap();
+        let s = scratch.to_str().unwrap();
+        let template = std::fs::read_to_string(setup_dir().join("containerd.toml")).unwrap();
+        std::fs::write(
+            scratch.join("config.toml"),
+            template.replace("@SCRATCH@", s),
+        )
+        .unwrap();
+        std::fs::copy(
+            setup_dir().join("runc-guard.sh"),
+            scratch.join("runc-guard.sh"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(scratch.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(scratch.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let ctd = Containerd {
+            scratch,
+            cgroup_base: format!("/d4c-test-{id}"),
+            child,
+        };
+        let t = Instant::now();
+        while !(ctd.socket().exists() && ctd.nri_socket().exists()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "containerd did not start: {}",
+                ctd.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (name, entry) in [
+            ("docker.io/d4c/busybox:1", &["/bin/sh"][..]),
+            ("docker.io/d4c/pause:1", &["/bin/sleep", "2147483647"][..]),
+        ] {
+            let tar = ctd
+                .scratch
+                .join(format!("{}.tar", name.replace(['/', ':'], "_")));
+            run(Command::new("python3")
+                .arg(setup_dir().join("mkimage.py"))
+                .arg(&tar)
+                .arg(name)
+                .args(entry));
+            run(Command::new("ctr")
+                .arg("-a")
+                .arg(ctd.socket())
+                .args(["-n", "k8s.io", "images", "import"])
+                .arg(&tar));
+        }
+        ctd
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.scratch.join("containerd.sock")
+    }
+
+    /// Stops containerd (its containers and shims keep running) and starts it again on
+    /// the same state; returns once its sockets are back.
+    pub fn restart(&mut self) {
+        self.stop_daemon();
+        let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_file(self.nri_socket());
+        let log = std::fs::OpenOptions::new().append(true).open(self.scratch.join("containerd.log")).unwrap();
+        self.child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.scratch.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while !(self.socket().exists() && self.nri_socket().exists()) {
+            assert!(t.elapsed() < Duration::from_secs(10), "containerd did not restart: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop_daemon(&mut self) {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(i32::try_from(self.child.id()).unwrap_or(0), libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn nri_socket(&self) -> PathBuf {
+        self.scratch.join("nri.sock")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// A CRI runtime-service client.
+    pub async fn cri(&self) -> RuntimeServiceClient<Channel> {
+        let path = self.socket();
+        let channel =
+            Endpoint::try_from("http://[::]:0")
+                .unwrap()
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .unwrap();
+        RuntimeServiceClient::new(channel)
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.stop_daemon();
+        unmount_below(&self.scratch);
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        remove_cgroups(&self.cgroup_base);
+    }
+}
+
+/// Unmounts everything mounted below `dir` (deepest first).
+fn unmount_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let c = std::ffi::CString::new(p).unwrap();
+        // SAFETY: a NUL-terminated path; MNT_DETACH only detaches.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Removes the (empty) cgroup directories runc created for `/d4c-test-<id>` in every
+/// hierarchy, deepest first. Only that directory is touched: never anything else, and
+/// never the machine's own `/process_api`.
+fn remove_cgroups(base: &str) {
+    assert!(
+        base.starts_with("/d4c-test-") && !base[1..].contains('/'),
+        "{base}"
+    );
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let top = h.path().join(&base[1..]);
+        if top.is_dir() {
+            remove_tree(&top);
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}

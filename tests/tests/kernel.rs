@@ -1,0 +1,405 @@
+//! Privileged kernel tests: the eBPF LSM programs loaded through `d4c::bpf::Enforcer`,
+//! exercised by forked children placed in test cgroups. Run as root on a kernel with BPF
+//! LSM (in practice: `cargo xtask vm --kernel 6.1|6.12|newest --with <this binary> -- ...`);
+//! elsewhere they print `skipping test - <reason>`, or fail with D4C_REQUIRE_BPF_LSM=1.
+
+mod kernel_support;
+
+use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path};
+
+use d4c_common::{
+    event::FLAG_DENIED, CommKey, NameClass, ProcDecision, ProcKey, ACTION_ALERT, ACTION_BLOCK,
+    ACTION_LOG, EVENT_FILE, EVENT_PROCESS, OP_CREATE_EXECUTABLE, OP_CREATE_FILE,
+    OP_DELETE_FILE, OP_EXEC, OP_EXEC_MEMFD, OP_FORK, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
+    REST_DEEP, REST_EMPTY, REST_NAME, COMM_LEN,
+};
+use kernel_support::*;
+
+const BLOCK: u8 = ACTION_ALERT | ACTION_BLOCK;
+
+/// Sets up a rule set that answers every path with `actions` for `ops`, a registered test
+/// cgroup and a scratch dir.
+fn setup(k: &mut Shared, tag: &str, ops: &[usize], actions: u8) -> (u32, TestCgroup, TestDir) {
+    let rs = rule_set_id();
+    k.enforcer().write_file_rules(&[everywhere(rs, ops, actions)]).unwrap();
+    let cg = TestCgroup::new(tag);
+    register(k, &cg, rs);
+    (rs, cg, TestDir::new(tag))
+}
+
+fn chmod(p: &Path, mode: u32) -> i32 {
+    let c = c(p);
+    // SAFETY: a NUL-terminated path.
+    rc(i64::from(unsafe { libc::chmod(c.as_ptr(), mode) }))
+}
+
+#[test]
+fn chmod_adding_x_is_blocked_in_the_container_only() {
+    let Some(mut k) = kernel() else { return };
+    let (rs, cg, dir) = setup(&mut k, "chmod", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let f = dir.file("script", 0o644);
+    let cf = c(&f);
+
+    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), libc::EPERM);
+    assert_eq!(mode_of(&f), 0o644, "the mode must not change");
+    // fchmod and fchmodat are the same hook.
+    let r = run_in(Some(&cg.path), || unsafe {
+        let fd = libc::open(cf.as_ptr(), libc::O_RDONLY);
+        rc(i64::from(libc::fchmod(fd, 0o700)))
+    });
+    assert_eq!(r, libc::EPERM);
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::fchmodat(libc::AT_FDCWD, cf.as_ptr(), 0o744, 0)))
+    });
+    assert_eq!(r, libc::EPERM);
+    assert_eq!(mode_of(&f), 0o644);
+    // A chmod that adds no x bit is not createExecutable.
+    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o600)), 0);
+
+    let evs = k.events();
+    let ev = evs.iter().find(|e| e.op == OP_CREATE_EXECUTABLE as u8).expect("an event");
+    assert_eq!(ev.kind, EVENT_FILE);
+    assert_eq!(ev_path(ev), f.to_str().unwrap());
+    assert_eq!(ev.rule_set, rs);
+    assert_eq!(ev.cgroup_id, cg.id());
+    assert!(ev.flags & FLAG_DENIED != 0);
+    assert_eq!(ev.actions, BLOCK);
+    assert!(!ev_comm(ev).is_empty());
+    assert_eq!(ev.hook, d4c_common::HOOK_PATH_CHMOD);
+
+    // The same chmod outside any managed cgroup works.
+    assert_eq!(run_in(None, || chmod(&f, 0o755)), 0);
+    assert_eq!(mode_of(&f), 0o755);
+}
+
+#[test]
+fn chmod_alert_only_allows_and_reports() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = setup(&mut k, "alert", &[OP_CREATE_EXECUTABLE], ACTION_ALERT);
+    let f = dir.file("script", 0o644);
+    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), 0);
+    assert_eq!(mode_of(&f), 0o755);
+    let evs = k.events();
+    assert_eq!(evs.len(), 1, "one event");
+    assert_eq!(evs[0].flags & FLAG_DENIED, 0);
+    assert_eq!(ev_path(&evs[0]), f.to_str().unwrap());
+}
+
+#[test]
+fn creating_executables_is_blocked_every_way() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = setup(&mut k, "create", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let exe = c(&dir.path.join("new-exe"));
+    let plain = c(&dir.path.join("new-plain"));
+    let node = c(&dir.path.join("new-node"));
+    let d = c(&dir.path);
+    let linked = c(&dir.path.join("from-tmpfile"));
+
+    let open_creat = |p: &CString, mode: libc::c_uint| unsafe {
+        let fd = libc::open(p.as_ptr(), libc::O_CREAT | libc::O_WRONLY, mode);
+        rc(i64::from(fd))
+    };
+    assert_eq!(run_in(Some(&cg.path), || open_creat(&exe, 0o755)), libc::EPERM);
+    assert!(!dir.path.join("new-exe").exists());
+    assert_eq!(run_in(Some(&cg.path), || open_creat(&plain, 0o644)), 0);
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::mknod(node.as_ptr(), libc::S_IFREG | 0o755, 0)))
+    });
+    assert_eq!(r, libc::EPERM);
+    // O_TMPFILE with x bits, then linkat into a name.
+    let r = run_in(Some(&cg.path), || unsafe {
+        let fd = libc::open(d.as_ptr(), libc::O_TMPFILE | libc::O_WRONLY, 0o755);
+        if fd < 0 {
+            return 100;
+        }
+        rc(i64::from(libc::linkat(fd, c"".as_ptr(), libc::AT_FDCWD, linked.as_ptr(), libc::AT_EMPTY_PATH)))
+    });
+    assert_eq!(r, libc::EPERM, "linkat of an O_TMPFILE exe");
+    assert!(!dir.path.join("from-tmpfile").exists());
+
+    // An executable made outside, given a new name inside: rename and link.
+    let outside = dir.file("outside-exe", 0o755);
+    let (o, renamed, hard) = (c(&outside), c(&dir.path.join("renamed")), c(&dir.path.join("hard")));
+    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::rename(o.as_ptr(), renamed.as_ptr()))) });
+    assert_eq!(r, libc::EPERM);
+    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::link(o.as_ptr(), hard.as_ptr()))) });
+    assert_eq!(r, libc::EPERM);
+    assert!(outside.exists() && !dir.path.join("renamed").exists());
+    // Unmanaged: all fine.
+    assert_eq!(run_in(None, || open_creat(&exe, 0o755)), 0);
+}
+
+#[test]
+fn modifying_executables_is_blocked() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = setup(&mut k, "modify", &[OP_MODIFY_EXECUTABLE], BLOCK);
+    let exe = dir.file("exe", 0o755);
+    let plain = dir.file("plain", 0o644);
+    let (ce, cp) = (c(&exe), c(&plain));
+    let open = |p: &CString, flags| unsafe { rc(i64::from(libc::open(p.as_ptr(), flags))) };
+    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_WRONLY)), libc::EPERM);
+    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_RDWR | libc::O_APPEND)), libc::EPERM);
+    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_RDONLY)), 0);
+    assert_eq!(run_in(Some(&cg.path), || open(&cp, libc::O_WRONLY)), 0);
+    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::truncate(ce.as_ptr(), 0))) });
+    assert_eq!(r, libc::EPERM);
+    // O_TRUNC read-only still truncates: path_truncate (6.1) / file_truncate (6.2+).
+    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_RDONLY | libc::O_TRUNC)), libc::EPERM);
+    // Replacing an executable by rename.
+    let (cp2, _) = (c(&plain), ());
+    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::rename(cp2.as_ptr(), ce.as_ptr()))) });
+    assert_eq!(r, libc::EPERM);
+    assert_eq!(std::fs::read(&exe).unwrap(), b"#!/bin/sh\nexit 0\n", "unchanged");
+    assert_eq!(run_in(None, || open(&ce, libc::O_WRONLY)), 0);
+}
+
+#[test]
+fn file_integrity_ops_and_path_classes() {
+    let Some(mut k) = kernel() else { return };
+    let rs = rule_set_id();
+    let dir = TestDir::new("fim");
+    let prot = dir.path.join("prot");
+    std::fs::create_dir(&prot).unwrap();
+    std::fs::create_dir(prot.join("sub")).unwrap();
+    // `<prot>/*` blocks createFile/deleteFile/modifyFile for direct children only; the
+    // exact path `<prot>/sub/deep` is blocked too (rest empty).
+    let mut pfx = prot.as_os_str().as_bytes().to_vec();
+    pfx.push(b'/');
+    let mut deep = pfx.clone();
+    deep.extend_from_slice(b"sub/deep");
+    let ops = [OP_CREATE_FILE, OP_DELETE_FILE, OP_MODIFY_FILE];
+    k.enforcer()
+        .write_file_rules(&[
+            root_entry(rs),
+            rule_at(rs, &pfx, &[REST_NAME], &ops, BLOCK),
+            rule_at(rs, &deep, &[REST_EMPTY], &ops, BLOCK),
+        ])
+        .unwrap();
+    let cg = TestCgroup::new("fim");
+    register(&mut k, &cg, rs);
+    let create = |p: &Path| {
+        let c = c(p);
+        move || unsafe { rc(i64::from(libc::open(c.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644))) }
+    };
+    assert_eq!(run_in(Some(&cg.path), create(&prot.join("a"))), libc::EPERM);
+    assert_eq!(run_in(Some(&cg.path), create(&prot.join("sub/b"))), 0, "deep: not /*");
+    assert_eq!(run_in(Some(&cg.path), create(&prot.join("sub/deep"))), libc::EPERM);
+    assert_eq!(run_in(Some(&cg.path), create(&dir.path.join("elsewhere"))), 0);
+    let existing = dir.path.join("prot/existing");
+    std::fs::write(&existing, b"x").unwrap();
+    let ce = c(&existing);
+    assert_eq!(run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::unlink(ce.as_ptr()))) }), libc::EPERM);
+    assert_eq!(run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY))) }), libc::EPERM);
+    assert!(existing.exists());
+    let evs = k.events();
+    assert!(evs.iter().any(|e| e.op == OP_DELETE_FILE as u8 && ev_path(e) == existing.to_str().unwrap()), "deleteFile event");
+    let _ = REST_DEEP;
+}
+
+/// Copies this test binary into a memfd (an ELF that exits 0 when run with `--list`).
+fn memfd_with_self(name: &std::ffi::CStr) -> i32 {
+    // SAFETY: plain syscalls on fds we own.
+    unsafe {
+        let fd = libc::memfd_create(name.as_ptr(), 0);
+        assert!(fd >= 0);
+        let bytes = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(libc::write(fd, bytes.as_ptr().cast(), bytes.len()), bytes.len() as isize);
+        fd
+    }
+}
+
+#[test]
+fn memfd_exec_is_blocked_every_way() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, _dir) = setup(&mut k, "memfd", &[OP_EXEC_MEMFD], BLOCK);
+    let fd = memfd_with_self(c"evil");
+    let via_proc = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+    let argv = [c"x".as_ptr(), c"--list".as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let r = run_in(Some(&cg.path), || unsafe {
+        libc::execve(via_proc.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        errno()
+    });
+    assert_eq!(r, libc::EPERM, "execve /proc/self/fd/N");
+    let r = run_in(Some(&cg.path), || unsafe {
+        libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
+        errno()
+    });
+    assert_eq!(r, libc::EPERM, "execveat AT_EMPTY_PATH");
+    let r = run_in(Some(&cg.path), || unsafe {
+        libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+        errno()
+    });
+    assert_eq!(r, libc::EPERM, "fexecve");
+    let evs = k.events();
+    let ev = evs.iter().find(|e| e.op == OP_EXEC_MEMFD as u8).expect("execMemFd event");
+    assert_eq!(ev_path(ev), "memfd:evil");
+    // Outside: runs.
+    let r = run_in(None, || unsafe {
+        libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+        errno()
+    });
+    assert_eq!(r, 0, "unmanaged memfd exec runs (and `--list` exits 0)");
+    unsafe { libc::close(fd) };
+}
+
+#[test]
+fn memfd_exec_alert_only_runs() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, _dir) = setup(&mut k, "memfd-alert", &[OP_EXEC_MEMFD], ACTION_ALERT);
+    let fd = memfd_with_self(c"alertme");
+    let argv = [c"x".as_ptr(), c"--list".as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let r = run_in(Some(&cg.path), || unsafe {
+        libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+        errno()
+    });
+    assert_eq!(r, 0);
+    assert!(k.events().iter().any(|e| e.op == OP_EXEC_MEMFD as u8 && ev_path(e) == "memfd:alertme"));
+    unsafe { libc::close(fd) };
+}
+
+fn proc_rules(k: &mut Shared, rs: u32, name_class_for: Option<&str>, op: usize, actions: u8) {
+    let mut d = ProcDecision::default();
+    d.actions[0][op] = actions;
+    d.actions[1][op] = actions;
+    let name_class = u32::from(name_class_for.is_some());
+    if let Some(n) = name_class_for {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..n.len()].copy_from_slice(n.as_bytes());
+        k.enforcer().write_comm_rules(&[(CommKey { rule_set: rs, comm }, NameClass { class: 1 })]).unwrap();
+    }
+    k.enforcer()
+        .write_proc_decisions(&[(ProcKey { rule_set: rs, exe_class: 0, name_class }, d)])
+        .unwrap();
+}
+
+#[test]
+fn exec_and_fork_decisions() {
+    let Some(mut k) = kernel() else { return };
+    let (rs, cg, dir) = setup(&mut k, "proc", &[], 0);
+    // Block exec of anything named `blocked-name`; log every fork.
+    proc_rules(&mut k, rs, Some("blocked-name"), OP_EXEC, BLOCK);
+    let script = dir.file("blocked-name", 0o755);
+    let other = dir.file("other-name", 0o755);
+    let exec = |p: &Path| {
+        let c = c(p);
+        move || unsafe {
+            let argv = [c.as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null()];
+            libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            errno()
+        }
+    };
+    assert_eq!(run_in(Some(&cg.path), exec(&script)), libc::EPERM);
+    // Not blocked: the script runs `/bin/sh` (if present) and exits 0, or ENOENT.
+    let r = run_in(Some(&cg.path), exec(&other));
+    assert_ne!(r, libc::EPERM);
+    let evs = k.events();
+    let ev = evs.iter().find(|e| e.kind == EVENT_PROCESS).expect("exec event");
+    assert_eq!(ev.op, OP_EXEC as u8);
+    assert_eq!(ev_path(ev), script.to_str().unwrap());
+    assert_eq!(run_in(None, exec(&script)), 0, "unmanaged: runs");
+
+    // Fork: block (name class 0 = any name).
+    let rs2 = rule_set_id();
+    k.enforcer().write_file_rules(&[root_entry(rs2)]).unwrap();
+    proc_rules(&mut k, rs2, None, OP_FORK, BLOCK);
+    let cg2 = TestCgroup::new("fork");
+    register(&mut k, &cg2, rs2);
+    let r = run_in(Some(&cg2.path), || unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        if pid < 0 { errno() } else { wait(pid) }
+    });
+    assert_eq!(r, libc::EPERM);
+    let evs = k.events();
+    assert!(evs.iter().any(|e| e.kind == EVENT_PROCESS && e.op == OP_FORK as u8 && e.flags & FLAG_DENIED != 0));
+    // Log only.
+    let rs3 = rule_set_id();
+    k.enforcer().write_file_rules(&[root_entry(rs3)]).unwrap();
+    proc_rules(&mut k, rs3, None, OP_FORK, ACTION_LOG);
+    let cg3 = TestCgroup::new("forklog");
+    register(&mut k, &cg3, rs3);
+    let r = run_in(Some(&cg3.path), || unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        if pid < 0 { errno() } else { wait(pid) }
+    });
+    assert_eq!(r, 0);
+    assert!(k.events().iter().any(|e| e.op == OP_FORK as u8 && e.flags & FLAG_DENIED == 0));
+}
+
+#[test]
+fn nested_cgroups_stay_managed() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = setup(&mut k, "nested", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let inner = cg.child("inner");
+    let deeper = inner.join("deeper");
+    std::fs::create_dir(&deeper).unwrap();
+    let f = dir.file("f", 0o644);
+    assert_eq!(run_in(Some(&deeper), || chmod(&f, 0o755)), libc::EPERM);
+    let id = cgroup_id(&deeper);
+    assert!(k.enforcer().registered().unwrap().iter().any(|(i, _)| *i == id));
+    std::fs::remove_dir(&deeper).unwrap();
+    assert!(!k.enforcer().registered().unwrap().iter().any(|(i, _)| *i == id), "rmdir forgets");
+}
+
+#[test]
+fn registering_a_running_process_takes_effect() {
+    let Some(mut k) = kernel() else { return };
+    let rs = rule_set_id();
+    k.enforcer().write_file_rules(&[everywhere(rs, &[OP_CREATE_EXECUTABLE], BLOCK)]).unwrap();
+    let cg = TestCgroup::new("late");
+    let dir = TestDir::new("late");
+    let f = dir.file("f", 0o644);
+    let (mut fds, cf) = ([0i32; 2], c(&f));
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let procs = std::fs::OpenOptions::new().write(true).open(cg.path.join("cgroup.procs")).unwrap();
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1);
+            let mut b = 0u8;
+            libc::read(fds[0], (&raw mut b).cast(), 1);
+            let r = rc(i64::from(libc::chmod(cf.as_ptr(), 0o755)));
+            libc::_exit(r);
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    register(&mut k, &cg, rs);
+    unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+    assert_eq!(wait(pid), libc::EPERM);
+}
+
+#[test]
+fn enforcement_survives_the_daemon_and_is_adopted() {
+    let Some(mut k) = kernel() else { return };
+    let (rs, cg, dir) = setup(&mut k, "pinned", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let f = dir.file("f", 0o644);
+    // A second, independent adoption (as a restarted daemon would do) sees the same maps.
+    let pin_dir = k.pin_dir.clone();
+    let adopted = d4c::bpf::Enforcer::adopt(&pin_dir).unwrap();
+    assert_eq!(adopted.origin(), d4c::bpf::Origin::Adopted);
+    assert!(adopted.registered().unwrap().iter().any(|(id, e)| *id == cg.id() && e.rule_set == rs));
+    // Drop every handle of this process to the programs and maps: only pins remain.
+    drop(adopted);
+    let events = k.events.take();
+    let enforcer = k.enforcer.take();
+    drop(events);
+    drop(enforcer);
+    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), libc::EPERM, "no daemon, still enforced");
+    // Adopt again through load_or_adopt.
+    let config = d4c::bpf::Config { pin_dir, ..Default::default() };
+    let mut e = d4c::bpf::Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(e.origin(), d4c::bpf::Origin::Adopted);
+    let counters = e.counters().unwrap();
+    assert!(counters[d4c_common::CNT_DENIED as usize] > 0);
+    k.events = e.take_events();
+    k.enforcer = Some(e);
+}
