@@ -1,6 +1,7 @@
 //! A private containerd 1.7 with NRI for end-to-end tests: scratch directory, config,
 //! images, a CRI client, and a guard that tears everything down (pods first, then
 //! containerd, mounts, the scratch directory and the test's cgroup directories).
+#![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 
 pub mod pods;
 
@@ -19,7 +20,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Why this machine cannot run the test, if it cannot; panics instead of skipping when
 /// `D4C_REQUIRE_CONTAINERD=1`.
 pub fn skip_reason() -> Option<String> {
-    let reason = missing();
+    let reason = missing_prerequisite();
     if let Some(r) = &reason {
         assert!(
             std::env::var("D4C_REQUIRE_CONTAINERD").as_deref() != Ok("1"),
@@ -30,7 +31,9 @@ pub fn skip_reason() -> Option<String> {
     reason
 }
 
-fn missing() -> Option<String> {
+/// What this machine lacks for a private containerd, if anything (no skip message, no
+/// panic: the caller decides; the guest tests have their own `D4C_REQUIRE_*` variable).
+pub fn missing_prerequisite() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
@@ -49,8 +52,11 @@ fn missing() -> Option<String> {
     if !Path::new("/bin/busybox").exists() {
         return Some("no busybox (Debian's busybox-static)".into());
     }
-    if Command::new("python3").arg("-V").output().is_err() {
-        return Some("no python3 (builds the test image)".into());
+    if !setup_dir().join("containerd.toml").is_file() {
+        return Some(format!("no containerd.toml in {} (D4C_CONTAINERD_DIR)", setup_dir().display()));
+    }
+    if !prebuilt_images() && Command::new("python3").arg("-V").output().is_err() {
+        return Some(format!("no python3 (builds the test image) and no prebuilt image archives in {}", setup_dir().display()));
     }
     if !cgroup2_root().join("cgroup.procs").exists() {
         return Some("no cgroup v2 hierarchy".into());
@@ -63,8 +69,30 @@ pub fn cgroup2_root() -> PathBuf {
     d4c_nri::cgroup::cgroup2_root(Path::new("/sys/fs/cgroup"))
 }
 
-fn setup_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("containerd")
+/// The directory of the containerd test files (`containerd.toml`, `runc-guard.sh`,
+/// `mkimage.py`, optionally prebuilt image archives): `$D4C_CONTAINERD_DIR` when set (a
+/// guest has no checkout and no python3: `scripts/guest-e2e.sh` prepares such a directory),
+/// else `tests/containerd` of this checkout.
+pub fn setup_dir() -> PathBuf {
+    std::env::var_os("D4C_CONTAINERD_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("containerd"), PathBuf::from)
+}
+
+/// The test images: name and entrypoint.
+pub const IMAGES: [(&str, &[&str]); 2] = [
+    ("docker.io/d4c/busybox:1", &["/bin/sh"]),
+    ("docker.io/d4c/pause:1", &["/bin/sleep", "2147483647"]),
+];
+
+/// The archive name of an image (`docker.io_d4c_busybox_1.tar`), as `mkimage.py` output.
+pub fn image_tar_name(name: &str) -> String {
+    format!("{}.tar", name.replace(['/', ':'], "_"))
+}
+
+/// Whether `setup_dir()` holds every image archive already built (no python3 needed).
+fn prebuilt_images() -> bool {
+    IMAGES.iter().all(|(name, _)| setup_dir().join(image_tar_name(name)).is_file())
 }
 
 /// A unique short id per test in this process.
@@ -103,6 +131,11 @@ impl Containerd {
             scratch.join("runc-guard.sh"),
         )
         .unwrap();
+        std::fs::set_permissions(
+            scratch.join("runc-guard.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let log = std::fs::File::create(scratch.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
@@ -125,18 +158,19 @@ impl Containerd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        for (name, entry) in [
-            ("docker.io/d4c/busybox:1", &["/bin/sh"][..]),
-            ("docker.io/d4c/pause:1", &["/bin/sleep", "2147483647"][..]),
-        ] {
-            let tar = ctd
-                .scratch
-                .join(format!("{}.tar", name.replace(['/', ':'], "_")));
-            run(Command::new("python3")
-                .arg(setup_dir().join("mkimage.py"))
-                .arg(&tar)
-                .arg(name)
-                .args(entry));
+        for (name, entry) in IMAGES {
+            let prebuilt = setup_dir().join(image_tar_name(name));
+            let tar = if prebuilt.is_file() {
+                prebuilt
+            } else {
+                let tar = ctd.scratch.join(image_tar_name(name));
+                run(Command::new("python3")
+                    .arg(setup_dir().join("mkimage.py"))
+                    .arg(&tar)
+                    .arg(name)
+                    .args(entry));
+                tar
+            };
             run(Command::new("ctr")
                 .arg("-a")
                 .arg(ctd.socket())

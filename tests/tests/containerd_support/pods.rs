@@ -7,9 +7,10 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode,
     NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest,
+    StartContainerRequest, StopPodSandboxRequest, ContainerStatusRequest, ContainerState, ExecSyncRequest,
 };
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 pub type Cri = RuntimeServiceClient<Channel>;
@@ -100,5 +101,46 @@ impl Pod {
     pub async fn remove(self, cri: &mut Cri) {
         let _ = cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: self.id.clone() }).await;
         let _ = cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: self.id }).await;
+    }
+}
+
+/// What an `ExecSync` returned.
+#[derive(Debug)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` in a running container through CRI `ExecSync` (`timeout` seconds at most).
+pub async fn exec_sync(cri: &mut Cri, id: &str, cmd: &[&str], timeout: i64) -> Result<ExecResult, tonic::Status> {
+    let r = cri
+        .exec_sync(ExecSyncRequest { container_id: id.to_owned(), cmd: cmd.iter().map(|s| (*s).to_owned()).collect(), timeout })
+        .await?
+        .into_inner();
+    Ok(ExecResult {
+        exit_code: r.exit_code,
+        stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
+    })
+}
+
+/// Polls CRI `ContainerStatus` until the container has exited; returns its exit code
+/// (panics after `limit`).
+pub async fn wait_exit(cri: &mut Cri, id: &str, limit: Duration) -> i32 {
+    let t = Instant::now();
+    loop {
+        let status = cri
+            .container_status(ContainerStatusRequest { container_id: id.to_owned(), verbose: false })
+            .await
+            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+            .into_inner()
+            .status
+            .unwrap_or_else(|| panic!("ContainerStatus {id}: no status"));
+        if status.state == ContainerState::ContainerExited as i32 {
+            return status.exit_code;
+        }
+        assert!(t.elapsed() < limit, "container {id} still not exited after {limit:?}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
