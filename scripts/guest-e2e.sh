@@ -9,10 +9,12 @@
 # (tests/containerd/mkimage.py: the guest has no python3) and collects containerd,
 # containerd-shim-runc-v2, ctr and runc (tests/containerd/setup.sh installs them); then
 # `cargo xtask vm` runs the test with everything under /opt/with. Exit status: the test's
-# (non-zero when it fails; 125 when the harness fails). Without qemu or containerd it
-# prints `skipping guest end-to-end - <reason>` and exits 0, unless D4C_REQUIRE_QEMU=1 or
-# D4C_REQUIRE_CONTAINERD=1. Inside the guest D4C_REQUIRE_BPF_LSM is
-# ${D4C_REQUIRE_BPF_LSM:-$D4C_REQUIRE_PRIVILEGED} (default 0: the test skips without BPF LSM).
+# (non-zero when it fails; 125 when the harness fails); the cargo-test summary line is
+# printed, or `guest end-to-end (KERNEL): 0 passed, 1 failed (...)` when there is none.
+# Without qemu or containerd it prints `skipping guest end-to-end - <reason>` and exits 0,
+# unless D4C_REQUIRE_PRIVILEGED, D4C_REQUIRE_QEMU or D4C_REQUIRE_CONTAINERD is 1 (then it
+# fails). Inside the guest D4C_REQUIRE_BPF_LSM is ${D4C_REQUIRE_BPF_LSM:-$D4C_REQUIRE_PRIVILEGED}
+# (default 0: the test skips without BPF LSM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +23,7 @@ stage=target/guest-e2e
 require_bpf=${D4C_REQUIRE_BPF_LSM:-${D4C_REQUIRE_PRIVILEGED:-0}}
 
 skip() {
-    if [[ ${D4C_REQUIRE_QEMU:-0} == 1 || ${D4C_REQUIRE_CONTAINERD:-0} == 1 ]]; then
+    if [[ ${D4C_REQUIRE_PRIVILEGED:-0} == 1 || ${D4C_REQUIRE_QEMU:-0} == 1 || ${D4C_REQUIRE_CONTAINERD:-0} == 1 ]]; then
         echo "guest end-to-end ($kernel): 0 passed, 1 failed ($1)"
         exit 1
     fi
@@ -58,12 +60,16 @@ image docker.io/d4c/busybox:1 /bin/sh
 image docker.io/d4c/pause:1 /bin/sleep 2147483647
 
 echo "[guest-e2e] running in a $kernel guest" >&2
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 status=0
 cargo xtask vm --kernel "$kernel" --timeout 600 \
     --with "$stage/guest_containerd" --with "$stage/d4c-containerd" "${tools[@]}" -- \
     env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd D4C_REQUIRE_BPF_LSM="$require_bpf" \
-    /opt/with/guest_containerd --nocapture --test-threads=1 || status=$?
+    /opt/with/guest_containerd --nocapture --test-threads=1 2>&1 | tee "$out" || status=${PIPESTATUS[0]}
 if ((status != 0)); then
+    # A harness failure or a crash prints no cargo-test summary: count it as one failure.
+    grep -q '^test result:' "$out" || echo "guest end-to-end ($kernel): 0 passed, 1 failed (exit status $status)"
     echo "guest end-to-end ($kernel) failed (exit status $status)"
 fi
 exit "$status"

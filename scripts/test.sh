@@ -48,6 +48,12 @@ else
     done
 fi
 
+step "guest end-to-end: containerd + d4c nri enforcing in QEMU guests"
+for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
+    scripts/guest-e2e.sh "$k" 2>&1 | tee -a "$log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+done
+
 fuzz_seconds=${D4C_FUZZ_SECONDS:-60}
 if ((fuzz_seconds > 0)); then
     step "fuzzing parse+validate+compile for ${fuzz_seconds}s"

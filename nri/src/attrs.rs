@@ -105,9 +105,12 @@ pub fn attributes(
             image,
             namespace,
             pod_name,
+            // containerd adds its own `io.cri-containerd.*` labels to the sandbox; they
+            // are not the pod's labels.
             labels: pod
                 .labels
                 .iter()
+                .filter(|(k, _)| !k.starts_with("io.cri-containerd."))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             cluster_id: None,

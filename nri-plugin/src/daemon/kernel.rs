@@ -17,6 +17,18 @@ pub trait KernelState {
     fn register(&mut self, cgroup_id: u64, entry: ContainerEntry) -> Result<(), Self::Error>;
     /// Removes `cgroup_id` (absent is not an error).
     fn unregister(&mut self, cgroup_id: u64) -> Result<(), Self::Error>;
+
+    /// The highest rule-set id in use in state left by an earlier daemon (0: none), so a
+    /// new daemon's ids never collide with entries it did not write.
+    fn highest_rule_set(&self) -> u32 {
+        0
+    }
+
+    /// Deletes every entry of a rule set not in `keep` and every registration of a cgroup
+    /// not in `keep_cgroups` (state an earlier daemon left behind).
+    fn purge(&mut self, _keep: &std::collections::BTreeSet<u32>, _keep_cgroups: &std::collections::BTreeSet<u64>) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Kernel state kept in memory: counts entries per map, can be told to fail.
@@ -60,6 +72,16 @@ impl MemoryKernel {
 
 impl KernelState for MemoryKernel {
     type Error = MemoryKernelError;
+
+    fn highest_rule_set(&self) -> u32 {
+        self.entries.keys().copied().max().unwrap_or(0)
+    }
+
+    fn purge(&mut self, keep: &std::collections::BTreeSet<u32>, keep_cgroups: &std::collections::BTreeSet<u64>) -> Result<(), Self::Error> {
+        self.entries.retain(|id, _| keep.contains(id));
+        self.containers.retain(|id, _| keep_cgroups.contains(id));
+        Ok(())
+    }
 
     fn write_tables(&mut self, tables: &Tables) -> Result<(), Self::Error> {
         self.check("write_tables")?;

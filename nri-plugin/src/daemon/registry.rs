@@ -89,12 +89,19 @@ pub struct Registry<K: KernelState> {
     kernel: K,
     rev: Revision,
     containers: BTreeMap<String, Managed>,
+    /// State an earlier daemon left in the kernel is purged after the first synchronize.
+    inherited: bool,
 }
 
 impl<K: KernelState> Registry<K> {
+    /// A registry over `kernel`. If the kernel holds state of an earlier daemon (pinned
+    /// maps), new rule-set ids start above it, and what the first synchronize does not
+    /// claim is purged.
     #[must_use]
     pub fn new(kernel: K, policy: Arc<Policy>) -> Self {
-        Registry { kernel, rev: Revision::new(1, policy, 1), containers: BTreeMap::new() }
+        let highest = kernel.highest_rule_set();
+        let first = highest.saturating_add(1).min(0x7fff_ffff).max(1);
+        Registry { kernel, rev: Revision::new(1, policy, first), containers: BTreeMap::new(), inherited: highest > 0 }
     }
 
     /// Registers a starting container. `Err` means the start must be refused.
@@ -257,7 +264,15 @@ impl<K: KernelState> Registry<K> {
         for id in gone {
             self.remove(&id);
         }
-        infos.into_iter().map(|i| (i.id.clone(), self.start(i))).collect()
+        let out = infos.into_iter().map(|i| (i.id.clone(), self.start(i))).collect();
+        if std::mem::take(&mut self.inherited) {
+            let keep: std::collections::BTreeSet<u32> = self.rev.tables.keys().copied().collect();
+            let cgroups = self.containers.values().filter(|m| m.rule_set.is_some()).map(|m| m.info.cgroup_id).collect();
+            if let Err(e) = self.kernel.purge(&keep, &cgroups) {
+                tracing::warn!(error = %e, "could not remove the state an earlier daemon left in the kernel");
+            }
+        }
+        out
     }
 
     pub fn containers(&self) -> impl Iterator<Item = &Managed> {

@@ -108,3 +108,22 @@ fn synchronize_rebuilds() {
     assert_eq!(ids, vec![10, 11]);
     assert_eq!(r.by_cgroup(11).unwrap().info.id, "b");
 }
+
+#[test]
+fn a_new_daemon_starts_above_inherited_ids_and_purges_the_rest() {
+    let mut first = Registry::new(MemoryKernel::default(), policy("alert", "*"));
+    first.start(info("a", "prod", 10)).unwrap();
+    first.start(info("gone", "dev", 11)).unwrap();
+    let mut kernel = MemoryKernel::default();
+    kernel.containers = first.kernel().containers.clone();
+    kernel.entries = first.kernel().entries.clone();
+    let old: Vec<u32> = kernel.entries.keys().copied().collect();
+
+    let mut second = Registry::new(kernel, policy("alert", "*"));
+    second.synchronize(vec![info("a", "prod", 10)]);
+    let k = second.kernel();
+    let new_id = k.containers[&10].rule_set;
+    assert!(old.iter().all(|&o| new_id > o), "new ids above inherited ones");
+    assert!(!k.containers.contains_key(&11), "the container that went away is purged");
+    assert_eq!(k.entries.keys().copied().collect::<Vec<_>>(), vec![new_id], "inherited rule sets purged");
+}

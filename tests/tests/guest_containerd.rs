@@ -1,0 +1,388 @@
+//! Guest end-to-end: the real `d4c nri` daemon with `enforcement: bpf`, a real containerd
+//! 1.7 and pods created through CRI, inside a QEMU guest (`scripts/guest-e2e.sh` builds
+//! this binary and the image archives on the host and runs it with `cargo xtask vm`).
+//!
+//! - A pod whose labels match a blocking policy cannot create an executable, from its very
+//!   first instruction: its entrypoint `cp /bin/busybox /tmp/x` fails (exit 42), and a
+//!   later `chmod +x` through `ExecSync` fails with EPERM.
+//! - A pod the policy does not select does both.
+//! - The alert documents (the daemon's stdout, ECS NDJSON) name pod, namespace, labels,
+//!   image, file and process.
+//! - With a second policy alerting on execMemFd in every pod, starting containers (runc
+//!   runs itself from a memfd) raises no execMemFd alert, while a real memfd execution in
+//!   a container's cgroup does.
+//!
+//! Skips with `skipping test - <reason>` without root, BPF LSM, containerd, runc or the
+//! `d4c` binary; fails instead when `D4C_REQUIRE_BPF_LSM=1` (set inside the guests by the
+//! test scripts). Files: `$D4C_CONTAINERD_DIR` (see `containerd_support::setup_dir`);
+//! `d4c` is the one next to this test (host) or on `PATH` (guest). `D4C_E2E_DEBUG=1`
+//! prints the daemon's and containerd's logs at the end of a passing run.
+
+mod containerd_support;
+
+use containerd_support::pods::{exec_sync, wait_exit, Pod};
+use containerd_support::{cgroup2_root, missing_prerequisite, unique_id, Containerd};
+use serde_json::Value;
+use std::ffi::CString;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROTECT: &str = "\
+file:
+  selectors:
+    - name: drift
+      operation: [createExecutable, modifyExecutable]
+      kubernetesPodLabel: ['d4c-test:protect']
+  responses:
+    - match: [drift]
+      actions: [alert, block]
+";
+
+const MEMFD: &str = "\
+file:
+  selectors:
+    - name: memfdExec
+      operation: [execMemFd]
+  responses:
+    - match: [memfdExec]
+      actions: [alert]
+";
+
+/// The entrypoint of the drift containers: 0 when the copy worked, 42 when it was refused.
+const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x && exit 0 || exit 42"];
+const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
+const CHMOD: [&str; 3] = ["sh", "-c", "echo a > /tmp/f && chmod +x /tmp/f"];
+
+fn required() -> bool {
+    std::env::var("D4C_REQUIRE_BPF_LSM").is_ok_and(|v| v == "1")
+}
+
+fn missing() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if let Err(e) = d4c::bpf::check_bpf_lsm(Path::new(d4c::bpf::LSM_LIST)) {
+        return Some(e.to_string());
+    }
+    if let Some(r) = missing_prerequisite() {
+        return Some(r);
+    }
+    if d4c_bin().is_none() {
+        return Some("no d4c binary (next to this test or on PATH)".into());
+    }
+    None
+}
+
+/// `D4C_REQUIRE_BPF_LSM=1`: fail; otherwise print the reason and skip.
+fn skip() -> bool {
+    let Some(reason) = missing() else { return false };
+    assert!(!required(), "D4C_REQUIRE_BPF_LSM=1 but {reason}");
+    println!("skipping test - {reason}");
+    true
+}
+
+/// `d4c`: next to this test when cargo built both (host), else the first on `PATH`
+/// (the guest harness puts the fresh build in /usr/local/bin).
+fn d4c_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let beside = exe.parent().and_then(Path::parent).map(|d| d.join("d4c"));
+    if let Some(b) = beside.filter(|b| b.is_file()) {
+        return Some(b);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("d4c")).find(|p| p.is_file())
+}
+
+struct Daemon {
+    child: Child,
+    status: PathBuf,
+    alerts: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, status: &Path, alerts: &Path, log: &Path) -> Daemon {
+        let child = Command::new(d4c_bin().unwrap())
+            .args(["nri", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(alerts).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon { child, status: status.to_owned(), alerts: alerts.to_owned(), log: log.to_owned() };
+        let t = Instant::now();
+        while d.status().is_none() {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("d4c nri exited ({st}) before serving its status:\n{}", d.log());
+            }
+            assert!(t.elapsed() < Duration::from_mins(1), "d4c nri did not serve its status:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<Value> {
+        let out = Command::new(d4c_bin()?).args(["status", "--format", "json", "--socket"]).arg(&self.status).output().ok()?;
+        serde_json::from_slice(&out.stdout).ok().filter(|v: &Value| v.get("containers").is_some())
+    }
+
+    /// Every alert document written so far (complete lines only).
+    fn alerts(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.alerts).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+        complete
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect()
+    }
+
+    /// Polls the alerts until one satisfies `ok` (20 s at most).
+    fn wait_alert(&self, ok: impl Fn(&Value) -> bool, what: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            if let Some(a) = self.alerts().into_iter().find(&ok) {
+                return a;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no alert for {what}\nalerts:\n{}\nlog:\n{}",
+                self.alerts().iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signals our own child (SIGTERM: a clean stop).
+        unsafe { libc::kill(i32::try_from(self.child.id()).unwrap_or(0), libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes the programs and maps the daemon pinned (they outlive it by design).
+struct Unload(PathBuf);
+
+impl Drop for Unload {
+    fn drop(&mut self) {
+        if let Some(d4c) = d4c_bin() {
+            let _ = Command::new(d4c).arg("unload").arg("--bpffs").arg(&self.0).stdout(Stdio::null()).status();
+        }
+    }
+}
+
+fn action(a: &Value) -> &str {
+    a["event"]["action"].as_str().unwrap_or("")
+}
+
+fn is_memfd(a: &Value) -> bool {
+    action(a).split(',').any(|op| op == "execMemFd")
+}
+
+fn pretty(alerts: &[&Value]) -> String {
+    alerts.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// Runs `/bin/busybox true` from a memfd in a child process moved into `cgroup` first:
+/// a real execMemFd in a container's cgroup. Returns the child's pid.
+fn memfd_exec_in(cgroup: &Path) -> u32 {
+    let image = std::fs::read("/bin/busybox").unwrap();
+    let name = CString::new("d4c-e2e").unwrap();
+    // SAFETY: a valid NUL-terminated name; the fd is ours.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    let mut written = 0;
+    while written < image.len() {
+        // SAFETY: writes from a live buffer to our fd.
+        let n = unsafe { libc::write(fd, image[written..].as_ptr().cast(), image.len() - written) };
+        assert!(n > 0, "write memfd: {}", std::io::Error::last_os_error());
+        written += usize::try_from(n).unwrap_or(0);
+    }
+    let procs = CString::new(cgroup.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap();
+    let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
+    cmd.arg0("true").stdin(Stdio::null());
+    // SAFETY: the closure only calls open, write and close (async-signal-safe) on data
+    // prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let f = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if f < 0 || libc::write(f, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(f);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("memfd exec in {}: {e}", cgroup.display()));
+    let pid = child.id();
+    let st = child.wait().unwrap();
+    // SAFETY: closes our own fd.
+    unsafe { libc::close(fd) };
+    assert!(st.success(), "busybox true from a memfd: {st}");
+    pid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
+    if skip() {
+        return;
+    }
+    let started = Instant::now();
+    // A guest's root has no /etc/hosts or /etc/resolv.conf; containerd copies both into
+    // host-network pods. Written only where missing.
+    for (file, content) in [("/etc/hosts", "127.0.0.1 localhost\n"), ("/etc/resolv.conf", "")] {
+        if !Path::new(file).exists() {
+            std::fs::write(file, content).unwrap();
+        }
+    }
+    let id = unique_id();
+    let ctd = Containerd::start(&id);
+    eprintln!("[{:>5.1?}] containerd ready, images imported", started.elapsed());
+    let dir = ctd.scratch.join("d4c");
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("protect.yaml"), PROTECT).unwrap();
+    std::fs::write(policies.join("memfd.yaml"), MEMFD).unwrap();
+    let bpffs = PathBuf::from(format!("/sys/fs/bpf/d4c-e2e-{id}"));
+    let _unload = Unload(bpffs.clone());
+    let config = dir.join("d4c.yaml");
+    let status_sock = dir.join("status.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\nenforcement: bpf\nbpffs: {}\nstatusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\nalerts:\n  stdout: true\n",
+            policies.display(),
+            ctd.nri_socket().display(),
+            bpffs.display(),
+            status_sock.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &status_sock, &dir.join("alerts.ndjson"), &dir.join("d4c.log"));
+    eprintln!("[{:>5.1?}] d4c nri running (programs loaded)", started.elapsed());
+    // The daemon registers with containerd after its status socket is up; wait for that.
+    let t = Instant::now();
+    while !daemon.log().contains("synchronized with the runtime") {
+        assert!(t.elapsed() < Duration::from_secs(30), "d4c nri did not connect to containerd:\n{}\ncontainerd:\n{}", daemon.log(), ctd.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut cri = ctd.cri().await;
+
+    // Pods and containers: a drift attempt as the entrypoint, and a sleeper for ExecSync.
+    // (Concurrent CRI calls: runc is slow under emulation, about 1.5 s per start.)
+    let (mut c1, mut c2) = (cri.clone(), cri.clone());
+    let (guarded, free) = tokio::join!(
+        Pod::run(&mut c1, &ctd, "guarded", "d4c-e2e", &[("d4c-test", "protect"), ("app", "web")]),
+        Pod::run(&mut c2, &ctd, "free", "d4c-e2e", &[("app", "web")]),
+    );
+    eprintln!("[{:>5.1?}] 2 pods running", started.elapsed());
+    let guarded_drift = guarded.create(&mut cri, "drift", &DRIFT).await;
+    let free_drift = free.create(&mut cri, "drift", &DRIFT).await;
+    let guarded_sleep = guarded.create(&mut cri, "sleeper", &SLEEP).await;
+    let free_sleep = free.create(&mut cri, "sleeper", &SLEEP).await;
+    eprintln!("[{:>5.1?}] 4 containers created", started.elapsed());
+    let (mut c3, mut c4) = (cri.clone(), cri.clone());
+    let starts = tokio::join!(
+        Pod::start(&mut c1, &guarded_drift),
+        Pod::start(&mut c2, &free_drift),
+        Pod::start(&mut c3, &guarded_sleep),
+        Pod::start(&mut c4, &free_sleep),
+    );
+    for (c, r) in [(&guarded_drift, starts.0), (&free_drift, starts.1), (&guarded_sleep, starts.2), (&free_sleep, starts.3)] {
+        r.unwrap_or_else(|e| panic!("StartContainer {c}: {e}\n{}", daemon.log()));
+    }
+    eprintln!("[{:>5.1?}] 4 containers started", started.elapsed());
+    let status = daemon.status().unwrap();
+    for c in [&guarded_drift, &free_drift, &guarded_sleep, &free_sleep] {
+        let entry = status["containers"].as_array().unwrap().iter().find(|e| e["id"] == c.as_str());
+        assert!(entry.is_some_and(|e| e["rule_set"].as_u64().is_some()), "{c} is not registered with a rule set: {status}");
+    }
+
+    // 1 and 2: the entrypoint's copy is refused in the guarded pod only.
+    let limit = Duration::from_secs(30);
+    assert_eq!(wait_exit(&mut cri, &guarded_drift, limit).await, 42, "the guarded pod's first instruction created an executable\n{}", daemon.log());
+    assert_eq!(wait_exit(&mut cri, &free_drift, limit).await, 0, "the free pod could not create an executable\n{}", daemon.log());
+    eprintln!("[{:>5.1?}] drift entrypoints exited: guarded 42, free 0", started.elapsed());
+
+    // 3: the alert names pod, namespace, labels, image, file and process.
+    let x = daemon.wait_alert(|a| a["file"]["path"] == "/tmp/x", "cp /bin/busybox /tmp/x in the guarded pod");
+    assert_eq!(x["event"]["kind"], "alert", "{x}");
+    assert_eq!(x["event"]["outcome"], "failure", "{x}");
+    assert!(action(&x).split(',').any(|op| op == "createExecutable"), "{x}");
+    assert_eq!(x["orchestrator"]["resource"]["name"], "guarded", "{x}");
+    assert_eq!(x["orchestrator"]["namespace"], "d4c-e2e", "{x}");
+    let labels = x["orchestrator"]["resource"]["label"].as_array().unwrap_or_else(|| panic!("{x}"));
+    assert!(labels.iter().any(|l| l == "d4c-test:protect") && labels.iter().any(|l| l == "app:web"), "{x}");
+    assert_eq!(x["container"]["id"], guarded_drift.as_str(), "{x}");
+    assert_eq!(x["container"]["name"], "drift", "{x}");
+    assert_eq!(x["container"]["image"]["name"], "docker.io/d4c/busybox", "{x}");
+    assert_eq!(x["container"]["image"]["tag"], "1", "{x}");
+    assert_eq!(x["file"]["name"], "x", "{x}");
+    assert_eq!(x["process"]["name"], "cp", "{x}");
+    assert!(x["process"]["pid"].as_u64().is_some_and(|p| p > 0), "{x}");
+    assert_eq!(x["cloud_defend"]["matched_selectors"], serde_json::json!(["protect.yaml:drift"]), "{x}");
+
+    // 4: a real memfd execution in the free pod's cgroup alerts; container starts (runc
+    // re-executing itself from a memfd) did not. Decisions arrive in order, so once the
+    // control's alert is in, every start-time decision is too.
+    let free_cgroup = cgroup2_root().join(format!("{}/free", &ctd.cgroup_base[1..])).join(&free_sleep);
+    assert!(free_cgroup.is_dir(), "{} is not the free sleeper's cgroup", free_cgroup.display());
+    let control_pid = memfd_exec_in(&free_cgroup);
+    let control = daemon.wait_alert(|a| is_memfd(a) && a["process"]["pid"] == control_pid, "a memfd execution in the free pod");
+    assert_eq!(control["orchestrator"]["resource"]["name"], "free", "{control}");
+    assert_eq!(control["cloud_defend"]["matched_selectors"], serde_json::json!(["memfd.yaml:memfdExec"]), "{control}");
+    let alerts = daemon.alerts();
+    let runc_memfd: Vec<&Value> = alerts.iter().filter(|a| is_memfd(a) && a["process"]["pid"] != control_pid).collect();
+    assert!(runc_memfd.is_empty(), "container starts raised execMemFd alerts:\n{}", pretty(&runc_memfd));
+    eprintln!("[{:>5.1?}] execMemFd: the control alerted, container starts did not", started.elapsed());
+
+    // 1 and 2 again, through ExecSync: chmod +x is refused in the guarded pod only.
+    let r = exec_sync(&mut cri, &guarded_sleep, &CHMOD, 30).await.unwrap();
+    assert_ne!(r.exit_code, 0, "chmod +x worked in the guarded pod: {r:?}");
+    assert!(r.stderr.contains("Operation not permitted"), "{r:?}");
+    let r = exec_sync(&mut cri, &free_sleep, &CHMOD, 30).await.unwrap();
+    assert_eq!(r.exit_code, 0, "chmod +x failed in the free pod: {r:?}");
+    let f = daemon.wait_alert(|a| a["file"]["path"] == "/tmp/f", "chmod +x /tmp/f in the guarded pod");
+    assert_eq!(f["orchestrator"]["resource"]["name"], "guarded", "{f}");
+    assert_eq!(f["container"]["id"], guarded_sleep.as_str(), "{f}");
+    assert_eq!(f["event"]["outcome"], "failure", "{f}");
+    assert_eq!(f["process"]["name"], "chmod", "{f}");
+    eprintln!("[{:>5.1?}] ExecSync chmod +x: guarded EPERM, free ok", started.elapsed());
+
+    // Nothing else alerted: no drift alert from the free pod, no execMemFd from runc exec.
+    let alerts = daemon.alerts();
+    let unexpected: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["event"]["kind"] == "alert")
+        .filter(|a| !(is_memfd(a) && a["process"]["pid"] == control_pid))
+        .filter(|a| !(a["file"]["path"] == "/tmp/x" && a["container"]["id"] == guarded_drift.as_str()))
+        .filter(|a| !(a["file"]["path"] == "/tmp/f" && a["container"]["id"] == guarded_sleep.as_str()))
+        .collect();
+    assert!(unexpected.is_empty(), "unexpected alerts:\n{}", pretty(&unexpected));
+
+    guarded.remove(&mut cri).await;
+    free.remove(&mut cri).await;
+    // D4C_E2E_DEBUG=1: show both daemons' logs of a passing run (timings, registrations).
+    if std::env::var_os("D4C_E2E_DEBUG").is_some() {
+        eprintln!("--- d4c nri\n{}\n--- containerd\n{}", daemon.log(), ctd.log());
+    }
+    drop(daemon);
+    drop(ctd);
+    eprintln!("[{:>5.1?}] done", started.elapsed());
+}
