@@ -13,6 +13,14 @@ pub const MAP_EXE_RULES: &str = "D4C_EXE_RULES";
 pub const MAP_COMM_RULES: &str = "D4C_COMM_RULES";
 /// Hash: [`ProcKey`] -> [`ProcDecision`]: process decisions per class combination.
 pub const MAP_PROC_DECISIONS: &str = "D4C_PROC_DECISIONS";
+/// Hash: rule set (u32) -> u32 mask of the operations that have any action somewhere in
+/// the rule set: bit `OP_*` for file operations, bit `RULESET_PROC_SHIFT + OP_*` for
+/// process operations. The loader keeps it a superset (it ORs bits in before it writes the
+/// entries that need them); a hook skips all path work for operations outside the mask.
+/// A missing rule set means "unknown": the hook does the full work.
+pub const MAP_RULESET_OPS: &str = "D4C_RULESET_OPS";
+/// Where the process-operation bits start in a [`MAP_RULESET_OPS`] mask.
+pub const RULESET_PROC_SHIFT: u32 = 8;
 /// Ring buffer of [`crate::Event`]s.
 pub const MAP_EVENTS: &str = "D4C_EVENTS";
 /// Per-CPU array of u64 counters, indexed by the `CNT_*` constants.

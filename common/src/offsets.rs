@@ -45,7 +45,7 @@ pub const OFF_DENTRY_SB: usize = 13;
 // struct vfsmount
 pub const OFF_VFSMOUNT_ROOT: usize = 14;
 // struct mount
-/// Offset of the embedded `struct vfsmount mnt` in `struct mount` (container_of).
+/// Offset of the embedded `struct vfsmount mnt` in `struct mount` (`container_of`).
 pub const OFF_MOUNT_MNT: usize = 15;
 pub const OFF_MOUNT_PARENT: usize = 16;
 pub const OFF_MOUNT_MOUNTPOINT: usize = 17;
@@ -73,10 +73,15 @@ pub const OFF_CGROUP_PARENT_CSS: usize = 29;
 pub const OFF_CGROUP_KN: usize = 30;
 /// `kernfs_node.id` (the cgroup id).
 pub const OFF_KERNFS_ID: usize = 31;
-/// Offset of `struct cgroup_subsys_state self` in `struct cgroup` (container_of).
+/// Offset of `struct cgroup_subsys_state self` in `struct cgroup` (`container_of`).
 pub const OFF_CGROUP_SELF: usize = 32;
+/// `cgroup.root` (a `struct cgroup_root *`).
+pub const OFF_CGROUP_ROOT: usize = 33;
+/// `cgroup_root.hierarchy_id`: 0 for the default (v2) hierarchy. The cgroup tracepoints
+/// ignore v1 hierarchies, whose ids are allocated separately and could collide.
+pub const OFF_CGROUP_ROOT_HIERARCHY_ID: usize = 34;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 33;
+pub const OFF_COUNT: usize = 35;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -113,5 +118,7 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_CGROUP_KN, "cgroup", "kn"),
     (OFF_KERNFS_ID, "kernfs_node", "id"),
     (OFF_CGROUP_SELF, "cgroup", "self"),
+    (OFF_CGROUP_ROOT, "cgroup", "root"),
+    (OFF_CGROUP_ROOT_HIERARCHY_ID, "cgroup_root", "hierarchy_id"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

@@ -15,7 +15,7 @@ pub fn rule_set() -> Option<(u64, u32)> {
     // SAFETY: the helper has no preconditions.
     let id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once; map values stay valid during the program.
-    let entry = unsafe { CONTAINERS.get(&id) }?;
+    let entry = unsafe { CONTAINERS.get(id) }?;
     let rule_set = entry.rule_set;
     if !offsets::ready() {
         return None;

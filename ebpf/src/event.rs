@@ -6,10 +6,10 @@ use aya_ebpf::helpers::{
     bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated as gen,
 };
 use d4c_common::{
-    offsets::{OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_TASK_MM,
-        OFF_TASK_REAL_PARENT, OFF_TASK_TGID},
+    offsets::{OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SIGNAL_TTY,
+        OFF_TASK_MM, OFF_TASK_REAL_PARENT, OFF_TASK_SIGNAL, OFF_TASK_TGID},
     event::{EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED},
-    Event, ACTION_BLOCK, CNT_EVENTS, CNT_RINGBUF_DROPS,
+    Event, ACTION_BLOCK, CNT_EVENTS, CNT_RINGBUF_DROPS, EVENT_FILE,
 };
 
 use crate::{
@@ -17,6 +17,16 @@ use crate::{
     offsets::{off, read, read_ptr},
     path::{self, Scratch, EXE, PATH_BUF},
 };
+
+/// Whether the current task's session has a controlling terminal (`signal->tty`).
+#[inline(always)]
+pub fn interactive() -> u8 {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    match read_ptr(task, OFF_TASK_SIGNAL).and_then(|s| read_ptr(s, OFF_SIGNAL_TTY)) {
+        Ok(tty) if !tty.is_null() => 1,
+        _ => 0,
+    }
+}
 
 /// Builds the path of the current task's executable into `s.exe` (empty if it has none).
 #[inline(always)]
@@ -96,7 +106,7 @@ pub fn emit(s: *mut Scratch) -> u32 {
         (*ev).hook = m.hook;
         (*ev).path_len = min_len(s.target.len, EVENT_PATH_MAX);
         (*ev).exe_len = min_len(s.exe.len, EVENT_EXE_MAX);
-        (*ev).interactive = m.interactive;
+        (*ev).interactive = if m.kind == EVENT_FILE { interactive() } else { m.interactive };
         (*ev).ops = m.ops;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         gen::bpf_probe_read_kernel(

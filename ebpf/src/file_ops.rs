@@ -81,6 +81,10 @@ fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
 /// any bit is set. Returns 1 to deny.
 #[inline(never)]
 pub fn decide(s: *mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, skip_unreachable: u32) -> u32 {
+    // SAFETY: this CPU's scratch value.
+    if !crate::maps::may_act(unsafe { (*s).meta.rule_set }, ops) {
+        return 0;
+    }
     let ops = ops as u8;
     if !dentry.is_null() {
         let flags = path::build(s, TARGET, mnt, dentry);

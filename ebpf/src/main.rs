@@ -18,7 +18,10 @@ use aya_ebpf::{
     macros::{lsm, raw_tracepoint},
     programs::{LsmContext, RawTracePointContext},
 };
-use d4c_common::offsets::{OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_SELF, OFF_KERNFS_ID};
+use d4c_common::offsets::{
+    OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_ROOT, OFF_CGROUP_ROOT_HIERARCHY_ID,
+    OFF_CGROUP_SELF, OFF_KERNFS_ID,
+};
 
 const EPERM: i32 = 1;
 
@@ -54,6 +57,15 @@ hook!(path_rename, "path_rename", file_ops::path_rename);
 hook!(bprm_creds_for_exec, "bprm_creds_for_exec", process_ops::bprm_creds_for_exec);
 hook!(task_alloc, "task_alloc", process_ops::task_alloc);
 
+/// Whether a `struct cgroup *` is on the default (v2) hierarchy, the one whose ids
+/// `bpf_get_current_cgroup_id` returns. v1 hierarchies number their cgroups separately.
+#[inline(always)]
+fn on_default_hierarchy(cgrp: *const u8) -> bool {
+    offsets::read_ptr(cgrp, OFF_CGROUP_ROOT)
+        .and_then(|root| offsets::read::<i32>(root, OFF_CGROUP_ROOT_HIERARCHY_ID))
+        .is_ok_and(|id| id == 0)
+}
+
 /// The cgroup id of a `struct cgroup *`.
 #[inline(always)]
 fn cgroup_id(cgrp: *const u8) -> Result<u64, i64> {
@@ -73,6 +85,9 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let cgrp: *const u8 = ctx.arg(0);
+    if !on_default_hierarchy(cgrp) {
+        return Ok(());
+    }
     let parent_css = offsets::read_ptr(cgrp, OFF_CGROUP_PARENT_CSS)?;
     if parent_css.is_null() {
         return Ok(());
@@ -80,19 +95,20 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
     let parent = parent_css.wrapping_sub(offsets::off(OFF_CGROUP_SELF));
     let parent_id = cgroup_id(parent)?;
     // SAFETY: the value is copied out before the insert.
-    let Some(entry) = (unsafe { maps::CONTAINERS.get(&parent_id) }).copied() else {
+    let Some(entry) = (unsafe { maps::CONTAINERS.get(parent_id) }).copied() else {
         return Ok(());
     };
     let id = cgroup_id(cgrp)?;
-    maps::CONTAINERS.insert(&id, &entry, 0).map_err(i64::from)
+    maps::CONTAINERS.insert(id, entry, 0).map_err(i64::from)
 }
 
 /// `cgroup_rmdir(struct cgroup *cgrp, const char *path)`: forget a removed cgroup.
 #[raw_tracepoint(tracepoint = "cgroup_rmdir")]
 pub fn d4c_cgroup_rmdir(ctx: RawTracePointContext) -> i32 {
-    if offsets::ready() {
-        if let Ok(id) = cgroup_id(ctx.arg(0)) {
-            let _ = maps::CONTAINERS.remove(&id);
+    let cgrp: *const u8 = ctx.arg(0);
+    if offsets::ready() && on_default_hierarchy(cgrp) {
+        if let Ok(id) = cgroup_id(cgrp) {
+            let _ = maps::CONTAINERS.remove(id);
         }
     }
     0

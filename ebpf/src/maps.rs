@@ -38,6 +38,21 @@ pub static COMM_RULES: HashMap<CommKey, NameClass> = HashMap::pinned(65_536, 0);
 #[map(name = "D4C_PROC_DECISIONS")]
 pub static PROC_DECISIONS: HashMap<ProcKey, ProcDecision> = HashMap::pinned(65_536, 0);
 
+/// Rule set -> operations with any action (`d4c_common::MAP_RULESET_OPS`).
+#[map(name = "D4C_RULESET_OPS")]
+pub static RULESET_OPS: HashMap<u32, u32> = HashMap::pinned(65_536, 0);
+
+/// Whether rule set `rule_set` may have an action for any operation in `mask` (a missing
+/// summary means it may).
+#[inline(always)]
+pub fn may_act(rule_set: u32, mask: u32) -> bool {
+    // SAFETY: the value is copied out at once.
+    match unsafe { RULESET_OPS.get(rule_set) } {
+        Some(m) => *m & mask != 0,
+        None => true,
+    }
+}
+
 /// Events of decisions that log, alert or block (`d4c_common::Event`).
 #[map(name = "D4C_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(4 << 20, 0);

@@ -1,9 +1,10 @@
 //! Path building by walking dentries and mounts (no `bpf_d_path`: 6.1 refuses it in LSM
 //! hooks), up to the task's root, so paths read as the container sees them.
 //!
-//! Pass 1 walks from the dentry up to `current->fs->root`, crossing mount points through
-//! `struct mount`, and records each component's name pointer and length. Pass 2 writes the
-//! components root-first into a [`PathBuf`] whose first bytes double as an LPM trie key.
+//! One `bpf_loop` walks from the dentry up to `current->fs->root`, crossing mount points
+//! through `struct mount`, prepending each component (`/name`) to a work buffer from its
+//! end, as the kernel's `d_path` does; one copy then moves the path to the start of a
+//! [`PathBuf`], whose first bytes double as an LPM trie key.
 
 use core::ffi::c_void;
 
@@ -27,15 +28,17 @@ use crate::{
 pub const PATH_BUF: usize = EVENT_PATH_MAX;
 /// Room after `PATH_BUF` so that a component copy starting below it never needs a check.
 const SLACK: usize = 256;
-/// Path components recorded; a deeper path is flagged `PATH_TOO_DEEP`.
-pub const MAX_DEPTH: usize = 64;
-/// Dentries and mount crossings visited in pass 1.
-const WALK_STEPS: usize = 96;
+/// Bytes of the work buffer the path is prepended into; a longer path is flagged
+/// `PATH_TOO_DEEP` (its leading bytes, which the lookup needs, are lost).
+const WORK: usize = 1024;
+/// Dentries and mount crossings visited; a deeper path is flagged `PATH_TOO_DEEP`.
+const WALK_STEPS: usize = 128;
 
 /// The path is not below the task's root (an internal mount, another mount namespace, an
 /// overlayfs backing file): its bytes are relative to the topmost mount reached.
 pub const PATH_UNREACHABLE: u32 = 1;
-/// The path has more than `MAX_DEPTH` components: its bytes are not the real path.
+/// The path is deeper than `WALK_STEPS` or longer than `WORK` bytes: its bytes are not the
+/// real path.
 pub const PATH_TOO_DEEP: u32 = 2;
 /// A kernel read failed.
 pub const PATH_FAULT: u32 = 4;
@@ -79,8 +82,8 @@ pub struct Meta {
 pub struct Scratch {
     pub target: PathBuf,
     pub exe: PathBuf,
-    pub comp_ptr: [u64; MAX_DEPTH],
-    pub comp_len: [u32; MAX_DEPTH],
+    /// The path is prepended here, ending at `WORK`; the slack keeps every copy in bounds.
+    pub work: [u8; WORK + PATH_BUF],
     /// `bprm->filename` for exec.
     pub fname: [u8; 256],
     pub meta: Meta,
@@ -104,13 +107,12 @@ pub struct Walk {
     mnt_root: u64,
     root_dentry: u64,
     root_mnt: u64,
-    /// Components recorded.
+    /// Components written.
     n: u32,
     flags: u32,
-    /// Bytes written (pass 2).
-    at: u32,
+    /// Where the path written so far starts in `work`.
+    pos: u32,
     leaf_len: u32,
-    which: u32,
     /// Start of the basename (exec name scan).
     pub base: u32,
 }
@@ -132,25 +134,33 @@ pub fn build(s: *mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) 
         s.walk.flags = PATH_FAULT;
         s.walk.n = 0;
     } else {
-        // SAFETY: the callback is a static function; no context pointer.
+        // The callback gets the scratch pointer through a context on this stack (saves a
+        // map lookup per step).
+        let mut ctx = LoopCtx { s: core::ptr::from_mut(s) };
+        // SAFETY: the callback is a static function; `ctx` outlives the call.
         unsafe {
-            gen::bpf_loop(WALK_STEPS as u32, walk_step as *mut c_void, core::ptr::null_mut(), 0)
+            gen::bpf_loop(
+                WALK_STEPS as u32,
+                walk_step as *mut c_void,
+                core::ptr::from_mut(&mut ctx).cast(),
+                0,
+            )
         };
     }
-    s.walk.at = 0;
-    s.walk.leaf_len = 0;
-    s.walk.which = which;
-    // SAFETY: as above.
-    unsafe { gen::bpf_loop(MAX_DEPTH as u32, copy_step as *mut c_void, core::ptr::null_mut(), 0) };
-    let (n, at, leaf_len, flags) = (s.walk.n, s.walk.at, s.walk.leaf_len, s.walk.flags);
+    let (n, pos, leaf_len, flags) =
+        (s.walk.n, s.walk.pos as usize & (WORK - 1), s.walk.leaf_len, s.walk.flags);
+    let src = s.work.as_ptr().wrapping_add(pos);
     let pb = if which == TARGET { &mut s.target } else { &mut s.exe };
     if n == 0 {
         pb.buf[0] = b'/';
         pb.len = 1;
         pb.last_slash = 0;
     } else {
-        pb.len = at;
-        pb.last_slash = (at - leaf_len - 1) as i32;
+        // SAFETY: src + PATH_BUF <= work + WORK - 1 + PATH_BUF, inside `work`.
+        unsafe { gen::bpf_probe_read_kernel(pb.buf.as_mut_ptr().cast(), PATH_BUF as u32, src.cast()) };
+        let len = (WORK - pos) as u32;
+        pb.len = len;
+        pb.last_slash = (len - leaf_len - 1) as i32;
     }
     pb.flags = flags;
     flags
@@ -168,14 +178,23 @@ fn start(s: &mut Scratch, vfsmnt: *const u8, dentry: *const u8) -> Result<(), i6
     w.mnt = vfsmnt as u64;
     w.mnt_root = read_ptr(vfsmnt, OFF_VFSMOUNT_ROOT)? as u64;
     w.n = 0;
+    w.pos = WORK as u32;
+    w.leaf_len = 0;
     w.flags = PATH_TOO_DEEP;
     Ok(())
 }
 
-/// Pass 1, one step: up one dentry (recording its name) or across one mount point.
+/// The `bpf_loop` context of the walk.
+#[repr(C)]
+struct LoopCtx {
+    s: *mut Scratch,
+}
+
+/// One step: up one dentry (prepending its name) or across one mount point.
 /// Returns 0 to go on, 1 to stop.
-extern "C" fn walk_step(_i: u64, _ctx: *mut c_void) -> i64 {
-    let Some(s) = scratch() else { return 1 };
+extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `LoopCtx`, holding this CPU's scratch pointer.
+    let s = unsafe { &mut *(*ctx.cast::<LoopCtx>()).s };
     match step(s) {
         Ok(true) => 0,
         Ok(false) => 1,
@@ -212,44 +231,25 @@ fn step(s: &mut Scratch) -> Result<bool, i64> {
         w.flags = PATH_UNREACHABLE;
         return Ok(false);
     }
-    let n = w.n as usize;
-    if n >= MAX_DEPTH {
-        return Ok(false);
-    }
     let name = read::<u64>(d, OFF_DENTRY_NAME_PTR)?;
-    let len = read::<u32>(d, OFF_DENTRY_NAME_LEN)?;
-    s.comp_ptr[n & (MAX_DEPTH - 1)] = name;
-    s.comp_len[n & (MAX_DEPTH - 1)] = len;
-    s.walk.n = n as u32 + 1;
+    let len = (read::<u32>(d, OFF_DENTRY_NAME_LEN)? & 0xff) as usize;
+    let pos = s.walk.pos as usize & (WORK * 2 - 1);
+    if pos < len + 1 {
+        return Ok(false); // longer than WORK: PATH_TOO_DEEP stays set
+    }
+    let at = pos - len - 1;
+    s.work[at & (WORK - 1)] = b'/';
+    let dst = s.work.as_mut_ptr().wrapping_add((at + 1) & (WORK - 1));
+    // SAFETY: dst + len <= work + WORK - 1 + 255, inside `work`; the helper checks the
+    // source.
+    unsafe { gen::bpf_probe_read_kernel(dst.cast(), len as u32, name as *const _) };
+    if s.walk.n == 0 {
+        s.walk.leaf_len = len as u32;
+    }
+    s.walk.n += 1;
+    s.walk.pos = at as u32;
     s.walk.dentry = parent as u64;
     Ok(true)
-}
-
-/// Pass 2, one step: writes `/` and component `n - 1 - j` (root first).
-extern "C" fn copy_step(j: u64, _ctx: *mut c_void) -> i64 {
-    let Some(s) = scratch() else { return 1 };
-    let n = u64::from(s.walk.n);
-    if j >= n || n > MAX_DEPTH as u64 {
-        return 1;
-    }
-    let i = ((n - 1 - j) as usize) & (MAX_DEPTH - 1);
-    let len = (s.comp_len[i] & 0xff) as usize;
-    let name = s.comp_ptr[i];
-    let mut at = s.walk.at as usize;
-    let pb = if s.walk.which == TARGET { &mut s.target } else { &mut s.exe };
-    if at < PATH_BUF {
-        pb.buf[at] = b'/';
-    }
-    at += 1;
-    if at < PATH_BUF {
-        let dst = pb.buf.as_mut_ptr().wrapping_add(at & (PATH_BUF - 1));
-        // SAFETY: dst + len <= buf + PATH_BUF - 1 + 255, inside buf; the helper checks the
-        // source.
-        unsafe { gen::bpf_probe_read_kernel(dst.cast(), len as u32, name as *const _) };
-    }
-    s.walk.at = (at + len) as u32;
-    s.walk.leaf_len = len as u32;
-    0
 }
 
 /// Sets `s.walk.base` to the index after the last `/` among the first `n` bytes of

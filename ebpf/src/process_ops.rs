@@ -11,15 +11,15 @@ use aya_ebpf::{
 };
 use d4c_common::{
     offsets::{OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH,
-        OFF_INODE_MODE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SIGNAL_TTY, OFF_TASK_SIGNAL},
+        OFF_INODE_MODE, OFF_PATH_DENTRY, OFF_PATH_MNT},
     CommKey, ProcKey, ACTION_BLOCK, CNT_DENIED, COMM_LEN, EVENT_PROCESS,
-    HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC, OP_FORK,
+    HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, RULESET_PROC_SHIFT,
 };
 
 use crate::{
-    event::{self, exe_file_path},
+    event::{self, exe_file_path, interactive},
     file_ops,
-    maps::{count, TrieData, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
+    maps::{count, may_act, TrieData, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
     offsets::{off, read, read_ptr},
     path::{self, Scratch, TARGET},
 };
@@ -27,16 +27,6 @@ use crate::{
 const CLONE_THREAD: u64 = 0x0001_0000;
 
 type R = Result<bool, i64>;
-
-/// Whether the current task's session has a controlling terminal.
-#[inline(always)]
-fn interactive() -> u8 {
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    match read_ptr(task, OFF_TASK_SIGNAL).and_then(|s| read_ptr(s, OFF_SIGNAL_TTY)) {
-        Ok(tty) if !tty.is_null() => 1,
-        _ => 0,
-    }
-}
 
 /// Looks up the process decision for the executable path in `s.target` and the name in
 /// `comm`; emits an event when it has any bit. Returns 1 to deny.
@@ -62,7 +52,7 @@ fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
     let name_class = unsafe { COMM_RULES.get(comm) }.map_or(0, |c| c.class);
     let pkey = ProcKey { rule_set, exe_class, name_class };
     // SAFETY: as above.
-    let Some(decision) = (unsafe { PROC_DECISIONS.get(&pkey) }) else {
+    let Some(decision) = (unsafe { PROC_DECISIONS.get(pkey) }) else {
         return 0;
     };
     let inter = sc.meta.interactive as usize & 1;
@@ -130,8 +120,10 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
             deny = 1;
         }
         // `exec_memfd` left s.target as the memfd's name; the exe class uses it too.
-    } else {
+    } else if may_act(cg.1, 1 << (RULESET_PROC_SHIFT + OP_EXEC as u32)) {
         path::build(s, TARGET, mnt, dentry);
+    } else {
+        return Ok(deny != 0);
     }
     meta(sc, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode);
     sc.exe.buf[..256].copy_from_slice(&sc.fname);
@@ -151,6 +143,9 @@ pub fn task_alloc(ctx: &LsmContext, cg: (u64, u32)) -> R {
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let Ok((mnt, dentry)) = exe_file_path(task) else { return Ok(false) };
+    if !may_act(cg.1, 1 << (RULESET_PROC_SHIFT + OP_FORK as u32)) {
+        return Ok(false);
+    }
     let s = SCRATCH.get_ptr_mut(0).ok_or(0)?;
     path::build(s, TARGET, mnt, dentry);
     // SAFETY: this CPU's scratch value.

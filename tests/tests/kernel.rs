@@ -480,3 +480,41 @@ fn cgroup_v1_hierarchies_are_ignored() {
         eprintln!("note: no v1 cgroup got id {target}; only the no-new-entry check ran");
     }
 }
+
+/// A write open on overlayfs is one event with the overlay path: the open of the backing
+/// file that overlayfs makes underneath is not a second event (6.1: same path, different
+/// superblock; 6.5+: a detached private mount).
+#[test]
+fn overlayfs_write_is_one_event_on_the_overlay_path() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = setup(&mut k, "ovl", &[OP_MODIFY_EXECUTABLE], ACTION_ALERT);
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(dir.path.join(d)).unwrap();
+    }
+    let lower_exe = dir.path.join("lower/exe");
+    std::fs::write(&lower_exe, b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&lower_exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let opts = CString::new(format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dir.path.join("lower").display(),
+        dir.path.join("upper").display(),
+        dir.path.join("work").display()
+    ))
+    .unwrap();
+    let merged = dir.path.join("merged");
+    let m = c(&merged);
+    // SAFETY: NUL-terminated strings.
+    if unsafe { libc::mount(c"overlay".as_ptr(), m.as_ptr(), c"overlay".as_ptr(), 0, opts.as_ptr().cast()) } != 0 {
+        eprintln!("skipping test - cannot mount overlayfs: errno {}", errno());
+        return;
+    }
+    let exe = merged.join("exe");
+    let ce = c(&exe);
+    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY))) });
+    let evs = k.events();
+    // SAFETY: NUL-terminated path.
+    unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
+    assert_eq!(r, 0);
+    let opens: Vec<String> = evs.iter().filter(|e| e.hook == d4c_common::HOOK_FILE_OPEN).map(ev_path).collect();
+    assert_eq!(opens, vec![exe.to_str().unwrap().to_owned()], "one event, overlay path");
+}

@@ -42,7 +42,7 @@ struct Type {
     kind: u32,
     name: String,
     /// size (struct/union/int) or referenced type (ptr/typedef/const/func...).
-    size_or_type: u32,
+    size_or_ref: u32,
     /// Member/parameter/value count.
     vlen: usize,
     members: Vec<Member>,
@@ -90,12 +90,12 @@ impl Btf {
             let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
             String::from_utf8_lossy(&s[..end]).into_owned()
         };
-        let mut types = vec![Type { kind: 0, name: String::new(), size_or_type: 0, vlen: 0, members: vec![] }];
+        let mut types = vec![Type { kind: 0, name: String::new(), size_or_ref: 0, vlen: 0, members: vec![] }];
         let mut at = 0;
         while at + 12 <= types_raw.len() {
             let name_off = u32_at(types_raw, at)?;
             let info = u32_at(types_raw, at + 4)?;
-            let size_or_type = u32_at(types_raw, at + 8)?;
+            let size_or_ref = u32_at(types_raw, at + 8)?;
             at += 12;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
@@ -121,7 +121,7 @@ impl Btf {
                 _ => 0,
             };
             at += extra;
-            types.push(Type { kind, name: string(name_off), size_or_type, vlen, members });
+            types.push(Type { kind, name: string(name_off), size_or_ref, vlen, members });
         }
         let mut by_name: HashMap<(u32, String), Vec<u32>> = HashMap::new();
         for (id, t) in types.iter().enumerate().skip(1) {
@@ -143,7 +143,7 @@ impl Btf {
                         KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
                     ) =>
                 {
-                    id = t.size_or_type;
+                    id = t.size_or_ref;
                 }
                 _ => break,
             }
@@ -196,7 +196,7 @@ impl Btf {
     #[must_use]
     pub fn func_params(&self, name: &str) -> Option<usize> {
         let id = *self.by_name.get(&(KIND_FUNC, name.to_owned()))?.first()?;
-        let proto = self.types.get(self.types.get(id as usize)?.size_or_type as usize)?;
+        let proto = self.types.get(self.types.get(id as usize)?.size_or_ref as usize)?;
         (proto.kind == KIND_FUNC_PROTO).then_some(proto.vlen)
     }
 

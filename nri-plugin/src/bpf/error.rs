@@ -33,7 +33,7 @@ pub enum BpfError {
     #[error("parsing the embedded eBPF object: {source}")]
     Object {
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
 
     #[error("the embedded eBPF object has no program {program}")]
@@ -46,35 +46,29 @@ pub enum BpfError {
         hook: &'static str,
         verifier_log: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 
     #[error("attaching program {program}: {source}")]
     Attach {
         program: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 
     #[error("pinning {}: {source}", path.display())]
     Pin {
         path: PathBuf,
         #[source]
-        source: aya::pin::PinError,
+        source: Box<aya::pin::PinError>,
     },
 
-    #[error("pinned link {}: {source}", path.display())]
-    Link {
-        path: PathBuf,
-        #[source]
-        source: aya::programs::links::LinkError,
-    },
 
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
 
     #[error("the embedded eBPF object has no map {map}")]

@@ -11,7 +11,7 @@ use aya::{
 use d4c_common::{
     CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey,
     MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES,
-    MAP_PROC_DECISIONS,
+    MAP_PROC_DECISIONS, MAP_RULESET_OPS,
 };
 
 use super::{
@@ -107,6 +107,7 @@ pub struct Enforcer {
     pub(super) exe_rules: LpmTrie<MapData, TrieData, ExeRule>,
     pub(super) comm_rules: HashMap<MapData, CommKey, NameClass>,
     pub(super) proc_decisions: HashMap<MapData, ProcKey, ProcDecision>,
+    pub(super) ruleset_ops: HashMap<MapData, u32, u32>,
     pub(super) counters: PerCpuArray<MapData, u64>,
     pub(super) events: Option<RingBuf<MapData>>,
 }
@@ -141,7 +142,7 @@ impl Enforcer {
     pub fn adopt(pin_dir: &Path) -> Result<Self, BpfError> {
         let open = |name: &'static str| -> Result<MapData, BpfError> {
             MapData::from_pin(maps_dir(pin_dir).join(name))
-                .map_err(|source| BpfError::Map { map: name, source })
+                .map_err(|source| BpfError::Map { map: name, source: Box::new(source) })
         };
         Self::from_maps(pin_dir, Origin::Adopted, |name| open(name).map(|md| wrap(name, md)))
     }
@@ -155,7 +156,7 @@ impl Enforcer {
             name: &'static str,
             map: Map,
         ) -> Result<T, BpfError> {
-            T::try_from(map).map_err(|source| BpfError::Map { map: name, source })
+            T::try_from(map).map_err(|source| BpfError::Map { map: name, source: Box::new(source) })
         }
         Ok(Enforcer {
             pin_dir: pin_dir.into(),
@@ -165,6 +166,7 @@ impl Enforcer {
             exe_rules: typed(MAP_EXE_RULES, take(MAP_EXE_RULES)?)?,
             comm_rules: typed(MAP_COMM_RULES, take(MAP_COMM_RULES)?)?,
             proc_decisions: typed(MAP_PROC_DECISIONS, take(MAP_PROC_DECISIONS)?)?,
+            ruleset_ops: typed(MAP_RULESET_OPS, take(MAP_RULESET_OPS)?)?,
             counters: typed(MAP_COUNTERS, take(MAP_COUNTERS)?)?,
             events: Some(typed(MAP_EVENTS, take(MAP_EVENTS)?)?),
         })
@@ -194,7 +196,7 @@ impl Enforcer {
             .default_map_pin_directory(maps_dir(&config.pin_dir))
             .override_global(OFFSETS_GLOBAL, offsets, true)
             .load(OBJECT)
-            .map_err(|source| BpfError::Object { source })?;
+            .map_err(|source| BpfError::Object { source: Box::new(source) })?;
         for p in PROGRAMS {
             if p.kind == Kind::Lsm && !config.attach_lsm {
                 continue;
@@ -205,7 +207,7 @@ impl Enforcer {
             let link = attach(&mut ebpf, p, &aya_btf)?;
             let path = program_pin(&config.pin_dir, p);
             let pinned: PinnedLink =
-                link.pin(&path).map_err(|source| BpfError::Pin { path: path.clone(), source })?;
+                link.pin(&path).map_err(|source| BpfError::Pin { path: path.clone(), source: Box::new(source) })?;
             drop(pinned);
         }
         Self::from_maps(&config.pin_dir, Origin::Loaded, |name| {
@@ -252,7 +254,7 @@ fn wrap(name: &str, md: MapData) -> Map {
 fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfError> {
     let prog = ebpf.program_mut(p.name).ok_or(BpfError::NoProgram { program: p.name })?;
     let load_err = |source| load_error(p, source);
-    let attach_err = |source| BpfError::Attach { program: p.name, source };
+    let attach_err = |source| BpfError::Attach { program: p.name, source: Box::new(source) };
     match p.kind {
         Kind::Lsm => {
             let prog: &mut Lsm = prog.try_into().map_err(attach_err)?;
@@ -286,7 +288,7 @@ fn load_error(p: &Prog, source: aya::programs::ProgramError) -> BpfError {
                 ),
             };
         }
-        return BpfError::Load { program: p.name, hook: p.attach, verifier_log: log, source };
+        return BpfError::Load { program: p.name, hook: p.attach, verifier_log: log, source: Box::new(source) };
     }
-    BpfError::Load { program: p.name, hook: p.attach, verifier_log: String::new(), source }
+    BpfError::Load { program: p.name, hook: p.attach, verifier_log: String::new(), source: Box::new(source) }
 }

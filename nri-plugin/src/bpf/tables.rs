@@ -4,7 +4,7 @@ use aya::maps::lpm_trie::Key;
 use d4c_common::{
     CommKey, ContainerEntry, ExeRule, FileRule, NameClass, PathKey, ProcDecision, ProcKey,
     COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EXE_RULES, MAP_FILE_RULES,
-    MAP_PROC_DECISIONS, PATH_KEY_MAX,
+    MAP_PROC_DECISIONS, MAP_RULESET_OPS, PATH_KEY_MAX, RULESET_PROC_SHIFT,
 };
 
 use super::{error::BpfError, loader::Enforcer, TrieData};
@@ -17,8 +17,34 @@ fn trie_key(k: &PathKey) -> Key<TrieData> {
     Key::new(k.prefix_len, data)
 }
 
+/// Bits of the file operations with any action in `v`.
+fn file_op_bits(v: &FileRule) -> u32 {
+    let mut bits = 0;
+    for row in &v.actions {
+        for (op, &a) in row.iter().enumerate() {
+            if a != 0 {
+                bits |= 1 << op;
+            }
+        }
+    }
+    bits
+}
+
+/// Bits (shifted by `RULESET_PROC_SHIFT`) of the process operations with any action.
+fn proc_op_bits(v: ProcDecision) -> u32 {
+    let mut bits = 0;
+    for row in &v.actions {
+        for (op, &a) in row.iter().enumerate() {
+            if a != 0 {
+                bits |= 1 << (RULESET_PROC_SHIFT as usize + op);
+            }
+        }
+    }
+    bits
+}
+
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
-    move |source| BpfError::Map { map, source }
+    move |source| BpfError::Map { map, source: Box::new(source) }
 }
 
 /// A missing key on delete is not an error.
@@ -46,16 +72,43 @@ impl Enforcer {
         self.containers.iter().collect::<Result<_, _>>().map_err(map_err(MAP_CONTAINERS))
     }
 
+    /// ORs `bits` into the operation summary of each rule set (before the entries that
+    /// need them are written, so the summary is never narrower than the tables).
+    fn widen_summaries(&mut self, bits: impl Iterator<Item = (u32, u32)>) -> Result<(), BpfError> {
+        let mut want: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+        for (rule_set, b) in bits {
+            *want.entry(rule_set).or_default() |= b;
+        }
+        for (rule_set, b) in want {
+            let old = match self.ruleset_ops.get(&rule_set, 0) {
+                Ok(v) => v,
+                Err(aya::maps::MapError::KeyNotFound) => 0,
+                Err(e) => return Err(map_err(MAP_RULESET_OPS)(e)),
+            };
+            if old | b != old || old == 0 {
+                self.ruleset_ops.insert(rule_set, old | b, 0).map_err(map_err(MAP_RULESET_OPS))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn write_file_rules(&mut self, entries: &[(PathKey, FileRule)]) -> Result<(), BpfError> {
+        self.widen_summaries(entries.iter().map(|(k, v)| (k.rule_set(), file_op_bits(v))))?;
         for (k, v) in entries {
             self.file_rules.insert(&trie_key(k), v, 0).map_err(map_err(MAP_FILE_RULES))?;
         }
         Ok(())
     }
 
+    /// Deletes file rules; deleting a rule set's root entry (the empty path) also drops its
+    /// operation summary (a rule set without one gets the full checks, which stays correct).
     pub fn delete_file_rules(&mut self, keys: &[PathKey]) -> Result<(), BpfError> {
         for k in keys {
             ignore_missing(self.file_rules.remove(&trie_key(k))).map_err(map_err(MAP_FILE_RULES))?;
+        }
+        for k in keys.iter().filter(|k| k.prefix_len == 32) {
+            ignore_missing(self.ruleset_ops.remove(&k.rule_set()))
+                .map_err(map_err(MAP_RULESET_OPS))?;
         }
         Ok(())
     }
@@ -92,6 +145,7 @@ impl Enforcer {
         &mut self,
         entries: &[(ProcKey, ProcDecision)],
     ) -> Result<(), BpfError> {
+        self.widen_summaries(entries.iter().map(|(k, v)| (k.rule_set, proc_op_bits(*v))))?;
         for (k, v) in entries {
             self.proc_decisions.insert(k, v, 0).map_err(map_err(MAP_PROC_DECISIONS))?;
         }

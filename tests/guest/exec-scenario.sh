@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs inside a QEMU guest (scripts/test.sh passes it with `cargo xtask vm --with`): the
+# user-facing `d4c exec` scenario on the blocking example policy. A copy of an executable
+# is refused with EPERM and raises exactly one alert naming the file and the process; the
+# same copy outside d4c works; `d4c status` and `d4c unload` behave. Prints
+# "d4c exec scenario: N passed, M failed".
+pass=0; fail=0
+check() { if eval "$2"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAILED: $1"; fi; }
+
+policy=/opt/with/block-drift.yaml
+alerts=/tmp/alerts.ndjson
+out=$(d4c exec --policy "$policy" --alerts "$alerts" -- sh -c 'cp /bin/busybox /tmp/x && /tmp/x echo copied' 2>&1)
+rc=$?
+echo "$out"
+check "the command fails" '[ "$rc" -ne 0 ]'
+check "cp reports EPERM" 'echo "$out" | grep -q "Operation not permitted"'
+check "the file was not created" '[ ! -e /tmp/x ]'
+check "exactly one alert" '[ "$(wc -l < "$alerts")" -eq 1 ]'
+check "the alert names the file" 'grep -q "\"path\":\"/tmp/x\"" "$alerts"'
+check "the alert names the process" 'grep -q "\"name\":\"cp\"" "$alerts"'
+check "the alert says denied" 'grep -q "\"denied\"" "$alerts"'
+cat "$alerts"
+
+out=$(d4c exec --policy "$policy" --alerts /dev/null -- sh -c 'exit 7' 2>&1)
+check "exit status passes through" '[ $? -eq 7 ]'
+
+cp /bin/busybox /tmp/true && /tmp/true
+check "unmanaged processes are unaffected" '[ $? -eq 0 ]'
+
+check "nothing stays loaded after exec" '[ ! -e /sys/fs/bpf/d4c ] || [ -z "$(ls /sys/fs/bpf/d4c 2>/dev/null)" ]'
+
+echo "d4c exec scenario: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
