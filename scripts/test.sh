@@ -45,6 +45,11 @@ else
             echo "kernel tests on $k failed"
             status=1
         fi
+        if ! cargo xtask vm --kernel "$k" --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh -- \
+            /opt/with/exec-scenario.sh 2>&1 | tee -a "$log"; then
+            echo "d4c exec scenario on $k failed"
+            status=1
+        fi
     done
 fi
 

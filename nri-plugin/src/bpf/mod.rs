@@ -8,6 +8,7 @@ mod btf;
 mod error;
 mod events;
 mod fs;
+mod inventory;
 mod loader;
 mod tables;
 

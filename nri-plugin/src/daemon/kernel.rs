@@ -6,6 +6,9 @@ use d4c_common::ContainerEntry;
 use d4c_policy::compile::Tables;
 use std::collections::BTreeMap;
 
+/// Rule-set ids from here up belong to `d4c exec` runs; the daemon never touches them.
+pub const EXEC_RULE_SETS: u32 = 0x8000_0000;
+
 /// The kernel maps as the daemon drives them.
 pub trait KernelState {
     type Error: std::error::Error + Send + Sync + 'static;
@@ -18,15 +21,18 @@ pub trait KernelState {
     /// Removes `cgroup_id` (absent is not an error).
     fn unregister(&mut self, cgroup_id: u64) -> Result<(), Self::Error>;
 
-    /// The highest rule-set id in use in state left by an earlier daemon (0: none), so a
-    /// new daemon's ids never collide with entries it did not write.
+    /// Registrations found in the kernel (left by an earlier daemon): (cgroup id, rule set).
+    fn registrations(&self) -> Vec<(u64, u32)> {
+        Vec::new()
+    }
+
+    /// The highest daemon rule-set id (below [`EXEC_RULE_SETS`]) with entries in the kernel.
     fn highest_rule_set(&self) -> u32 {
         0
     }
 
-    /// Deletes every entry of a rule set not in `keep` and every registration of a cgroup
-    /// not in `keep_cgroups` (state an earlier daemon left behind).
-    fn purge(&mut self, _keep: &std::collections::BTreeSet<u32>, _keep_cgroups: &std::collections::BTreeSet<u64>) -> Result<(), Self::Error> {
+    /// Deletes every entry of a daemon rule set (below [`EXEC_RULE_SETS`]) not in `keep`.
+    fn purge_tables(&mut self, _keep: &std::collections::BTreeSet<u32>) -> Result<(), Self::Error> {
         Ok(())
     }
 }
@@ -73,13 +79,16 @@ impl MemoryKernel {
 impl KernelState for MemoryKernel {
     type Error = MemoryKernelError;
 
-    fn highest_rule_set(&self) -> u32 {
-        self.entries.keys().copied().max().unwrap_or(0)
+    fn registrations(&self) -> Vec<(u64, u32)> {
+        self.containers.iter().map(|(c, e)| (*c, e.rule_set)).collect()
     }
 
-    fn purge(&mut self, keep: &std::collections::BTreeSet<u32>, keep_cgroups: &std::collections::BTreeSet<u64>) -> Result<(), Self::Error> {
-        self.entries.retain(|id, _| keep.contains(id));
-        self.containers.retain(|id, _| keep_cgroups.contains(id));
+    fn highest_rule_set(&self) -> u32 {
+        self.entries.keys().copied().filter(|&r| r < EXEC_RULE_SETS).max().unwrap_or(0)
+    }
+
+    fn purge_tables(&mut self, keep: &std::collections::BTreeSet<u32>) -> Result<(), Self::Error> {
+        self.entries.retain(|id, _| *id >= EXEC_RULE_SETS || keep.contains(id));
         Ok(())
     }
 

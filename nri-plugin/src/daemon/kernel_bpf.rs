@@ -1,6 +1,6 @@
 //! The eBPF enforcer as the daemon's [`KernelState`].
 
-use super::kernel::KernelState;
+use super::kernel::{KernelState, EXEC_RULE_SETS};
 use crate::bpf::{BpfError, Enforcer};
 use d4c_common::ContainerEntry;
 use d4c_policy::compile::Tables;
@@ -30,5 +30,19 @@ impl KernelState for Enforcer {
 
     fn unregister(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
         Enforcer::unregister(self, cgroup_id)
+    }
+
+    fn registrations(&self) -> Vec<(u64, u32)> {
+        self.registered().map(|r| r.into_iter().map(|(c, e)| (c, e.rule_set)).collect()).unwrap_or_default()
+    }
+
+    fn highest_rule_set(&self) -> u32 {
+        let in_maps = self.rule_sets_in_maps().unwrap_or_default();
+        let registered = self.registrations().into_iter().map(|(_, r)| r);
+        in_maps.into_iter().chain(registered).filter(|&r| r < EXEC_RULE_SETS).max().unwrap_or(0)
+    }
+
+    fn purge_tables(&mut self, keep: &std::collections::BTreeSet<u32>) -> Result<(), BpfError> {
+        self.delete_rule_sets(|r| r < EXEC_RULE_SETS && !keep.contains(&r))
     }
 }

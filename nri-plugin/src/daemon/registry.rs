@@ -264,15 +264,44 @@ impl<K: KernelState> Registry<K> {
         for id in gone {
             self.remove(&id);
         }
+        let inherited = std::mem::take(&mut self.inherited);
+        let before: BTreeMap<u64, u32> = if inherited { self.kernel.registrations().into_iter().collect() } else { BTreeMap::new() };
         let out = infos.into_iter().map(|i| (i.id.clone(), self.start(i))).collect();
-        if std::mem::take(&mut self.inherited) {
-            let keep: std::collections::BTreeSet<u32> = self.rev.tables.keys().copied().collect();
-            let cgroups = self.containers.values().filter(|m| m.rule_set.is_some()).map(|m| m.info.cgroup_id).collect();
-            if let Err(e) = self.kernel.purge(&keep, &cgroups) {
-                tracing::warn!(error = %e, "could not remove the state an earlier daemon left in the kernel");
-            }
+        if inherited {
+            self.adopt_leftovers(&before);
         }
         out
+    }
+
+    /// After the first synchronize over state an earlier daemon left: cgroups it had
+    /// registered that no listed container claims are nested cgroups of a container (the
+    /// kernel registered them under the container's old rule set) or gone. The nested ones
+    /// move to the new rule set of a container that had the same old one; the rest are
+    /// removed; rule sets nothing uses any more are deleted.
+    fn adopt_leftovers(&mut self, before: &BTreeMap<u64, u32>) {
+        let claimed: std::collections::BTreeSet<u64> = self.containers.values().map(|m| m.info.cgroup_id).collect();
+        let mut renumber: BTreeMap<u32, Option<u32>> = BTreeMap::new();
+        for m in self.containers.values() {
+            if let Some(&old) = before.get(&m.info.cgroup_id) {
+                renumber.entry(old).or_insert(m.rule_set);
+            }
+        }
+        for (&cgroup, &old) in before {
+            if claimed.contains(&cgroup) || old >= super::kernel::EXEC_RULE_SETS {
+                continue;
+            }
+            let r = match renumber.get(&old) {
+                Some(Some(new)) => self.kernel.register(cgroup, ContainerEntry { rule_set: *new, flags: 0 }),
+                _ => self.kernel.unregister(cgroup),
+            };
+            if let Err(e) = r {
+                tracing::warn!(cgroup, error = %e, "could not update a registration an earlier daemon left");
+            }
+        }
+        let keep: std::collections::BTreeSet<u32> = self.rev.tables.keys().copied().collect();
+        if let Err(e) = self.kernel.purge_tables(&keep) {
+            tracing::warn!(error = %e, "could not delete rule sets an earlier daemon left");
+        }
     }
 
     pub fn containers(&self) -> impl Iterator<Item = &Managed> {

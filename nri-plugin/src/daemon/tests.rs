@@ -113,17 +113,24 @@ fn synchronize_rebuilds() {
 fn a_new_daemon_starts_above_inherited_ids_and_purges_the_rest() {
     let mut first = Registry::new(MemoryKernel::default(), policy("alert", "*"));
     first.start(info("a", "prod", 10)).unwrap();
-    first.start(info("gone", "dev", 11)).unwrap();
     let mut kernel = MemoryKernel::default();
     kernel.containers = first.kernel().containers.clone();
     kernel.entries = first.kernel().entries.clone();
-    let old: Vec<u32> = kernel.entries.keys().copied().collect();
+    let a_old = kernel.containers[&10];
+    // A nested cgroup the kernel registered under container a's rule set, and a cgroup
+    // under a rule set no listed container had (its container went away).
+    kernel.containers.insert(99, a_old);
+    kernel.containers.insert(11, d4c_common::ContainerEntry { rule_set: 77, flags: 0 });
+    kernel.entries.insert(77, 1);
+    // A `d4c exec` run's rule set is left alone.
+    kernel.entries.insert(0x8000_0001, 1);
 
     let mut second = Registry::new(kernel, policy("alert", "*"));
     second.synchronize(vec![info("a", "prod", 10)]);
     let k = second.kernel();
     let new_id = k.containers[&10].rule_set;
-    assert!(old.iter().all(|&o| new_id > o), "new ids above inherited ones");
-    assert!(!k.containers.contains_key(&11), "the container that went away is purged");
-    assert_eq!(k.entries.keys().copied().collect::<Vec<_>>(), vec![new_id], "inherited rule sets purged");
+    assert!(new_id > 77, "new ids above inherited ones");
+    assert!(!k.containers.contains_key(&11), "the registration nothing claims is removed");
+    assert_eq!(k.containers[&99].rule_set, new_id, "the nested cgroup follows its container");
+    assert_eq!(k.entries.keys().copied().collect::<Vec<_>>(), vec![new_id, 0x8000_0001], "inherited rule sets purged, exec's kept");
 }
