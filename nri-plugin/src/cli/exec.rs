@@ -19,8 +19,9 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Policy file or directory; repeatable.
-    #[arg(long, required = true, value_name = "PATH")]
+    /// Policy file or directory; repeatable. Without it, the embedded default policy
+    /// (alert on executable changes, log processes).
+    #[arg(long, value_name = "PATH")]
     policy: Vec<PathBuf>,
     #[command(flatten)]
     container: ContainerArgs,
@@ -53,7 +54,15 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(policy) = super::policy_arg::load(&args.policy) else { return ExitCode::from(2) };
+    let policy = if args.policy.is_empty() {
+        match d4c_policy::load_str("embedded:default.yaml", d4c::daemon::watch::EMBEDDED_DEFAULT) {
+            Ok(l) => l.policy,
+            Err(e) => return fail(e),
+        }
+    } else {
+        let Ok(policy) = super::policy_arg::load(&args.policy) else { return ExitCode::from(2) };
+        policy
+    };
     if let Err(e) = bpf::check_bpf_lsm(std::path::Path::new(bpf::LSM_LIST)) {
         return fail(e);
     }

@@ -7,13 +7,13 @@
 //! follows the same way, since each mount M stores `M` and `M/`. So each entry carries
 //! `actions[class][operation]`, computed here once.
 
-use super::prefixes::{class_after, PrefixSet};
+use super::prefixes::{Patterns, PrefixSet};
 use super::responses::ResponseIndex;
 use super::RuleSetSpec;
 use crate::model::{BlockKind, FileOp, Policy};
 use crate::pattern::PathKind;
 use d4c_common::{FileRule, PathKey, FILE_OP_SLOTS, REST_CLASSES, REST_DEEP, REST_EMPTY, REST_NAME};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 /// Whether a pattern of `kind` matches a rest of class `class`.
 #[must_use]
@@ -33,7 +33,7 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathK
         return Vec::new();
     }
     let sels = &policy.selectors;
-    let mut patterns: FxHashMap<Vec<u8>, Vec<(usize, PathKind)>> = FxHashMap::default();
+    let mut patterns: Patterns = Patterns::default();
     for &s in &live {
         for p in sels[s].target_path.iter().flatten() {
             patterns.entry(p.prefix.as_bytes().to_vec()).or_default().push((s, p.kind));
@@ -69,14 +69,7 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathK
         for class in 0..REST_CLASSES {
             let on_vol = under_mount || (class == REST_EMPTY && mounts.contains(key.as_slice()));
             let on_file = class == REST_EMPTY && file_mounts.contains(key.as_slice());
-            let mut matched: Vec<usize> = Vec::new();
-            for a in set.chain(i) {
-                let Some(list) = patterns.get(&set.keys[a]) else { continue };
-                let c = class_after(key, &set.keys[a], class);
-                matched.extend(list.iter().filter(|(_, k)| kind_matches(*k, c)).map(|(s, _)| *s));
-            }
-            matched.sort_unstable();
-            matched.dedup();
+            let matched = set.matched(&patterns, i, class);
             for op in FileOp::ALL {
                 let added: Vec<usize> = matched
                     .iter()

@@ -28,6 +28,9 @@ pub fn class_after(key: &[u8], ancestor: &[u8], class: usize) -> usize {
     }
 }
 
+/// Path patterns by their fixed prefix: (selector, kind) pairs.
+pub type Patterns = rustc_hash::FxHashMap<Vec<u8>, Vec<(usize, crate::pattern::PathKind)>>;
+
 /// A sorted set of prefixes with each one's nearest stored ancestor.
 pub struct PrefixSet {
     pub keys: Vec<Vec<u8>>,
@@ -54,6 +57,22 @@ impl PrefixSet {
             stack.push(i);
         }
         PrefixSet { keys, parent }
+    }
+
+    /// The selectors whose patterns match a path whose longest stored prefix is key `i`
+    /// and whose rest has class `class`: every pattern stored at `i` or an ancestor,
+    /// judged on the rest it sees. Sorted, without repeats.
+    pub fn matched(&self, patterns: &Patterns, i: usize, class: usize) -> Vec<usize> {
+        let key = &self.keys[i];
+        let mut out = Vec::new();
+        for a in self.chain(i) {
+            let Some(list) = patterns.get(&self.keys[a]) else { continue };
+            let c = class_after(key, &self.keys[a], class);
+            out.extend(list.iter().filter(|(_, k)| super::file::kind_matches(*k, c)).map(|(s, _)| *s));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// `i` and its stored ancestors, longest first.

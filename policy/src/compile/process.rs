@@ -8,8 +8,7 @@
 //! The decision for every (executable class, name class) pair is computed here, with the
 //! actions per interactive flag and operation, so the kernel does three lookups.
 
-use super::file::kind_matches;
-use super::prefixes::{class_after, PrefixSet};
+use super::prefixes::{Patterns, PrefixSet};
 use super::responses::ResponseIndex;
 use super::{CompileError, RuleSetSpec, MAX_PROCESS_COMBINATIONS};
 use crate::model::{BlockKind, Policy, ProcessOp};
@@ -61,7 +60,7 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
     let sels = &policy.selectors;
 
     // Executable classes.
-    let mut patterns: FxHashMap<Vec<u8>, Vec<(usize, crate::pattern::PathKind)>> = FxHashMap::default();
+    let mut patterns: Patterns = Patterns::default();
     for &s in &live {
         for p in sels[s].executable.iter().flatten() {
             patterns.entry(p.prefix.as_bytes().to_vec()).or_default().push((s, p.kind));
@@ -74,15 +73,7 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
         for (i, key) in set.keys.iter().enumerate() {
             let mut rule = ExeRule { prefix_len: u16::try_from(key.len()).unwrap_or(u16::MAX), ..ExeRule::default() };
             for class in 0..REST_CLASSES {
-                let mut matched = Vec::new();
-                for a in set.chain(i) {
-                    let Some(list) = patterns.get(&set.keys[a]) else { continue };
-                    let c = class_after(key, &set.keys[a], class);
-                    matched.extend(list.iter().filter(|(_, k)| kind_matches(*k, c)).map(|(s, _)| *s));
-                }
-                matched.sort_unstable();
-                matched.dedup();
-                rule.class[class] = exe_classes.id(matched);
+                rule.class[class] = exe_classes.id(set.matched(&patterns, i, class));
             }
             exe_rules.push((PathKey::new(rule_set, key), rule));
         }
