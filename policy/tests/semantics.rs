@@ -177,3 +177,22 @@ fn memfd_has_no_path() {
     assert!(actions(&p, &c, &ev).is_empty());
     assert_eq!(actions(&q, &c, &ev), ["alert"]);
 }
+
+#[test]
+fn the_longest_paths_compile_exactly() {
+    let exact = format!("/{}", "e".repeat(250));
+    let dir = format!("/{}", "d".repeat(246));
+    let p = one_selector(&format!("      targetFilePath: ['{exact}', '{dir}/**']\n"));
+    assert_eq!(exact.len(), 251);
+    let c = Container::default();
+    for (path, fires) in [
+        (exact.clone(), true),
+        (format!("{exact}x"), false),
+        (format!("{exact}/x"), false),
+        (format!("{dir}/x"), true),
+        (format!("{dir}/{}", "y".repeat(300)), true),
+        (format!("{dir}x/y"), false),
+    ] {
+        assert_eq!(actions(&p, &c, &file(FileOp::CreateExecutable, &path)) == ["alert"], fires, "{}", path.len());
+    }
+}

@@ -93,7 +93,7 @@ fn value_forms() {
         assert!(d[0].contains(needle), "{line}: want {needle} in {d:#?}");
     }
     let long = format!("      targetFilePath: [/{}]\n", "a".repeat(300));
-    assert!(diags(&gen2_file(&long, ALERT))[0].contains("at most 255 bytes"));
+    assert!(diags(&gen2_file(&long, ALERT))[0].contains("at most 251 bytes"));
 }
 
 #[test]

@@ -7,8 +7,9 @@ use crate::model::{BlockKind, FileOp, Generation, ProcessOp, Selector};
 use crate::pattern::{LabelPattern, PathPattern};
 use crate::yaml::Node;
 
-/// Longest `targetFilePath`/`processExecutable` value, in bytes.
-pub const MAX_PATH_BYTES: usize = 255;
+/// Longest `targetFilePath`/`processExecutable` value, in bytes: the kernel's path keys
+/// hold 252 bytes (the product users come from allowed 255).
+pub const MAX_PATH_BYTES: usize = d4c_common::PATH_KEY_MAX - 1;
 /// Longest selector name.
 pub const MAX_NAME_CHARS: usize = 128;
 
@@ -152,7 +153,7 @@ impl FileParser<'_> {
         let mut out = Vec::new();
         for item in items {
             if item.text.len() > MAX_PATH_BYTES {
-                self.sink.error(item.pos, format!("`{key}` values are at most {MAX_PATH_BYTES} bytes"));
+                self.sink.error(item.pos, format!("`{key}` values are at most {MAX_PATH_BYTES} bytes in d4c (its kernel path keys hold 252), this one is {}", item.text.len()));
                 continue;
             }
             match PathPattern::parse(&item.text) {
