@@ -41,6 +41,8 @@ pub struct Alerts {
     pub file: Option<PathBuf>,
     pub file_max_bytes: u64,
     pub file_keep: u32,
+    /// An Elasticsearch-compatible `_bulk` endpoint (`None`: off).
+    pub elasticsearch: Option<crate::alerts::bulk::BulkConfig>,
 }
 
 impl Default for Config {
@@ -54,7 +56,7 @@ impl Default for Config {
             cluster_name: None,
             bpffs: "/sys/fs/bpf/d4c".into(),
             enforcement: Enforcement::Bpf,
-            alerts: Alerts { stdout: true, file: None, file_max_bytes: 100 << 20, file_keep: 5 },
+            alerts: Alerts { stdout: true, file: None, file_max_bytes: 100 << 20, file_keep: 5, elasticsearch: None },
             metrics_address: Some("0.0.0.0:9690".into()),
             status_socket: "/run/d4c/status.sock".into(),
             log_format: LogFormat::Text,
@@ -77,7 +79,10 @@ const KEYS: &[&str] = &[
     "policyDir", "nriSocket", "pluginName", "pluginIndex", "clusterId", "clusterName", "bpffs",
     "enforcement", "alerts", "metricsAddress", "statusSocket", "logFormat", "logLevel",
 ];
-const ALERT_KEYS: &[&str] = &["stdout", "file", "fileMaxBytes", "fileKeep"];
+const ALERT_KEYS: &[&str] = &[
+    "stdout", "file", "fileMaxBytes", "fileKeep", "elasticsearchUrl", "elasticsearchApiKey",
+    "elasticsearchUsername", "elasticsearchPassword", "elasticsearchCaFile", "elasticsearchBuffer",
+];
 
 impl Config {
     /// Reads a configuration file.
@@ -136,6 +141,7 @@ impl Config {
                 }
                 "logLevel" => c.log_level = s()?,
                 "alerts" => {
+                    let mut es: Vec<(String, String, Node)> = Vec::new();
                     for (ak, av) in pairs(value).map_err(|m| err(value, format!("`alerts`: {m}")))? {
                         let name = ak.as_str().unwrap_or_default();
                         let v = scalar(av).map_err(|m| err(av, format!("`alerts.{name}`: {m}")))?;
@@ -151,15 +157,43 @@ impl Config {
                             "file" => c.alerts.file = Some(PathBuf::from(&v)).filter(|_| !v.is_empty()),
                             "fileMaxBytes" => c.alerts.file_max_bytes = num()?.max(4096),
                             "fileKeep" => c.alerts.file_keep = u32::try_from(num()?).unwrap_or(u32::MAX),
+                            "elasticsearchUrl" | "elasticsearchApiKey" | "elasticsearchUsername" | "elasticsearchPassword" | "elasticsearchCaFile" | "elasticsearchBuffer" => {
+                                es.push((name.to_owned(), v.clone(), av.clone()));
+                            }
                             other => return Err(err(ak, unknown(other, ALERT_KEYS))),
                         }
                     }
+                    c.alerts.elasticsearch = elasticsearch(&es).map_err(|(node, m)| err(&node, m))?;
                 }
                 other => return Err(err(key, unknown(other, KEYS))),
             }
         }
         Ok(c)
     }
+}
+
+/// The Elasticsearch sink from the `alerts.elasticsearch*` keys; secrets may also come from
+/// `D4C_ELASTICSEARCH_API_KEY` / `D4C_ELASTICSEARCH_PASSWORD` (e.g. a Kubernetes Secret).
+fn elasticsearch(keys: &[(String, String, Node)]) -> Result<Option<crate::alerts::bulk::BulkConfig>, (Node, String)> {
+    let find = |k: &str| keys.iter().find(|(n, v, _)| n == k && !v.is_empty());
+    let Some((_, url, url_node)) = find("elasticsearchUrl") else {
+        if let Some((k, _, node)) = keys.iter().find(|(k, v, _)| !v.is_empty() && k != "elasticsearchBuffer") {
+            return Err((node.clone(), format!("`alerts.{k}` needs `alerts.elasticsearchUrl`")));
+        }
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err((url_node.clone(), format!("`alerts.elasticsearchUrl` must start with http:// or https://, not `{url}`")));
+    }
+    let mut b = crate::alerts::bulk::BulkConfig::new(url);
+    b.api_key = find("elasticsearchApiKey").map(|x| x.1.clone()).or_else(|| std::env::var("D4C_ELASTICSEARCH_API_KEY").ok());
+    b.username = find("elasticsearchUsername").map(|x| x.1.clone());
+    b.password = find("elasticsearchPassword").map(|x| x.1.clone()).or_else(|| std::env::var("D4C_ELASTICSEARCH_PASSWORD").ok());
+    b.ca_file = find("elasticsearchCaFile").map(|x| PathBuf::from(&x.1));
+    if let Some((_, v, node)) = find("elasticsearchBuffer") {
+        b.buffer = v.parse().map_err(|_| (node.clone(), format!("`alerts.elasticsearchBuffer` takes a whole number, not `{v}`")))?;
+    }
+    Ok(Some(b))
 }
 
 fn unknown(key: &str, keys: &[&str]) -> String {
@@ -205,6 +239,11 @@ mod tests {
         assert_eq!(e.to_string(), "c.yaml:1:1: error: unknown key `policydir`; did you mean `policyDir`?");
         let e = Config::parse("c.yaml", "pluginIndex: 5\n").unwrap_err();
         assert!(e.to_string().starts_with("c.yaml:1:14: error: `pluginIndex` is two digits"), "{e}");
+        let c = Config::parse("c.yaml", "alerts:\n  elasticsearchUrl: https://es:9200\n  elasticsearchApiKey: k\n").unwrap();
+        let es = c.alerts.elasticsearch.unwrap();
+        assert_eq!((es.url.as_str(), es.api_key.as_deref()), ("https://es:9200", Some("k")));
+        let e = Config::parse("c.yaml", "alerts:\n  elasticsearchUrl: es:9200\n").unwrap_err();
+        assert!(e.to_string().contains("must start with http"), "{e}");
         let e = Config::parse("c.yaml", "alerts:\n  fileKeep: many\n").unwrap_err();
         assert!(e.to_string().contains("2:13"), "{e}");
     }

@@ -1,6 +1,7 @@
 //! Alerts and events: kernel records decoded, enriched with container metadata, written as
 //! ECS documents in the datasets Defend for Containers users already query.
 
+pub mod bulk;
 pub mod clock;
 pub mod ecs;
 pub mod record;

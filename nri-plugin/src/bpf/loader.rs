@@ -27,6 +27,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/d4
 /// Name of the offsets global in the object (see `ebpf/src/offsets.rs`).
 const OFFSETS_GLOBAL: &str = "D4C_OFFSETS";
 
+/// Name of the benchmark's no-op switch in the object (see `ebpf/src/main.rs`).
+const NOOP_GLOBAL: &str = "D4C_NOOP";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Lsm,
@@ -75,6 +78,9 @@ pub struct Config {
     /// Attach the LSM programs. `false` loads only the cgroup tracepoints: a diagnostic
     /// mode for kernels that refuse LSM programs (nothing is enforced).
     pub attach_lsm: bool,
+    /// Load every program as a no-op that returns 0 at once (the `D4C_NOOP` global): the
+    /// floor of the kernel overhead benchmark. Nothing is enforced; d4c never sets it.
+    pub noop: bool,
 }
 
 impl Default for Config {
@@ -84,6 +90,7 @@ impl Default for Config {
             btf: fs::KERNEL_BTF.into(),
             lsm_list: fs::LSM_LIST.into(),
             attach_lsm: true,
+            noop: false,
         }
     }
 }
@@ -191,10 +198,16 @@ impl Enforcer {
         let aya_btf = aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
             BpfError::Btf { path: config.btf.clone(), reason: e.to_string() }
         })?;
-        let mut ebpf: Ebpf = EbpfLoader::new()
+        let noop = 1u32;
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(&aya_btf))
             .default_map_pin_directory(maps_dir(&config.pin_dir))
-            .override_global(OFFSETS_GLOBAL, offsets, true)
+            .override_global(OFFSETS_GLOBAL, offsets, true);
+        if config.noop {
+            loader.override_global(NOOP_GLOBAL, &noop, true);
+        }
+        let mut ebpf: Ebpf = loader
             .load(OBJECT)
             .map_err(|source| BpfError::Object { source: Box::new(source) })?;
         for p in PROGRAMS {

@@ -138,6 +138,10 @@ fn sinks(config: &Config) -> anyhow::Result<Fanout> {
             .with_context(|| format!("opening the alerts file {}", path.display()))?;
         f.push(Box::new(file));
     }
+    if let Some(es) = &config.alerts.elasticsearch {
+        tracing::info!(url = %es.url, "sending alerts to Elasticsearch");
+        f.push(Box::new(d4c::alerts::bulk::BulkSink::start(es.clone())?));
+    }
     Ok(f)
 }
 
