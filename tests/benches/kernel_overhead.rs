@@ -1,0 +1,294 @@
+//! Overhead of the kernel programs: ns per iteration of syscall loops and the ratio to the
+//! same loop with no BPF program at all, all measured in one run (absolute times in a TCG
+//! guest mean little). Needs root on a BPF LSM kernel with cgroup v2; prints
+//! `skipping - <reason>` and exits 0 otherwise.
+//!
+//! Build: `cargo bench -p d4c-tests --bench kernel_overhead --no-run` (prints the binary),
+//! then `cargo xtask vm --kernel 6.12 --with <binary> -- /opt/with/<binary name>`.
+//!
+//! Loops (each N iterations in a forked child placed in a test cgroup): `open(O_RDONLY)` +
+//! close and `open(O_WRONLY)` + close of an existing 0644 file, chmod to the same mode, and
+//! fork + exec of `busybox true` + waitpid. Configurations:
+//! none (no program loaded), (a) the same programs on the same hooks as no-ops
+//! (`Config::noop`, the floor), (b) d4c loaded, task unmanaged, (c) managed and allowed
+//! (the rule set acts elsewhere, so paths are built and looked up, the decision is allow),
+//! (d) managed with a log action on every operation (events drained concurrently).
+//! Best of 3 interleaved rounds; each round loads and unloads the programs.
+
+#[path = "../tests/kernel_support/mod.rs"]
+mod kernel_support;
+
+use std::{
+    ffi::CString,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use d4c::bpf::{Config, Enforcer};
+use d4c_common::{
+    ContainerEntry, ProcDecision, ProcKey, ACTION_LOG, CNT_EVENTS, CNT_RINGBUF_DROPS, OP_EXEC,
+    OP_FORK, OP_MODIFY_FILE,
+};
+use kernel_support::{c, everywhere, root_entry, rule_at, TestCgroup, TestDir};
+
+const ROUNDS: usize = 3;
+const CONFIGS: [&str; 5] = [
+    "none",
+    "(a) no-op programs",
+    "(b) d4c, unmanaged",
+    "(c) managed, allowed",
+    "(d) managed, log every op",
+];
+/// Rule set of (c): acts only on paths under /nonexistent/ and on an executable class no
+/// path has.
+const RS_ALLOWED: u32 = 1;
+/// Rule set of (d): logs every modifyFile, fork and exec.
+const RS_LOG: u32 = 2;
+
+fn env_n(name: &str, default: u32) -> u32 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if let Err(e) = d4c::bpf::check_bpf_lsm(Path::new(d4c::bpf::LSM_LIST)) {
+        return Some(e.to_string());
+    }
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        return Some("no cgroup v2 at /sys/fs/cgroup".into());
+    }
+    None
+}
+
+/// One measured loop: its name, iterations, and the body (syscalls only, no allocation:
+/// it runs in a forked child of a multi-threaded process).
+struct Op {
+    name: &'static str,
+    n: u32,
+    body: Box<dyn Fn()>,
+}
+
+/// Nanoseconds per iteration of `op` run `op.n` times in a child placed in `cg`.
+fn time_once(cg: &Path, op: &Op) -> f64 {
+    let procs = c(&cg.join("cgroup.procs"));
+    let mut fds = [0i32; 2];
+    // SAFETY: plain syscalls; the child only loops over syscalls and exits with _exit.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(3);
+            }
+            libc::close(fd);
+            let t = Instant::now();
+            for _ in 0..op.n {
+                (op.body)();
+            }
+            let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            libc::write(fds[1], (&raw const ns).cast(), 8);
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut ns = 0u64;
+        let got = libc::read(fds[0], (&raw mut ns).cast(), 8);
+        let status = kernel_support::wait(pid);
+        assert!(got == 8 && status == 0, "measuring child failed (status {status})");
+        libc::close(fds[0]);
+        ns as f64 / f64::from(op.n)
+    }
+}
+
+/// Loads the programs (`noop`: as the floor) under a fresh pin directory.
+fn load(noop: bool, round: usize) -> Enforcer {
+    let pin_dir = PathBuf::from(format!("/sys/fs/bpf/d4c-bench-{}-{round}-{noop}", std::process::id()));
+    let t = Instant::now();
+    let e = Enforcer::load_or_adopt(&Config { pin_dir, noop, ..Config::default() })
+        .unwrap_or_else(|e| panic!("load (noop {noop}): {e}"));
+    eprintln!("round {round}: loaded (noop {noop}) in {:?}", t.elapsed());
+    e
+}
+
+/// Writes the tables of rule sets (c) and (d).
+fn write_tables(e: &mut Enforcer) {
+    let log_proc = {
+        let mut d = ProcDecision::default();
+        for inter in 0..2 {
+            d.actions[inter][OP_FORK] = ACTION_LOG;
+            d.actions[inter][OP_EXEC] = ACTION_LOG;
+        }
+        d
+    };
+    e.write_file_rules(&[
+        root_entry(RS_ALLOWED),
+        rule_at(RS_ALLOWED, b"/nonexistent/", &[0, 1, 2], &[OP_MODIFY_FILE], ACTION_LOG),
+        everywhere(RS_LOG, &[OP_MODIFY_FILE], ACTION_LOG),
+    ])
+    .unwrap();
+    e.write_proc_decisions(&[
+        // An executable class no path has: fork and exec build the path, find no action.
+        (ProcKey { rule_set: RS_ALLOWED, exe_class: 7, name_class: 0 }, log_proc),
+        // Every executable (class 0, no exe rules) and name: log.
+        (ProcKey { rule_set: RS_LOG, exe_class: 0, name_class: 0 }, log_proc),
+    ])
+    .unwrap();
+}
+
+/// The four loops over the file `f`; fork+exec runs `busybox true`.
+fn loops(f: &CString, busybox: &str, n_file: u32, n_exec: u32) -> [Op; 4] {
+    let (f1, f2, f3) = (f.clone(), f.clone(), f.clone());
+    let exe = CString::new(busybox).unwrap();
+    let arg = CString::new("true").unwrap();
+    // SAFETY (all bodies): plain syscalls on strings the closures own.
+    [
+        Op {
+            name: "open(O_RDONLY)+close",
+            n: n_file,
+            body: Box::new(move || unsafe {
+                libc::close(libc::open(f1.as_ptr(), libc::O_RDONLY));
+            }),
+        },
+        Op {
+            name: "open(O_WRONLY)+close",
+            n: n_file,
+            body: Box::new(move || unsafe {
+                libc::close(libc::open(f2.as_ptr(), libc::O_WRONLY));
+            }),
+        },
+        Op {
+            name: "chmod (same mode)",
+            n: n_file,
+            body: Box::new(move || unsafe {
+                libc::chmod(f3.as_ptr(), 0o644);
+            }),
+        },
+        Op {
+            name: "fork+exec+wait",
+            n: n_exec,
+            body: Box::new(move || unsafe {
+                let argv = [exe.as_ptr(), arg.as_ptr(), core::ptr::null()];
+                let pid = libc::fork();
+                if pid == 0 {
+                    libc::execv(exe.as_ptr(), argv.as_ptr());
+                    libc::_exit(127);
+                }
+                let mut st = 0;
+                libc::waitpid(pid, &raw mut st, 0);
+            }),
+        },
+    ]
+}
+
+fn main() {
+    if let Some(reason) = skip_reason() {
+        println!("skipping - {reason}");
+        return;
+    }
+    let n_file = env_n("D4C_BENCH_N", 50_000);
+    let n_exec = env_n("D4C_BENCH_EXEC_N", 300);
+
+    let dir = TestDir::new("bench");
+    let f = c(&dir.file("target", 0o644));
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox for the fork+exec loop");
+    let ops = loops(&f, busybox, n_file, n_exec);
+    let cg = TestCgroup::new("bench");
+    let cg_id = cg.id();
+    for op in &ops {
+        time_once(&cg.path, op); // warm-up (page cache, dentries)
+    }
+
+    let mut best = [[f64::INFINITY; 4]; 5];
+    let (mut written, mut read, mut drops) = (0u64, 0u64, 0u64);
+    let measure = |cfg: usize, best: &mut [[f64; 4]; 5]| {
+        for (j, op) in ops.iter().enumerate() {
+            best[cfg][j] = best[cfg][j].min(time_once(&cg.path, op));
+        }
+    };
+    for round in 0..ROUNDS {
+        measure(0, &mut best);
+
+        let e = load(true, round);
+        measure(1, &mut best);
+        e.unload().unwrap();
+
+        let mut e = load(false, round);
+        write_tables(&mut e);
+        let mut reader = e.take_events().expect("event reader");
+        measure(2, &mut best);
+        e.register(cg_id, ContainerEntry { rule_set: RS_ALLOWED, flags: 0 }).unwrap();
+        measure(3, &mut best);
+        // The drain thread runs only here: in (b) and (c) it would only compete for the
+        // guest's CPUs (nothing is written).
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let drain = std::thread::spawn(move || {
+            let mut n = 0u64;
+            loop {
+                let mut any = false;
+                while reader.try_next().is_some() {
+                    n += 1;
+                    any = true;
+                }
+                if !any {
+                    if stop2.load(Ordering::Relaxed) {
+                        return n;
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+        });
+        e.register(cg_id, ContainerEntry { rule_set: RS_LOG, flags: 0 }).unwrap();
+        measure(4, &mut best);
+        e.unregister(cg_id).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        read += drain.join().unwrap();
+        let counters = e.counters().unwrap();
+        written += counters[CNT_EVENTS as usize];
+        drops += counters[CNT_RINGBUF_DROPS as usize];
+        e.unload().unwrap();
+    }
+
+    println!(
+        "kernel {} | N = {n_file} (file loops), {n_exec} (fork+exec) | best of {ROUNDS} interleaved rounds",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+    );
+    println!();
+    print!("| loop | none (ns/iter) |");
+    for name in &CONFIGS[1..] {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---|---|---|---|---|---|");
+    for (j, op) in ops.iter().enumerate() {
+        let base = best[0][j];
+        print!("| {} | {base:.0} |", op.name);
+        for row in &best[1..] {
+            print!(" {:.0} ns, {:.3}x |", row[j], row[j] / base);
+        }
+        println!();
+    }
+    println!();
+    println!("events written {written}, read {read}, ring-buffer drops {drops}");
+    for (j, op) in ops.iter().enumerate().take(2) {
+        let (b, cc) = (best[2][j] / best[0][j], best[3][j] / best[0][j]);
+        println!(
+            "target {}: (b) {b:.3}x <= 1.03x {}; (c) {cc:.3}x <= 1.08x {}",
+            op.name,
+            if b <= 1.03 { "met" } else { "NOT met" },
+            if cc <= 1.08 { "met" } else { "NOT met" }
+        );
+    }
+}
