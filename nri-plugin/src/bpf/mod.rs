@@ -15,7 +15,7 @@ mod tables;
 pub use btf::Btf;
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
-pub use fs::{check_bpf_lsm, DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST};
+pub use fs::{check_bpf_lsm, links_dir, DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST};
 pub use loader::{Config, Enforcer, Origin};
 
 /// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.

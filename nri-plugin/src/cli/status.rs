@@ -21,10 +21,22 @@ pub struct Args {
     socket: PathBuf,
 }
 
+/// The programs pinned (attached) under the bpffs directory, by hook name.
+fn attached(bpffs: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(bpf::links_dir(bpffs))
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn from_daemon(args: &Args) -> Option<ExitCode> {
     let snap = d4c::daemon::status_server::query(&args.socket).ok()?;
+    let programs = attached(&args.bpffs);
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string(&snap).unwrap_or_default());
+        let mut v = serde_json::to_value(&snap).unwrap_or_default();
+        v["programs_attached"] = json!(programs);
+        println!("{v}");
         return Some(ExitCode::SUCCESS);
     }
     let protected = snap.containers.iter().filter(|c| c.rule_set.is_some()).count();
@@ -40,6 +52,7 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
             c.image.as_deref().unwrap_or("-"),
         );
     }
+    println!("programs attached: {}", if programs.is_empty() { "none (enforcement: none, or not loaded)".to_owned() } else { programs.join(", ") });
     if let Some(k) = &snap.kernel_counters {
         println!("kernel counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops", k[CNT_MANAGED as usize], k[CNT_DENIED as usize], k[CNT_EVENTS as usize], k[CNT_RINGBUF_DROPS as usize]);
     }
@@ -97,6 +110,7 @@ pub fn run(args: &Args) -> ExitCode {
     let counter = |i: u32| counters[i as usize];
     let doc = json!({
         "pinned_at": args.bpffs,
+        "programs_attached": attached(&args.bpffs),
         "containers": containers,
         "counters": {
             "managed_hook_calls": counter(CNT_MANAGED),
@@ -110,6 +124,7 @@ pub fn run(args: &Args) -> ExitCode {
         Format::Json => println!("{doc}"),
         Format::Text => {
             println!("d4c is loaded (pinned at {}); no daemon answers at {}", args.bpffs.display(), args.socket.display());
+            println!("programs attached: {}", attached(&args.bpffs).join(", "));
             println!("registered cgroups: {}", registered.len());
             for c in &containers {
                 println!("  cgroup {:<10} rule set {:<10} {}", c["cgroup_id"], c["rule_set"], c["cgroup"].as_str().unwrap_or("(gone)"));
