@@ -54,17 +54,7 @@ fn env_n(name: &str, default: u32) -> u32 {
 }
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if let Err(e) = d4c::bpf::check_bpf_lsm(Path::new(d4c::bpf::LSM_LIST)) {
-        return Some(e.to_string());
-    }
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        return Some("no cgroup v2 at /sys/fs/cgroup".into());
-    }
-    None
+    kernel_support::missing_prerequisite()
 }
 
 /// One measured loop: its name, iterations, and the body (syscalls only, no allocation:

@@ -22,7 +22,7 @@ fn required() -> bool {
 }
 
 /// Why this machine cannot run the kernel tests, if it cannot.
-fn missing_prerequisite() -> Option<String> {
+pub fn missing_prerequisite() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
