@@ -42,6 +42,9 @@ pub struct VmArgs {
 }
 
 /// Runs the command in the guest; returns its exit status.
+/// Boots tried when a guest fails before its command starts.
+const BOOT_ATTEMPTS: u32 = 3;
+
 pub fn run(args: &VmArgs) -> Result<u8> {
     let started = Instant::now();
     qemu::check_installed()?;
@@ -97,14 +100,32 @@ pub fn run(args: &VmArgs) -> Result<u8> {
         kernel.release,
         started.elapsed().as_secs_f64()
     ));
-    let finished = qemu::run(&qemu::Boot {
+    let console_log = run_dir.path().join("console.log");
+    let boot = qemu::Boot {
         kernel: &kernel,
         initramfs: &initrd,
-        console_log: &run_dir.path().join("console.log"),
+        console_log: &console_log,
         nonce: &nonce,
         timeout: Duration::from_secs(args.timeout),
         failure_log: cache.dir(&format!("last-failure-{}.log", kernel.label)),
-    })?;
+    };
+    // Emulated boots of some kernels occasionally die before userspace runs (seen: a
+    // panic in timekeeping under TCG at 1.9 s). Such a failure happened before the command
+    // started, so booting again runs nothing twice.
+    let mut attempt = 1;
+    let finished = loop {
+        match qemu::run(&boot) {
+            Ok(f) => break f,
+            Err(e) if attempt < BOOT_ATTEMPTS && !qemu::command_started(&console_log) => {
+                let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+                attempt += 1;
+                progress(format_args!(
+                    "the guest failed before the command started ({first}); booting again, attempt {attempt} of {BOOT_ATTEMPTS}"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     for warning in &finished.warnings {
         progress(warning);
     }

@@ -54,6 +54,12 @@ pub struct Finished {
     pub warnings: Vec<String>,
 }
 
+/// Whether the console log shows that the command was started (a failure before that is
+/// a boot failure, which may be retried without running anything twice).
+pub fn command_started(console_log: &Path) -> bool {
+    fs::read(console_log).is_ok_and(|log| String::from_utf8_lossy(&log).contains(START_MARKER))
+}
+
 pub fn run(boot: &Boot) -> Result<Finished> {
     let start = Instant::now();
     let mut child = spawn(boot)?;
