@@ -60,6 +60,20 @@ fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
     }
 }
 
+/// The process name selectors see: for exec the new program's (the base name of the path
+/// it was run by, at most 15 bytes, as the kernel will set it), else the task's comm.
+fn process_name(r: &Record) -> String {
+    if r.operation == Operation::Process(d4c_policy::ProcessOp::Exec) && !r.exe.is_empty() {
+        let base = r.exe.rsplit('/').next().unwrap_or(&r.exe);
+        let mut end = base.len().min(15);
+        while !base.is_char_boundary(end) {
+            end -= 1;
+        }
+        return base[..end].to_owned();
+    }
+    r.comm.clone()
+}
+
 /// The names of the selectors that match the record, re-evaluated with the policy.
 fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
     let (Some(policy), Some(c)) = (ctx.policy, ctx.container) else { return Vec::new() };
@@ -68,7 +82,7 @@ fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
         Operation::Process(op) => vec![Event::Process {
             op: *op,
             executable: r.path.clone(),
-            name: r.comm.clone(),
+            name: process_name(r),
             interactive: r.interactive,
         }],
     };
@@ -120,7 +134,7 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
     }));
     let mut process = json!({
         "pid": r.pid,
-        "name": r.comm,
+        "name": process_name(r),
         "interactive": r.interactive,
         "parent": {"pid": r.ppid},
     });
