@@ -11,7 +11,11 @@ fn main() -> anyhow::Result<()> {
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
         .ok()
-        .filter(|o| o.status.success()).map_or_else(|| "unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
     println!("cargo:rustc-env=D4C_BUILD=git {rev}");
     println!("cargo:rerun-if-changed=../.git/HEAD");
 
@@ -22,15 +26,30 @@ fn build_ebpf() -> anyhow::Result<()> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let ebpf_dir = manifest.join("../ebpf").canonicalize()?;
     let common_dir = manifest.join("../common").canonicalize()?;
-    println!("cargo:rerun-if-changed={}", common_dir.join("src").display());
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        common_dir.join("src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("Cargo.lock").display()
+    );
     // aya-build runs `cargo build --package d4c-ebpf` in the current directory: run it in
     // ebpf/, whose own workspace holds the package.
     std::env::set_current_dir(&ebpf_dir)?;
-    let root_dir = ebpf_dir.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
+    let root_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "d4c-ebpf", root_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: "d4c-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )?;
     let object = PathBuf::from(std::env::var("OUT_DIR")?).join("d4c-ebpf");

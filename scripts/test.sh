@@ -25,6 +25,14 @@ if [[ ${D4C_REQUIRE_PRIVILEGED:-0} == 1 ]]; then
     export D4C_REQUIRE_QEMU=1 D4C_REQUIRE_CONTAINERD=1
 fi
 
+step "cargo fmt --check (workspace and ebpf/)"
+if cargo fmt --all -- --check >/dev/null && (cd ebpf && cargo fmt -- --check >/dev/null); then
+    echo "fmt: 1 passed, 0 failed" | tee -a "$log"
+else
+    echo "fmt: 0 passed, 1 failed (run cargo fmt --all, and in ebpf/)" | tee -a "$log"
+    status=1
+fi
+
 step "cargo test --workspace (tiers a and c; tier b skips here and runs in the guests below)"
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}

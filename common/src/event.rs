@@ -56,4 +56,5 @@ pub struct Event {
     /// Exec: the file name as passed to execve (`bprm->filename`).
     pub exe: [u8; EVENT_EXE_MAX],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 56 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);
+const _: () =
+    assert!(core::mem::size_of::<Event>() == 56 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);

@@ -52,7 +52,11 @@ impl PathKey {
     /// The key for `path` (at most [`PATH_KEY_MAX`] bytes are used) under `rule_set`.
     #[must_use]
     pub fn new(rule_set: u32, path: &[u8]) -> Self {
-        let n = if path.len() < PATH_KEY_MAX { path.len() } else { PATH_KEY_MAX };
+        let n = if path.len() < PATH_KEY_MAX {
+            path.len()
+        } else {
+            PATH_KEY_MAX
+        };
         let mut key = PathKey {
             // n <= 256, so the product fits in u32.
             #[allow(clippy::cast_possible_truncation)]

@@ -2,13 +2,15 @@
 //! buffer is counted (`CNT_RINGBUF_DROPS`), never silent.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-    bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated as gen,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
+    bpf_ktime_get_boot_ns, generated as gen,
 };
 use d4c_common::{
-    offsets::{OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SIGNAL_TTY,
-        OFF_TASK_MM, OFF_TASK_REAL_PARENT, OFF_TASK_SIGNAL, OFF_TASK_TGID},
     event::{EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED},
+    offsets::{
+        OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SIGNAL_TTY, OFF_TASK_MM,
+        OFF_TASK_REAL_PARENT, OFF_TASK_SIGNAL, OFF_TASK_TGID,
+    },
     Event, ACTION_BLOCK, CNT_EVENTS, CNT_RINGBUF_DROPS, EVENT_FILE,
 };
 
@@ -106,7 +108,11 @@ pub fn emit(s: *mut Scratch) -> u32 {
         (*ev).hook = m.hook;
         (*ev).path_len = min_len(s.target.len, EVENT_PATH_MAX);
         (*ev).exe_len = min_len(s.exe.len, EVENT_EXE_MAX);
-        (*ev).interactive = if m.kind == EVENT_FILE { interactive() } else { m.interactive };
+        (*ev).interactive = if m.kind == EVENT_FILE {
+            interactive()
+        } else {
+            m.interactive
+        };
         (*ev).ops = m.ops;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         gen::bpf_probe_read_kernel(

@@ -5,8 +5,7 @@ use aya_ebpf::programs::LsmContext;
 use d4c_common::{
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
-        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT,
-        OFF_SB_FLAGS,
+        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
     },
     ACTION_BLOCK, CNT_DENIED, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE,
     HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE,
@@ -16,7 +15,7 @@ use d4c_common::{
 
 use crate::{
     event,
-    maps::{count, FILE_RULES, TrieData},
+    maps::{count, TrieData, FILE_RULES},
     offsets::{off, read, read_at, read_ptr},
     path::{self, Scratch, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE, TARGET},
 };
@@ -61,7 +60,10 @@ fn dentry_mode(dentry: *const u8) -> Result<Option<u32>, i64> {
 
 #[inline(always)]
 fn path_parts(path: *const u8) -> Result<(*const u8, *const u8), i64> {
-    Ok((read_ptr(path, OFF_PATH_MNT)?, read_ptr(path, OFF_PATH_DENTRY)?))
+    Ok((
+        read_ptr(path, OFF_PATH_MNT)?,
+        read_ptr(path, OFF_PATH_DENTRY)?,
+    ))
 }
 
 /// Fills the event metadata shared by every decision of one hook call.
@@ -80,7 +82,13 @@ fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
 /// caller already wrote it), looks it up, ORs the actions of `ops`, emits an event when
 /// any bit is set. Returns 1 to deny.
 #[inline(never)]
-pub fn decide(s: *mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, skip_unreachable: u32) -> u32 {
+pub fn decide(
+    s: *mut Scratch,
+    mnt: *const u8,
+    dentry: *const u8,
+    ops: u32,
+    skip_unreachable: u32,
+) -> u32 {
     // SAFETY: this CPU's scratch value.
     if !crate::maps::may_act(unsafe { (*s).meta.rule_set }, ops) {
         return 0;
@@ -105,7 +113,9 @@ pub fn decide(s: *mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, skip
     let sc = unsafe { &mut *s };
     path::set_key(&mut sc.target, sc.meta.rule_set);
     // SAFETY: PathBuf starts with the LPM key layout (prefix_len, rule set, path bytes).
-    let key = unsafe { &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>()) };
+    let key = unsafe {
+        &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
+    };
     let Some(rule) = FILE_RULES.get(key) else {
         return 0;
     };
@@ -150,7 +160,9 @@ pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let path: *const u8 = ctx.arg(0);
     let mode = ctx.arg::<u64>(1) as u32;
     let (mnt, dentry) = path_parts(path)?;
-    let Some(old) = dentry_mode(dentry)? else { return Ok(false) };
+    let Some(old) = dentry_mode(dentry)? else {
+        return Ok(false);
+    };
     if !is_reg(old) {
         return Ok(false);
     }
@@ -159,7 +171,12 @@ pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
         ops |= CREATE_EXE;
     }
     let s = scratch()?;
-    meta(unsafe { &mut *s }, cg, HOOK_PATH_CHMOD, (old & S_IFMT) | (mode & 0o7777));
+    meta(
+        unsafe { &mut *s },
+        cg,
+        HOOK_PATH_CHMOD,
+        (old & S_IFMT) | (mode & 0o7777),
+    );
     Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
 }
 
@@ -180,7 +197,12 @@ pub fn path_mknod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     }
     let mnt = read_ptr(dir, OFF_PATH_MNT)?;
     let s = scratch()?;
-    meta(unsafe { &mut *s }, cg, HOOK_PATH_MKNOD, S_IFREG | (mode & 0o7777));
+    meta(
+        unsafe { &mut *s },
+        cg,
+        HOOK_PATH_MKNOD,
+        S_IFREG | (mode & 0o7777),
+    );
     Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
 }
 
@@ -222,7 +244,9 @@ pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
 /// ftruncate.
 pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let (mnt, dentry) = path_parts(ctx.arg(0))?;
-    let Some(mode) = dentry_mode(dentry)? else { return Ok(false) };
+    let Some(mode) = dentry_mode(dentry)? else {
+        return Ok(false);
+    };
     if !is_reg(mode) {
         return Ok(false);
     }
@@ -233,7 +257,9 @@ pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let file: *const u8 = ctx.arg(0);
     let (mnt, dentry) = path_parts(file.wrapping_add(off(OFF_FILE_PATH)))?;
-    let Some(mode) = dentry_mode(dentry)? else { return Ok(false) };
+    let Some(mode) = dentry_mode(dentry)? else {
+        return Ok(false);
+    };
     if !is_reg(mode) {
         return Ok(false);
     }
@@ -244,7 +270,9 @@ pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 pub fn path_unlink(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let dir: *const u8 = ctx.arg(0);
     let dentry: *const u8 = ctx.arg(1);
-    let Some(mode) = dentry_mode(dentry)? else { return Ok(false) };
+    let Some(mode) = dentry_mode(dentry)? else {
+        return Ok(false);
+    };
     if !is_reg(mode) {
         return Ok(false);
     }
@@ -261,7 +289,9 @@ pub fn path_link(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let old: *const u8 = ctx.arg(0);
     let new_dir: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(2);
-    let Some(mode) = dentry_mode(old)? else { return Ok(false) };
+    let Some(mode) = dentry_mode(old)? else {
+        return Ok(false);
+    };
     if !is_reg(mode) {
         return Ok(false);
     }
@@ -325,11 +355,21 @@ pub fn path_rename(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let s = scratch()?;
     let mut deny = 0;
     if old_ops != 0 {
-        meta(unsafe { &mut *s }, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
+        meta(
+            unsafe { &mut *s },
+            cg,
+            HOOK_PATH_RENAME,
+            old_mode.unwrap_or(0),
+        );
         deny |= decide(s, mnt, old, u32::from(old_ops), 0);
     }
     if new_ops != 0 {
-        meta(unsafe { &mut *s }, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
+        meta(
+            unsafe { &mut *s },
+            cg,
+            HOOK_PATH_RENAME,
+            old_mode.unwrap_or(0),
+        );
         deny |= decide(s, mnt, new, u32::from(new_ops), 0);
     }
     Ok(deny != 0)
@@ -352,5 +392,11 @@ pub fn is_memfd(dentry: *const u8) -> Result<bool, i64> {
 #[inline(always)]
 pub fn exec_memfd(s: *mut Scratch, cg: (u64, u32), hook: u16, mode: u32) -> bool {
     meta(unsafe { &mut *s }, cg, hook, mode);
-    decide(s, core::ptr::null(), core::ptr::null(), u32::from(EXEC_MEMFD), 0) != 0
+    decide(
+        s,
+        core::ptr::null(),
+        core::ptr::null(),
+        u32::from(EXEC_MEMFD),
+        0,
+    ) != 0
 }

@@ -22,13 +22,11 @@ pub static CONTAINERS: HashMap<u64, ContainerEntry> = HashMap::pinned(65_536, 0)
 
 /// (rule set, path prefix) -> file decisions per rest class and operation.
 #[map(name = "D4C_FILE_RULES")]
-pub static FILE_RULES: LpmTrie<TrieData, FileRule> =
-    LpmTrie::pinned(65_536, 0);
+pub static FILE_RULES: LpmTrie<TrieData, FileRule> = LpmTrie::pinned(65_536, 0);
 
 /// (rule set, executable path prefix) -> executable class per rest class.
 #[map(name = "D4C_EXE_RULES")]
-pub static EXE_RULES: LpmTrie<TrieData, ExeRule> =
-    LpmTrie::pinned(65_536, 0);
+pub static EXE_RULES: LpmTrie<TrieData, ExeRule> = LpmTrie::pinned(65_536, 0);
 
 /// (rule set, process name) -> name class; a miss is class 0.
 #[map(name = "D4C_COMM_RULES")]

@@ -10,12 +10,12 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::{bpf_get_current_task, generated as gen};
 use d4c_common::{
-    offsets::{
-        OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME_PTR, OFF_DENTRY_PARENT, OFF_FS_ROOT,
-        OFF_MOUNT_MNT, OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_PATH_DENTRY, OFF_PATH_MNT,
-        OFF_TASK_FS, OFF_VFSMOUNT_ROOT,
-    },
     event::EVENT_PATH_MAX,
+    offsets::{
+        OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME_PTR, OFF_DENTRY_PARENT, OFF_FS_ROOT, OFF_MOUNT_MNT,
+        OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_TASK_FS,
+        OFF_VFSMOUNT_ROOT,
+    },
     Event, PATH_KEY_MAX,
 };
 
@@ -136,7 +136,9 @@ pub fn build(s: *mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) 
     } else {
         // The callback gets the scratch pointer through a context on this stack (saves a
         // map lookup per step).
-        let mut ctx = LoopCtx { s: core::ptr::from_mut(s) };
+        let mut ctx = LoopCtx {
+            s: core::ptr::from_mut(s),
+        };
         // SAFETY: the callback is a static function; `ctx` outlives the call.
         unsafe {
             gen::bpf_loop(
@@ -147,17 +149,27 @@ pub fn build(s: *mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) 
             )
         };
     }
-    let (n, pos, leaf_len, flags) =
-        (s.walk.n, s.walk.pos as usize & (WORK - 1), s.walk.leaf_len, s.walk.flags);
+    let (n, pos, leaf_len, flags) = (
+        s.walk.n,
+        s.walk.pos as usize & (WORK - 1),
+        s.walk.leaf_len,
+        s.walk.flags,
+    );
     let src = s.work.as_ptr().wrapping_add(pos);
-    let pb = if which == TARGET { &mut s.target } else { &mut s.exe };
+    let pb = if which == TARGET {
+        &mut s.target
+    } else {
+        &mut s.exe
+    };
     if n == 0 {
         pb.buf[0] = b'/';
         pb.len = 1;
         pb.last_slash = 0;
     } else {
         // SAFETY: src + PATH_BUF <= work + WORK - 1 + PATH_BUF, inside `work`.
-        unsafe { gen::bpf_probe_read_kernel(pb.buf.as_mut_ptr().cast(), PATH_BUF as u32, src.cast()) };
+        unsafe {
+            gen::bpf_probe_read_kernel(pb.buf.as_mut_ptr().cast(), PATH_BUF as u32, src.cast())
+        };
         let len = (WORK - pos) as u32;
         pb.len = len;
         pb.last_slash = (len - leaf_len - 1) as i32;
@@ -290,7 +302,11 @@ pub fn name_only(s: &mut Scratch, dentry: *const u8) -> Result<(), i64> {
 /// Makes `pb`'s header the LPM key of its path under `rule_set`.
 #[inline(always)]
 pub fn set_key(pb: &mut PathBuf, rule_set: u32) {
-    let n = if (pb.len as usize) < PATH_KEY_MAX { pb.len } else { PATH_KEY_MAX as u32 };
+    let n = if (pb.len as usize) < PATH_KEY_MAX {
+        pb.len
+    } else {
+        PATH_KEY_MAX as u32
+    };
     pb.prefix_len = 32 + 8 * n;
     pb.rule_set_be = rule_set.to_be_bytes();
 }

@@ -10,10 +10,12 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use d4c_common::{
-    offsets::{OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH,
-        OFF_INODE_MODE, OFF_PATH_DENTRY, OFF_PATH_MNT},
-    CommKey, ProcKey, ACTION_BLOCK, CNT_DENIED, COMM_LEN, EVENT_PROCESS,
-    HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, RULESET_PROC_SHIFT,
+    offsets::{
+        OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH, OFF_INODE_MODE,
+        OFF_PATH_DENTRY, OFF_PATH_MNT,
+    },
+    CommKey, ProcKey, ACTION_BLOCK, CNT_DENIED, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC,
+    HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, RULESET_PROC_SHIFT,
 };
 
 use crate::{
@@ -42,7 +44,10 @@ fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
         &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
     };
     let exe_class = match EXE_RULES.get(key) {
-        Some(rule) => match rule.class.get(path::rest_class(&sc.target, rule.prefix_len)) {
+        Some(rule) => match rule
+            .class
+            .get(path::rest_class(&sc.target, rule.prefix_len))
+        {
             Some(c) => *c,
             None => 0,
         },
@@ -50,7 +55,11 @@ fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
     };
     // SAFETY: the value is copied out at once.
     let name_class = unsafe { COMM_RULES.get(comm) }.map_or(0, |c| c.class);
-    let pkey = ProcKey { rule_set, exe_class, name_class };
+    let pkey = ProcKey {
+        rule_set,
+        exe_class,
+        name_class,
+    };
     // SAFETY: as above.
     let Some(decision) = (unsafe { PROC_DECISIONS.get(pkey) }) else {
         return 0;
@@ -104,7 +113,10 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let n = if n > 0 { (n as usize - 1) & 0xff } else { 0 };
     path::basename_start(sc, n as u32);
     let base = sc.walk.base as usize & 0xff;
-    let mut comm = CommKey { rule_set: cg.1, comm: [0; COMM_LEN] };
+    let mut comm = CommKey {
+        rule_set: cg.1,
+        comm: [0; COMM_LEN],
+    };
     for i in 0..COMM_LEN - 1 {
         // Masked (not only compared with n) so the verifier sees the bound.
         let j = (base + i) & 0x1ff;
@@ -142,7 +154,9 @@ pub fn task_alloc(ctx: &LsmContext, cg: (u64, u32)) -> R {
         return Ok(false);
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let Ok((mnt, dentry)) = exe_file_path(task) else { return Ok(false) };
+    let Ok((mnt, dentry)) = exe_file_path(task) else {
+        return Ok(false);
+    };
     if !may_act(cg.1, 1 << (RULESET_PROC_SHIFT + OP_FORK as u32)) {
         return Ok(false);
     }
@@ -150,7 +164,10 @@ pub fn task_alloc(ctx: &LsmContext, cg: (u64, u32)) -> R {
     path::build(s, TARGET, mnt, dentry);
     // SAFETY: this CPU's scratch value.
     let sc = unsafe { &mut *s };
-    let mut comm = CommKey { rule_set: cg.1, comm: [0; COMM_LEN] };
+    let mut comm = CommKey {
+        rule_set: cg.1,
+        comm: [0; COMM_LEN],
+    };
     comm.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     meta(sc, cg, HOOK_TASK_ALLOC, 0);
     // The event's `exe` is the same executable.

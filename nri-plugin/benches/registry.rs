@@ -42,7 +42,12 @@ fn info(i: usize) -> ContainerInfo {
         ..Container::default()
     };
     attrs.labels.insert("app".into(), format!("svc{}", i % 50));
-    ContainerInfo { id: format!("c{i}"), name: "app".into(), attrs, cgroup_id: 1_000 + i as u64 }
+    ContainerInfo {
+        id: format!("c{i}"),
+        name: "app".into(),
+        attrs,
+        cgroup_id: 1_000 + i as u64,
+    }
 }
 
 fn with_containers(n: usize) -> Registry<MemoryKernel> {
@@ -57,7 +62,11 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("registry");
     g.sample_size(20);
     g.bench_function("start: 500th container (rule set exists)", |b| {
-        b.iter_batched_ref(|| with_containers(499), |r| black_box(r.start(info(499)).unwrap()), criterion::BatchSize::LargeInput);
+        b.iter_batched_ref(
+            || with_containers(499),
+            |r| black_box(r.start(info(499)).unwrap()),
+            criterion::BatchSize::LargeInput,
+        );
     });
     g.bench_function("reload with 500 containers", |b| {
         let (pa, pb) = (policy("a"), policy("b"));
@@ -65,7 +74,10 @@ fn benches(c: &mut Criterion) {
         let mut flip = false;
         b.iter(|| {
             flip = !flip;
-            black_box(r.reload(if flip { pb.clone() } else { pa.clone() }).unwrap())
+            black_box(
+                r.reload(if flip { pb.clone() } else { pa.clone() })
+                    .unwrap(),
+            )
         });
     });
     g.finish();
@@ -87,7 +99,11 @@ fn summary() {
     let reload = t.elapsed();
     println!("\nsummary (one run):");
     println!("registry start over 500 containers: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (kernel writes excluded)", pct(0.5), pct(0.99), pct(1.0));
-    println!("reload with 500 containers ({} rule sets): {reload:?} = {:.3}x of the 50 ms target", r.rule_sets(), reload.as_secs_f64() / 0.05);
+    println!(
+        "reload with 500 containers ({} rule sets): {reload:?} = {:.3}x of the 50 ms target",
+        r.rule_sets(),
+        reload.as_secs_f64() / 0.05
+    );
 }
 
 criterion_group!(group, benches);

@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 /// `/sys/fs/cgroup/unified` on hybrid ones), from `/proc/self/mountinfo`.
 pub fn v2_root() -> io::Result<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    v2_root_in(&info).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 file system is mounted (check /proc/self/mountinfo)"))
+    v2_root_in(&info).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "no cgroup2 file system is mounted (check /proc/self/mountinfo)",
+        )
+    })
 }
 
 /// The first cgroup2 mount point in a mountinfo text.
@@ -36,7 +41,12 @@ impl OwnedCgroup {
     /// Creates `root/name`.
     pub fn create(root: &Path, name: &str) -> io::Result<Self> {
         let path = root.join(name);
-        std::fs::create_dir(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot create cgroup {}: {e}", path.display())))?;
+        std::fs::create_dir(&path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create cgroup {}: {e}", path.display()),
+            )
+        })?;
         Ok(OwnedCgroup { path })
     }
 
@@ -69,9 +79,10 @@ impl OwnedCgroup {
             }
         }
         for _ in 0..100 {
-            let empty = walk(&self.path)
-                .iter()
-                .all(|d| std::fs::read_to_string(d.join("cgroup.procs")).map_or(true, |s| s.trim().is_empty()));
+            let empty = walk(&self.path).iter().all(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs"))
+                    .map_or(true, |s| s.trim().is_empty())
+            });
             if empty {
                 return;
             }
@@ -110,7 +121,10 @@ mod tests {
     #[test]
     fn finds_the_unified_mount() {
         let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert_eq!(v2_root_in(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            v2_root_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         assert_eq!(v2_root_in("1 2 0:1 / /proc rw - proc proc rw\n"), None);
     }
 }

@@ -56,7 +56,13 @@ impl Default for Config {
             cluster_name: None,
             bpffs: "/sys/fs/bpf/d4c".into(),
             enforcement: Enforcement::Bpf,
-            alerts: Alerts { stdout: true, file: None, file_max_bytes: 100 << 20, file_keep: 5, elasticsearch: None },
+            alerts: Alerts {
+                stdout: true,
+                file: None,
+                file_max_bytes: 100 << 20,
+                file_keep: 5,
+                elasticsearch: None,
+            },
             metrics_address: Some("0.0.0.0:9690".into()),
             status_socket: "/run/d4c/status.sock".into(),
             log_format: LogFormat::Text,
@@ -76,12 +82,31 @@ pub struct ConfigError {
 }
 
 const KEYS: &[&str] = &[
-    "policyDir", "nriSocket", "pluginName", "pluginIndex", "clusterId", "clusterName", "bpffs",
-    "enforcement", "alerts", "metricsAddress", "statusSocket", "logFormat", "logLevel",
+    "policyDir",
+    "nriSocket",
+    "pluginName",
+    "pluginIndex",
+    "clusterId",
+    "clusterName",
+    "bpffs",
+    "enforcement",
+    "alerts",
+    "metricsAddress",
+    "statusSocket",
+    "logFormat",
+    "logLevel",
 ];
 const ALERT_KEYS: &[&str] = &[
-    "stdout", "file", "fileMaxBytes", "fileKeep", "elasticsearchUrl", "elasticsearchApiKey",
-    "elasticsearchUsername", "elasticsearchPassword", "elasticsearchCaFile", "elasticsearchBuffer",
+    "stdout",
+    "file",
+    "fileMaxBytes",
+    "fileKeep",
+    "elasticsearchUrl",
+    "elasticsearchApiKey",
+    "elasticsearchUsername",
+    "elasticsearchPassword",
+    "elasticsearchCaFile",
+    "elasticsearchBuffer",
 ];
 
 impl Config {
@@ -99,11 +124,23 @@ impl Config {
 
     /// Parses configuration text (named `file` in errors).
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let err = |node: &Node, message: String| ConfigError { file: file.to_owned(), line: node.pos.line, column: node.pos.col, message };
+        let err = |node: &Node, message: String| ConfigError {
+            file: file.to_owned(),
+            line: node.pos.line,
+            column: node.pos.col,
+            message,
+        };
         let root = match yaml::parse(text) {
             Ok(Some(root)) => root,
             Ok(None) => return Ok(Config::default()),
-            Err(e) => return Err(ConfigError { file: file.to_owned(), line: e.pos.line, column: e.pos.col, message: e.message }),
+            Err(e) => {
+                return Err(ConfigError {
+                    file: file.to_owned(),
+                    line: e.pos.line,
+                    column: e.pos.col,
+                    message: e.message,
+                })
+            }
         };
         let mut c = Config::default();
         for (key, value) in pairs(&root).map_err(|m| err(&root, m))? {
@@ -116,7 +153,10 @@ impl Config {
                 "pluginIndex" => {
                     let v = s()?;
                     if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(err(value, format!("`pluginIndex` is two digits such as \"50\", not `{v}`")));
+                        return Err(err(
+                            value,
+                            format!("`pluginIndex` is two digits such as \"50\", not `{v}`"),
+                        ));
                     }
                     c.plugin_index = v;
                 }
@@ -127,7 +167,12 @@ impl Config {
                     c.enforcement = match s()?.as_str() {
                         "bpf" => Enforcement::Bpf,
                         "none" => Enforcement::None,
-                        other => return Err(err(value, format!("`enforcement` is `bpf` or `none`, not `{other}`"))),
+                        other => {
+                            return Err(err(
+                                value,
+                                format!("`enforcement` is `bpf` or `none`, not `{other}`"),
+                            ))
+                        }
                     }
                 }
                 "metricsAddress" => c.metrics_address = Some(s()?).filter(|v| !v.is_empty()),
@@ -136,34 +181,63 @@ impl Config {
                     c.log_format = match s()?.as_str() {
                         "text" => LogFormat::Text,
                         "json" => LogFormat::Json,
-                        other => return Err(err(value, format!("`logFormat` is `text` or `json`, not `{other}`"))),
+                        other => {
+                            return Err(err(
+                                value,
+                                format!("`logFormat` is `text` or `json`, not `{other}`"),
+                            ))
+                        }
                     }
                 }
                 "logLevel" => c.log_level = s()?,
                 "alerts" => {
                     let mut es: Vec<(String, String, Node)> = Vec::new();
-                    for (ak, av) in pairs(value).map_err(|m| err(value, format!("`alerts`: {m}")))? {
+                    for (ak, av) in
+                        pairs(value).map_err(|m| err(value, format!("`alerts`: {m}")))?
+                    {
                         let name = ak.as_str().unwrap_or_default();
                         let v = scalar(av).map_err(|m| err(av, format!("`alerts.{name}`: {m}")))?;
-                        let num = || v.parse::<u64>().map_err(|_| err(av, format!("`alerts.{name}` takes a whole number, not `{v}`")));
+                        let num = || {
+                            v.parse::<u64>().map_err(|_| {
+                                err(
+                                    av,
+                                    format!("`alerts.{name}` takes a whole number, not `{v}`"),
+                                )
+                            })
+                        };
                         match name {
                             "stdout" => {
                                 c.alerts.stdout = match v.as_str() {
                                     "true" => true,
                                     "false" => false,
-                                    _ => return Err(err(av, format!("`alerts.stdout` is true or false, not `{v}`"))),
+                                    _ => {
+                                        return Err(err(
+                                            av,
+                                            format!("`alerts.stdout` is true or false, not `{v}`"),
+                                        ))
+                                    }
                                 }
                             }
-                            "file" => c.alerts.file = Some(PathBuf::from(&v)).filter(|_| !v.is_empty()),
+                            "file" => {
+                                c.alerts.file = Some(PathBuf::from(&v)).filter(|_| !v.is_empty())
+                            }
                             "fileMaxBytes" => c.alerts.file_max_bytes = num()?.max(4096),
-                            "fileKeep" => c.alerts.file_keep = u32::try_from(num()?).unwrap_or(u32::MAX),
-                            "elasticsearchUrl" | "elasticsearchApiKey" | "elasticsearchUsername" | "elasticsearchPassword" | "elasticsearchCaFile" | "elasticsearchBuffer" => {
+                            "fileKeep" => {
+                                c.alerts.file_keep = u32::try_from(num()?).unwrap_or(u32::MAX)
+                            }
+                            "elasticsearchUrl"
+                            | "elasticsearchApiKey"
+                            | "elasticsearchUsername"
+                            | "elasticsearchPassword"
+                            | "elasticsearchCaFile"
+                            | "elasticsearchBuffer" => {
                                 es.push((name.to_owned(), v.clone(), av.clone()));
                             }
                             other => return Err(err(ak, unknown(other, ALERT_KEYS))),
                         }
                     }
-                    c.alerts.elasticsearch = elasticsearch(&es).map_err(|(node, m)| err(&node, m))?;
+                    c.alerts.elasticsearch =
+                        elasticsearch(&es).map_err(|(node, m)| err(&node, m))?;
                 }
                 other => return Err(err(key, unknown(other, KEYS))),
             }
@@ -174,24 +248,44 @@ impl Config {
 
 /// The Elasticsearch sink from the `alerts.elasticsearch*` keys; secrets may also come from
 /// `D4C_ELASTICSEARCH_API_KEY` / `D4C_ELASTICSEARCH_PASSWORD` (e.g. a Kubernetes Secret).
-fn elasticsearch(keys: &[(String, String, Node)]) -> Result<Option<crate::alerts::bulk::BulkConfig>, (Node, String)> {
+fn elasticsearch(
+    keys: &[(String, String, Node)],
+) -> Result<Option<crate::alerts::bulk::BulkConfig>, (Node, String)> {
     let find = |k: &str| keys.iter().find(|(n, v, _)| n == k && !v.is_empty());
     let Some((_, url, url_node)) = find("elasticsearchUrl") else {
-        if let Some((k, _, node)) = keys.iter().find(|(k, v, _)| !v.is_empty() && k != "elasticsearchBuffer") {
-            return Err((node.clone(), format!("`alerts.{k}` needs `alerts.elasticsearchUrl`")));
+        if let Some((k, _, node)) = keys
+            .iter()
+            .find(|(k, v, _)| !v.is_empty() && k != "elasticsearchBuffer")
+        {
+            return Err((
+                node.clone(),
+                format!("`alerts.{k}` needs `alerts.elasticsearchUrl`"),
+            ));
         }
         return Ok(None);
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err((url_node.clone(), format!("`alerts.elasticsearchUrl` must start with http:// or https://, not `{url}`")));
+        return Err((
+            url_node.clone(),
+            format!("`alerts.elasticsearchUrl` must start with http:// or https://, not `{url}`"),
+        ));
     }
     let mut b = crate::alerts::bulk::BulkConfig::new(url);
-    b.api_key = find("elasticsearchApiKey").map(|x| x.1.clone()).or_else(|| std::env::var("D4C_ELASTICSEARCH_API_KEY").ok());
+    b.api_key = find("elasticsearchApiKey")
+        .map(|x| x.1.clone())
+        .or_else(|| std::env::var("D4C_ELASTICSEARCH_API_KEY").ok());
     b.username = find("elasticsearchUsername").map(|x| x.1.clone());
-    b.password = find("elasticsearchPassword").map(|x| x.1.clone()).or_else(|| std::env::var("D4C_ELASTICSEARCH_PASSWORD").ok());
+    b.password = find("elasticsearchPassword")
+        .map(|x| x.1.clone())
+        .or_else(|| std::env::var("D4C_ELASTICSEARCH_PASSWORD").ok());
     b.ca_file = find("elasticsearchCaFile").map(|x| PathBuf::from(&x.1));
     if let Some((_, v, node)) = find("elasticsearchBuffer") {
-        b.buffer = v.parse().map_err(|_| (node.clone(), format!("`alerts.elasticsearchBuffer` takes a whole number, not `{v}`")))?;
+        b.buffer = v.parse().map_err(|_| {
+            (
+                node.clone(),
+                format!("`alerts.elasticsearchBuffer` takes a whole number, not `{v}`"),
+            )
+        })?;
     }
     Ok(Some(b))
 }
@@ -206,7 +300,10 @@ fn unknown(key: &str, keys: &[&str]) -> String {
 fn pairs(node: &Node) -> Result<&[(Node, Node)], String> {
     match &node.kind {
         NodeKind::Map(p) => Ok(p),
-        _ => Err(format!("expected a mapping (`key: value` lines), found {}", node.type_name())),
+        _ => Err(format!(
+            "expected a mapping (`key: value` lines), found {}",
+            node.type_name()
+        )),
     }
 }
 
@@ -214,7 +311,9 @@ fn scalar(node: &Node) -> Result<String, String> {
     if node.is_null() {
         return Ok(String::new());
     }
-    node.as_str().map(str::to_owned).ok_or_else(|| format!("expected a single value, found {}", node.type_name()))
+    node.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("expected a single value, found {}", node.type_name()))
 }
 
 #[cfg(test)]
@@ -232,16 +331,33 @@ mod tests {
     fn values_and_errors() {
         let c = Config::parse("c.yaml", "clusterName: prod\nalerts:\n  file: /var/log/d4c.ndjson\n  stdout: false\nenforcement: none\n").unwrap();
         assert_eq!(c.cluster_name.as_deref(), Some("prod"));
-        assert_eq!(c.alerts.file.as_deref(), Some(Path::new("/var/log/d4c.ndjson")));
+        assert_eq!(
+            c.alerts.file.as_deref(),
+            Some(Path::new("/var/log/d4c.ndjson"))
+        );
         assert!(!c.alerts.stdout);
         assert_eq!(c.enforcement, Enforcement::None);
         let e = Config::parse("c.yaml", "policydir: /x\n").unwrap_err();
-        assert_eq!(e.to_string(), "c.yaml:1:1: error: unknown key `policydir`; did you mean `policyDir`?");
+        assert_eq!(
+            e.to_string(),
+            "c.yaml:1:1: error: unknown key `policydir`; did you mean `policyDir`?"
+        );
         let e = Config::parse("c.yaml", "pluginIndex: 5\n").unwrap_err();
-        assert!(e.to_string().starts_with("c.yaml:1:14: error: `pluginIndex` is two digits"), "{e}");
-        let c = Config::parse("c.yaml", "alerts:\n  elasticsearchUrl: https://es:9200\n  elasticsearchApiKey: k\n").unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("c.yaml:1:14: error: `pluginIndex` is two digits"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "c.yaml",
+            "alerts:\n  elasticsearchUrl: https://es:9200\n  elasticsearchApiKey: k\n",
+        )
+        .unwrap();
         let es = c.alerts.elasticsearch.unwrap();
-        assert_eq!((es.url.as_str(), es.api_key.as_deref()), ("https://es:9200", Some("k")));
+        assert_eq!(
+            (es.url.as_str(), es.api_key.as_deref()),
+            ("https://es:9200", Some("k"))
+        );
         let e = Config::parse("c.yaml", "alerts:\n  elasticsearchUrl: es:9200\n").unwrap_err();
         assert!(e.to_string().contains("must start with http"), "{e}");
         let e = Config::parse("c.yaml", "alerts:\n  fileKeep: many\n").unwrap_err();

@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Upper bounds (seconds) of the NRI latency histogram buckets.
-const BUCKETS: [f64; 10] = [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0];
+const BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -41,15 +43,22 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one decision per action it carries.
     pub fn decision(&self, operation: &str, actions: &[&str]) {
-        let mut d = self.decisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut d = self
+            .decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for a in actions {
-            *d.entry((operation.to_owned(), (*a).to_owned())).or_default() += 1;
+            *d.entry((operation.to_owned(), (*a).to_owned()))
+                .or_default() += 1;
         }
     }
 
     /// Records how long an NRI request took.
     pub fn nri_request(&self, event: &str, seconds: f64) {
-        let mut h = self.nri.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = self
+            .nri
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let h = h.entry(event.to_owned()).or_default();
         for (i, b) in BUCKETS.iter().enumerate() {
             if seconds <= *b {
@@ -65,31 +74,124 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let g = |s: &mut String, name: &str, kind: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
-        g(&mut s, "d4c_managed_containers", "gauge", "Containers registered in the kernel.", &self.managed_containers);
-        g(&mut s, "d4c_rule_sets", "gauge", "Rule sets with entries in the kernel.", &self.rule_sets);
-        g(&mut s, "d4c_policy_revision", "gauge", "Revision of the policy in force.", &self.policy_revision);
+        g(
+            &mut s,
+            "d4c_managed_containers",
+            "gauge",
+            "Containers registered in the kernel.",
+            &self.managed_containers,
+        );
+        g(
+            &mut s,
+            "d4c_rule_sets",
+            "gauge",
+            "Rule sets with entries in the kernel.",
+            &self.rule_sets,
+        );
+        g(
+            &mut s,
+            "d4c_policy_revision",
+            "gauge",
+            "Revision of the policy in force.",
+            &self.policy_revision,
+        );
         g(&mut s, "d4c_policy_valid", "gauge", "1 when the policy files on disk are the policy in force, 0 when a change was rejected.", &self.policy_valid);
-        g(&mut s, "d4c_policy_reload_failures_total", "counter", "Policy changes rejected (invalid or not applicable).", &self.policy_reload_failures);
-        g(&mut s, "d4c_refused_containers_total", "counter", "Container starts refused because they could not be protected.", &self.refused_containers);
-        g(&mut s, "d4c_kernel_denied_total", "counter", "Operations the kernel denied.", &self.kernel_denied);
-        g(&mut s, "d4c_kernel_events_total", "counter", "Decisions the kernel reported.", &self.kernel_events);
-        g(&mut s, "d4c_ringbuf_drops_total", "counter", "Decisions lost because the ring buffer was full.", &self.ringbuf_drops);
-        g(&mut s, "d4c_alert_documents_total", "counter", "Documents written to alert sinks.", &self.sink_documents);
-        g(&mut s, "d4c_alert_sink_failures_total", "counter", "Documents an alert sink failed to take.", &self.sink_failures);
+        g(
+            &mut s,
+            "d4c_policy_reload_failures_total",
+            "counter",
+            "Policy changes rejected (invalid or not applicable).",
+            &self.policy_reload_failures,
+        );
+        g(
+            &mut s,
+            "d4c_refused_containers_total",
+            "counter",
+            "Container starts refused because they could not be protected.",
+            &self.refused_containers,
+        );
+        g(
+            &mut s,
+            "d4c_kernel_denied_total",
+            "counter",
+            "Operations the kernel denied.",
+            &self.kernel_denied,
+        );
+        g(
+            &mut s,
+            "d4c_kernel_events_total",
+            "counter",
+            "Decisions the kernel reported.",
+            &self.kernel_events,
+        );
+        g(
+            &mut s,
+            "d4c_ringbuf_drops_total",
+            "counter",
+            "Decisions lost because the ring buffer was full.",
+            &self.ringbuf_drops,
+        );
+        g(
+            &mut s,
+            "d4c_alert_documents_total",
+            "counter",
+            "Documents written to alert sinks.",
+            &self.sink_documents,
+        );
+        g(
+            &mut s,
+            "d4c_alert_sink_failures_total",
+            "counter",
+            "Documents an alert sink failed to take.",
+            &self.sink_failures,
+        );
         let _ = writeln!(s, "# HELP d4c_decisions_total Decisions by operation and action.\n# TYPE d4c_decisions_total counter");
-        for ((op, action), n) in self.decisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-            let _ = writeln!(s, "d4c_decisions_total{{operation=\"{op}\",action=\"{action}\"}} {n}");
+        for ((op, action), n) in self
+            .decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                s,
+                "d4c_decisions_total{{operation=\"{op}\",action=\"{action}\"}} {n}"
+            );
         }
         let _ = writeln!(s, "# HELP d4c_nri_request_duration_seconds Time to answer NRI requests.\n# TYPE d4c_nri_request_duration_seconds histogram");
-        for (event, h) in self.nri.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        for (event, h) in self
+            .nri
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(s, "d4c_nri_request_duration_seconds_bucket{{event=\"{event}\",le=\"{b}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    s,
+                    "d4c_nri_request_duration_seconds_bucket{{event=\"{event}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(s, "d4c_nri_request_duration_seconds_bucket{{event=\"{event}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(s, "d4c_nri_request_duration_seconds_sum{{event=\"{event}\"}} {}", h.sum);
-            let _ = writeln!(s, "d4c_nri_request_duration_seconds_count{{event=\"{event}\"}} {}", h.count);
+            let _ = writeln!(
+                s,
+                "d4c_nri_request_duration_seconds_bucket{{event=\"{event}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                s,
+                "d4c_nri_request_duration_seconds_sum{{event=\"{event}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                s,
+                "d4c_nri_request_duration_seconds_count{{event=\"{event}\"}} {}",
+                h.count
+            );
         }
         s
     }
@@ -102,7 +204,9 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> s
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await else {
+            let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await
+            else {
                 return;
             };
             let request = String::from_utf8_lossy(&buf[..n]);
@@ -110,7 +214,11 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> s
             let (status, body, kind) = match path {
                 "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
                 "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
-                _ => ("404 Not Found", "not found: try /metrics or /healthz\n".to_owned(), "text/plain"),
+                _ => (
+                    "404 Not Found",
+                    "not found: try /metrics or /healthz\n".to_owned(),
+                    "text/plain",
+                ),
             };
             let head = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
             let _ = conn.write_all(head.as_bytes()).await;
@@ -135,7 +243,9 @@ mod tests {
         tokio::spawn(serve(listener, m));
         let get = |path: &'static str| async move {
             let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
             let mut out = String::new();
             c.read_to_string(&mut out).await.unwrap();
             out
@@ -143,9 +253,15 @@ mod tests {
         let body = get("/metrics").await;
         assert!(body.starts_with("HTTP/1.1 200 OK"));
         assert!(body.contains("\nd4c_managed_containers 3\n"));
-        assert!(body.contains("d4c_decisions_total{operation=\"createExecutable\",action=\"block\"} 1"));
-        assert!(body.contains("d4c_nri_request_duration_seconds_bucket{event=\"StartContainer\",le=\"0.0005\"} 1"));
-        assert!(body.contains("d4c_nri_request_duration_seconds_bucket{event=\"StartContainer\",le=\"0.00025\"} 0"));
+        assert!(
+            body.contains("d4c_decisions_total{operation=\"createExecutable\",action=\"block\"} 1")
+        );
+        assert!(body.contains(
+            "d4c_nri_request_duration_seconds_bucket{event=\"StartContainer\",le=\"0.0005\"} 1"
+        ));
+        assert!(body.contains(
+            "d4c_nri_request_duration_seconds_bucket{event=\"StartContainer\",le=\"0.00025\"} 0"
+        ));
         assert!(get("/healthz").await.ends_with("ok\n"));
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
     }

@@ -4,11 +4,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn d4c(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_d4c")).args(args).output().expect("d4c runs")
+    Command::new(env!("CARGO_BIN_EXE_d4c"))
+        .args(args)
+        .output()
+        .expect("d4c runs")
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn policies() -> PathBuf {
@@ -33,11 +39,18 @@ fn every_shipped_policy_passes_check() {
     for entry in std::fs::read_dir(policies()).unwrap() {
         let path = entry.unwrap().path();
         let out = d4c(&["check", path.to_str().unwrap()]);
-        assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            text(&out.stderr)
+        );
         n += 1;
     }
     assert!(n >= 5, "expected the example policies, found {n}");
-    assert!(d4c(&["check", policies().to_str().unwrap()]).status.success());
+    assert!(d4c(&["check", policies().to_str().unwrap()])
+        .status
+        .success());
 }
 
 #[test]
@@ -67,27 +80,91 @@ fn check_warnings_keep_exit_zero() {
     let p = temp_policy("warn.yaml", "file:\n  selectors:\n    - name: s\n      operation: [deleteFile]\n      targetFilePath: ['/**']\n  responses:\n    - match: [s]\n      actions: [alert, block]\n");
     let out = d4c(&["check", p.to_str().unwrap()]);
     assert!(out.status.success());
-    assert!(text(&out.stderr).contains(":7:7: warning: it is dangerous"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(":7:7: warning: it is dangerous"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn eval_prints_the_decision() {
     let prod = policies().join("block-drift-production.yaml");
-    let out = d4c(&["eval", "--policy", prod.to_str().unwrap(), "--namespace", "prod-eu", "--file-op", "createExecutable", "--path", "/tmp/x"]);
+    let out = d4c(&[
+        "eval",
+        "--policy",
+        prod.to_str().unwrap(),
+        "--namespace",
+        "prod-eu",
+        "--file-op",
+        "createExecutable",
+        "--path",
+        "/tmp/x",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["alert","block"],"selectors":["productionPods","everyPod"],"responses":[0]}"#);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"{"actions":["alert","block"],"selectors":["productionPods","everyPod"],"responses":[0]}"#
+    );
 
-    let out = d4c(&["eval", "--policy", prod.to_str().unwrap(), "--namespace", "dev", "--file-op", "createExecutable", "--path", "/tmp/x"]);
-    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["alert"],"selectors":["everyPod"],"responses":[1]}"#);
+    let out = d4c(&[
+        "eval",
+        "--policy",
+        prod.to_str().unwrap(),
+        "--namespace",
+        "dev",
+        "--file-op",
+        "createExecutable",
+        "--path",
+        "/tmp/x",
+    ]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"{"actions":["alert"],"selectors":["everyPod"],"responses":[1]}"#
+    );
 
     let default = policies().join("default.yaml");
-    let out = d4c(&["eval", "--policy", default.to_str().unwrap(), "--process-op", "exec", "--executable", "/bin/sh"]);
-    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["log"],"selectors":["allProcesses"],"responses":[1]}"#);
+    let out = d4c(&[
+        "eval",
+        "--policy",
+        default.to_str().unwrap(),
+        "--process-op",
+        "exec",
+        "--executable",
+        "/bin/sh",
+    ]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"{"actions":["log"],"selectors":["allProcesses"],"responses":[1]}"#
+    );
 
     let seed = policies().join("seed-generation1.yaml");
-    let args = ["eval", "--policy", seed.to_str().unwrap(), "--image", "nginx", "--namespace", "default", "--label", "production=yes", "--pod-name", "nginx-pod-1", "--cluster-id", "cluster1", "--cluster-name", "kgCluster", "--file-op", "modifyExecutable", "--path", "/usr/local/bin/x"];
+    let args = [
+        "eval",
+        "--policy",
+        seed.to_str().unwrap(),
+        "--image",
+        "nginx",
+        "--namespace",
+        "default",
+        "--label",
+        "production=yes",
+        "--pod-name",
+        "nginx-pod-1",
+        "--cluster-id",
+        "cluster1",
+        "--cluster-name",
+        "kgCluster",
+        "--file-op",
+        "modifyExecutable",
+        "--path",
+        "/usr/local/bin/x",
+    ];
     let out = d4c(&args);
-    assert_eq!(text(&out.stdout).trim(), r#"{"actions":["alert","block"],"selectors":["exampleSelector"],"responses":[0]}"#);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"{"actions":["alert","block"],"selectors":["exampleSelector"],"responses":[0]}"#
+    );
 }
 
 #[test]
@@ -97,12 +174,45 @@ fn eval_bad_input_exits_2() {
     for args in [
         vec!["eval", "--policy", p, "--file-op", "nope", "--path", "/x"],
         vec!["eval", "--policy", p, "--path", "/x"],
-        vec!["eval", "--policy", p, "--label", "novalue", "--file-op", "createFile", "--path", "/x"],
-        vec!["eval", "--policy", p, "--image", "Bad Ref", "--file-op", "createFile", "--path", "/x"],
-        vec!["eval", "--policy", "/nonexistent.yaml", "--file-op", "createFile", "--path", "/x"],
+        vec![
+            "eval",
+            "--policy",
+            p,
+            "--label",
+            "novalue",
+            "--file-op",
+            "createFile",
+            "--path",
+            "/x",
+        ],
+        vec![
+            "eval",
+            "--policy",
+            p,
+            "--image",
+            "Bad Ref",
+            "--file-op",
+            "createFile",
+            "--path",
+            "/x",
+        ],
+        vec![
+            "eval",
+            "--policy",
+            "/nonexistent.yaml",
+            "--file-op",
+            "createFile",
+            "--path",
+            "/x",
+        ],
     ] {
         let out = d4c(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(!text(&out.stderr).is_empty());
         assert!(out.stdout.is_empty());
     }
@@ -111,11 +221,22 @@ fn eval_bad_input_exits_2() {
 #[test]
 fn explain_shows_live_selectors_and_entries() {
     let prod = policies().join("block-drift-production.yaml");
-    let out = d4c(&["explain", "--policy", prod.to_str().unwrap(), "--namespace", "prod", "--image", "nginx:1.25"]);
+    let out = d4c(&[
+        "explain",
+        "--policy",
+        prod.to_str().unwrap(),
+        "--namespace",
+        "prod",
+        "--image",
+        "nginx:1.25",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains("live     file     productionPods"), "{s}");
-    assert!(s.contains("Kernel entries for this rule set: 1 file rules"), "{s}");
+    assert!(
+        s.contains("Kernel entries for this rule set: 1 file rules"),
+        "{s}"
+    );
     assert!(s.contains("createExecutable=alert+block"), "{s}");
     let out = d4c(&["explain", "--policy", prod.to_str().unwrap()]);
     let s = text(&out.stdout);
@@ -127,5 +248,9 @@ fn explain_shows_live_selectors_and_entries() {
 fn version_names_the_build() {
     let out = d4c(&["--version"]);
     assert!(out.status.success());
-    assert!(text(&out.stdout).starts_with("d4c 0."), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("d4c 0."),
+        "{}",
+        text(&out.stdout)
+    );
 }

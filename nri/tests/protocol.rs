@@ -410,7 +410,9 @@ async fn a_runtime_launched_plugin_uses_the_socket_it_inherits() {
     let rt = FakeRuntime::new();
     // What a runtime that launches the plugin does: connect, pass the descriptor number
     // and the plugin's name and index in the environment.
-    let fd = std::os::unix::net::UnixStream::connect(&rt.path).unwrap().into_raw_fd();
+    let fd = std::os::unix::net::UnixStream::connect(&rt.path)
+        .unwrap()
+        .into_raw_fd();
     std::env::set_var(d4c_nri::ENV_SOCKET, fd.to_string());
     std::env::set_var(d4c_nri::ENV_NAME, "launched");
     std::env::set_var(d4c_nri::ENV_IDX, "05");
@@ -419,8 +421,13 @@ async fn a_runtime_launched_plugin_uses_the_socket_it_inherits() {
         std::env::remove_var(v);
     }
     let mut config = config.unwrap();
-    assert!(!config.can_reconnect(), "an inherited descriptor is used once");
-    let h = Arc::new(Recorder::with_events(EventSet::of(&[Event::START_CONTAINER])));
+    assert!(
+        !config.can_reconnect(),
+        "an inherited descriptor is used once"
+    );
+    let h = Arc::new(Recorder::with_events(EventSet::of(&[
+        Event::START_CONTAINER,
+    ])));
     let (stop, stopped) = oneshot::channel::<()>();
     let handler = Arc::clone(&h);
     let task = tokio::spawn(async move {
@@ -434,14 +441,19 @@ async fn a_runtime_launched_plugin_uses_the_socket_it_inherits() {
     let p = pod("prod", "web");
     let mask = conn.handshake(std::slice::from_ref(&p), &[], 1).await;
     assert_eq!(mask, 1 << 5);
-    conn.start_container(&p, &container(&p, "app", "nginx:1.25")).await.unwrap();
+    conn.start_container(&p, &container(&p, "app", "nginx:1.25"))
+        .await
+        .unwrap();
     assert!(h.wait_for(2).await.iter().any(|e| e.contains("app")));
     stop.send(()).unwrap();
     within("plugin stop", task).await.unwrap().unwrap();
 
     // A descriptor that is not a socket (a pipe here) is refused with a clear error.
     let (pipe, _writer) = std::io::pipe().unwrap();
-    std::env::set_var(d4c_nri::ENV_SOCKET, std::os::fd::AsRawFd::as_raw_fd(&pipe).to_string());
+    std::env::set_var(
+        d4c_nri::ENV_SOCKET,
+        std::os::fd::AsRawFd::as_raw_fd(&pipe).to_string(),
+    );
     let e = PluginConfig::from_env("d4c", "10", "/x").err();
     std::env::remove_var(d4c_nri::ENV_SOCKET);
     assert!(e.is_some());

@@ -16,19 +16,40 @@ use std::time::{Duration, Instant};
 fn policy(files: usize, procs: usize) -> Policy {
     let mut y = String::from("file:\n  selectors:\n");
     for i in 0..files {
-        let _ = write!(y, "    - name: f{i}\n      operation: [createExecutable, modifyExecutable, createFile]\n");
-        let _ = writeln!(y, "      targetFilePath: [/opt/app{i}/**, /usr/lib/m{}/bin/*, /etc/c{i}.conf]", i % 97);
+        let _ = write!(
+            y,
+            "    - name: f{i}\n      operation: [createExecutable, modifyExecutable, createFile]\n"
+        );
+        let _ = writeln!(
+            y,
+            "      targetFilePath: [/opt/app{i}/**, /usr/lib/m{}/bin/*, /etc/c{i}.conf]",
+            i % 97
+        );
         match i % 4 {
-            0 => { let _ = writeln!(y, "      kubernetesNamespace: ['prod-*', default]"); }
-            1 => { let _ = writeln!(y, "      kubernetesPodLabel: ['app:svc{}']", i % 50); }
-            2 => { let _ = writeln!(y, "      containerImageName: [img{}]", i % 10); }
+            0 => {
+                let _ = writeln!(y, "      kubernetesNamespace: ['prod-*', default]");
+            }
+            1 => {
+                let _ = writeln!(y, "      kubernetesPodLabel: ['app:svc{}']", i % 50);
+            }
+            2 => {
+                let _ = writeln!(y, "      containerImageName: [img{}]", i % 10);
+            }
             _ => {}
         }
     }
     y.push_str("  responses:\n");
     for i in 0..files {
-        let ex = if i % 4 == 3 { format!("      exclude: [f{}]\n", (i + 1) % files) } else { String::new() };
-        let act = if i % 3 == 0 { "[alert, block]" } else { "[alert]" };
+        let ex = if i % 4 == 3 {
+            format!("      exclude: [f{}]\n", (i + 1) % files)
+        } else {
+            String::new()
+        };
+        let act = if i % 3 == 0 {
+            "[alert, block]"
+        } else {
+            "[alert]"
+        };
         let _ = write!(y, "    - match: [f{i}]\n{ex}      actions: {act}\n");
     }
     if procs > 0 {
@@ -36,7 +57,10 @@ fn policy(files: usize, procs: usize) -> Policy {
         for i in 0..procs {
             let _ = write!(y, "    - name: p{i}\n      operation: [exec]\n");
             if i % 2 == 0 {
-                let _ = writeln!(y, "      processExecutable: [/usr/bin/tool{i}, /opt/p{i}/*]");
+                let _ = writeln!(
+                    y,
+                    "      processExecutable: [/usr/bin/tool{i}, /opt/p{i}/*]"
+                );
             } else {
                 let _ = writeln!(y, "      processName: [proc{i}]");
             }
@@ -46,7 +70,9 @@ fn policy(files: usize, procs: usize) -> Policy {
             let _ = write!(y, "    - match: [p{i}]\n      actions: [log]\n");
         }
     }
-    load_str("bench.yaml", &y).unwrap_or_else(|e| panic!("{e}")).policy
+    load_str("bench.yaml", &y)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy
 }
 
 fn pod(app: usize) -> Container {
@@ -93,12 +119,17 @@ fn benches(c: &mut Criterion) {
         });
     });
     g.finish();
-    let ev = Event::File { op: FileOp::CreateExecutable, path: "/usr/lib/m7/bin/tool".into() };
+    let ev = Event::File {
+        op: FileOp::CreateExecutable,
+        path: "/usr/lib/m7/bin/tool".into(),
+    };
     c.bench_function("reference evaluator, 64-selector policy, one event", |b| {
         b.iter(|| evaluate(black_box(&small), &container, black_box(&ev)));
     });
     let maps = KernelMaps::from_tables(&compile_rule_set(&small, &small_spec, 1).unwrap());
-    c.bench_function("emulated kernel lookup, same event", |b| b.iter(|| maps.decide(1, black_box(&ev))));
+    c.bench_function("emulated kernel lookup, same event", |b| {
+        b.iter(|| maps.decide(1, black_box(&ev)))
+    });
 }
 
 /// One line per scenario with table sizes and time against the target.
@@ -122,7 +153,10 @@ fn summary() {
         }
     }
     let tc = start.elapsed();
-    let ev = Event::File { op: FileOp::CreateExecutable, path: "/usr/lib/m7/bin/tool".into() };
+    let ev = Event::File {
+        op: FileOp::CreateExecutable,
+        path: "/usr/lib/m7/bin/tool".into(),
+    };
     let te = time(100_000, || evaluate(&small, &container, &ev));
     let maps = KernelMaps::from_tables(&a);
     let tk = time(100_000, || maps.decide(1, &ev));

@@ -48,7 +48,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {word}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {word}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -63,7 +67,11 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub fn new(file: &str) -> Self {
-        Sink { file: file.to_owned(), items: Vec::new(), context: String::new() }
+        Sink {
+            file: file.to_owned(),
+            items: Vec::new(),
+            context: String::new(),
+        }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {

@@ -6,9 +6,7 @@
 use crate::compile::Tables;
 use crate::event::Event;
 use crate::model::Actions;
-use d4c_common::{
-    CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, PATH_KEY_MAX,
-};
+use d4c_common::{CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, PATH_KEY_MAX};
 use std::collections::HashMap;
 
 /// The kernel maps, as userspace sees the entries.
@@ -23,7 +21,9 @@ pub struct KernelMaps {
 /// The longest stored prefix of `path` (first `PATH_KEY_MAX` bytes) under `rule_set`.
 fn lpm<'a, V>(map: &'a HashMap<(u32, Vec<u8>), V>, rule_set: u32, path: &[u8]) -> Option<&'a V> {
     let n = path.len().min(PATH_KEY_MAX);
-    (0..=n).rev().find_map(|len| map.get(&(rule_set, path[..len].to_vec())))
+    (0..=n)
+        .rev()
+        .find_map(|len| map.get(&(rule_set, path[..len].to_vec())))
 }
 
 /// The class of the rest of `path` after `prefix_len` bytes, as the kernel computes it.
@@ -42,7 +42,8 @@ impl KernelMaps {
 
     pub fn insert(&mut self, tables: &Tables) {
         for (k, v) in &tables.file_rules {
-            self.file.insert((k.rule_set(), k.path_bytes().to_vec()), *v);
+            self.file
+                .insert((k.rule_set(), k.path_bytes().to_vec()), *v);
         }
         for (k, v) in &tables.exe_rules {
             self.exe.insert((k.rule_set(), k.path_bytes().to_vec()), *v);
@@ -57,19 +58,33 @@ impl KernelMaps {
         match event {
             Event::File { op, path } => {
                 let p = path.as_bytes();
-                let Some(rule) = lpm(&self.file, rule_set, p) else { return Actions::default() };
+                let Some(rule) = lpm(&self.file, rule_set, p) else {
+                    return Actions::default();
+                };
                 Actions(rule.actions[class(p, usize::from(rule.prefix_len))][*op as usize])
             }
-            Event::Process { op, executable, name, interactive } => {
+            Event::Process {
+                op,
+                executable,
+                name,
+                interactive,
+            } => {
                 let p = executable.as_bytes();
                 let exe_class = lpm(&self.exe, rule_set, p)
                     .map_or(0, |r| r.class[class(p, usize::from(r.prefix_len))]);
                 let comm = crate::compile::comm_bytes(name);
-                let name_class = self.comm.get(&CommKey { rule_set, comm }).map_or(0, |c| c.class);
-                let key = ProcKey { rule_set, exe_class, name_class };
-                self.proc
-                    .get(&key)
-                    .map_or(Actions::default(), |d| Actions(d.actions[usize::from(*interactive)][*op as usize]))
+                let name_class = self
+                    .comm
+                    .get(&CommKey { rule_set, comm })
+                    .map_or(0, |c| c.class);
+                let key = ProcKey {
+                    rule_set,
+                    exe_class,
+                    name_class,
+                };
+                self.proc.get(&key).map_or(Actions::default(), |d| {
+                    Actions(d.actions[usize::from(*interactive)][*op as usize])
+                })
             }
         }
     }

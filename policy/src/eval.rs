@@ -31,7 +31,10 @@ pub fn effective_mounts(container: &Container) -> Vec<Mount> {
         .filter_map(|m| {
             let dest = m.destination.trim_end_matches('/');
             (dest.starts_with('/') && dest.len() <= MAX_MOUNT_DESTINATION && !dest.contains("//"))
-                .then(|| Mount { destination: dest.to_owned(), file: m.file })
+                .then(|| Mount {
+                    destination: dest.to_owned(),
+                    file: m.file,
+                })
         })
         .collect();
     out.sort();
@@ -44,18 +47,25 @@ pub fn effective_mounts(container: &Container) -> Vec<Mount> {
 pub fn container_matches(sel: &Selector, c: &Container) -> bool {
     let image = c.image.as_ref();
     let ok = |cond: &Option<Vec<String>>, value: Option<&str>| {
-        cond.as_ref().is_none_or(|pats| value.is_some_and(|v| any_glob(pats, v)))
+        cond.as_ref()
+            .is_none_or(|pats| value.is_some_and(|v| any_glob(pats, v)))
     };
     ok(&sel.image_name, image.map(crate::ImageRef::name))
         && sel.image_full_name.as_ref().is_none_or(|pats| {
             image.is_some_and(|i| i.full_names().iter().any(|n| any_glob(pats, n)))
         })
-        && ok(&sel.image_tag, image.and_then(crate::ImageRef::effective_tag))
+        && ok(
+            &sel.image_tag,
+            image.and_then(crate::ImageRef::effective_tag),
+        )
         && ok(&sel.cluster_id, c.cluster_id.as_deref())
         && ok(&sel.cluster_name, c.cluster_name.as_deref())
         && ok(&sel.namespace, c.namespace.as_deref())
         && ok(&sel.pod_name, c.pod_name.as_deref())
-        && sel.pod_label.as_ref().is_none_or(|ls| ls.iter().any(|l| l.matches(c.label_pairs())))
+        && sel
+            .pod_label
+            .as_ref()
+            .is_none_or(|ls| ls.iter().any(|l| l.matches(c.label_pairs())))
         && sel
             .orchestrator_type
             .as_ref()
@@ -84,15 +94,29 @@ pub fn event_matches(sel: &Selector, mounts: &[Mount], event: &Event) -> bool {
         Event::File { op, path } => {
             sel.kind() == BlockKind::File
                 && sel.has_op(op.bit())
-                && sel.target_path.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(path)))
+                && sel
+                    .target_path
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| p.matches(path)))
                 && !(sel.ignore_volume_mounts && on_volume(mounts, path, false))
                 && !(sel.ignore_volume_files && on_volume(mounts, path, true))
         }
-        Event::Process { op, executable, name, interactive } => {
+        Event::Process {
+            op,
+            executable,
+            name,
+            interactive,
+        } => {
             sel.kind() == BlockKind::Process
                 && sel.has_op(op.bit())
-                && sel.executable.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(executable)))
-                && sel.process_name.as_ref().is_none_or(|ns| ns.iter().any(|n| n == name))
+                && sel
+                    .executable
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| p.matches(executable)))
+                && sel
+                    .process_name
+                    .as_ref()
+                    .is_none_or(|ns| ns.iter().any(|n| n == name))
                 && sel.interactive.is_none_or(|i| i == *interactive)
         }
     }
@@ -132,7 +156,8 @@ pub fn evaluate(policy: &Policy, container: &Container, event: &Event) -> Decisi
 pub fn container_mismatches(sel: &Selector, c: &Container) -> Vec<&'static str> {
     let image = c.image.as_ref();
     let glob = |cond: &Option<Vec<String>>, value: Option<&str>| {
-        cond.as_ref().is_some_and(|pats| !value.is_some_and(|v| any_glob(pats, v)))
+        cond.as_ref()
+            .is_some_and(|pats| !value.is_some_and(|v| any_glob(pats, v)))
     };
     let mut out = Vec::new();
     if glob(&sel.image_name, image.map(crate::ImageRef::name)) {
@@ -143,7 +168,10 @@ pub fn container_mismatches(sel: &Selector, c: &Container) -> Vec<&'static str> 
     }) {
         out.push("containerImageFullName");
     }
-    if glob(&sel.image_tag, image.and_then(crate::ImageRef::effective_tag)) {
+    if glob(
+        &sel.image_tag,
+        image.and_then(crate::ImageRef::effective_tag),
+    ) {
         out.push("containerImageTag");
     }
     for (cond, value, name) in [
@@ -156,10 +184,18 @@ pub fn container_mismatches(sel: &Selector, c: &Container) -> Vec<&'static str> 
             out.push(name);
         }
     }
-    if sel.pod_label.as_ref().is_some_and(|ls| !ls.iter().any(|l| l.matches(c.label_pairs()))) {
+    if sel
+        .pod_label
+        .as_ref()
+        .is_some_and(|ls| !ls.iter().any(|l| l.matches(c.label_pairs())))
+    {
         out.push("podLabel");
     }
-    if sel.orchestrator_type.as_ref().is_some_and(|ts| !c.orchestrator.as_ref().is_some_and(|o| ts.contains(o))) {
+    if sel
+        .orchestrator_type
+        .as_ref()
+        .is_some_and(|ts| !c.orchestrator.as_ref().is_some_and(|o| ts.contains(o)))
+    {
         out.push("orchestratorType");
     }
     out

@@ -11,5 +11,10 @@ pub enum Event {
     /// A process operation. `executable` is the program's path, `name` its process name
     /// (for exec: the base name of the executed path, at most 15 bytes, as the kernel sets
     /// it), `interactive` whether the session has a controlling terminal.
-    Process { op: ProcessOp, executable: String, name: String, interactive: bool },
+    Process {
+        op: ProcessOp,
+        executable: String,
+        name: String,
+        interactive: bool,
+    },
 }

@@ -32,7 +32,10 @@ impl ImageRef {
         if reference.is_empty() {
             return Err("empty image reference".into());
         }
-        if reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(format!("image reference `{reference}` holds white space"));
         }
         let (rest, digest) = match reference.split_once('@') {
@@ -59,22 +62,36 @@ impl ImageRef {
             }
             _ => ("docker.io".to_owned(), name_part.to_owned()),
         };
-        let registry = if registry == "index.docker.io" { "docker.io".to_owned() } else { registry };
+        let registry = if registry == "index.docker.io" {
+            "docker.io".to_owned()
+        } else {
+            registry
+        };
         let repository = if registry == "docker.io" && !repository.contains('/') {
             format!("library/{repository}")
         } else {
             repository
         };
         if repository.is_empty() || repository.split('/').any(str::is_empty) {
-            return Err(format!("image reference `{reference}` has an empty path component"));
+            return Err(format!(
+                "image reference `{reference}` has an empty path component"
+            ));
         }
-        Ok(ImageRef { registry, repository, tag, digest })
+        Ok(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// `containerImageName`: the last component of the repository.
     #[must_use]
     pub fn name(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 
     /// `containerImageFullName` candidates: `registry/repository`, and for Docker Hub's
@@ -122,14 +139,44 @@ mod tests {
         let sha = "sha256:0123456789abcdef";
         for (r, name, full, tag) in [
             ("nginx", "nginx", "docker.io/library/nginx", Some("latest")),
-            ("nginx:1.25", "nginx", "docker.io/library/nginx", Some("1.25")),
-            ("docker.io/library/nginx:1.25", "nginx", "docker.io/library/nginx", Some("1.25")),
-            ("index.docker.io/library/nginx", "nginx", "docker.io/library/nginx", Some("latest")),
-            ("registry:5000/team/app:v2", "app", "registry:5000/team/app", Some("v2")),
+            (
+                "nginx:1.25",
+                "nginx",
+                "docker.io/library/nginx",
+                Some("1.25"),
+            ),
+            (
+                "docker.io/library/nginx:1.25",
+                "nginx",
+                "docker.io/library/nginx",
+                Some("1.25"),
+            ),
+            (
+                "index.docker.io/library/nginx",
+                "nginx",
+                "docker.io/library/nginx",
+                Some("latest"),
+            ),
+            (
+                "registry:5000/team/app:v2",
+                "app",
+                "registry:5000/team/app",
+                Some("v2"),
+            ),
             ("localhost/app", "app", "localhost/app", Some("latest")),
             ("team/app:v1", "app", "docker.io/team/app", Some("v1")),
-            (&format!("host.io/ns/app:tag@{sha}"), "app", "host.io/ns/app", Some("tag")),
-            (&format!("host/ns/app:tag@{sha}"), "app", "docker.io/host/ns/app", Some("tag")),
+            (
+                &format!("host.io/ns/app:tag@{sha}"),
+                "app",
+                "host.io/ns/app",
+                Some("tag"),
+            ),
+            (
+                &format!("host/ns/app:tag@{sha}"),
+                "app",
+                "docker.io/host/ns/app",
+                Some("tag"),
+            ),
             (&format!("app@{sha}"), "app", "docker.io/library/app", None),
         ] {
             let i = ImageRef::parse(r).unwrap();
@@ -137,7 +184,10 @@ mod tests {
             assert_eq!(i.full_names()[0], full, "{r}");
             assert_eq!(i.effective_tag(), tag, "{r}");
         }
-        assert!(ImageRef::parse("nginx").unwrap().full_names().contains(&"docker.io/nginx".into()));
+        assert!(ImageRef::parse("nginx")
+            .unwrap()
+            .full_names()
+            .contains(&"docker.io/nginx".into()));
     }
 
     #[test]

@@ -35,7 +35,10 @@ fn count_errors(d: &[Diagnostic]) -> usize {
 }
 
 fn render(d: &[Diagnostic]) -> String {
-    d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A valid policy and its warnings.
@@ -50,7 +53,10 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
     let mut files = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        let io = |source| PolicyError::Io { path: path.to_owned(), source };
+        let io = |source| PolicyError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if path.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(io)?
@@ -59,12 +65,16 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
                 .filter(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
                     !name.starts_with('.')
-                        && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+                        && p.extension().is_some_and(|e| {
+                            e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
+                        })
                         && p.is_file()
                 })
                 .collect();
             if found.is_empty() {
-                return Err(PolicyError::NoFiles { path: path.to_owned() });
+                return Err(PolicyError::NoFiles {
+                    path: path.to_owned(),
+                });
             }
             found.sort();
             files.extend(found);
@@ -73,7 +83,9 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
             files.push(path.to_owned());
         }
         if files.len() > MAX_FILES {
-            return Err(PolicyError::TooManyFiles { path: path.to_owned() });
+            return Err(PolicyError::TooManyFiles {
+                path: path.to_owned(),
+            });
         }
     }
     Ok(files)
@@ -81,11 +93,17 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
 
 /// Reads and validates every file; returns the policy (if there were no errors) and all
 /// diagnostics. I/O problems are errors of their own.
-pub fn check_paths(paths: &[impl AsRef<Path>]) -> Result<(Option<Policy>, Vec<Diagnostic>), PolicyError> {
+pub fn check_paths(
+    paths: &[impl AsRef<Path>],
+) -> Result<(Option<Policy>, Vec<Diagnostic>), PolicyError> {
     let mut texts = Vec::new();
     for file in policy_files(paths)? {
-        let bytes = std::fs::read(&file).map_err(|source| PolicyError::Io { path: file.clone(), source })?;
-        let text = String::from_utf8(bytes).map_err(|_| PolicyError::NotText { path: file.clone() })?;
+        let bytes = std::fs::read(&file).map_err(|source| PolicyError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| PolicyError::NotText { path: file.clone() })?;
         texts.push((file.display().to_string(), text));
     }
     Ok(check_texts(&texts))
@@ -118,7 +136,10 @@ pub fn load_str(name: &str, text: &str) -> Result<Loaded, PolicyError> {
 
 fn finish((policy, diagnostics): (Option<Policy>, Vec<Diagnostic>)) -> Result<Loaded, PolicyError> {
     match policy {
-        Some(policy) => Ok(Loaded { policy, warnings: diagnostics }),
+        Some(policy) => Ok(Loaded {
+            policy,
+            warnings: diagnostics,
+        }),
         None => Err(PolicyError::Invalid { diagnostics }),
     }
 }

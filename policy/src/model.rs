@@ -80,7 +80,10 @@ impl FileOp {
     /// The file-integrity operations (generation 2) that the block-needs-a-path rule covers.
     #[must_use]
     pub fn is_file_integrity(self) -> bool {
-        matches!(self, FileOp::CreateFile | FileOp::ModifyFile | FileOp::DeleteFile)
+        matches!(
+            self,
+            FileOp::CreateFile | FileOp::ModifyFile | FileOp::DeleteFile
+        )
     }
 
     #[must_use]
@@ -126,12 +129,18 @@ impl Actions {
     pub const LOG: u8 = d4c_common::ACTION_LOG;
     pub const ALERT: u8 = d4c_common::ACTION_ALERT;
     pub const BLOCK: u8 = d4c_common::ACTION_BLOCK;
-    const NAMES: [(u8, &'static str); 3] =
-        [(Self::ALERT, "alert"), (Self::BLOCK, "block"), (Self::LOG, "log")];
+    const NAMES: [(u8, &'static str); 3] = [
+        (Self::ALERT, "alert"),
+        (Self::BLOCK, "block"),
+        (Self::LOG, "log"),
+    ];
 
     #[must_use]
     pub fn bit_of(name: &str) -> Option<u8> {
-        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(b, _)| *b)
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(b, _)| *b)
     }
 
     #[must_use]
@@ -142,7 +151,11 @@ impl Actions {
     /// Action names, sorted.
     #[must_use]
     pub fn names(self) -> Vec<&'static str> {
-        Self::NAMES.iter().filter(|(b, _)| self.contains(*b)).map(|(_, n)| *n).collect()
+        Self::NAMES
+            .iter()
+            .filter(|(b, _)| self.contains(*b))
+            .map(|(_, n)| *n)
+            .collect()
     }
 }
 

@@ -86,18 +86,28 @@ impl PathPattern {
             body.split('/').skip(1).any(str::is_empty)
         };
         if empty_component {
-            return Err(format!("path `{text}` has an empty component (`//` or a trailing `/`)"));
+            return Err(format!(
+                "path `{text}` has an empty component (`//` or a trailing `/`)"
+            ));
         }
         if body.split('/').any(|c| c == "." || c == "..") {
-            return Err(format!("path `{text}` holds `.` or `..`; write the path in its plain form"));
+            return Err(format!(
+                "path `{text}` holds `.` or `..`; write the path in its plain form"
+            ));
         }
-        Ok(PathPattern { text: text.to_owned(), prefix, kind })
+        Ok(PathPattern {
+            text: text.to_owned(),
+            prefix,
+            kind,
+        })
     }
 
     /// Whether the pattern matches `path`.
     #[must_use]
     pub fn matches(&self, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix(self.prefix.as_str()) else { return false };
+        let Some(rest) = path.strip_prefix(self.prefix.as_str()) else {
+            return false;
+        };
         match self.kind {
             PathKind::Exact => rest.is_empty(),
             PathKind::Children => !rest.is_empty() && !rest.contains('/'),
@@ -177,17 +187,33 @@ mod tests {
 
     #[test]
     fn path_errors() {
-        for bad in ["usr/bin", "/usr/*/bin", "/usr//bin", "/usr/bin/", "/a/../b", "/a/**/b", "*", "/", "/*x"] {
+        for bad in [
+            "usr/bin",
+            "/usr/*/bin",
+            "/usr//bin",
+            "/usr/bin/",
+            "/a/../b",
+            "/a/**/b",
+            "*",
+            "/",
+            "/*x",
+        ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
 
     #[test]
     fn labels() {
-        let l = LabelPattern { key: "app.kubernetes.io/name".into(), value: "web*".into() };
+        let l = LabelPattern {
+            key: "app.kubernetes.io/name".into(),
+            value: "web*".into(),
+        };
         assert!(l.matches([("app.kubernetes.io/name", "web-1")].into_iter()));
         assert!(!l.matches([("name", "web-1")].into_iter()));
-        let empty = LabelPattern { key: "k".into(), value: String::new() };
+        let empty = LabelPattern {
+            key: "k".into(),
+            value: String::new(),
+        };
         assert!(empty.matches([("k", "")].into_iter()));
         assert!(!empty.matches([("k", "v")].into_iter()));
     }

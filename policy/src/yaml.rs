@@ -22,7 +22,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     /// A scalar; `plain` is false for quoted and block scalars (so `"true"` stays a string).
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Pairs in file order; keys are nodes so that their positions are kept.
     Map(Vec<(Node, Node)>),
@@ -75,7 +78,11 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             ),
         });
     }
-    let mut builder = Builder { stack: Vec::new(), root: None, documents: 0 };
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: None,
+        documents: 0,
+    };
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| YamlError {
@@ -110,7 +117,10 @@ impl Builder {
             }
             Event::Nothing | Event::StreamStart | Event::DocumentEnd => return Ok(false),
             Event::Alias(_) => {
-                return Err(err(pos, "YAML aliases (`*name`) are not supported in policies; write the value out"));
+                return Err(err(
+                    pos,
+                    "YAML aliases (`*name`) are not supported in policies; write the value out",
+                ));
             }
             Event::Scalar(value, style, anchor, _tag) => {
                 no_anchor(anchor, pos)?;
@@ -124,11 +134,17 @@ impl Builder {
             }
             Event::SequenceStart(anchor, _) => {
                 no_anchor(anchor, pos)?;
-                return self.open(Node { pos, kind: NodeKind::Seq(Vec::new()) });
+                return self.open(Node {
+                    pos,
+                    kind: NodeKind::Seq(Vec::new()),
+                });
             }
             Event::MappingStart(anchor, _) => {
                 no_anchor(anchor, pos)?;
-                return self.open(Node { pos, kind: NodeKind::Map(Vec::new()) });
+                return self.open(Node {
+                    pos,
+                    kind: NodeKind::Map(Vec::new()),
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 Some((node, None)) => node,
@@ -142,7 +158,10 @@ impl Builder {
 
     fn open(&mut self, node: Node) -> Result<bool, YamlError> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(err(node.pos, &format!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(err(
+                node.pos,
+                &format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
         }
         self.stack.push((node, None));
         Ok(false)
@@ -163,7 +182,9 @@ impl Builder {
                     if !matches!(node.kind, NodeKind::Scalar { .. }) {
                         return Err(err(node.pos, "mapping keys must be plain strings"));
                     }
-                    if let Some((first, _)) = pairs.iter().find(|(k, _)| k.as_str() == node.as_str()) {
+                    if let Some((first, _)) =
+                        pairs.iter().find(|(k, _)| k.as_str() == node.as_str())
+                    {
                         return Err(err(
                             node.pos,
                             &format!(
@@ -188,12 +209,18 @@ fn no_anchor(anchor: usize, pos: Pos) -> Result<(), YamlError> {
     if anchor == 0 {
         Ok(())
     } else {
-        Err(err(pos, "YAML anchors (`&name`) are not supported in policies; write the value out"))
+        Err(err(
+            pos,
+            "YAML anchors (`&name`) are not supported in policies; write the value out",
+        ))
     }
 }
 
 fn err(pos: Pos, message: &str) -> YamlError {
-    YamlError { pos, message: message.to_owned() }
+    YamlError {
+        pos,
+        message: message.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -203,22 +230,38 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let root = parse("a:\n  - x\n  - 'y'\n").unwrap().unwrap();
-        let NodeKind::Map(pairs) = &root.kind else { panic!() };
+        let NodeKind::Map(pairs) = &root.kind else {
+            panic!()
+        };
         assert_eq!(pairs[0].0.pos, Pos::new(1, 1));
-        let NodeKind::Seq(items) = &pairs[0].1.kind else { panic!() };
+        let NodeKind::Seq(items) = &pairs[0].1.kind else {
+            panic!()
+        };
         assert_eq!(items[1].pos, Pos::new(3, 5));
-        assert_eq!(items[1].kind, NodeKind::Scalar { value: "y".into(), plain: false });
+        assert_eq!(
+            items[1].kind,
+            NodeKind::Scalar {
+                value: "y".into(),
+                plain: false
+            }
+        );
     }
 
     #[test]
     fn rejects_aliases_duplicates_depth_and_multiple_documents() {
-        assert!(parse("a: &x [1]\nb: *x\n").unwrap_err().message.contains("anchors"));
+        assert!(parse("a: &x [1]\nb: *x\n")
+            .unwrap_err()
+            .message
+            .contains("anchors"));
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert!(e.message.contains("duplicate key `a`"), "{e:?}");
         assert_eq!(e.pos, Pos::new(2, 1));
         let deep = "[".repeat(100) + &"]".repeat(100);
         assert!(parse(&deep).unwrap_err().message.contains("nesting"));
-        assert!(parse("a: 1\n---\nb: 2\n").unwrap_err().message.contains("one YAML document"));
+        assert!(parse("a: 1\n---\nb: 2\n")
+            .unwrap_err()
+            .message
+            .contains("one YAML document"));
     }
 
     #[test]

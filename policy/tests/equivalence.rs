@@ -32,7 +32,11 @@ fn path() -> impl Strategy<Value = String> {
 
 fn pattern() -> impl Strategy<Value = PathPattern> {
     (prop::collection::vec(component(), 0..4), 0..4u8).prop_filter_map("valid pattern", |(c, k)| {
-        let base = if c.is_empty() { String::new() } else { format!("/{}", c.join("/")) };
+        let base = if c.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", c.join("/"))
+        };
         let text = match k {
             0 => base,
             1 => format!("{base}/*"),
@@ -43,7 +47,9 @@ fn pattern() -> impl Strategy<Value = PathPattern> {
     })
 }
 
-fn opt_list<T: std::fmt::Debug + Clone + 'static>(items: Vec<T>) -> impl Strategy<Value = Option<Vec<T>>> {
+fn opt_list<T: std::fmt::Debug + Clone + 'static>(
+    items: Vec<T>,
+) -> impl Strategy<Value = Option<Vec<T>>> {
     prop::option::weighted(0.25, prop::collection::vec(select(items), 1..3))
 }
 
@@ -58,8 +64,14 @@ fn selector() -> impl Strategy<Value = Selector> {
         opt_list(strings(&["latest", "1.*", "v2"])),
         opt_list(strings(&["default", "prod*"])),
         opt_list(vec![
-            LabelPattern { key: "app".into(), value: "web*".into() },
-            LabelPattern { key: "tier".into(), value: String::new() },
+            LabelPattern {
+                key: "app".into(),
+                value: "web*".into(),
+            },
+            LabelPattern {
+                key: "tier".into(),
+                value: String::new(),
+            },
         ]),
     );
     let event_part = (
@@ -71,66 +83,96 @@ fn selector() -> impl Strategy<Value = Selector> {
         opt_list(strings(&["sh", "ls", "bash"])),
         prop::option::weighted(0.3, any::<bool>()),
     );
-    (container_part, event_part).prop_map(|((img, full, tag, ns, labels), (process, ops, paths, vols, exe, names, inter))| {
-        let mut s = Selector {
-            name: String::new(),
-            image_name: img,
-            image_full_name: full,
-            image_tag: tag,
-            namespace: ns,
-            pod_label: labels,
-            ops,
-            ..Selector::default()
-        };
-        if process {
-            s.block = Some(BlockKind::Process);
-            s.ops = s.ops.map(|o| o & 3).filter(|o| *o != 0);
-            // processExecutable and processName are exclusive in a valid policy.
-            if exe.is_some() {
-                s.executable = exe;
+    (container_part, event_part).prop_map(
+        |((img, full, tag, ns, labels), (process, ops, paths, vols, exe, names, inter))| {
+            let mut s = Selector {
+                name: String::new(),
+                image_name: img,
+                image_full_name: full,
+                image_tag: tag,
+                namespace: ns,
+                pod_label: labels,
+                ops,
+                ..Selector::default()
+            };
+            if process {
+                s.block = Some(BlockKind::Process);
+                s.ops = s.ops.map(|o| o & 3).filter(|o| *o != 0);
+                // processExecutable and processName are exclusive in a valid policy.
+                if exe.is_some() {
+                    s.executable = exe;
+                } else {
+                    s.process_name = names;
+                }
+                s.interactive = inter;
             } else {
-                s.process_name = names;
+                s.block = Some(BlockKind::File);
+                s.target_path = paths;
+                s.ignore_volume_mounts = vols.0;
+                s.ignore_volume_files = vols.1 && !vols.0;
             }
-            s.interactive = inter;
-        } else {
-            s.block = Some(BlockKind::File);
-            s.target_path = paths;
-            s.ignore_volume_mounts = vols.0;
-            s.ignore_volume_files = vols.1 && !vols.0;
-        }
-        s
-    })
+            s
+        },
+    )
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
     prop::collection::vec(selector(), 1..10).prop_flat_map(|selectors| {
         let n = selectors.len();
-        let response = (any::<bool>(), prop::collection::vec(0..n, 1..4), prop::collection::vec(0..n, 0..2), 1u8..8);
-        (Just(selectors), prop::collection::vec(response, 1..6)).prop_map(|(mut selectors, responses)| {
-            for (i, s) in selectors.iter_mut().enumerate() {
-                s.name = format!("s{i}");
-            }
-            let mut policy = Policy { selectors, ..Policy::default() };
-            for (file, m, x, actions) in responses {
-                let block = if file { BlockKind::File } else { BlockKind::Process };
-                let keep = |v: Vec<usize>| -> Vec<usize> {
-                    v.into_iter().filter(|&i| policy.selectors[i].kind() == block).collect()
-                };
-                let matches = keep(m);
-                if matches.is_empty() {
-                    continue;
+        let response = (
+            any::<bool>(),
+            prop::collection::vec(0..n, 1..4),
+            prop::collection::vec(0..n, 0..2),
+            1u8..8,
+        );
+        (Just(selectors), prop::collection::vec(response, 1..6)).prop_map(
+            |(mut selectors, responses)| {
+                for (i, s) in selectors.iter_mut().enumerate() {
+                    s.name = format!("s{i}");
                 }
-                let excludes = keep(x);
-                policy.responses.push(Response { source: 0, block, pos: d4c_policy::Pos::default(), matches, excludes, actions: Actions(actions) });
-            }
-            policy
-        })
+                let mut policy = Policy {
+                    selectors,
+                    ..Policy::default()
+                };
+                for (file, m, x, actions) in responses {
+                    let block = if file {
+                        BlockKind::File
+                    } else {
+                        BlockKind::Process
+                    };
+                    let keep = |v: Vec<usize>| -> Vec<usize> {
+                        v.into_iter()
+                            .filter(|&i| policy.selectors[i].kind() == block)
+                            .collect()
+                    };
+                    let matches = keep(m);
+                    if matches.is_empty() {
+                        continue;
+                    }
+                    let excludes = keep(x);
+                    policy.responses.push(Response {
+                        source: 0,
+                        block,
+                        pos: d4c_policy::Pos::default(),
+                        matches,
+                        excludes,
+                        actions: Actions(actions),
+                    });
+                }
+                policy
+            },
+        )
     })
 }
 
 fn container() -> impl Strategy<Value = Container> {
     (
-        prop::option::of(select(vec!["nginx:1.25", "app@sha256:abc", "registry:5000/team/app:v2", "nginx"])),
+        prop::option::of(select(vec![
+            "nginx:1.25",
+            "app@sha256:abc",
+            "registry:5000/team/app:v2",
+            "nginx",
+        ])),
         prop::option::of(select(vec!["default", "prod-eu"])),
         prop::option::of(select(vec!["web-1", "db"])),
         any::<bool>(),
@@ -148,7 +190,10 @@ fn container() -> impl Strategy<Value = Container> {
             if tier {
                 c.labels.insert("tier".into(), String::new());
             }
-            c.mounts = mounts.into_iter().map(|(destination, file)| Mount { destination, file }).collect();
+            c.mounts = mounts
+                .into_iter()
+                .map(|(destination, file)| Mount { destination, file })
+                .collect();
             c
         })
 }
@@ -156,20 +201,42 @@ fn container() -> impl Strategy<Value = Container> {
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (select(FileOp::ALL.to_vec()), path()).prop_map(|(op, path)| Event::File { op, path }),
-        (select(ProcessOp::ALL.to_vec()), path(), select(vec!["sh", "ls", "bash", "x"]), any::<bool>())
-            .prop_map(|(op, executable, name, interactive)| Event::Process { op, executable, name: name.into(), interactive }),
+        (
+            select(ProcessOp::ALL.to_vec()),
+            path(),
+            select(vec!["sh", "ls", "bash", "x"]),
+            any::<bool>()
+        )
+            .prop_map(|(op, executable, name, interactive)| Event::Process {
+                op,
+                executable,
+                name: name.into(),
+                interactive
+            }),
     ]
 }
 
 #[test]
 fn kernel_tables_agree_with_reference_on_enough_cases() {
     kernel_tables_agree_with_reference();
-    let (checked, decided) = (CHECKED.load(Ordering::Relaxed), DECIDED.load(Ordering::Relaxed));
+    let (checked, decided) = (
+        CHECKED.load(Ordering::Relaxed),
+        DECIDED.load(Ordering::Relaxed),
+    );
     println!("checked {checked} (policy, container, event) cases; {decided} had actions");
-    let cases: usize = std::env::var("D4C_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
-    assert!(checked >= cases * EVENTS_PER_CASE, "only {checked} cases ran");
+    let cases: usize = std::env::var("D4C_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    assert!(
+        checked >= cases * EVENTS_PER_CASE,
+        "only {checked} cases ran"
+    );
     // Not vacuous: a good share of the generated events must trigger actions.
-    assert!(decided * 20 >= checked, "only {decided} of {checked} events had actions");
+    assert!(
+        decided * 20 >= checked,
+        "only {decided} of {checked} events had actions"
+    );
 }
 
 proptest! {
@@ -198,4 +265,3 @@ proptest! {
         CHECKED.fetch_add(events.len(), Ordering::Relaxed);
     }
 }
-

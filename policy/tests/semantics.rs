@@ -3,18 +3,30 @@
 
 use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
 use d4c_policy::emulate::KernelMaps;
-use d4c_policy::{evaluate, load_str, Container, Event, FileOp, ImageRef, Mount, Policy, ProcessOp};
+use d4c_policy::{
+    evaluate, load_str, Container, Event, FileOp, ImageRef, Mount, Policy, ProcessOp,
+};
 
 fn policy(yaml: &str) -> Policy {
-    load_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}")).policy
+    load_str("t.yaml", yaml)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy
 }
 
-fn container(image: Option<&str>, ns: Option<&str>, pod: Option<&str>, labels: &[(&str, &str)]) -> Container {
+fn container(
+    image: Option<&str>,
+    ns: Option<&str>,
+    pod: Option<&str>,
+    labels: &[(&str, &str)],
+) -> Container {
     Container {
         image: image.map(|i| ImageRef::parse(i).unwrap()),
         namespace: ns.map(Into::into),
         pod_name: pod.map(Into::into),
-        labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
         orchestrator: Some("kubernetes".into()),
         cluster_id: Some("c-1".into()),
         cluster_name: Some("kg".into()),
@@ -23,14 +35,21 @@ fn container(image: Option<&str>, ns: Option<&str>, pod: Option<&str>, labels: &
 }
 
 fn file(op: FileOp, path: &str) -> Event {
-    Event::File { op, path: path.into() }
+    Event::File {
+        op,
+        path: path.into(),
+    }
 }
 
 /// The actions as names, checked against the kernel tables too.
 fn actions(p: &Policy, c: &Container, e: &Event) -> Vec<&'static str> {
     let want = evaluate(p, c, e).actions;
     let tables = compile_rule_set(p, &RuleSetSpec::for_container(p, c), 3).unwrap();
-    assert_eq!(KernelMaps::from_tables(&tables).decide(3, e), want, "kernel tables disagree for {e:?}");
+    assert_eq!(
+        KernelMaps::from_tables(&tables).decide(3, e),
+        want,
+        "kernel tables disagree for {e:?}"
+    );
     want.names()
 }
 
@@ -41,16 +60,33 @@ fn one_selector(cond: &str) -> Policy {
 #[test]
 fn container_conditions() {
     let ev = file(FileOp::CreateExecutable, "/tmp/x");
-    let nginx = container(Some("docker.io/library/nginx:1.25"), Some("prod-eu"), Some("web-7"), &[("app", "web"), ("team/owner", "ops"), ("tier", "")]);
+    let nginx = container(
+        Some("docker.io/library/nginx:1.25"),
+        Some("prod-eu"),
+        Some("web-7"),
+        &[("app", "web"), ("team/owner", "ops"), ("tier", "")],
+    );
     let digest = container(Some("app@sha256:abc"), None, None, &[]);
     let bare = Container::default();
     for (cond, c, fires) in [
         ("      containerImageName: [nginx]\n", &nginx, true),
         ("      containerImageName: [redis]\n", &nginx, false),
         ("      containerImageName: [nginx]\n", &bare, false),
-        ("      containerImageFullName: [docker.io/nginx]\n", &nginx, true),
-        ("      containerImageFullName: [docker.io/library/nginx]\n", &nginx, true),
-        ("      containerImageFullName: [quay.io/nginx]\n", &nginx, false),
+        (
+            "      containerImageFullName: [docker.io/nginx]\n",
+            &nginx,
+            true,
+        ),
+        (
+            "      containerImageFullName: [docker.io/library/nginx]\n",
+            &nginx,
+            true,
+        ),
+        (
+            "      containerImageFullName: [quay.io/nginx]\n",
+            &nginx,
+            false,
+        ),
         ("      containerImageTag: ['1.*']\n", &nginx, true),
         ("      containerImageTag: [latest]\n", &nginx, false),
         ("      containerImageTag: ['*']\n", &digest, false),
@@ -62,13 +98,21 @@ fn container_conditions() {
         ("      kubernetesPodName: ['db-*']\n", &nginx, false),
         ("      kubernetesPodLabel: ['app:web']\n", &nginx, true),
         ("      kubernetesPodLabel: ['app:w*']\n", &nginx, true),
-        ("      kubernetesPodLabel: ['app:db', 'team/owner:ops']\n", &nginx, true),
+        (
+            "      kubernetesPodLabel: ['app:db', 'team/owner:ops']\n",
+            &nginx,
+            true,
+        ),
         ("      kubernetesPodLabel: ['tier:']\n", &nginx, true),
         ("      kubernetesPodLabel: ['app:']\n", &nginx, false),
         ("      kubernetesPodLabel: ['owner:ops']\n", &nginx, false),
         ("      kubernetesClusterId: [c-1]\n", &nginx, true),
         ("      kubernetesClusterName: [other]\n", &nginx, false),
-        ("      kubernetesNamespace: ['prod-*']\n      kubernetesPodLabel: ['app:db']\n", &nginx, false),
+        (
+            "      kubernetesNamespace: ['prod-*']\n      kubernetesPodLabel: ['app:db']\n",
+            &nginx,
+            false,
+        ),
     ] {
         let p = one_selector(cond);
         assert_eq!(actions(&p, c, &ev) == ["alert"], fires, "{cond}");
@@ -77,7 +121,8 @@ fn container_conditions() {
 
 #[test]
 fn path_conditions() {
-    let p = one_selector("      targetFilePath: [/usr/bin/echo, /usr/sbin*, /usr/local/**, /opt/*]\n");
+    let p =
+        one_selector("      targetFilePath: [/usr/bin/echo, /usr/sbin*, /usr/local/**, /opt/*]\n");
     let c = Container::default();
     for (path, fires) in [
         ("/usr/bin/echo", true),
@@ -91,7 +136,11 @@ fn path_conditions() {
         ("/opt/app/bin", false),
         ("/opt", false),
     ] {
-        assert_eq!(actions(&p, &c, &file(FileOp::CreateExecutable, path)) == ["alert"], fires, "{path}");
+        assert_eq!(
+            actions(&p, &c, &file(FileOp::CreateExecutable, path)) == ["alert"],
+            fires,
+            "{path}"
+        );
     }
     // Operations outside the selector's list do not match.
     assert!(actions(&p, &c, &file(FileOp::ModifyExecutable, "/usr/bin/echo")).is_empty());
@@ -104,9 +153,15 @@ fn exclude_and_union() {
     );
     let nginx = container(Some("nginx"), None, None, &[]);
     let other = container(Some("redis"), None, None, &[]);
-    assert_eq!(actions(&p, &other, &file(FileOp::CreateExecutable, "/usr/x")), ["alert", "block"]);
+    assert_eq!(
+        actions(&p, &other, &file(FileOp::CreateExecutable, "/usr/x")),
+        ["alert", "block"]
+    );
     assert!(actions(&p, &other, &file(FileOp::CreateExecutable, "/tmp/x")).is_empty());
-    assert_eq!(actions(&p, &nginx, &file(FileOp::CreateExecutable, "/tmp/x")), ["alert"]);
+    assert_eq!(
+        actions(&p, &nginx, &file(FileOp::CreateExecutable, "/tmp/x")),
+        ["alert"]
+    );
     let d = evaluate(&p, &nginx, &file(FileOp::CreateExecutable, "/usr/x"));
     assert_eq!(d.responses, [0, 1]);
     assert_eq!(d.selectors, [0, 2]);
@@ -118,8 +173,14 @@ fn volumes() {
     let q = one_selector("      ignoreVolumeFiles: true\n");
     let c = Container {
         mounts: vec![
-            Mount { destination: "/data/".into(), file: false },
-            Mount { destination: "/etc/config.yaml".into(), file: true },
+            Mount {
+                destination: "/data/".into(),
+                file: false,
+            },
+            Mount {
+                destination: "/etc/config.yaml".into(),
+                file: true,
+            },
         ],
         ..Container::default()
     };
@@ -142,13 +203,27 @@ fn process_conditions() {
         "process:\n  selectors:\n    - name: shells\n      operation: [exec]\n      processName: [sh, bash]\n    - name: tools\n      processExecutable: [/usr/bin/*]\n      sessionLeaderInteractive: true\n  responses:\n    - match: [shells]\n      actions: [alert]\n    - match: [tools]\n      actions: [log]\n",
     );
     let c = Container::default();
-    let ev = |op, exe: &str, name: &str, interactive| Event::Process { op, executable: exe.into(), name: name.into(), interactive };
-    assert_eq!(actions(&p, &c, &ev(ProcessOp::Exec, "/bin/sh", "sh", false)), ["alert"]);
+    let ev = |op, exe: &str, name: &str, interactive| Event::Process {
+        op,
+        executable: exe.into(),
+        name: name.into(),
+        interactive,
+    };
+    assert_eq!(
+        actions(&p, &c, &ev(ProcessOp::Exec, "/bin/sh", "sh", false)),
+        ["alert"]
+    );
     assert!(actions(&p, &c, &ev(ProcessOp::Fork, "/bin/sh", "sh", false)).is_empty());
-    assert_eq!(actions(&p, &c, &ev(ProcessOp::Fork, "/usr/bin/ls", "ls", true)), ["log"]);
+    assert_eq!(
+        actions(&p, &c, &ev(ProcessOp::Fork, "/usr/bin/ls", "ls", true)),
+        ["log"]
+    );
     assert!(actions(&p, &c, &ev(ProcessOp::Fork, "/usr/bin/ls", "ls", false)).is_empty());
     assert!(actions(&p, &c, &ev(ProcessOp::Exec, "/usr/bin/x/ls", "ls", true)).is_empty());
-    assert_eq!(actions(&p, &c, &ev(ProcessOp::Exec, "/usr/bin/bash", "bash", true)), ["alert", "log"]);
+    assert_eq!(
+        actions(&p, &c, &ev(ProcessOp::Exec, "/usr/bin/bash", "bash", true)),
+        ["alert", "log"]
+    );
 }
 
 #[test]
@@ -165,7 +240,10 @@ fn generation1_means_the_same() {
     }
     let mut no_pod = container(None, Some("prod"), None, &[("production", "yes")]);
     no_pod.orchestrator = None;
-    assert!(actions(&g1, &no_pod, &ev).is_empty(), "orchestratorType needs kubernetes");
+    assert!(
+        actions(&g1, &no_pod, &ev).is_empty(),
+        "orchestratorType needs kubernetes"
+    );
 }
 
 #[test]
@@ -193,6 +271,11 @@ fn the_longest_paths_compile_exactly() {
         (format!("{dir}/{}", "y".repeat(300)), true),
         (format!("{dir}x/y"), false),
     ] {
-        assert_eq!(actions(&p, &c, &file(FileOp::CreateExecutable, &path)) == ["alert"], fires, "{}", path.len());
+        assert_eq!(
+            actions(&p, &c, &file(FileOp::CreateExecutable, &path)) == ["alert"],
+            fires,
+            "{}",
+            path.len()
+        );
     }
 }

@@ -50,7 +50,10 @@ const RS_ALLOWED: u32 = 1;
 const RS_LOG: u32 = 2;
 
 fn env_n(name: &str, default: u32) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn skip_reason() -> Option<String> {
@@ -92,7 +95,10 @@ fn time_once(cg: &Path, op: &Op) -> f64 {
         let mut ns = 0u64;
         let got = libc::read(fds[0], (&raw mut ns).cast(), 8);
         let status = kernel_support::wait(pid);
-        assert!(got == 8 && status == 0, "measuring child failed (status {status})");
+        assert!(
+            got == 8 && status == 0,
+            "measuring child failed (status {status})"
+        );
         libc::close(fds[0]);
         ns as f64 / f64::from(op.n)
     }
@@ -100,10 +106,17 @@ fn time_once(cg: &Path, op: &Op) -> f64 {
 
 /// Loads the programs (`noop`: as the floor) under a fresh pin directory.
 fn load(noop: bool, round: usize) -> Enforcer {
-    let pin_dir = PathBuf::from(format!("/sys/fs/bpf/d4c-bench-{}-{round}-{noop}", std::process::id()));
+    let pin_dir = PathBuf::from(format!(
+        "/sys/fs/bpf/d4c-bench-{}-{round}-{noop}",
+        std::process::id()
+    ));
     let t = Instant::now();
-    let e = Enforcer::load_or_adopt(&Config { pin_dir, noop, ..Config::default() })
-        .unwrap_or_else(|e| panic!("load (noop {noop}): {e}"));
+    let e = Enforcer::load_or_adopt(&Config {
+        pin_dir,
+        noop,
+        ..Config::default()
+    })
+    .unwrap_or_else(|e| panic!("load (noop {noop}): {e}"));
     eprintln!("round {round}: loaded (noop {noop}) in {:?}", t.elapsed());
     e
 }
@@ -120,15 +133,35 @@ fn write_tables(e: &mut Enforcer) {
     };
     e.write_file_rules(&[
         root_entry(RS_ALLOWED),
-        rule_at(RS_ALLOWED, b"/nonexistent/", &[0, 1, 2], &[OP_MODIFY_FILE], ACTION_LOG),
+        rule_at(
+            RS_ALLOWED,
+            b"/nonexistent/",
+            &[0, 1, 2],
+            &[OP_MODIFY_FILE],
+            ACTION_LOG,
+        ),
         everywhere(RS_LOG, &[OP_MODIFY_FILE], ACTION_LOG),
     ])
     .unwrap();
     e.write_proc_decisions(&[
         // An executable class no path has: fork and exec build the path, find no action.
-        (ProcKey { rule_set: RS_ALLOWED, exe_class: 7, name_class: 0 }, log_proc),
+        (
+            ProcKey {
+                rule_set: RS_ALLOWED,
+                exe_class: 7,
+                name_class: 0,
+            },
+            log_proc,
+        ),
         // Every executable (class 0, no exe rules) and name: log.
-        (ProcKey { rule_set: RS_LOG, exe_class: 0, name_class: 0 }, log_proc),
+        (
+            ProcKey {
+                rule_set: RS_LOG,
+                exe_class: 0,
+                name_class: 0,
+            },
+            log_proc,
+        ),
     ])
     .unwrap();
 }
@@ -217,7 +250,14 @@ fn main() {
         write_tables(&mut e);
         let mut reader = e.take_events().expect("event reader");
         measure(2, &mut best);
-        e.register(cg_id, ContainerEntry { rule_set: RS_ALLOWED, flags: 0 }).unwrap();
+        e.register(
+            cg_id,
+            ContainerEntry {
+                rule_set: RS_ALLOWED,
+                flags: 0,
+            },
+        )
+        .unwrap();
         measure(3, &mut best);
         // The drain thread runs only here: in (b) and (c) it would only compete for the
         // guest's CPUs (nothing is written).
@@ -239,7 +279,14 @@ fn main() {
                 }
             }
         });
-        e.register(cg_id, ContainerEntry { rule_set: RS_LOG, flags: 0 }).unwrap();
+        e.register(
+            cg_id,
+            ContainerEntry {
+                rule_set: RS_LOG,
+                flags: 0,
+            },
+        )
+        .unwrap();
         measure(4, &mut best);
         e.unregister(cg_id).unwrap();
         std::thread::sleep(Duration::from_millis(50));

@@ -24,14 +24,31 @@ fn d4c_bin() -> std::path::PathBuf {
 }
 
 /// Starts `n` containers in pods of at most 50; returns each StartContainer latency (s).
-async fn start_many(cri: &mut containerd_support::pods::Cri, ctd: &Containerd, tag: &str, n: usize, pods: &mut Vec<Pod>) -> Vec<f64> {
+async fn start_many(
+    cri: &mut containerd_support::pods::Cri,
+    ctd: &Containerd,
+    tag: &str,
+    n: usize,
+    pods: &mut Vec<Pod>,
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         if i % 50 == 0 {
-            pods.push(Pod::run(cri, ctd, &format!("{tag}{}", i / 50), "bench", &[("app", tag)]).await);
+            pods.push(
+                Pod::run(
+                    cri,
+                    ctd,
+                    &format!("{tag}{}", i / 50),
+                    "bench",
+                    &[("app", tag)],
+                )
+                .await,
+            );
         }
         let pod = pods.last().unwrap();
-        let id = pod.create(cri, &format!("c{i}"), &["/bin/sleep", "2147483647"]).await;
+        let id = pod
+            .create(cri, &format!("c{i}"), &["/bin/sleep", "2147483647"])
+            .await;
         let t = Instant::now();
         Pod::start(cri, &id).await.unwrap();
         out.push(t.elapsed().as_secs_f64());
@@ -55,7 +72,11 @@ fn plugin_time(port: u16) -> String {
     c.read_to_string(&mut body).unwrap();
     let series = |suffix: &str| -> Vec<(String, f64)> {
         body.lines()
-            .filter(|l| l.starts_with(&format!("d4c_nri_request_duration_seconds_{suffix}{{event=\"StartContainer\"")))
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "d4c_nri_request_duration_seconds_{suffix}{{event=\"StartContainer\""
+                ))
+            })
             .filter_map(|l| {
                 let (k, v) = l.rsplit_once(' ')?;
                 Some((k.to_owned(), v.parse().ok()?))
@@ -68,15 +89,29 @@ fn plugin_time(port: u16) -> String {
         series("bucket")
             .iter()
             .find(|(_, n)| *n >= q * count)
-            .and_then(|(k, _)| k.split("le=\"").nth(1)?.split('"').next().map(str::to_owned))
+            .and_then(|(k, _)| {
+                k.split("le=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| "?".into())
     };
-    format!("{count} requests, mean {:.3} ms, p50 <= {} s, p99 <= {} s", sum / count.max(1.0) * 1e3, bound(0.5), bound(0.99))
+    format!(
+        "{count} requests, mean {:.3} ms, p50 <= {} s, p99 <= {} s",
+        sum / count.max(1.0) * 1e3,
+        bound(0.5),
+        bound(0.99)
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +122,10 @@ async fn main() {
     if skip_reason().is_some() {
         return;
     }
-    assert!(d4c_bin().exists(), "build d4c first: cargo build --release -p d4c");
+    assert!(
+        d4c_bin().exists(),
+        "build d4c first: cargo build --release -p d4c"
+    );
     let ctd = Containerd::start(&unique_id());
     let mut cri = ctd.cri().await;
     let mut pods = Vec::new();
@@ -101,7 +139,11 @@ async fn main() {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/p.yaml"), POLICY).unwrap();
     let status = dir.join("status.sock");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         dir.join("d4c.yaml"),
         format!(
@@ -121,7 +163,10 @@ async fn main() {
         .unwrap();
     let t = Instant::now();
     while !status.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "the daemon did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the daemon did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -137,8 +182,16 @@ async fn main() {
     let _ = daemon.wait();
 
     println!("StartContainer over 200 containers (ms):");
-    println!("  without d4c: p50 {:.2} p99 {:.2}", pct(&without, 0.5), pct(&without, 0.99));
-    println!("  with d4c:    p50 {:.2} p99 {:.2}", pct(&with, 0.5), pct(&with, 0.99));
+    println!(
+        "  without d4c: p50 {:.2} p99 {:.2}",
+        pct(&without, 0.5),
+        pct(&without, 0.99)
+    );
+    println!(
+        "  with d4c:    p50 {:.2} p99 {:.2}",
+        pct(&with, 0.5),
+        pct(&with, 0.99)
+    );
     println!(
         "  added by d4c: p50 {:+.2} ms, p99 {:+.2} ms; ratio with/without p50 {:.3}x",
         pct(&with, 0.5) - pct(&without, 0.5),

@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 fn d4c_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("d4c");
-    assert!(bin.exists(), "{} is missing: build it first (cargo build -p d4c)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p d4c)",
+        bin.display()
+    );
     bin
 }
 
@@ -35,7 +39,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, status: &Path, log: &Path) -> Daemon {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(d4c_bin())
             .args(["nri", "--config"])
             .arg(config)
@@ -44,8 +52,16 @@ impl Daemon {
             .stderr(out)
             .spawn()
             .unwrap();
-        let d = Daemon { child, config: config.to_owned(), status: status.to_owned(), log: log.to_owned() };
-        d.wait_for(|s| s["policy_revision"].as_u64().is_some(), "the daemon's status socket");
+        let d = Daemon {
+            child,
+            config: config.to_owned(),
+            status: status.to_owned(),
+            log: log.to_owned(),
+        };
+        d.wait_for(
+            |s| s["policy_revision"].as_u64().is_some(),
+            "the daemon's status socket",
+        );
         d
     }
 
@@ -59,7 +75,9 @@ impl Daemon {
             .arg(&self.status)
             .output()
             .ok()?;
-        serde_json::from_slice(&out.stdout).ok().filter(|v: &Value| v.get("containers").is_some())
+        serde_json::from_slice(&out.stdout)
+            .ok()
+            .filter(|v: &Value| v.get("containers").is_some())
     }
 
     /// Polls `d4c status` until `ok` holds (10 s at most).
@@ -71,7 +89,12 @@ impl Daemon {
                     return s;
                 }
             }
-            assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for {what}\nstatus {:?}\nlog:\n{}", self.status(), self.log());
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}\nstatus {:?}\nlog:\n{}",
+                self.status(),
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -79,7 +102,11 @@ impl Daemon {
     fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Daemon::start(&self.config.clone(), &self.status.clone(), &self.log.clone());
+        *self = Daemon::start(
+            &self.config.clone(),
+            &self.status.clone(),
+            &self.log.clone(),
+        );
     }
 }
 
@@ -91,7 +118,10 @@ impl Drop for Daemon {
 }
 
 fn container<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
-    status["containers"].as_array()?.iter().find(|c| c["id"] == id)
+    status["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == id)
 }
 
 fn rule_set(status: &Value, id: &str) -> Option<u64> {
@@ -126,7 +156,14 @@ async fn daemon_registers_real_pods() {
     let sleep = ["/bin/sleep", "2147483647"];
 
     // A pod the policy selects is registered under a rule set; one it does not is not.
-    let protected = Pod::run(&mut cri, &ctd, "web", "d4c-e2e", &[("d4c-test", "protect"), ("app", "web")]).await;
+    let protected = Pod::run(
+        &mut cri,
+        &ctd,
+        "web",
+        "d4c-e2e",
+        &[("d4c-test", "protect"), ("app", "web")],
+    )
+    .await;
     let a = protected.create(&mut cri, "app", &sleep).await;
     Pod::start(&mut cri, &a).await.unwrap();
     let other = Pod::run(&mut cri, &ctd, "db", "d4c-e2e", &[("app", "db")]).await;
@@ -138,13 +175,24 @@ async fn daemon_registers_real_pods() {
     assert_eq!(ca["namespace"], "d4c-e2e");
     assert_eq!(ca["pod"], "web");
     assert_eq!(ca["image"], "docker.io/d4c/busybox:1");
-    assert!(ca["labels"].as_array().unwrap().iter().any(|l| l == "d4c-test:protect"));
+    assert!(ca["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == "d4c-test:protect"));
     assert!(ca["cgroup_id"].as_u64().unwrap() > 0);
-    assert_eq!(rule_set(&s, &b), None, "no policy applies to the db pod: {s}");
+    assert_eq!(
+        rule_set(&s, &b),
+        None,
+        "no policy applies to the db pod: {s}"
+    );
 
     // The daemon restarts: Synchronize rebuilds the same registrations.
     daemon.restart();
-    let s = daemon.wait_for(|s| container(s, &a).is_some() && container(s, &b).is_some(), "resync after a daemon restart");
+    let s = daemon.wait_for(
+        |s| container(s, &a).is_some() && container(s, &b).is_some(),
+        "resync after a daemon restart",
+    );
     assert!(rule_set(&s, &a).is_some());
     assert_eq!(rule_set(&s, &b), None);
 
@@ -152,12 +200,18 @@ async fn daemon_registers_real_pods() {
     ctd.restart();
     let mut cri = ctd.cri().await;
     let before = rule_set(&s, &a);
-    daemon.wait_for(|s| container(s, &a).is_some() && rule_set(s, &a) == before, "resync after a containerd restart");
+    daemon.wait_for(
+        |s| container(s, &a).is_some() && rule_set(s, &a) == before,
+        "resync after a containerd restart",
+    );
 
     // A policy change switches rule sets; both pods now match.
     std::fs::write(policies.join("protect.yaml"), NAMESPACE).unwrap();
     let s = daemon.wait_for(|s| s["policy_revision"] == 2, "the reload");
-    assert!(rule_set(&s, &a).is_some() && rule_set(&s, &b).is_some(), "{s}");
+    assert!(
+        rule_set(&s, &a).is_some() && rule_set(&s, &b).is_some(),
+        "{s}"
+    );
     assert_ne!(rule_set(&s, &a), before, "new rule-set ids");
 
     // An invalid change is rejected with its position; the last good policy stays.

@@ -6,13 +6,13 @@ mod containerd_support;
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
+use containerd_support::pods::{container_config, sandbox_config};
 use containerd_support::{cgroup2_root, skip_reason, unique_id, Containerd};
 use d4c_nri::{
     api::{Container, PodSandbox},
     attrs::{attributes, host_is_file, Attributes},
     Handler, PluginConfig,
 };
-use containerd_support::pods::{container_config, sandbox_config};
 use k8s_cri::v1::{
     CreateContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
     StopPodSandboxRequest,

@@ -78,7 +78,9 @@ fn missing() -> Option<String> {
 
 /// `D4C_REQUIRE_BPF_LSM=1`: fail; otherwise print the reason and skip.
 fn skip() -> bool {
-    let Some(reason) = missing() else { return false };
+    let Some(reason) = missing() else {
+        return false;
+    };
     assert!(!required(), "D4C_REQUIRE_BPF_LSM=1 but {reason}");
     println!("skipping test - {reason}");
     true
@@ -92,7 +94,9 @@ fn d4c_bin() -> Option<PathBuf> {
     if let Some(b) = beside.filter(|b| b.is_file()) {
         return Some(b);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("d4c")).find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("d4c"))
+        .find(|p| p.is_file())
 }
 
 struct Daemon {
@@ -112,13 +116,25 @@ impl Daemon {
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap();
-        let mut d = Daemon { child, status: status.to_owned(), alerts: alerts.to_owned(), log: log.to_owned() };
+        let mut d = Daemon {
+            child,
+            status: status.to_owned(),
+            alerts: alerts.to_owned(),
+            log: log.to_owned(),
+        };
         let t = Instant::now();
         while d.status().is_none() {
             if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("d4c nri exited ({st}) before serving its status:\n{}", d.log());
+                panic!(
+                    "d4c nri exited ({st}) before serving its status:\n{}",
+                    d.log()
+                );
             }
-            assert!(t.elapsed() < Duration::from_mins(1), "d4c nri did not serve its status:\n{}", d.log());
+            assert!(
+                t.elapsed() < Duration::from_mins(1),
+                "d4c nri did not serve its status:\n{}",
+                d.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         d
@@ -129,8 +145,14 @@ impl Daemon {
     }
 
     fn status(&self) -> Option<Value> {
-        let out = Command::new(d4c_bin()?).args(["status", "--format", "json", "--socket"]).arg(&self.status).output().ok()?;
-        serde_json::from_slice(&out.stdout).ok().filter(|v: &Value| v.get("containers").is_some())
+        let out = Command::new(d4c_bin()?)
+            .args(["status", "--format", "json", "--socket"])
+            .arg(&self.status)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout)
+            .ok()
+            .filter(|v: &Value| v.get("containers").is_some())
     }
 
     /// Every alert document written so far (complete lines only).
@@ -140,7 +162,9 @@ impl Daemon {
         complete
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+            })
             .collect()
     }
 
@@ -154,7 +178,11 @@ impl Daemon {
             assert!(
                 t.elapsed() < Duration::from_secs(20),
                 "no alert for {what}\nalerts:\n{}\nlog:\n{}",
-                self.alerts().iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+                self.alerts()
+                    .iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -167,7 +195,8 @@ impl Drop for Daemon {
         // SAFETY: signals our own child (SIGTERM: a clean stop).
         unsafe { libc::kill(i32::try_from(self.child.id()).unwrap_or(0), libc::SIGTERM) };
         let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) && !matches!(self.child.try_wait(), Ok(Some(_))) {
+        while t.elapsed() < Duration::from_secs(5) && !matches!(self.child.try_wait(), Ok(Some(_)))
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
@@ -181,7 +210,12 @@ struct Unload(PathBuf);
 impl Drop for Unload {
     fn drop(&mut self) {
         if let Some(d4c) = d4c_bin() {
-            let _ = Command::new(d4c).arg("unload").arg("--bpffs").arg(&self.0).stdout(Stdio::null()).status();
+            let _ = Command::new(d4c)
+                .arg("unload")
+                .arg("--bpffs")
+                .arg(&self.0)
+                .stdout(Stdio::null())
+                .status();
         }
     }
 }
@@ -195,7 +229,11 @@ fn is_memfd(a: &Value) -> bool {
 }
 
 fn pretty(alerts: &[&Value]) -> String {
-    alerts.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    alerts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs `/bin/busybox true` from a memfd in a child process moved into `cgroup` first:
@@ -213,7 +251,13 @@ fn memfd_exec_in(cgroup: &Path) -> u32 {
         assert!(n > 0, "write memfd: {}", std::io::Error::last_os_error());
         written += usize::try_from(n).unwrap_or(0);
     }
-    let procs = CString::new(cgroup.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap();
+    let procs = CString::new(
+        cgroup
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
     let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
     cmd.arg0("true").stdin(Stdio::null());
     // SAFETY: the closure only calls open, write and close (async-signal-safe) on data
@@ -228,7 +272,9 @@ fn memfd_exec_in(cgroup: &Path) -> u32 {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("memfd exec in {}: {e}", cgroup.display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("memfd exec in {}: {e}", cgroup.display()));
     let pid = child.id();
     let st = child.wait().unwrap();
     // SAFETY: closes our own fd.
@@ -246,14 +292,20 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     let started = Instant::now();
     // A guest's root has no /etc/hosts or /etc/resolv.conf; containerd copies both into
     // host-network pods. Written only where missing.
-    for (file, content) in [("/etc/hosts", "127.0.0.1 localhost\n"), ("/etc/resolv.conf", "")] {
+    for (file, content) in [
+        ("/etc/hosts", "127.0.0.1 localhost\n"),
+        ("/etc/resolv.conf", ""),
+    ] {
         if !Path::new(file).exists() {
             std::fs::write(file, content).unwrap();
         }
     }
     let id = unique_id();
     let ctd = Containerd::start(&id);
-    eprintln!("[{:>5.1?}] containerd ready, images imported", started.elapsed());
+    eprintln!(
+        "[{:>5.1?}] containerd ready, images imported",
+        started.elapsed()
+    );
     let dir = ctd.scratch.join("d4c");
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
@@ -274,12 +326,25 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &status_sock, &dir.join("alerts.ndjson"), &dir.join("d4c.log"));
-    eprintln!("[{:>5.1?}] d4c nri running (programs loaded)", started.elapsed());
+    let daemon = Daemon::start(
+        &config,
+        &status_sock,
+        &dir.join("alerts.ndjson"),
+        &dir.join("d4c.log"),
+    );
+    eprintln!(
+        "[{:>5.1?}] d4c nri running (programs loaded)",
+        started.elapsed()
+    );
     // The daemon registers with containerd after its status socket is up; wait for that.
     let t = Instant::now();
     while !daemon.log().contains("synchronized with the runtime") {
-        assert!(t.elapsed() < Duration::from_secs(30), "d4c nri did not connect to containerd:\n{}\ncontainerd:\n{}", daemon.log(), ctd.log());
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "d4c nri did not connect to containerd:\n{}\ncontainerd:\n{}",
+            daemon.log(),
+            ctd.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut cri = ctd.cri().await;
@@ -288,7 +353,13 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     // (Concurrent CRI calls: runc is slow under emulation, about 1.5 s per start.)
     let (mut c1, mut c2) = (cri.clone(), cri.clone());
     let (guarded, free) = tokio::join!(
-        Pod::run(&mut c1, &ctd, "guarded", "d4c-e2e", &[("d4c-test", "protect"), ("app", "web")]),
+        Pod::run(
+            &mut c1,
+            &ctd,
+            "guarded",
+            "d4c-e2e",
+            &[("d4c-test", "protect"), ("app", "web")]
+        ),
         Pod::run(&mut c2, &ctd, "free", "d4c-e2e", &[("app", "web")]),
     );
     eprintln!("[{:>5.1?}] 2 pods running", started.elapsed());
@@ -304,66 +375,143 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         Pod::start(&mut c3, &guarded_sleep),
         Pod::start(&mut c4, &free_sleep),
     );
-    for (c, r) in [(&guarded_drift, starts.0), (&free_drift, starts.1), (&guarded_sleep, starts.2), (&free_sleep, starts.3)] {
+    for (c, r) in [
+        (&guarded_drift, starts.0),
+        (&free_drift, starts.1),
+        (&guarded_sleep, starts.2),
+        (&free_sleep, starts.3),
+    ] {
         r.unwrap_or_else(|e| panic!("StartContainer {c}: {e}\n{}", daemon.log()));
     }
     eprintln!("[{:>5.1?}] 4 containers started", started.elapsed());
     let status = daemon.status().unwrap();
     for c in [&guarded_drift, &free_drift, &guarded_sleep, &free_sleep] {
-        let entry = status["containers"].as_array().unwrap().iter().find(|e| e["id"] == c.as_str());
-        assert!(entry.is_some_and(|e| e["rule_set"].as_u64().is_some()), "{c} is not registered with a rule set: {status}");
+        let entry = status["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == c.as_str());
+        assert!(
+            entry.is_some_and(|e| e["rule_set"].as_u64().is_some()),
+            "{c} is not registered with a rule set: {status}"
+        );
     }
 
     // 1 and 2: the entrypoint's copy is refused in the guarded pod only.
     let limit = Duration::from_secs(30);
-    assert_eq!(wait_exit(&mut cri, &guarded_drift, limit).await, 42, "the guarded pod's first instruction created an executable\n{}", daemon.log());
-    assert_eq!(wait_exit(&mut cri, &free_drift, limit).await, 0, "the free pod could not create an executable\n{}", daemon.log());
-    eprintln!("[{:>5.1?}] drift entrypoints exited: guarded 42, free 0", started.elapsed());
+    assert_eq!(
+        wait_exit(&mut cri, &guarded_drift, limit).await,
+        42,
+        "the guarded pod's first instruction created an executable\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        wait_exit(&mut cri, &free_drift, limit).await,
+        0,
+        "the free pod could not create an executable\n{}",
+        daemon.log()
+    );
+    eprintln!(
+        "[{:>5.1?}] drift entrypoints exited: guarded 42, free 0",
+        started.elapsed()
+    );
 
     // 3: the alert names pod, namespace, labels, image, file and process.
-    let x = daemon.wait_alert(|a| a["file"]["path"] == "/tmp/x", "cp /bin/busybox /tmp/x in the guarded pod");
+    let x = daemon.wait_alert(
+        |a| a["file"]["path"] == "/tmp/x",
+        "cp /bin/busybox /tmp/x in the guarded pod",
+    );
     assert_eq!(x["event"]["kind"], "alert", "{x}");
     assert_eq!(x["event"]["outcome"], "failure", "{x}");
-    assert!(action(&x).split(',').any(|op| op == "createExecutable"), "{x}");
+    assert!(
+        action(&x).split(',').any(|op| op == "createExecutable"),
+        "{x}"
+    );
     assert_eq!(x["orchestrator"]["resource"]["name"], "guarded", "{x}");
     assert_eq!(x["orchestrator"]["namespace"], "d4c-e2e", "{x}");
-    let labels = x["orchestrator"]["resource"]["label"].as_array().unwrap_or_else(|| panic!("{x}"));
-    assert!(labels.iter().any(|l| l == "d4c-test:protect") && labels.iter().any(|l| l == "app:web"), "{x}");
+    let labels = x["orchestrator"]["resource"]["label"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{x}"));
+    assert!(
+        labels.iter().any(|l| l == "d4c-test:protect") && labels.iter().any(|l| l == "app:web"),
+        "{x}"
+    );
     assert_eq!(x["container"]["id"], guarded_drift.as_str(), "{x}");
     assert_eq!(x["container"]["name"], "drift", "{x}");
-    assert_eq!(x["container"]["image"]["name"], "docker.io/d4c/busybox", "{x}");
+    assert_eq!(
+        x["container"]["image"]["name"], "docker.io/d4c/busybox",
+        "{x}"
+    );
     assert_eq!(x["container"]["image"]["tag"], "1", "{x}");
     assert_eq!(x["file"]["name"], "x", "{x}");
     assert_eq!(x["process"]["name"], "cp", "{x}");
     assert!(x["process"]["pid"].as_u64().is_some_and(|p| p > 0), "{x}");
-    assert_eq!(x["cloud_defend"]["matched_selectors"], serde_json::json!(["protect.yaml:drift"]), "{x}");
+    assert_eq!(
+        x["cloud_defend"]["matched_selectors"],
+        serde_json::json!(["protect.yaml:drift"]),
+        "{x}"
+    );
 
     // 4: a real memfd execution in the free pod's cgroup alerts; container starts (runc
     // re-executing itself from a memfd) did not. Decisions arrive in order, so once the
     // control's alert is in, every start-time decision is too.
-    let free_cgroup = cgroup2_root().join(format!("{}/free", &ctd.cgroup_base[1..])).join(&free_sleep);
-    assert!(free_cgroup.is_dir(), "{} is not the free sleeper's cgroup", free_cgroup.display());
+    let free_cgroup = cgroup2_root()
+        .join(format!("{}/free", &ctd.cgroup_base[1..]))
+        .join(&free_sleep);
+    assert!(
+        free_cgroup.is_dir(),
+        "{} is not the free sleeper's cgroup",
+        free_cgroup.display()
+    );
     let control_pid = memfd_exec_in(&free_cgroup);
-    let control = daemon.wait_alert(|a| is_memfd(a) && a["process"]["pid"] == control_pid, "a memfd execution in the free pod");
-    assert_eq!(control["orchestrator"]["resource"]["name"], "free", "{control}");
-    assert_eq!(control["cloud_defend"]["matched_selectors"], serde_json::json!(["memfd.yaml:memfdExec"]), "{control}");
+    let control = daemon.wait_alert(
+        |a| is_memfd(a) && a["process"]["pid"] == control_pid,
+        "a memfd execution in the free pod",
+    );
+    assert_eq!(
+        control["orchestrator"]["resource"]["name"], "free",
+        "{control}"
+    );
+    assert_eq!(
+        control["cloud_defend"]["matched_selectors"],
+        serde_json::json!(["memfd.yaml:memfdExec"]),
+        "{control}"
+    );
     let alerts = daemon.alerts();
-    let runc_memfd: Vec<&Value> = alerts.iter().filter(|a| is_memfd(a) && a["process"]["pid"] != control_pid).collect();
-    assert!(runc_memfd.is_empty(), "container starts raised execMemFd alerts:\n{}", pretty(&runc_memfd));
-    eprintln!("[{:>5.1?}] execMemFd: the control alerted, container starts did not", started.elapsed());
+    let runc_memfd: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| is_memfd(a) && a["process"]["pid"] != control_pid)
+        .collect();
+    assert!(
+        runc_memfd.is_empty(),
+        "container starts raised execMemFd alerts:\n{}",
+        pretty(&runc_memfd)
+    );
+    eprintln!(
+        "[{:>5.1?}] execMemFd: the control alerted, container starts did not",
+        started.elapsed()
+    );
 
     // 1 and 2 again, through ExecSync: chmod +x is refused in the guarded pod only.
-    let r = exec_sync(&mut cri, &guarded_sleep, &CHMOD, 30).await.unwrap();
+    let r = exec_sync(&mut cri, &guarded_sleep, &CHMOD, 30)
+        .await
+        .unwrap();
     assert_ne!(r.exit_code, 0, "chmod +x worked in the guarded pod: {r:?}");
     assert!(r.stderr.contains("Operation not permitted"), "{r:?}");
     let r = exec_sync(&mut cri, &free_sleep, &CHMOD, 30).await.unwrap();
     assert_eq!(r.exit_code, 0, "chmod +x failed in the free pod: {r:?}");
-    let f = daemon.wait_alert(|a| a["file"]["path"] == "/tmp/f", "chmod +x /tmp/f in the guarded pod");
+    let f = daemon.wait_alert(
+        |a| a["file"]["path"] == "/tmp/f",
+        "chmod +x /tmp/f in the guarded pod",
+    );
     assert_eq!(f["orchestrator"]["resource"]["name"], "guarded", "{f}");
     assert_eq!(f["container"]["id"], guarded_sleep.as_str(), "{f}");
     assert_eq!(f["event"]["outcome"], "failure", "{f}");
     assert_eq!(f["process"]["name"], "chmod", "{f}");
-    eprintln!("[{:>5.1?}] ExecSync chmod +x: guarded EPERM, free ok", started.elapsed());
+    eprintln!(
+        "[{:>5.1?}] ExecSync chmod +x: guarded EPERM, free ok",
+        started.elapsed()
+    );
 
     // Nothing else alerted: no drift alert from the free pod, no execMemFd from runc exec.
     let alerts = daemon.alerts();
@@ -371,16 +519,28 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         .iter()
         .filter(|a| a["event"]["kind"] == "alert")
         .filter(|a| !(is_memfd(a) && a["process"]["pid"] == control_pid))
-        .filter(|a| !(a["file"]["path"] == "/tmp/x" && a["container"]["id"] == guarded_drift.as_str()))
-        .filter(|a| !(a["file"]["path"] == "/tmp/f" && a["container"]["id"] == guarded_sleep.as_str()))
+        .filter(|a| {
+            !(a["file"]["path"] == "/tmp/x" && a["container"]["id"] == guarded_drift.as_str())
+        })
+        .filter(|a| {
+            !(a["file"]["path"] == "/tmp/f" && a["container"]["id"] == guarded_sleep.as_str())
+        })
         .collect();
-    assert!(unexpected.is_empty(), "unexpected alerts:\n{}", pretty(&unexpected));
+    assert!(
+        unexpected.is_empty(),
+        "unexpected alerts:\n{}",
+        pretty(&unexpected)
+    );
 
     guarded.remove(&mut cri).await;
     free.remove(&mut cri).await;
     // D4C_E2E_DEBUG=1: show both daemons' logs of a passing run (timings, registrations).
     if std::env::var_os("D4C_E2E_DEBUG").is_some() {
-        eprintln!("--- d4c nri\n{}\n--- containerd\n{}", daemon.log(), ctd.log());
+        eprintln!(
+            "--- d4c nri\n{}\n--- containerd\n{}",
+            daemon.log(),
+            ctd.log()
+        );
     }
     drop(daemon);
     drop(ctd);

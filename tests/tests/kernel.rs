@@ -11,9 +11,9 @@ use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path};
 
 use d4c_common::{
     event::FLAG_DENIED, CommKey, NameClass, ProcDecision, ProcKey, ACTION_ALERT, ACTION_BLOCK,
-    ACTION_LOG, EVENT_FILE, EVENT_PROCESS, OP_CREATE_EXECUTABLE, OP_CREATE_FILE,
+    ACTION_LOG, COMM_LEN, EVENT_FILE, EVENT_PROCESS, OP_CREATE_EXECUTABLE, OP_CREATE_FILE,
     OP_DELETE_FILE, OP_EXEC, OP_EXEC_MEMFD, OP_FORK, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
-    REST_DEEP, REST_EMPTY, REST_NAME, COMM_LEN,
+    REST_DEEP, REST_EMPTY, REST_NAME,
 };
 use kernel_support::*;
 
@@ -23,7 +23,9 @@ const BLOCK: u8 = ACTION_ALERT | ACTION_BLOCK;
 /// cgroup and a scratch dir.
 fn setup(k: &mut Shared, tag: &str, ops: &[usize], actions: u8) -> (u32, TestCgroup, TestDir) {
     let rs = rule_set_id();
-    k.enforcer().write_file_rules(&[everywhere(rs, ops, actions)]).unwrap();
+    k.enforcer()
+        .write_file_rules(&[everywhere(rs, ops, actions)])
+        .unwrap();
     let cg = TestCgroup::new(tag);
     register(k, &cg, rs);
     (rs, cg, TestDir::new(tag))
@@ -51,7 +53,12 @@ fn chmod_adding_x_is_blocked_in_the_container_only() {
     });
     assert_eq!(r, libc::EPERM);
     let r = run_in(Some(&cg.path), || unsafe {
-        rc(i64::from(libc::fchmodat(libc::AT_FDCWD, cf.as_ptr(), 0o744, 0)))
+        rc(i64::from(libc::fchmodat(
+            libc::AT_FDCWD,
+            cf.as_ptr(),
+            0o744,
+            0,
+        )))
     });
     assert_eq!(r, libc::EPERM);
     assert_eq!(mode_of(&f), 0o644);
@@ -59,7 +66,10 @@ fn chmod_adding_x_is_blocked_in_the_container_only() {
     assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o600)), 0);
 
     let evs = k.events();
-    let ev = evs.iter().find(|e| e.op == OP_CREATE_EXECUTABLE as u8).expect("an event");
+    let ev = evs
+        .iter()
+        .find(|e| e.op == OP_CREATE_EXECUTABLE as u8)
+        .expect("an event");
     assert_eq!(ev.kind, EVENT_FILE);
     assert_eq!(ev_path(ev), f.to_str().unwrap());
     assert_eq!(ev.rule_set, rs);
@@ -101,11 +111,18 @@ fn creating_executables_is_blocked_every_way() {
         let fd = libc::open(p.as_ptr(), libc::O_CREAT | libc::O_WRONLY, mode);
         rc(i64::from(fd))
     };
-    assert_eq!(run_in(Some(&cg.path), || open_creat(&exe, 0o755)), libc::EPERM);
+    assert_eq!(
+        run_in(Some(&cg.path), || open_creat(&exe, 0o755)),
+        libc::EPERM
+    );
     assert!(!dir.path.join("new-exe").exists());
     assert_eq!(run_in(Some(&cg.path), || open_creat(&plain, 0o644)), 0);
     let r = run_in(Some(&cg.path), || unsafe {
-        rc(i64::from(libc::mknod(node.as_ptr(), libc::S_IFREG | 0o755, 0)))
+        rc(i64::from(libc::mknod(
+            node.as_ptr(),
+            libc::S_IFREG | 0o755,
+            0,
+        )))
     });
     assert_eq!(r, libc::EPERM);
     // O_TMPFILE with x bits, then linkat into a name.
@@ -114,17 +131,31 @@ fn creating_executables_is_blocked_every_way() {
         if fd < 0 {
             return 100;
         }
-        rc(i64::from(libc::linkat(fd, c"".as_ptr(), libc::AT_FDCWD, linked.as_ptr(), libc::AT_EMPTY_PATH)))
+        rc(i64::from(libc::linkat(
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            linked.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )))
     });
     assert_eq!(r, libc::EPERM, "linkat of an O_TMPFILE exe");
     assert!(!dir.path.join("from-tmpfile").exists());
 
     // An executable made outside, given a new name inside: rename and link.
     let outside = dir.file("outside-exe", 0o755);
-    let (o, renamed, hard) = (c(&outside), c(&dir.path.join("renamed")), c(&dir.path.join("hard")));
-    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::rename(o.as_ptr(), renamed.as_ptr()))) });
+    let (o, renamed, hard) = (
+        c(&outside),
+        c(&dir.path.join("renamed")),
+        c(&dir.path.join("hard")),
+    );
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::rename(o.as_ptr(), renamed.as_ptr())))
+    });
     assert_eq!(r, libc::EPERM);
-    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::link(o.as_ptr(), hard.as_ptr()))) });
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::link(o.as_ptr(), hard.as_ptr())))
+    });
     assert_eq!(r, libc::EPERM);
     assert!(outside.exists() && !dir.path.join("renamed").exists());
     // Unmanaged: all fine.
@@ -139,19 +170,36 @@ fn modifying_executables_is_blocked() {
     let plain = dir.file("plain", 0o644);
     let (ce, cp) = (c(&exe), c(&plain));
     let open = |p: &CString, flags| unsafe { rc(i64::from(libc::open(p.as_ptr(), flags))) };
-    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_WRONLY)), libc::EPERM);
-    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_RDWR | libc::O_APPEND)), libc::EPERM);
+    assert_eq!(
+        run_in(Some(&cg.path), || open(&ce, libc::O_WRONLY)),
+        libc::EPERM
+    );
+    assert_eq!(
+        run_in(Some(&cg.path), || open(&ce, libc::O_RDWR | libc::O_APPEND)),
+        libc::EPERM
+    );
     assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_RDONLY)), 0);
     assert_eq!(run_in(Some(&cg.path), || open(&cp, libc::O_WRONLY)), 0);
-    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::truncate(ce.as_ptr(), 0))) });
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::truncate(ce.as_ptr(), 0)))
+    });
     assert_eq!(r, libc::EPERM);
     // O_TRUNC read-only still truncates: path_truncate (6.1) / file_truncate (6.2+).
-    assert_eq!(run_in(Some(&cg.path), || open(&ce, libc::O_RDONLY | libc::O_TRUNC)), libc::EPERM);
+    assert_eq!(
+        run_in(Some(&cg.path), || open(&ce, libc::O_RDONLY | libc::O_TRUNC)),
+        libc::EPERM
+    );
     // Replacing an executable by rename.
     let cp2 = c(&plain);
-    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::rename(cp2.as_ptr(), ce.as_ptr()))) });
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::rename(cp2.as_ptr(), ce.as_ptr())))
+    });
     assert_eq!(r, libc::EPERM);
-    assert_eq!(std::fs::read(&exe).unwrap(), b"#!/bin/sh\nexit 0\n", "unchanged");
+    assert_eq!(
+        std::fs::read(&exe).unwrap(),
+        b"#!/bin/sh\nexit 0\n",
+        "unchanged"
+    );
     assert_eq!(run_in(None, || open(&ce, libc::O_WRONLY)), 0);
 }
 
@@ -181,20 +229,50 @@ fn file_integrity_ops_and_path_classes() {
     register(&mut k, &cg, rs);
     let create = |p: &Path| {
         let c = c(p);
-        move || unsafe { rc(i64::from(libc::open(c.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644))) }
+        move || unsafe {
+            rc(i64::from(libc::open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY,
+                0o644,
+            )))
+        }
     };
     assert_eq!(run_in(Some(&cg.path), create(&prot.join("a"))), libc::EPERM);
-    assert_eq!(run_in(Some(&cg.path), create(&prot.join("sub/b"))), 0, "deep: not /*");
-    assert_eq!(run_in(Some(&cg.path), create(&prot.join("sub/deep"))), libc::EPERM);
-    assert_eq!(run_in(Some(&cg.path), create(&dir.path.join("elsewhere"))), 0);
+    assert_eq!(
+        run_in(Some(&cg.path), create(&prot.join("sub/b"))),
+        0,
+        "deep: not /*"
+    );
+    assert_eq!(
+        run_in(Some(&cg.path), create(&prot.join("sub/deep"))),
+        libc::EPERM
+    );
+    assert_eq!(
+        run_in(Some(&cg.path), create(&dir.path.join("elsewhere"))),
+        0
+    );
     let existing = dir.path.join("prot/existing");
     std::fs::write(&existing, b"x").unwrap();
     let ce = c(&existing);
-    assert_eq!(run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::unlink(ce.as_ptr()))) }), libc::EPERM);
-    assert_eq!(run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY))) }), libc::EPERM);
+    assert_eq!(
+        run_in(Some(&cg.path), || unsafe {
+            rc(i64::from(libc::unlink(ce.as_ptr())))
+        }),
+        libc::EPERM
+    );
+    assert_eq!(
+        run_in(Some(&cg.path), || unsafe {
+            rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY)))
+        }),
+        libc::EPERM
+    );
     assert!(existing.exists());
     let evs = k.events();
-    assert!(evs.iter().any(|e| e.op == OP_DELETE_FILE as u8 && ev_path(e) == existing.to_str().unwrap()), "deleteFile event");
+    assert!(
+        evs.iter()
+            .any(|e| e.op == OP_DELETE_FILE as u8 && ev_path(e) == existing.to_str().unwrap()),
+        "deleteFile event"
+    );
     let _ = REST_DEEP;
 }
 
@@ -205,7 +283,10 @@ fn memfd_with_self(name: &std::ffi::CStr) -> i32 {
         let fd = libc::memfd_create(name.as_ptr(), 0);
         assert!(fd >= 0);
         let bytes = std::fs::read("/proc/self/exe").unwrap();
-        assert_eq!(libc::write(fd, bytes.as_ptr().cast(), bytes.len()), bytes.len() as isize);
+        assert_eq!(
+            libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
+            bytes.len() as isize
+        );
         fd
     }
 }
@@ -224,7 +305,14 @@ fn memfd_exec_is_blocked_every_way() {
     });
     assert_eq!(r, libc::EPERM, "execve /proc/self/fd/N");
     let r = run_in(Some(&cg.path), || unsafe {
-        libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
         errno()
     });
     assert_eq!(r, libc::EPERM, "execveat AT_EMPTY_PATH");
@@ -234,7 +322,10 @@ fn memfd_exec_is_blocked_every_way() {
     });
     assert_eq!(r, libc::EPERM, "fexecve");
     let evs = k.events();
-    let ev = evs.iter().find(|e| e.op == OP_EXEC_MEMFD as u8).expect("execMemFd event");
+    let ev = evs
+        .iter()
+        .find(|e| e.op == OP_EXEC_MEMFD as u8)
+        .expect("execMemFd event");
     assert_eq!(ev_path(ev), "memfd:evil");
     // Outside: runs.
     let r = run_in(None, || unsafe {
@@ -257,7 +348,10 @@ fn memfd_exec_alert_only_runs() {
         errno()
     });
     assert_eq!(r, 0);
-    assert!(k.events().iter().any(|e| e.op == OP_EXEC_MEMFD as u8 && ev_path(e) == "memfd:alertme"));
+    assert!(k
+        .events()
+        .iter()
+        .any(|e| e.op == OP_EXEC_MEMFD as u8 && ev_path(e) == "memfd:alertme"));
     unsafe { libc::close(fd) };
 }
 
@@ -269,10 +363,19 @@ fn proc_rules(k: &mut Shared, rs: u32, name_class_for: Option<&str>, op: usize, 
     if let Some(n) = name_class_for {
         let mut comm = [0u8; COMM_LEN];
         comm[..n.len()].copy_from_slice(n.as_bytes());
-        k.enforcer().write_comm_rules(&[(CommKey { rule_set: rs, comm }, NameClass { class: 1 })]).unwrap();
+        k.enforcer()
+            .write_comm_rules(&[(CommKey { rule_set: rs, comm }, NameClass { class: 1 })])
+            .unwrap();
     }
     k.enforcer()
-        .write_proc_decisions(&[(ProcKey { rule_set: rs, exe_class: 0, name_class }, d)])
+        .write_proc_decisions(&[(
+            ProcKey {
+                rule_set: rs,
+                exe_class: 0,
+                name_class,
+            },
+            d,
+        )])
         .unwrap();
 }
 
@@ -298,7 +401,10 @@ fn exec_and_fork_decisions() {
     let r = run_in(Some(&cg.path), exec(&other));
     assert_ne!(r, libc::EPERM);
     let evs = k.events();
-    let ev = evs.iter().find(|e| e.kind == EVENT_PROCESS).expect("exec event");
+    let ev = evs
+        .iter()
+        .find(|e| e.kind == EVENT_PROCESS)
+        .expect("exec event");
     assert_eq!(ev.op, OP_EXEC as u8);
     assert_eq!(ev_path(ev), script.to_str().unwrap());
     assert_eq!(run_in(None, exec(&script)), 0, "unmanaged: runs");
@@ -314,11 +420,17 @@ fn exec_and_fork_decisions() {
         if pid == 0 {
             libc::_exit(0);
         }
-        if pid < 0 { errno() } else { wait(pid) }
+        if pid < 0 {
+            errno()
+        } else {
+            wait(pid)
+        }
     });
     assert_eq!(r, libc::EPERM);
     let evs = k.events();
-    assert!(evs.iter().any(|e| e.kind == EVENT_PROCESS && e.op == OP_FORK as u8 && e.flags & FLAG_DENIED != 0));
+    assert!(evs
+        .iter()
+        .any(|e| e.kind == EVENT_PROCESS && e.op == OP_FORK as u8 && e.flags & FLAG_DENIED != 0));
     // Log only.
     let rs3 = rule_set_id();
     k.enforcer().write_file_rules(&[root_entry(rs3)]).unwrap();
@@ -330,10 +442,17 @@ fn exec_and_fork_decisions() {
         if pid == 0 {
             libc::_exit(0);
         }
-        if pid < 0 { errno() } else { wait(pid) }
+        if pid < 0 {
+            errno()
+        } else {
+            wait(pid)
+        }
     });
     assert_eq!(r, 0);
-    assert!(k.events().iter().any(|e| e.op == OP_FORK as u8 && e.flags & FLAG_DENIED == 0));
+    assert!(k
+        .events()
+        .iter()
+        .any(|e| e.op == OP_FORK as u8 && e.flags & FLAG_DENIED == 0));
 }
 
 #[test]
@@ -346,22 +465,39 @@ fn nested_cgroups_stay_managed() {
     let f = dir.file("f", 0o644);
     assert_eq!(run_in(Some(&deeper), || chmod(&f, 0o755)), libc::EPERM);
     let id = cgroup_id(&deeper);
-    assert!(k.enforcer().registered().unwrap().iter().any(|(i, _)| *i == id));
+    assert!(k
+        .enforcer()
+        .registered()
+        .unwrap()
+        .iter()
+        .any(|(i, _)| *i == id));
     std::fs::remove_dir(&deeper).unwrap();
-    assert!(!k.enforcer().registered().unwrap().iter().any(|(i, _)| *i == id), "rmdir forgets");
+    assert!(
+        !k.enforcer()
+            .registered()
+            .unwrap()
+            .iter()
+            .any(|(i, _)| *i == id),
+        "rmdir forgets"
+    );
 }
 
 #[test]
 fn registering_a_running_process_takes_effect() {
     let Some(mut k) = kernel() else { return };
     let rs = rule_set_id();
-    k.enforcer().write_file_rules(&[everywhere(rs, &[OP_CREATE_EXECUTABLE], BLOCK)]).unwrap();
+    k.enforcer()
+        .write_file_rules(&[everywhere(rs, &[OP_CREATE_EXECUTABLE], BLOCK)])
+        .unwrap();
     let cg = TestCgroup::new("late");
     let dir = TestDir::new("late");
     let f = dir.file("f", 0o644);
     let (mut fds, cf) = ([0i32; 2], c(&f));
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let procs = std::fs::OpenOptions::new().write(true).open(cg.path.join("cgroup.procs")).unwrap();
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cg.path.join("cgroup.procs"))
+        .unwrap();
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         unsafe {
@@ -388,16 +524,27 @@ fn enforcement_survives_the_daemon_and_is_adopted() {
     let pin_dir = k.pin_dir.clone();
     let adopted = d4c::bpf::Enforcer::adopt(&pin_dir).unwrap();
     assert_eq!(adopted.origin(), d4c::bpf::Origin::Adopted);
-    assert!(adopted.registered().unwrap().iter().any(|(id, e)| *id == cg.id() && e.rule_set == rs));
+    assert!(adopted
+        .registered()
+        .unwrap()
+        .iter()
+        .any(|(id, e)| *id == cg.id() && e.rule_set == rs));
     // Drop every handle of this process to the programs and maps: only pins remain.
     drop(adopted);
     let events = k.events.take();
     let enforcer = k.enforcer.take();
     drop(events);
     drop(enforcer);
-    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), libc::EPERM, "no daemon, still enforced");
+    assert_eq!(
+        run_in(Some(&cg.path), || chmod(&f, 0o755)),
+        libc::EPERM,
+        "no daemon, still enforced"
+    );
     // Adopt again through load_or_adopt.
-    let config = d4c::bpf::Config { pin_dir, ..Default::default() };
+    let config = d4c::bpf::Config {
+        pin_dir,
+        ..Default::default()
+    };
     let mut e = d4c::bpf::Enforcer::load_or_adopt(&config).unwrap();
     assert_eq!(e.origin(), d4c::bpf::Origin::Adopted);
     let counters = e.counters().unwrap();
@@ -417,13 +564,29 @@ fn operation_summary_never_hides_a_rule() {
     register(&mut k, &cg, rs);
     let dir = TestDir::new("summary");
     let f = dir.file("f", 0o644);
-    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), 0, "no rule: allowed");
+    assert_eq!(
+        run_in(Some(&cg.path), || chmod(&f, 0o755)),
+        0,
+        "no rule: allowed"
+    );
     assert_eq!(run_in(None, || chmod(&f, 0o644)), 0);
-    k.enforcer().write_file_rules(&[everywhere(rs, &[OP_CREATE_EXECUTABLE], BLOCK)]).unwrap();
-    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), libc::EPERM, "rule added: blocked");
+    k.enforcer()
+        .write_file_rules(&[everywhere(rs, &[OP_CREATE_EXECUTABLE], BLOCK)])
+        .unwrap();
+    assert_eq!(
+        run_in(Some(&cg.path), || chmod(&f, 0o755)),
+        libc::EPERM,
+        "rule added: blocked"
+    );
     // Deleting the root entry drops the summary; the remaining state is still enforced.
-    k.enforcer().delete_file_rules(&[d4c_common::PathKey::new(rs, b"")]).unwrap();
-    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), 0, "rules gone: allowed");
+    k.enforcer()
+        .delete_file_rules(&[d4c_common::PathKey::new(rs, b"")])
+        .unwrap();
+    assert_eq!(
+        run_in(Some(&cg.path), || chmod(&f, 0o755)),
+        0,
+        "rules gone: allowed"
+    );
 }
 
 /// Cgroup v1 hierarchies number their cgroups on their own: a v1 mkdir under a v1 cgroup
@@ -440,8 +603,20 @@ fn cgroup_v1_hierarchies_are_ignored() {
     let (src, m, ty) = (c(Path::new("cgroup")), c(&mnt), c(Path::new("cgroup")));
     let opts = CString::new(format!("none,name={}", unique("v1"))).unwrap();
     // SAFETY: NUL-terminated strings.
-    if unsafe { libc::mount(src.as_ptr(), m.as_ptr(), ty.as_ptr(), 0, opts.as_ptr().cast()) } != 0 {
-        eprintln!("skipping test - cannot mount a named cgroup v1 hierarchy: errno {}", errno());
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            m.as_ptr(),
+            ty.as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    } != 0
+    {
+        eprintln!(
+            "skipping test - cannot mount a named cgroup v1 hierarchy: errno {}",
+            errno()
+        );
         return;
     }
     let before = k.enforcer().registered().unwrap().len();
@@ -470,12 +645,20 @@ fn cgroup_v1_hierarchies_are_ignored() {
     for d in made.iter().rev() {
         let _ = std::fs::remove_dir(d);
     }
-    let still = k.enforcer().registered().unwrap().iter().any(|(id, _)| *id == target);
+    let still = k
+        .enforcer()
+        .registered()
+        .unwrap()
+        .iter()
+        .any(|(id, _)| *id == target);
     // SAFETY: NUL-terminated path.
     unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
     let _ = std::fs::remove_dir(&mnt);
     assert_eq!(after_mkdir, before, "a v1 mkdir registered something");
-    assert!(still, "a v1 rmdir unregistered the v2 cgroup with the same id");
+    assert!(
+        still,
+        "a v1 rmdir unregistered the v2 cgroup with the same id"
+    );
     if hit.is_none() {
         eprintln!("note: no v1 cgroup got id {target}; only the no-new-entry check ran");
     }
@@ -493,7 +676,11 @@ fn overlayfs_write_is_one_event_on_the_overlay_path() {
     }
     let lower_exe = dir.path.join("lower/exe");
     std::fs::write(&lower_exe, b"#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(&lower_exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &lower_exe,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let opts = CString::new(format!(
         "lowerdir={},upperdir={},workdir={}",
         dir.path.join("lower").display(),
@@ -504,17 +691,36 @@ fn overlayfs_write_is_one_event_on_the_overlay_path() {
     let merged = dir.path.join("merged");
     let m = c(&merged);
     // SAFETY: NUL-terminated strings.
-    if unsafe { libc::mount(c"overlay".as_ptr(), m.as_ptr(), c"overlay".as_ptr(), 0, opts.as_ptr().cast()) } != 0 {
+    if unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            m.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    } != 0
+    {
         eprintln!("skipping test - cannot mount overlayfs: errno {}", errno());
         return;
     }
     let exe = merged.join("exe");
     let ce = c(&exe);
-    let r = run_in(Some(&cg.path), || unsafe { rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY))) });
+    let r = run_in(Some(&cg.path), || unsafe {
+        rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY)))
+    });
     let evs = k.events();
     // SAFETY: NUL-terminated path.
     unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
     assert_eq!(r, 0);
-    let opens: Vec<String> = evs.iter().filter(|e| e.hook == d4c_common::HOOK_FILE_OPEN).map(ev_path).collect();
-    assert_eq!(opens, vec![exe.to_str().unwrap().to_owned()], "one event, overlay path");
+    let opens: Vec<String> = evs
+        .iter()
+        .filter(|e| e.hook == d4c_common::HOOK_FILE_OPEN)
+        .map(ev_path)
+        .collect();
+    assert_eq!(
+        opens,
+        vec![exe.to_str().unwrap().to_owned()],
+        "one event, overlay path"
+    );
 }

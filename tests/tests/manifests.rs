@@ -5,19 +5,30 @@ use d4c_policy::yaml::{parse, Node, NodeKind};
 use std::path::{Path, PathBuf};
 
 fn install() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("install")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("install")
 }
 
 fn load(name: &str) -> Node {
     let path = install().join("kubernetes").join(name);
     let text = std::fs::read_to_string(&path).unwrap();
-    parse(&text).unwrap_or_else(|e| panic!("{}: {e:?}", path.display())).unwrap()
+    parse(&text)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
+        .unwrap()
 }
 
 /// The value of one mapping key.
 fn key<'a>(node: &'a Node, key: &str) -> &'a Node {
     match &node.kind {
-        NodeKind::Map(pairs) => &pairs.iter().find(|(k, _)| k.as_str() == Some(key)).unwrap_or_else(|| panic!("no `{key}`")).1,
+        NodeKind::Map(pairs) => {
+            &pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .unwrap_or_else(|| panic!("no `{key}`"))
+                .1
+        }
         _ => panic!("not a mapping at `{key}`"),
     }
 }
@@ -53,7 +64,10 @@ fn kustomization_lists_every_manifest() {
     assert_eq!(sorted, files);
     for f in listed {
         let m = load(f);
-        assert!(!text(get(&m, "apiVersion")).is_empty() && !text(get(&m, "kind")).is_empty(), "{f}");
+        assert!(
+            !text(get(&m, "apiVersion")).is_empty() && !text(get(&m, "kind")).is_empty(),
+            "{f}"
+        );
     }
 }
 
@@ -62,24 +76,47 @@ fn daemonset_has_only_the_privileges_it_needs() {
     let ds = load("daemonset.yaml");
     let pod = get(&ds, "spec.template.spec");
     assert_eq!(text(get(pod, "priorityClassName")), "system-node-critical");
-    assert!(items(get(pod, "tolerations")).iter().any(|t| text(get(t, "operator")) == "Exists"));
+    assert!(items(get(pod, "tolerations"))
+        .iter()
+        .any(|t| text(get(t, "operator")) == "Exists"));
     if let NodeKind::Map(pairs) = &pod.kind {
-        assert!(!pairs.iter().any(|(k, _)| matches!(k.as_str(), Some("hostPID" | "hostNetwork"))), "no hostPID/hostNetwork");
+        assert!(
+            !pairs
+                .iter()
+                .any(|(k, _)| matches!(k.as_str(), Some("hostPID" | "hostNetwork"))),
+            "no hostPID/hostNetwork"
+        );
     }
     let c = &items(get(pod, "containers"))[0];
     let sc = get(c, "securityContext");
     assert_eq!(text(get(sc, "privileged")), "false");
     assert_eq!(text(get(sc, "readOnlyRootFilesystem")), "true");
-    let drop: Vec<&str> = items(get(sc, "capabilities.drop")).iter().map(text).collect();
+    let drop: Vec<&str> = items(get(sc, "capabilities.drop"))
+        .iter()
+        .map(text)
+        .collect();
     assert_eq!(drop, ["ALL"]);
-    let add: Vec<&str> = items(get(sc, "capabilities.add")).iter().map(text).collect();
+    let add: Vec<&str> = items(get(sc, "capabilities.add"))
+        .iter()
+        .map(text)
+        .collect();
     assert_eq!(add, ["BPF", "PERFMON", "SYS_ADMIN", "SYS_RESOURCE"]);
     let args: Vec<&str> = items(get(c, "args")).iter().map(text).collect();
     assert_eq!(args[0], "nri");
 
     let mounts = items(get(c, "volumeMounts"));
-    let mount = |path: &str| mounts.iter().find(|m| text(get(m, "mountPath")) == path).unwrap_or_else(|| panic!("no mount at {path}"));
-    for ro in ["/sys/kernel/btf", "/sys/kernel/security", "/sys/fs/cgroup", "/etc/d4c/policies"] {
+    let mount = |path: &str| {
+        mounts
+            .iter()
+            .find(|m| text(get(m, "mountPath")) == path)
+            .unwrap_or_else(|| panic!("no mount at {path}"))
+    };
+    for ro in [
+        "/sys/kernel/btf",
+        "/sys/kernel/security",
+        "/sys/fs/cgroup",
+        "/etc/d4c/policies",
+    ] {
         assert_eq!(text(get(mount(ro), "readOnly")), "true", "{ro} read-only");
     }
     for rw in ["/sys/fs/bpf", "/var/run/nri"] {
@@ -93,26 +130,41 @@ fn daemonset_has_only_the_privileges_it_needs() {
 #[test]
 fn shipped_config_and_policy_are_accepted() {
     let cfg = load("config.yaml");
-    let config = d4c::config::Config::parse("d4c.yaml", text(key(get(&cfg, "data"), "d4c.yaml"))).unwrap();
+    let config =
+        d4c::config::Config::parse("d4c.yaml", text(key(get(&cfg, "data"), "d4c.yaml"))).unwrap();
     let ds = load("daemonset.yaml");
     let c = &items(get(&ds, "spec.template.spec.containers"))[0];
     let port = text(get(&items(get(c, "ports"))[0], "containerPort"));
-    assert!(config.metrics_address.unwrap().ends_with(&format!(":{port}")), "probes reach the metrics port");
+    assert!(
+        config
+            .metrics_address
+            .unwrap()
+            .ends_with(&format!(":{port}")),
+        "probes reach the metrics port"
+    );
     assert_eq!(config.policy_dir, Path::new("/etc/d4c/policies"));
     let pol = load("policies.yaml");
     if let NodeKind::Map(files) = &get(&pol, "data").kind {
         for (name, body) in files {
-            d4c_policy::load_str(name.as_str().unwrap(), text(body)).unwrap_or_else(|e| panic!("{e}"));
+            d4c_policy::load_str(name.as_str().unwrap(), text(body))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }
 
 #[test]
 fn runtime_snippets_enable_nri_on_the_socket_d4c_uses() {
-    for f in ["containerd/nri-1.7.toml", "containerd/nri-2.x.toml", "crio/10-nri.conf"] {
+    for f in [
+        "containerd/nri-1.7.toml",
+        "containerd/nri-2.x.toml",
+        "crio/10-nri.conf",
+    ] {
         let s = std::fs::read_to_string(install().join(f)).unwrap();
         assert!(s.contains("/var/run/nri/nri.sock"), "{f}");
-        assert!(s.contains("disable = false") || s.contains("enable_nri = true"), "{f}");
+        assert!(
+            s.contains("disable = false") || s.contains("enable_nri = true"),
+            "{f}"
+        );
     }
     let unit = std::fs::read_to_string(install().join("systemd/d4c.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/d4c nri --config /etc/d4c/d4c.yaml"));

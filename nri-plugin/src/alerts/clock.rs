@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 /// Nanoseconds since boot now (`CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads).
 fn boot_now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -15,18 +18,25 @@ fn boot_now_ns() -> u64 {
 #[must_use]
 pub fn wall_time(boot_ns: u64) -> SystemTime {
     let ago = boot_now_ns().saturating_sub(boot_ns);
-    SystemTime::now().checked_sub(Duration::from_nanos(ago)).unwrap_or_else(SystemTime::now)
+    SystemTime::now()
+        .checked_sub(Duration::from_nanos(ago))
+        .unwrap_or_else(SystemTime::now)
 }
 
 /// A process-unique, time-ordered event id.
 #[must_use]
 pub fn event_id(boot_ns: u64) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!("{boot_ns:016x}-{:x}-{:x}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{boot_ns:016x}-{:x}-{:x}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// This host's name, for `host.name`.
 #[must_use]
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
 }

@@ -76,9 +76,17 @@ fn process_name(r: &Record) -> String {
 
 /// The names of the selectors that match the record, re-evaluated with the policy.
 fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
-    let (Some(policy), Some(c)) = (ctx.policy, ctx.container) else { return Vec::new() };
+    let (Some(policy), Some(c)) = (ctx.policy, ctx.container) else {
+        return Vec::new();
+    };
     let events: Vec<Event> = match &r.operation {
-        Operation::File(ops) => ops.iter().map(|&op| Event::File { op, path: r.path.clone() }).collect(),
+        Operation::File(ops) => ops
+            .iter()
+            .map(|&op| Event::File {
+                op,
+                path: r.path.clone(),
+            })
+            .collect(),
         Operation::Process(op) => vec![Event::Process {
             op: *op,
             executable: r.path.clone(),
@@ -86,7 +94,10 @@ fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
             interactive: r.interactive,
         }],
     };
-    let mut idx: Vec<usize> = events.iter().flat_map(|e| evaluate(policy, &c.attrs, e).selectors).collect();
+    let mut idx: Vec<usize> = events
+        .iter()
+        .flat_map(|e| evaluate(policy, &c.attrs, e).selectors)
+        .collect();
     idx.sort_unstable();
     idx.dedup();
     idx.into_iter().map(|i| policy.selector_label(i)).collect()
@@ -97,7 +108,14 @@ fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
 pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
     let alert = r.actions.contains(Actions::ALERT) || r.actions.contains(Actions::BLOCK);
     let (category, dataset) = match &r.operation {
-        _ if alert => (if matches!(r.operation, Operation::File(_)) { "file" } else { "process" }, "cloud_defend.alerts"),
+        _ if alert => (
+            if matches!(r.operation, Operation::File(_)) {
+                "file"
+            } else {
+                "process"
+            },
+            "cloud_defend.alerts",
+        ),
         Operation::File(_) => ("file", "cloud_defend.file"),
         Operation::Process(_) => ("process", "cloud_defend.process"),
     };
@@ -112,7 +130,10 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
             } else {
                 "change"
             };
-            (ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(","), vec![t])
+            (
+                ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(","),
+                vec![t],
+            )
         }
         Operation::Process(op) => (op.name().to_owned(), vec!["start"]),
     };
@@ -121,17 +142,25 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
     }
     let mut d = Map::new();
     set(&mut d, "@timestamp", json!(rfc3339(ctx.timestamp)));
-    set(&mut d, "data_stream", json!({"type": "logs", "dataset": dataset, "namespace": "default"}));
-    set(&mut d, "event", json!({
-        "kind": if alert { "alert" } else { "event" },
-        "category": [category],
-        "type": types,
-        "action": action,
-        "outcome": if r.denied { "failure" } else { "success" },
-        "id": ctx.event_id,
-        "module": "cloud_defend",
-        "dataset": dataset,
-    }));
+    set(
+        &mut d,
+        "data_stream",
+        json!({"type": "logs", "dataset": dataset, "namespace": "default"}),
+    );
+    set(
+        &mut d,
+        "event",
+        json!({
+            "kind": if alert { "alert" } else { "event" },
+            "category": [category],
+            "type": types,
+            "action": action,
+            "outcome": if r.denied { "failure" } else { "success" },
+            "id": ctx.event_id,
+            "module": "cloud_defend",
+            "dataset": dataset,
+        }),
+    );
     let mut process = json!({
         "pid": r.pid,
         "name": process_name(r),
@@ -142,7 +171,8 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
         Operation::File(_) => {
             process["executable"] = json!(r.exe);
             let name = r.path.rsplit('/').next().unwrap_or(&r.path);
-            let mut file = json!({"path": r.path, "name": name, "mode": format!("{:o}", r.mode & 0o7777)});
+            let mut file =
+                json!({"path": r.path, "name": name, "mode": format!("{:o}", r.mode & 0o7777)});
             if let Some((_, ext)) = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
                 file["extension"] = json!(ext);
             }
@@ -164,23 +194,36 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
         }
         set(&mut d, "container", container);
         if let Some(o) = &c.attrs.orchestrator {
-            let labels: Vec<String> = c.attrs.labels.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-            set(&mut d, "orchestrator", json!({
-                "type": o,
-                "namespace": c.attrs.namespace,
-                "cluster": {"id": c.attrs.cluster_id, "name": c.attrs.cluster_name},
-                "resource": {"type": "pod", "name": c.attrs.pod_name, "label": labels},
-            }));
+            let labels: Vec<String> = c
+                .attrs
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            set(
+                &mut d,
+                "orchestrator",
+                json!({
+                    "type": o,
+                    "namespace": c.attrs.namespace,
+                    "cluster": {"id": c.attrs.cluster_id, "name": c.attrs.cluster_name},
+                    "resource": {"type": "pod", "name": c.attrs.pod_name, "label": labels},
+                }),
+            );
         }
     }
-    set(&mut d, "cloud_defend", json!({
-        "matched_selectors": matched_selectors(r, ctx),
-        "hook_point": r.hook,
-        "actions": r.actions.names(),
-        "rule_set": r.rule_set,
-        "policy_revision": ctx.policy_revision,
-        "truncated": r.truncated,
-    }));
+    set(
+        &mut d,
+        "cloud_defend",
+        json!({
+            "matched_selectors": matched_selectors(r, ctx),
+            "hook_point": r.hook,
+            "actions": r.actions.names(),
+            "rule_set": r.rule_set,
+            "policy_revision": ctx.policy_revision,
+            "truncated": r.truncated,
+        }),
+    );
     Value::Object(d)
 }
 
@@ -210,7 +253,12 @@ mod tests {
             ..Container::default()
         };
         attrs.labels.insert("app".into(), "web".into());
-        let info = ContainerInfo { id: "c1".into(), name: "nginx".into(), attrs, cgroup_id: 9 };
+        let info = ContainerInfo {
+            id: "c1".into(),
+            name: "nginx".into(),
+            attrs,
+            cgroup_id: 9,
+        };
         let r = Record {
             operation: Operation::File(vec![FileOp::CreateExecutable, FileOp::CreateFile]),
             actions: Actions(Actions::ALERT | Actions::BLOCK),
@@ -230,7 +278,14 @@ mod tests {
             exe: "/bin/busybox".into(),
             truncated: false,
         };
-        let ctx = Context { timestamp: SystemTime::UNIX_EPOCH, container: Some(&info), policy: Some(&policy), policy_revision: 3, host_name: "node-1", event_id: "e1".into() };
+        let ctx = Context {
+            timestamp: SystemTime::UNIX_EPOCH,
+            container: Some(&info),
+            policy: Some(&policy),
+            policy_revision: 3,
+            host_name: "node-1",
+            event_id: "e1".into(),
+        };
         let d = document(&r, &ctx);
         assert_eq!(d["event"]["kind"], "alert");
         assert_eq!(d["event"]["type"], json!(["creation", "denied"]));

@@ -47,7 +47,11 @@ fn text(bytes: &[u8], len: u16) -> String {
 #[must_use]
 pub fn decode(e: &Event) -> Option<Record> {
     let operation = if e.kind == EVENT_FILE {
-        let mut ops: Vec<FileOp> = FileOp::ALL.iter().copied().filter(|op| e.ops & op.bit() != 0).collect();
+        let mut ops: Vec<FileOp> = FileOp::ALL
+            .iter()
+            .copied()
+            .filter(|op| e.ops & op.bit() != 0)
+            .collect();
         if ops.is_empty() {
             ops.push(*FileOp::ALL.get(usize::from(e.op))?);
         }
@@ -67,7 +71,10 @@ pub fn decode(e: &Event) -> Option<Record> {
         uid: e.uid,
         gid: e.gid,
         mode: e.mode,
-        hook: HOOK_NAMES.get(usize::from(e.hook)).copied().unwrap_or("unknown"),
+        hook: HOOK_NAMES
+            .get(usize::from(e.hook))
+            .copied()
+            .unwrap_or("unknown"),
         interactive: e.interactive != 0,
         comm: text(&e.comm, u16::MAX),
         path: text(&e.path, e.path_len),

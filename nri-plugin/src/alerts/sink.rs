@@ -35,13 +35,22 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
-        let mut f = RotatingFile { path: path.to_owned(), max_bytes, keep, file: None, size: 0 };
+        let mut f = RotatingFile {
+            path: path.to_owned(),
+            max_bytes,
+            keep,
+            file: None,
+            size: 0,
+        };
         f.reopen()?;
         Ok(f)
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = file.metadata()?.len();
         self.file = Some(file);
         Ok(())
@@ -123,10 +132,15 @@ mod tests {
         let path = dir.join("alerts.ndjson");
         let mut f = RotatingFile::open(&path, 100, 2).unwrap();
         for i in 0..10 {
-            f.write_line(&format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(20))).unwrap();
+            f.write_line(&format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(20)))
+                .unwrap();
         }
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        let all = [read(path.clone()), read(dir.join("alerts.ndjson.1")), read(dir.join("alerts.ndjson.2"))];
+        let all = [
+            read(path.clone()),
+            read(dir.join("alerts.ndjson.1")),
+            read(dir.join("alerts.ndjson.2")),
+        ];
         assert!(all.iter().all(|s| s.len() <= 100), "{all:?}");
         assert!(all[0].contains("\"n\":9"));
         assert!(!dir.join("alerts.ndjson.3").exists());

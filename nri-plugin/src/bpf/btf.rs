@@ -57,14 +57,18 @@ pub struct Btf {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 impl Btf {
     /// Reads and parses the BTF at `path` (normally `/sys/kernel/btf/vmlinux`).
     pub fn from_file(path: &Path) -> Result<Self, BpfError> {
-        let data = std::fs::read(path)
-            .map_err(|source| BpfError::Io { what: "read kernel BTF", path: path.into(), source })?;
+        let data = std::fs::read(path).map_err(|source| BpfError::Io {
+            what: "read kernel BTF",
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&data).ok_or_else(|| BpfError::Btf {
             path: path.into(),
             reason: "malformed or big-endian BTF".into(),
@@ -90,7 +94,13 @@ impl Btf {
             let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
             String::from_utf8_lossy(&s[..end]).into_owned()
         };
-        let mut types = vec![Type { kind: 0, name: String::new(), size_or_ref: 0, vlen: 0, members: vec![] }];
+        let mut types = vec![Type {
+            kind: 0,
+            name: String::new(),
+            size_or_ref: 0,
+            vlen: 0,
+            members: vec![],
+        }];
         let mut at = 0;
         while at + 12 <= types_raw.len() {
             let name_off = u32_at(types_raw, at)?;
@@ -121,13 +131,22 @@ impl Btf {
                 _ => 0,
             };
             at += extra;
-            types.push(Type { kind, name: string(name_off), size_or_ref, vlen, members });
+            types.push(Type {
+                kind,
+                name: string(name_off),
+                size_or_ref,
+                vlen,
+                members,
+            });
         }
         let mut by_name: HashMap<(u32, String), Vec<u32>> = HashMap::new();
         for (id, t) in types.iter().enumerate().skip(1) {
             if !t.name.is_empty() {
                 #[allow(clippy::cast_possible_truncation)] // type ids are u32 in BTF
-                by_name.entry((t.kind, t.name.clone())).or_default().push(id as u32);
+                by_name
+                    .entry((t.kind, t.name.clone()))
+                    .or_default()
+                    .push(id as u32);
             }
         }
         Some(Btf { types, by_name })
@@ -176,7 +195,9 @@ impl Btf {
     pub fn offset_of(&self, name: &str, path: &str) -> Option<u32> {
         let ids = self.by_name.get(&(KIND_STRUCT, name.to_owned()))?;
         // A name may be declared more than once; take the first with members.
-        let mut id = *ids.iter().find(|&&i| !self.types[i as usize].members.is_empty())?;
+        let mut id = *ids
+            .iter()
+            .find(|&&i| !self.types[i as usize].members.is_empty())?;
         let mut bits = 0;
         for part in path.split('.') {
             let (off, ty) = self.member(id, part)?;
@@ -196,7 +217,9 @@ impl Btf {
     #[must_use]
     pub fn func_params(&self, name: &str) -> Option<usize> {
         let id = *self.by_name.get(&(KIND_FUNC, name.to_owned()))?.first()?;
-        let proto = self.types.get(self.types.get(id as usize)?.size_or_ref as usize)?;
+        let proto = self
+            .types
+            .get(self.types.get(id as usize)?.size_or_ref as usize)?;
         (proto.kind == KIND_FUNC_PROTO).then_some(proto.vlen)
     }
 
@@ -204,9 +227,11 @@ impl Btf {
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BpfError> {
         let mut offsets = KernelOffsets::default();
         for &(idx, st, path) in FIELDS {
-            offsets.fields[idx] = self.offset_of(st, path).ok_or_else(|| BpfError::MissingField {
-                field: format!("struct {st}.{path}"),
-            })?;
+            offsets.fields[idx] =
+                self.offset_of(st, path)
+                    .ok_or_else(|| BpfError::MissingField {
+                        field: format!("struct {st}.{path}"),
+                    })?;
         }
         offsets.fields[OFF_MAGIC] = OFFSETS_MAGIC;
         Ok(offsets)

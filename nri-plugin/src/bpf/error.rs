@@ -63,7 +63,6 @@ pub enum BpfError {
         source: Box<aya::pin::PinError>,
     },
 
-
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,

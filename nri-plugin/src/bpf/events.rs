@@ -34,7 +34,11 @@ pub fn exe(ev: &Event) -> &[u8] {
 /// The process name an event carries.
 #[must_use]
 pub fn comm(ev: &Event) -> &[u8] {
-    let n = ev.comm.iter().position(|&c| c == 0).unwrap_or(ev.comm.len());
+    let n = ev
+        .comm
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(ev.comm.len());
     &ev.comm[..n]
 }
 
@@ -76,11 +80,15 @@ impl AsyncEventReader {
     /// Waits for the next event.
     pub async fn next(&mut self) -> Result<Event, BpfError> {
         loop {
-            let mut guard = self.fd.readable_mut().await.map_err(|source| BpfError::Io {
-                what: "poll ring buffer",
-                path: "D4C_EVENTS".into(),
-                source,
-            })?;
+            let mut guard = self
+                .fd
+                .readable_mut()
+                .await
+                .map_err(|source| BpfError::Io {
+                    what: "poll ring buffer",
+                    path: "D4C_EVENTS".into(),
+                    source,
+                })?;
             while let Some(item) = guard.get_inner_mut().next() {
                 if let Some(ev) = decode(&item) {
                     return Ok(ev);

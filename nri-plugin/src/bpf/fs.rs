@@ -33,7 +33,10 @@ pub fn links_dir(pin_dir: &Path) -> PathBuf {
 /// Checks, before loading anything, that `bpf` is an active LSM (read from `lsm_list`).
 pub fn check_bpf_lsm(lsm_list: &Path) -> Result<(), BpfError> {
     let list = std::fs::read_to_string(lsm_list).map_err(|e| BpfError::LsmUnavailable {
-        reason: format!("cannot read {} ({e}; is securityfs mounted?)", lsm_list.display()),
+        reason: format!(
+            "cannot read {} ({e}; is securityfs mounted?)",
+            lsm_list.display()
+        ),
     })?;
     if list.trim().split(',').any(|l| l == "bpf") {
         Ok(())
@@ -47,7 +50,9 @@ pub fn check_bpf_lsm(lsm_list: &Path) -> Result<(), BpfError> {
 /// Whether `path` is on a bpffs.
 #[must_use]
 pub fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
     // SAFETY: statfs writes into the zeroed struct; the path is NUL-terminated.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
@@ -56,7 +61,10 @@ pub fn is_bpffs(path: &Path) -> bool {
 }
 
 fn mount_bpffs(at: &Path) -> Result<(), BpfError> {
-    let err = |source| BpfError::Mount { path: at.into(), source };
+    let err = |source| BpfError::Mount {
+        path: at.into(),
+        source,
+    };
     let target = CString::new(at.as_os_str().as_bytes())
         .map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
     // SAFETY: all strings are NUL-terminated and live across the call.
@@ -96,8 +104,11 @@ pub fn ensure_pin_dir(pin_dir: &Path) -> Result<(), BpfError> {
 }
 
 fn create_dir(dir: &Path) -> Result<(), BpfError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|source| BpfError::Io { what: "create directory", path: dir.into(), source })
+    std::fs::create_dir_all(dir).map_err(|source| BpfError::Io {
+        what: "create directory",
+        path: dir.into(),
+        source,
+    })
 }
 
 /// Removes `dir` and everything pinned in it (a missing `dir` is fine); unmounts it first
@@ -108,7 +119,11 @@ pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
     }
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let own_mount = is_bpffs(dir) && !is_bpffs(parent);
-    let io_err = |path: &Path, source| BpfError::Io { what: "remove pin", path: path.into(), source };
+    let io_err = |path: &Path, source| BpfError::Io {
+        what: "remove pin",
+        path: path.into(),
+        source,
+    };
     for sub in [maps_dir(dir), links_dir(dir)] {
         if let Ok(entries) = std::fs::read_dir(&sub) {
             for e in entries.flatten() {

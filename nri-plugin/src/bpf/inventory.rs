@@ -4,12 +4,17 @@
 use std::collections::BTreeSet;
 
 use aya::maps::lpm_trie::Key;
-use d4c_common::{MAP_COMM_RULES, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS};
+use d4c_common::{
+    MAP_COMM_RULES, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
+};
 
 use super::{error::BpfError, loader::Enforcer, TrieData};
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
-    move |source| BpfError::Map { map, source: Box::new(source) }
+    move |source| BpfError::Map {
+        map,
+        source: Box::new(source),
+    }
 }
 
 fn trie_rule_set(k: &Key<TrieData>) -> u32 {
@@ -41,23 +46,48 @@ impl Enforcer {
 
     /// Deletes every rule-map entry whose rule set `drop` selects.
     pub fn delete_rule_sets(&mut self, drop: impl Fn(u32) -> bool) -> Result<(), BpfError> {
-        let file: Vec<_> = self.file_rules.keys().filter_map(Result::ok).filter(|k| drop(trie_rule_set(k))).collect();
+        let file: Vec<_> = self
+            .file_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| drop(trie_rule_set(k)))
+            .collect();
         for k in file {
             let _ = self.file_rules.remove(&k);
         }
-        let exe: Vec<_> = self.exe_rules.keys().filter_map(Result::ok).filter(|k| drop(trie_rule_set(k))).collect();
+        let exe: Vec<_> = self
+            .exe_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| drop(trie_rule_set(k)))
+            .collect();
         for k in exe {
             let _ = self.exe_rules.remove(&k);
         }
-        let comm: Vec<_> = self.comm_rules.keys().filter_map(Result::ok).filter(|k| drop(k.rule_set)).collect();
+        let comm: Vec<_> = self
+            .comm_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| drop(k.rule_set))
+            .collect();
         for k in comm {
             let _ = self.comm_rules.remove(&k);
         }
-        let proc: Vec<_> = self.proc_decisions.keys().filter_map(Result::ok).filter(|k| drop(k.rule_set)).collect();
+        let proc: Vec<_> = self
+            .proc_decisions
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| drop(k.rule_set))
+            .collect();
         for k in proc {
             let _ = self.proc_decisions.remove(&k);
         }
-        let ops: Vec<u32> = self.ruleset_ops.keys().filter_map(Result::ok).filter(|r| drop(*r)).collect();
+        let ops: Vec<u32> = self
+            .ruleset_ops
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|r| drop(*r))
+            .collect();
         for k in ops {
             let _ = self.ruleset_ops.remove(&k);
         }

@@ -4,14 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use aya::{
-    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
-    programs::{Lsm, RawTracePoint, links::{FdLink, PinnedLink}},
+    maps::{lpm_trie::LpmTrie, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    programs::{
+        links::{FdLink, PinnedLink},
+        Lsm, RawTracePoint,
+    },
     Ebpf, EbpfLoader,
 };
 use d4c_common::{
-    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey,
-    MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES,
-    MAP_PROC_DECISIONS, MAP_RULESET_OPS,
+    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, MAP_COMM_RULES,
+    MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
+    MAP_RULESET_OPS,
 };
 
 use super::{
@@ -46,19 +49,39 @@ struct Prog {
 }
 
 const fn lsm(name: &'static str) -> Prog {
-    Prog { name, attach: name, kind: Kind::Lsm, optional: false }
+    Prog {
+        name,
+        attach: name,
+        kind: Kind::Lsm,
+        optional: false,
+    }
 }
 
 /// Tracepoints first (so nested cgroups are tracked before any deny), then the hooks.
 const PROGRAMS: &[Prog] = &[
-    Prog { name: "d4c_cgroup_mkdir", attach: "cgroup_mkdir", kind: Kind::RawTracepoint, optional: false },
-    Prog { name: "d4c_cgroup_rmdir", attach: "cgroup_rmdir", kind: Kind::RawTracepoint, optional: false },
+    Prog {
+        name: "d4c_cgroup_mkdir",
+        attach: "cgroup_mkdir",
+        kind: Kind::RawTracepoint,
+        optional: false,
+    },
+    Prog {
+        name: "d4c_cgroup_rmdir",
+        attach: "cgroup_rmdir",
+        kind: Kind::RawTracepoint,
+        optional: false,
+    },
     lsm("path_chmod"),
     lsm("path_mknod"),
     lsm("file_open"),
     lsm("path_truncate"),
     // 6.2+: O_TRUNC and ftruncate call this instead of path_truncate.
-    Prog { name: "file_truncate", attach: "file_truncate", kind: Kind::Lsm, optional: true },
+    Prog {
+        name: "file_truncate",
+        attach: "file_truncate",
+        kind: Kind::Lsm,
+        optional: true,
+    },
     lsm("path_unlink"),
     lsm("path_link"),
     lsm("path_rename"),
@@ -135,7 +158,9 @@ impl Enforcer {
             program_pin(&config.pin_dir, p).exists()
                 || p.optional
                 || (!config.attach_lsm && p.kind == Kind::Lsm)
-        }) && PROGRAMS.iter().any(|p| program_pin(&config.pin_dir, p).exists());
+        }) && PROGRAMS
+            .iter()
+            .any(|p| program_pin(&config.pin_dir, p).exists());
         if complete {
             if let Ok(e) = Self::adopt(&config.pin_dir) {
                 return Ok(e);
@@ -148,10 +173,14 @@ impl Enforcer {
     /// Reopens the pinned maps of a running enforcer.
     pub fn adopt(pin_dir: &Path) -> Result<Self, BpfError> {
         let open = |name: &'static str| -> Result<MapData, BpfError> {
-            MapData::from_pin(maps_dir(pin_dir).join(name))
-                .map_err(|source| BpfError::Map { map: name, source: Box::new(source) })
+            MapData::from_pin(maps_dir(pin_dir).join(name)).map_err(|source| BpfError::Map {
+                map: name,
+                source: Box::new(source),
+            })
         };
-        Self::from_maps(pin_dir, Origin::Adopted, |name| open(name).map(|md| wrap(name, md)))
+        Self::from_maps(pin_dir, Origin::Adopted, |name| {
+            open(name).map(|md| wrap(name, md))
+        })
     }
 
     fn from_maps(
@@ -163,7 +192,10 @@ impl Enforcer {
             name: &'static str,
             map: Map,
         ) -> Result<T, BpfError> {
-            T::try_from(map).map_err(|source| BpfError::Map { map: name, source: Box::new(source) })
+            T::try_from(map).map_err(|source| BpfError::Map {
+                map: name,
+                source: Box::new(source),
+            })
         }
         Ok(Enforcer {
             pin_dir: pin_dir.into(),
@@ -195,9 +227,13 @@ impl Enforcer {
         btf: &Btf,
         offsets: &d4c_common::KernelOffsets,
     ) -> Result<Self, BpfError> {
-        let aya_btf = aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
-            BpfError::Btf { path: config.btf.clone(), reason: e.to_string() }
-        })?;
+        let aya_btf =
+            aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
+                BpfError::Btf {
+                    path: config.btf.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         let noop = 1u32;
         let mut loader = EbpfLoader::new();
         loader
@@ -207,9 +243,9 @@ impl Enforcer {
         if config.noop {
             loader.override_global(NOOP_GLOBAL, &noop, true);
         }
-        let mut ebpf: Ebpf = loader
-            .load(OBJECT)
-            .map_err(|source| BpfError::Object { source: Box::new(source) })?;
+        let mut ebpf: Ebpf = loader.load(OBJECT).map_err(|source| BpfError::Object {
+            source: Box::new(source),
+        })?;
         for p in PROGRAMS {
             if p.kind == Kind::Lsm && !config.attach_lsm {
                 continue;
@@ -219,8 +255,10 @@ impl Enforcer {
             }
             let link = attach(&mut ebpf, p, &aya_btf)?;
             let path = program_pin(&config.pin_dir, p);
-            let pinned: PinnedLink =
-                link.pin(&path).map_err(|source| BpfError::Pin { path: path.clone(), source: Box::new(source) })?;
+            let pinned: PinnedLink = link.pin(&path).map_err(|source| BpfError::Pin {
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
             drop(pinned);
         }
         Self::from_maps(&config.pin_dir, Origin::Loaded, |name| {
@@ -265,9 +303,14 @@ fn wrap(name: &str, md: MapData) -> Map {
 
 /// Loads and attaches one program; returns its link (not yet pinned).
 fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfError> {
-    let prog = ebpf.program_mut(p.name).ok_or(BpfError::NoProgram { program: p.name })?;
+    let prog = ebpf
+        .program_mut(p.name)
+        .ok_or(BpfError::NoProgram { program: p.name })?;
     let load_err = |source| load_error(p, source);
-    let attach_err = |source| BpfError::Attach { program: p.name, source: Box::new(source) };
+    let attach_err = |source| BpfError::Attach {
+        program: p.name,
+        source: Box::new(source),
+    };
     match p.kind {
         Kind::Lsm => {
             let prog: &mut Lsm = prog.try_into().map_err(attach_err)?;
@@ -287,7 +330,11 @@ fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfEr
 /// A load failure; an LSM program refused with EPERM/EINVAL and no verifier output means
 /// the kernel does not run BPF LSM programs at all.
 fn load_error(p: &Prog, source: aya::programs::ProgramError) -> BpfError {
-    if let aya::programs::ProgramError::LoadError { io_error, verifier_log } = &source {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &source
+    {
         let log = verifier_log.to_string();
         let code = io_error.raw_os_error();
         if p.kind == Kind::Lsm
@@ -301,7 +348,17 @@ fn load_error(p: &Prog, source: aya::programs::ProgramError) -> BpfError {
                 ),
             };
         }
-        return BpfError::Load { program: p.name, hook: p.attach, verifier_log: log, source: Box::new(source) };
+        return BpfError::Load {
+            program: p.name,
+            hook: p.attach,
+            verifier_log: log,
+            source: Box::new(source),
+        };
     }
-    BpfError::Load { program: p.name, hook: p.attach, verifier_log: String::new(), source: Box::new(source) }
+    BpfError::Load {
+        program: p.name,
+        hook: p.attach,
+        verifier_log: String::new(),
+        source: Box::new(source),
+    }
 }

@@ -44,14 +44,21 @@ fn proc_op_bits(v: ProcDecision) -> u32 {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
-    move |source| BpfError::Map { map, source: Box::new(source) }
+    move |source| BpfError::Map {
+        map,
+        source: Box::new(source),
+    }
 }
 
 /// A missing key on delete is not an error.
 fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
     match r {
         Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -59,7 +66,9 @@ fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::M
 impl Enforcer {
     /// Puts `cgroup_id` under `entry.rule_set`: from now on its tasks are checked.
     pub fn register(&mut self, cgroup_id: u64, entry: ContainerEntry) -> Result<(), BpfError> {
-        self.containers.insert(cgroup_id, entry, 0).map_err(map_err(MAP_CONTAINERS))
+        self.containers
+            .insert(cgroup_id, entry, 0)
+            .map_err(map_err(MAP_CONTAINERS))
     }
 
     /// Stops checking `cgroup_id` (absent is fine).
@@ -69,7 +78,10 @@ impl Enforcer {
 
     /// Every registered cgroup id and its entry (nested cgroups included).
     pub fn registered(&self) -> Result<Vec<(u64, ContainerEntry)>, BpfError> {
-        self.containers.iter().collect::<Result<_, _>>().map_err(map_err(MAP_CONTAINERS))
+        self.containers
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_CONTAINERS))
     }
 
     /// ORs `bits` into the operation summary of each rule set (before the entries that
@@ -86,7 +98,9 @@ impl Enforcer {
                 Err(e) => return Err(map_err(MAP_RULESET_OPS)(e)),
             };
             if old | b != old || old == 0 {
-                self.ruleset_ops.insert(rule_set, old | b, 0).map_err(map_err(MAP_RULESET_OPS))?;
+                self.ruleset_ops
+                    .insert(rule_set, old | b, 0)
+                    .map_err(map_err(MAP_RULESET_OPS))?;
             }
         }
         Ok(())
@@ -95,7 +109,9 @@ impl Enforcer {
     pub fn write_file_rules(&mut self, entries: &[(PathKey, FileRule)]) -> Result<(), BpfError> {
         self.widen_summaries(entries.iter().map(|(k, v)| (k.rule_set(), file_op_bits(v))))?;
         for (k, v) in entries {
-            self.file_rules.insert(&trie_key(k), v, 0).map_err(map_err(MAP_FILE_RULES))?;
+            self.file_rules
+                .insert(&trie_key(k), v, 0)
+                .map_err(map_err(MAP_FILE_RULES))?;
         }
         Ok(())
     }
@@ -104,7 +120,8 @@ impl Enforcer {
     /// operation summary (a rule set without one gets the full checks, which stays correct).
     pub fn delete_file_rules(&mut self, keys: &[PathKey]) -> Result<(), BpfError> {
         for k in keys {
-            ignore_missing(self.file_rules.remove(&trie_key(k))).map_err(map_err(MAP_FILE_RULES))?;
+            ignore_missing(self.file_rules.remove(&trie_key(k)))
+                .map_err(map_err(MAP_FILE_RULES))?;
         }
         for k in keys.iter().filter(|k| k.prefix_len == 32) {
             ignore_missing(self.ruleset_ops.remove(&k.rule_set()))
@@ -115,7 +132,9 @@ impl Enforcer {
 
     pub fn write_exe_rules(&mut self, entries: &[(PathKey, ExeRule)]) -> Result<(), BpfError> {
         for (k, v) in entries {
-            self.exe_rules.insert(&trie_key(k), v, 0).map_err(map_err(MAP_EXE_RULES))?;
+            self.exe_rules
+                .insert(&trie_key(k), v, 0)
+                .map_err(map_err(MAP_EXE_RULES))?;
         }
         Ok(())
     }
@@ -129,7 +148,9 @@ impl Enforcer {
 
     pub fn write_comm_rules(&mut self, entries: &[(CommKey, NameClass)]) -> Result<(), BpfError> {
         for (k, v) in entries {
-            self.comm_rules.insert(k, v, 0).map_err(map_err(MAP_COMM_RULES))?;
+            self.comm_rules
+                .insert(k, v, 0)
+                .map_err(map_err(MAP_COMM_RULES))?;
         }
         Ok(())
     }
@@ -147,7 +168,9 @@ impl Enforcer {
     ) -> Result<(), BpfError> {
         self.widen_summaries(entries.iter().map(|(k, v)| (k.rule_set, proc_op_bits(*v))))?;
         for (k, v) in entries {
-            self.proc_decisions.insert(k, v, 0).map_err(map_err(MAP_PROC_DECISIONS))?;
+            self.proc_decisions
+                .insert(k, v, 0)
+                .map_err(map_err(MAP_PROC_DECISIONS))?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use d4c_common::offsets::{FIELDS, OFFSETS_MAGIC, OFF_MAGIC};
 
-use super::{btf::Btf, BpfError, check_bpf_lsm};
+use super::{btf::Btf, check_bpf_lsm, BpfError};
 
 fn kernel_btf() -> Option<Btf> {
     let p = Path::new(super::KERNEL_BTF);
@@ -50,7 +50,10 @@ fn lsm_list_without_bpf_is_a_clear_error() {
     let err = check_bpf_lsm(&f).unwrap_err();
     assert!(matches!(err, BpfError::LsmUnavailable { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("without `bpf`") && msg.contains("lsm="), "{msg}");
+    assert!(
+        msg.contains("without `bpf`") && msg.contains("lsm="),
+        "{msg}"
+    );
     std::fs::write(&f, "capability,bpf\n").unwrap();
     check_bpf_lsm(&f).unwrap();
     let missing = check_bpf_lsm(&dir.path().join("nope")).unwrap_err();

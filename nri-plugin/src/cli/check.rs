@@ -34,16 +34,34 @@ pub fn run(args: &Args) -> ExitCode {
         Ok((_, d)) => d,
         Err(e) => {
             // An unreadable path is an error of the check, reported like the others.
-            let path = args.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
-            vec![Diagnostic { file: path, line: 0, column: 0, severity: d4c_policy::Severity::Error, message: e.to_string() }]
+            let path = args
+                .paths
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            vec![Diagnostic {
+                file: path,
+                line: 0,
+                column: 0,
+                severity: d4c_policy::Severity::Error,
+                message: e.to_string(),
+            }]
         }
     };
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     match args.format {
         Format::Json => {
-            let report = Report { valid: errors == 0, errors, warnings, diagnostics: &diagnostics };
-            println!("{}", serde_json::to_string(&report).expect("diagnostics serialize"));
+            let report = Report {
+                valid: errors == 0,
+                errors,
+                warnings,
+                diagnostics: &diagnostics,
+            };
+            println!(
+                "{}",
+                serde_json::to_string(&report).expect("diagnostics serialize")
+            );
         }
         Format::Text => {
             for d in &diagnostics {

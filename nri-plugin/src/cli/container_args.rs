@@ -50,9 +50,9 @@ impl ContainerArgs {
             ..Container::default()
         };
         for l in &self.labels {
-            let (k, v) = l
-                .split_once('=')
-                .ok_or_else(|| format!("--label `{l}`: write KEY=VALUE (KEY= for an empty value)"))?;
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                format!("--label `{l}`: write KEY=VALUE (KEY= for an empty value)")
+            })?;
             if k.is_empty() {
                 return Err(format!("--label `{l}`: the key is empty"));
             }
@@ -61,13 +61,21 @@ impl ContainerArgs {
         for (list, file) in [(&self.mounts, false), (&self.file_mounts, true)] {
             for m in list {
                 if !m.starts_with('/') {
-                    return Err(format!("--mount `{m}`: the destination must be an absolute path"));
+                    return Err(format!(
+                        "--mount `{m}`: the destination must be an absolute path"
+                    ));
                 }
-                c.mounts.push(Mount { destination: m.clone(), file });
+                c.mounts.push(Mount {
+                    destination: m.clone(),
+                    file,
+                });
             }
         }
         let in_pod = c.namespace.is_some() || c.pod_name.is_some() || !c.labels.is_empty();
-        c.orchestrator = self.orchestrator.clone().or_else(|| in_pod.then(|| "kubernetes".to_owned()));
+        c.orchestrator = self
+            .orchestrator
+            .clone()
+            .or_else(|| in_pod.then(|| "kubernetes".to_owned()));
         Ok(c)
     }
 }

@@ -20,7 +20,12 @@ pub struct Args {
     #[command(flatten)]
     container: ContainerArgs,
     /// File operation: createExecutable, modifyExecutable, execMemFd, createFile, modifyFile, deleteFile.
-    #[arg(long, value_name = "OP", requires = "path", conflicts_with = "process_op")]
+    #[arg(
+        long,
+        value_name = "OP",
+        requires = "path",
+        conflicts_with = "process_op"
+    )]
     file_op: Option<String>,
     /// Target file path of the file operation, as the container sees it.
     #[arg(long, value_name = "PATH")]
@@ -57,14 +62,24 @@ fn event(args: &Args) -> Result<Event, String> {
         return Ok(Event::File { op, path });
     }
     let op = args.process_op.as_deref().unwrap_or_default();
-    let op = ProcessOp::from_name(op).ok_or_else(|| format!("--process-op `{op}`: expected fork or exec"))?;
+    let op = ProcessOp::from_name(op)
+        .ok_or_else(|| format!("--process-op `{op}`: expected fork or exec"))?;
     let executable = args.executable.clone().unwrap_or_default();
     let name = match &args.process_name {
-        Some(n) if n.len() > 15 => return Err(format!("--process-name `{n}`: process names are at most 15 bytes")),
+        Some(n) if n.len() > 15 => {
+            return Err(format!(
+                "--process-name `{n}`: process names are at most 15 bytes"
+            ))
+        }
         Some(n) => n.clone(),
         None => default_name(&executable),
     };
-    Ok(Event::Process { op, executable, name, interactive: args.interactive })
+    Ok(Event::Process {
+        op,
+        executable,
+        name,
+        interactive: args.interactive,
+    })
 }
 
 /// The name the kernel gives a program: its base name, at most 15 bytes.
@@ -85,7 +100,9 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(policy) = super::policy_arg::load(&args.policy) else { return ExitCode::from(2) };
+    let Ok(policy) = super::policy_arg::load(&args.policy) else {
+        return ExitCode::from(2);
+    };
     let decision = evaluate(&policy, &container, &event);
 
     let spec = RuleSetSpec::for_container(&policy, &container);
@@ -101,13 +118,22 @@ pub fn run(args: &Args) -> ExitCode {
                 return ExitCode::from(3);
             }
         }
-        Err(e) => eprintln!("d4c eval: warning: this container's rule set cannot be compiled for the kernel: {e}"),
+        Err(e) => eprintln!(
+            "d4c eval: warning: this container's rule set cannot be compiled for the kernel: {e}"
+        ),
     }
     let out = Output {
         actions: decision.actions.names(),
-        selectors: decision.selectors.iter().map(|&i| policy.selector_label(i)).collect(),
+        selectors: decision
+            .selectors
+            .iter()
+            .map(|&i| policy.selector_label(i))
+            .collect(),
         responses: decision.responses,
     };
-    println!("{}", serde_json::to_string(&out).expect("output serializes"));
+    println!(
+        "{}",
+        serde_json::to_string(&out).expect("output serializes")
+    );
     ExitCode::SUCCESS
 }

@@ -55,37 +55,61 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let policy = if args.policy.is_empty() {
-        match d4c_policy::load_str("embedded:default.yaml", d4c::daemon::watch::EMBEDDED_DEFAULT) {
+        match d4c_policy::load_str(
+            "embedded:default.yaml",
+            d4c::daemon::watch::EMBEDDED_DEFAULT,
+        ) {
             Ok(l) => l.policy,
             Err(e) => return fail(e),
         }
     } else {
-        let Ok(policy) = super::policy_arg::load(&args.policy) else { return ExitCode::from(2) };
+        let Ok(policy) = super::policy_arg::load(&args.policy) else {
+            return ExitCode::from(2);
+        };
         policy
     };
     if let Err(e) = bpf::check_bpf_lsm(std::path::Path::new(bpf::LSM_LIST)) {
         return fail(e);
     }
     let rule_set = exec_rule_set();
-    let tables = match compile_rule_set(&policy, &RuleSetSpec::for_container(&policy, &attrs), rule_set) {
+    let tables = match compile_rule_set(
+        &policy,
+        &RuleSetSpec::for_container(&policy, &attrs),
+        rule_set,
+    ) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
     let mut sink: Box<dyn Write> = if args.alerts == "-" {
         Box::new(std::io::stderr())
     } else {
-        match std::fs::OpenOptions::new().create(true).append(true).open(&args.alerts) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.alerts)
+        {
             Ok(f) => Box::new(f),
             Err(e) => return fail(format!("cannot open alerts file {}: {e}", args.alerts)),
         }
     };
-    let config = bpf::Config { pin_dir: args.bpffs.clone(), ..bpf::Config::default() };
+    let config = bpf::Config {
+        pin_dir: args.bpffs.clone(),
+        ..bpf::Config::default()
+    };
     let mut enforcer = match Enforcer::load_or_adopt(&config) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
     let loaded_here = enforcer.origin() == Origin::Loaded;
-    let outcome = supervise(args, &policy, attrs, &tables, rule_set, &mut enforcer, &mut sink);
+    let outcome = supervise(
+        args,
+        &policy,
+        attrs,
+        &tables,
+        rule_set,
+        &mut enforcer,
+        &mut sink,
+    );
     if let Err(e) = enforcer.delete_tables(&tables) {
         eprintln!("d4c exec: warning: could not delete this run's rule entries: {e}");
     }
@@ -112,13 +136,21 @@ fn supervise(
 ) -> Result<u8, String> {
     enforcer.write_tables(tables).map_err(|e| e.to_string())?;
     let root = cgroup::v2_root().map_err(|e| e.to_string())?;
-    let group = OwnedCgroup::create(&root, &format!("d4c-exec-{}", std::process::id())).map_err(|e| e.to_string())?;
+    let group = OwnedCgroup::create(&root, &format!("d4c-exec-{}", std::process::id()))
+        .map_err(|e| e.to_string())?;
     let cgroup_id = group.id().map_err(|e| e.to_string())?;
-    KernelState::register(enforcer, cgroup_id, ContainerEntry { rule_set, flags: 0 }).map_err(|e| e.to_string())?;
-    let info = ContainerInfo { id: format!("d4c-exec-{}", std::process::id()), name: "d4c-exec".into(), attrs, cgroup_id };
+    KernelState::register(enforcer, cgroup_id, ContainerEntry { rule_set, flags: 0 })
+        .map_err(|e| e.to_string())?;
+    let info = ContainerInfo {
+        id: format!("d4c-exec-{}", std::process::id()),
+        name: "d4c-exec".into(),
+        attrs,
+        cgroup_id,
+    };
     let reader = enforcer.take_events();
 
-    let procs = CString::new(group.procs_file().into_os_string().into_encoded_bytes()).map_err(|e| e.to_string())?;
+    let procs = CString::new(group.procs_file().into_os_string().into_encoded_bytes())
+        .map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
     // SAFETY: the closure runs between fork and exec; it only calls open/write/close on a
@@ -133,10 +165,14 @@ fn supervise(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", args.command[0].to_string_lossy()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", args.command[0].to_string_lossy()))?;
     let host = clock::host_name();
     let mut emit = |ev: &d4c_common::Event| {
-        let Some(rec) = record::decode(ev) else { return };
+        let Some(rec) = record::decode(ev) else {
+            return;
+        };
         let ctx = ecs::Context {
             timestamp: clock::wall_time(rec.boot_ns),
             container: (rec.cgroup_id == cgroup_id || rec.rule_set == rule_set).then_some(&info),
@@ -165,10 +201,15 @@ fn supervise(
                 Err(e) => return Err(format!("waiting for the command: {e}")),
             }
         },
-        None => child.wait().map_err(|e| format!("waiting for the command: {e}"))?,
+        None => child
+            .wait()
+            .map_err(|e| format!("waiting for the command: {e}"))?,
     };
     let _ = KernelState::unregister(enforcer, cgroup_id);
     drop(group);
-    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1);
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
     Ok(u8::try_from(code).unwrap_or(1))
 }

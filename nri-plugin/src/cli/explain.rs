@@ -27,7 +27,9 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(policy) = super::policy_arg::load(&args.policy) else { return ExitCode::from(2) };
+    let Ok(policy) = super::policy_arg::load(&args.policy) else {
+        return ExitCode::from(2);
+    };
     let spec = RuleSetSpec::for_container(&policy, &container);
     let mut out = String::new();
     describe_container(&mut out, &container);
@@ -50,33 +52,89 @@ fn describe_container(out: &mut String, c: &Container) {
     match &c.image {
         Some(i) => {
             let tag = i.effective_tag().unwrap_or("(none: pinned by digest)");
-            let _ = writeln!(out, "  image:        {i}\n                name {}, full name {}, tag {tag}", i.name(), i.full_names().join(" or "));
+            let _ = writeln!(
+                out,
+                "  image:        {i}\n                name {}, full name {}, tag {tag}",
+                i.name(),
+                i.full_names().join(" or ")
+            );
         }
         None => {
-            let _ = writeln!(out, "  image:        (unknown: image conditions cannot match)");
+            let _ = writeln!(
+                out,
+                "  image:        (unknown: image conditions cannot match)"
+            );
         }
     }
     let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unknown)".into());
     let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    let mounts: Vec<String> = c.mounts.iter().map(|m| format!("{}{}", m.destination, if m.file { " (file)" } else { "" })).collect();
-    let _ = writeln!(out, "  namespace:    {}\n  pod name:     {}\n  labels:       {}", show(&c.namespace), show(&c.pod_name), if labels.is_empty() { "(none)".into() } else { labels.join(", ") });
-    let _ = writeln!(out, "  cluster:      id {}, name {}\n  orchestrator: {}", show(&c.cluster_id), show(&c.cluster_name), show(&c.orchestrator));
-    let _ = writeln!(out, "  volumes:      {}\n", if mounts.is_empty() { "(none)".into() } else { mounts.join(", ") });
+    let mounts: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| format!("{}{}", m.destination, if m.file { " (file)" } else { "" }))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  namespace:    {}\n  pod name:     {}\n  labels:       {}",
+        show(&c.namespace),
+        show(&c.pod_name),
+        if labels.is_empty() {
+            "(none)".into()
+        } else {
+            labels.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  cluster:      id {}, name {}\n  orchestrator: {}",
+        show(&c.cluster_id),
+        show(&c.cluster_name),
+        show(&c.orchestrator)
+    );
+    let _ = writeln!(
+        out,
+        "  volumes:      {}\n",
+        if mounts.is_empty() {
+            "(none)".into()
+        } else {
+            mounts.join(", ")
+        }
+    );
 }
 
 fn conditions(sel: &Selector) -> String {
     let mut parts = Vec::new();
     let ops: Vec<&str> = match (sel.kind(), sel.ops) {
         (_, None) => vec!["all operations"],
-        (BlockKind::File, Some(bits)) => FileOp::ALL.iter().filter(|o| bits & o.bit() != 0).map(|o| o.name()).collect(),
-        (BlockKind::Process, Some(bits)) => ProcessOp::ALL.iter().filter(|o| bits & o.bit() != 0).map(|o| o.name()).collect(),
+        (BlockKind::File, Some(bits)) => FileOp::ALL
+            .iter()
+            .filter(|o| bits & o.bit() != 0)
+            .map(|o| o.name())
+            .collect(),
+        (BlockKind::Process, Some(bits)) => ProcessOp::ALL
+            .iter()
+            .filter(|o| bits & o.bit() != 0)
+            .map(|o| o.name())
+            .collect(),
     };
     parts.push(ops.join(", "));
     if let Some(p) = &sel.target_path {
-        parts.push(format!("paths {}", p.iter().map(|x| x.text.as_str()).collect::<Vec<_>>().join(" ")));
+        parts.push(format!(
+            "paths {}",
+            p.iter()
+                .map(|x| x.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
     }
     if let Some(p) = &sel.executable {
-        parts.push(format!("executables {}", p.iter().map(|x| x.text.as_str()).collect::<Vec<_>>().join(" ")));
+        parts.push(format!(
+            "executables {}",
+            p.iter()
+                .map(|x| x.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
     }
     if let Some(n) = &sel.process_name {
         parts.push(format!("names {}", n.join(" ")));
@@ -94,13 +152,33 @@ fn conditions(sel: &Selector) -> String {
 }
 
 fn describe_selectors(out: &mut String, policy: &Policy, c: &Container, spec: &RuleSetSpec) {
-    let _ = writeln!(out, "Selectors ({} live of {})", spec.live.len(), policy.selectors.len());
+    let _ = writeln!(
+        out,
+        "Selectors ({} live of {})",
+        spec.live.len(),
+        policy.selectors.len()
+    );
     for (i, sel) in policy.selectors.iter().enumerate() {
-        let at = format!("{}:{}:{}", policy.sources[sel.source].path, sel.pos.line, sel.pos.col);
+        let at = format!(
+            "{}:{}:{}",
+            policy.sources[sel.source].path, sel.pos.line, sel.pos.col
+        );
         if spec.live.binary_search(&i).is_ok() {
-            let _ = writeln!(out, "  live     {:<8} {}  ({at})\n           {}", sel.kind().word(), policy.selector_label(i), conditions(sel));
+            let _ = writeln!(
+                out,
+                "  live     {:<8} {}  ({at})\n           {}",
+                sel.kind().word(),
+                policy.selector_label(i),
+                conditions(sel)
+            );
         } else {
-            let _ = writeln!(out, "  not live {:<8} {}  ({at})\n           fails: {}", sel.kind().word(), policy.selector_label(i), container_mismatches(sel, c).join(", "));
+            let _ = writeln!(
+                out,
+                "  not live {:<8} {}  ({at})\n           fails: {}",
+                sel.kind().word(),
+                policy.selector_label(i),
+                container_mismatches(sel, c).join(", ")
+            );
         }
     }
     out.push('\n');
@@ -110,12 +188,36 @@ fn describe_responses(out: &mut String, policy: &Policy, spec: &RuleSetSpec) {
     let _ = writeln!(out, "Responses");
     let live = |s: &usize| spec.live.binary_search(s).is_ok();
     for (i, r) in policy.responses.iter().enumerate() {
-        let names = |l: &[usize]| l.iter().filter(|s| live(s)).map(|&s| policy.selector_label(s)).collect::<Vec<_>>().join(", ");
-        let state = if r.matches.iter().any(live) { "can fire" } else { "cannot fire (no live match selector)" };
-        let _ = writeln!(out, "  #{i} {} [{}] {state}", r.block.word(), r.actions.names().join(", "));
+        let names = |l: &[usize]| {
+            l.iter()
+                .filter(|s| live(s))
+                .map(|&s| policy.selector_label(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let state = if r.matches.iter().any(live) {
+            "can fire"
+        } else {
+            "cannot fire (no live match selector)"
+        };
+        let _ = writeln!(
+            out,
+            "  #{i} {} [{}] {state}",
+            r.block.word(),
+            r.actions.names().join(", ")
+        );
         if r.matches.iter().any(live) {
             let excl = names(&r.excludes);
-            let _ = writeln!(out, "     match {}{}", names(&r.matches), if excl.is_empty() { String::new() } else { format!("; exclude {excl}") });
+            let _ = writeln!(
+                out,
+                "     match {}{}",
+                names(&r.matches),
+                if excl.is_empty() {
+                    String::new()
+                } else {
+                    format!("; exclude {excl}")
+                }
+            );
         }
     }
     out.push('\n');
@@ -135,7 +237,10 @@ fn describe_tables(out: &mut String, t: &Tables) {
         t.file_rules.len(), t.exe_rules.len(), t.comm_rules.len(), t.proc_decisions.len(), t.bytes()
     );
     if t.is_empty() {
-        let _ = writeln!(out, "  (none: nothing in the policy can act on this container; it need not be registered)");
+        let _ = writeln!(
+            out,
+            "  (none: nothing in the policy can act on this container; it need not be registered)"
+        );
         return;
     }
     if !t.file_rules.is_empty() {
@@ -153,15 +258,39 @@ fn describe_tables(out: &mut String, t: &Tables) {
                 parts.push(format!("{} {}", CLASS[c], ops.join(" ")));
             }
         }
-        let shown = if prefix.is_empty() { "(any)".into() } else { format!("{prefix:?}") };
-        let _ = writeln!(out, "  {shown:<28} {}", if parts.is_empty() { "no action".into() } else { parts.join(" | ") });
+        let shown = if prefix.is_empty() {
+            "(any)".into()
+        } else {
+            format!("{prefix:?}")
+        };
+        let _ = writeln!(
+            out,
+            "  {shown:<28} {}",
+            if parts.is_empty() {
+                "no action".into()
+            } else {
+                parts.join(" | ")
+            }
+        );
     }
     for (k, v) in &t.exe_rules {
-        let _ = writeln!(out, "  executable {:?}: classes exactly={} +name={} +deeper={}", String::from_utf8_lossy(k.path_bytes()), v.class[0], v.class[1], v.class[2]);
+        let _ = writeln!(
+            out,
+            "  executable {:?}: classes exactly={} +name={} +deeper={}",
+            String::from_utf8_lossy(k.path_bytes()),
+            v.class[0],
+            v.class[1],
+            v.class[2]
+        );
     }
     for (k, v) in &t.comm_rules {
         let name = String::from_utf8_lossy(&k.comm);
-        let _ = writeln!(out, "  process name {:?}: class {}", name.trim_end_matches('\0'), v.class);
+        let _ = writeln!(
+            out,
+            "  process name {:?}: class {}",
+            name.trim_end_matches('\0'),
+            v.class
+        );
     }
     for (k, v) in &t.proc_decisions {
         let mut parts = Vec::new();
@@ -169,10 +298,21 @@ fn describe_tables(out: &mut String, t: &Tables) {
             for op in ProcessOp::ALL {
                 let a = row[op as usize];
                 if a != 0 {
-                    parts.push(format!("{}{}={}", op.name(), if inter == 1 { "(interactive)" } else { "" }, actions_text(a)));
+                    parts.push(format!(
+                        "{}{}={}",
+                        op.name(),
+                        if inter == 1 { "(interactive)" } else { "" },
+                        actions_text(a)
+                    ));
                 }
             }
         }
-        let _ = writeln!(out, "  process decision exe class {} x name class {}: {}", k.exe_class, k.name_class, parts.join(" "));
+        let _ = writeln!(
+            out,
+            "  process decision exe class {} x name class {}: {}",
+            k.exe_class,
+            k.name_class,
+            parts.join(" ")
+        );
     }
 }

@@ -38,7 +38,11 @@ pub fn run(args: &Args) -> ExitCode {
         None => Config::default(),
     };
     init_logs(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("d4c nri: cannot start the async runtime: {e}");
@@ -58,7 +62,9 @@ pub fn run(args: &Args) -> ExitCode {
 fn init_logs(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -67,13 +73,18 @@ fn init_logs(config: &Config) {
 
 async fn daemon(config: Config) -> anyhow::Result<()> {
     let (source, loaded) = watch::load(&config.policy_dir);
-    let loaded = loaded.context("the policy cannot be loaded; d4c does not start without a valid policy")?;
+    let loaded =
+        loaded.context("the policy cannot be loaded; d4c does not start without a valid policy")?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
     match &source {
-        PolicySource::EmbeddedDefault => tracing::warn!(dir = %config.policy_dir.display(), "policy directory not found: enforcing the embedded default policy"),
-        PolicySource::Directory(d) => tracing::info!(dir = %d.display(), selectors = loaded.policy.selectors.len(), "policy loaded"),
+        PolicySource::EmbeddedDefault => {
+            tracing::warn!(dir = %config.policy_dir.display(), "policy directory not found: enforcing the embedded default policy")
+        }
+        PolicySource::Directory(d) => {
+            tracing::info!(dir = %d.display(), selectors = loaded.policy.selectors.len(), "policy loaded")
+        }
     }
     let policy = Arc::new(loaded.policy);
     let metrics = Arc::new(Metrics::default());
@@ -83,22 +94,38 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
 
     let handle: Handle = match config.enforcement {
         Enforcement::Bpf => {
-            let bpf_config = bpf::Config { pin_dir: config.bpffs.clone(), ..bpf::Config::default() };
+            let bpf_config = bpf::Config {
+                pin_dir: config.bpffs.clone(),
+                ..bpf::Config::default()
+            };
             let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;
             tracing::info!(origin = ?enforcer.origin(), pinned = %config.bpffs.display(), "kernel programs ready");
-            let reader = enforcer.take_events().ok_or_else(|| anyhow!("the ring buffer is already taken"))?.into_async()?;
+            let reader = enforcer
+                .take_events()
+                .ok_or_else(|| anyhow!("the ring buffer is already taken"))?
+                .into_async()?;
             let handle = owner::spawn(Registry::new(enforcer, policy));
-            tokio::spawn(alerts_task::forward(reader, handle.clone(), sinks(&config)?, metrics.clone(), host.clone()));
+            tokio::spawn(alerts_task::forward(
+                reader,
+                handle.clone(),
+                sinks(&config)?,
+                metrics.clone(),
+                host.clone(),
+            ));
             handle
         }
         Enforcement::None => {
-            tracing::warn!("enforcement: none: containers are registered in memory only; NOTHING IS ENFORCED");
+            tracing::warn!(
+                "enforcement: none: containers are registered in memory only; NOTHING IS ENFORCED"
+            );
             owner::spawn(Registry::new(MemoryKernel::default(), policy))
         }
     };
     tokio::spawn(alerts_task::poll_counters(handle.clone(), metrics.clone()));
     if let Some(addr) = &config.metrics_address {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics address {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
         tracing::info!(address = %addr, "serving /metrics and /healthz");
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
@@ -110,7 +137,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    tokio::spawn(watch_policy(config.policy_dir.clone(), handle.clone(), metrics.clone()));
+    tokio::spawn(watch_policy(
+        config.policy_dir.clone(),
+        handle.clone(),
+        metrics.clone(),
+    ));
 
     let cgroup_root = d4c::cgroup::v2_root().context("finding the cgroup v2 hierarchy")?;
     let handler = NriHandler {
@@ -120,9 +151,19 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         cluster_name: config.cluster_name.clone(),
         cgroup_root,
     };
-    let plugin = d4c_nri::PluginConfig::from_env(&config.plugin_name, &config.plugin_index, config.nri_socket.clone())?;
+    let plugin = d4c_nri::PluginConfig::from_env(
+        &config.plugin_name,
+        &config.plugin_index,
+        config.nri_socket.clone(),
+    )?;
     tracing::info!(socket = %config.nri_socket.display(), name = %config.plugin_name, index = %config.plugin_index, "connecting to the runtime");
-    d4c_nri::run_with_reconnect(plugin, Arc::new(handler), d4c_nri::Backoff::default(), shutdown()).await?;
+    d4c_nri::run_with_reconnect(
+        plugin,
+        Arc::new(handler),
+        d4c_nri::Backoff::default(),
+        shutdown(),
+    )
+    .await?;
     tracing::info!("stopping; the kernel keeps enforcing what is pinned");
     Ok(())
 }
@@ -160,7 +201,9 @@ async fn watch_policy(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
     let mut watcher = Watcher::new(&dir);
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let Some((_, result)) = watcher.poll() else { continue };
+        let Some((_, result)) = watcher.poll() else {
+            continue;
+        };
         match result {
             Ok(loaded) => match handle.reload(Arc::new(loaded.policy)).await {
                 Ok(rev) => {
@@ -169,13 +212,17 @@ async fn watch_policy(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
                     tracing::info!(revision = rev, "policy reloaded");
                 }
                 Err(e) => {
-                    metrics.policy_reload_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics
+                        .policy_reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     metrics.policy_valid.store(0, Ordering::Relaxed);
                     tracing::error!(error = %e, "policy reload failed; the previous policy stays in force");
                 }
             },
             Err(e) => {
-                metrics.policy_reload_failures.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .policy_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 metrics.policy_valid.store(0, Ordering::Relaxed);
                 tracing::error!("policy change rejected; the previous policy stays in force:\n{e}");
             }

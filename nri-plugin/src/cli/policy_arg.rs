@@ -17,7 +17,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Policy, ()> {
             for d in &diagnostics {
                 eprintln!("{d}");
             }
-            eprintln!("d4c: the policy is not valid; fix the errors above (`d4c check` lists them)");
+            eprintln!(
+                "d4c: the policy is not valid; fix the errors above (`d4c check` lists them)"
+            );
             Err(())
         }
         Err(e) => {

@@ -24,7 +24,11 @@ pub struct Args {
 /// The programs pinned (attached) under the bpffs directory, by hook name.
 fn attached(bpffs: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(bpf::links_dir(bpffs))
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -39,10 +43,22 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
         println!("{v}");
         return Some(ExitCode::SUCCESS);
     }
-    let protected = snap.containers.iter().filter(|c| c.rule_set.is_some()).count();
-    println!("d4c daemon: policy revision {}, {} rule sets, {} containers ({} protected)", snap.policy_revision, snap.rule_sets, snap.containers.len(), protected);
+    let protected = snap
+        .containers
+        .iter()
+        .filter(|c| c.rule_set.is_some())
+        .count();
+    println!(
+        "d4c daemon: policy revision {}, {} rule sets, {} containers ({} protected)",
+        snap.policy_revision,
+        snap.rule_sets,
+        snap.containers.len(),
+        protected
+    );
     for c in &snap.containers {
-        let rs = c.rule_set.map_or("none (no policy applies)".to_owned(), |r| r.to_string());
+        let rs = c
+            .rule_set
+            .map_or("none (no policy applies)".to_owned(), |r| r.to_string());
         println!(
             "  {:<14} {:<20} ns {:<12} pod {:<24} image {:<36} rule set {rs}",
             c.id.chars().take(12).collect::<String>(),
@@ -52,9 +68,22 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
             c.image.as_deref().unwrap_or("-"),
         );
     }
-    println!("programs attached: {}", if programs.is_empty() { "none (enforcement: none, or not loaded)".to_owned() } else { programs.join(", ") });
+    println!(
+        "programs attached: {}",
+        if programs.is_empty() {
+            "none (enforcement: none, or not loaded)".to_owned()
+        } else {
+            programs.join(", ")
+        }
+    );
     if let Some(k) = &snap.kernel_counters {
-        println!("kernel counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops", k[CNT_MANAGED as usize], k[CNT_DENIED as usize], k[CNT_EVENTS as usize], k[CNT_RINGBUF_DROPS as usize]);
+        println!(
+            "kernel counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops",
+            k[CNT_MANAGED as usize],
+            k[CNT_DENIED as usize],
+            k[CNT_EVENTS as usize],
+            k[CNT_RINGBUF_DROPS as usize]
+        );
     }
     Some(ExitCode::SUCCESS)
 }
@@ -74,7 +103,11 @@ fn cgroup_path(root: &std::path::Path, id: u64) -> Option<String> {
             return Some(format!("/{}", dir.strip_prefix(root).ok()?.display()));
         }
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            stack.extend(rd.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            stack.extend(
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
         }
     }
     None
@@ -85,7 +118,10 @@ pub fn run(args: &Args) -> ExitCode {
         return code;
     }
     if !args.bpffs.exists() {
-        eprintln!("d4c status: d4c is not loaded (nothing pinned at {})", args.bpffs.display());
+        eprintln!(
+            "d4c status: d4c is not loaded (nothing pinned at {})",
+            args.bpffs.display()
+        );
         return ExitCode::FAILURE;
     }
     let enforcer = match Enforcer::adopt(&args.bpffs) {
@@ -123,11 +159,20 @@ pub fn run(args: &Args) -> ExitCode {
     match args.format {
         Format::Json => println!("{doc}"),
         Format::Text => {
-            println!("d4c is loaded (pinned at {}); no daemon answers at {}", args.bpffs.display(), args.socket.display());
+            println!(
+                "d4c is loaded (pinned at {}); no daemon answers at {}",
+                args.bpffs.display(),
+                args.socket.display()
+            );
             println!("programs attached: {}", attached(&args.bpffs).join(", "));
             println!("registered cgroups: {}", registered.len());
             for c in &containers {
-                println!("  cgroup {:<10} rule set {:<10} {}", c["cgroup_id"], c["rule_set"], c["cgroup"].as_str().unwrap_or("(gone)"));
+                println!(
+                    "  cgroup {:<10} rule set {:<10} {}",
+                    c["cgroup_id"],
+                    c["rule_set"],
+                    c["cgroup"].as_str().unwrap_or("(gone)")
+                );
             }
             println!(
                 "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors",

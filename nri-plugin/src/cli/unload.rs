@@ -13,12 +13,18 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     if !args.bpffs.exists() {
-        println!("nothing pinned at {}: d4c is not loaded", args.bpffs.display());
+        println!(
+            "nothing pinned at {}: d4c is not loaded",
+            args.bpffs.display()
+        );
         return ExitCode::SUCCESS;
     }
     match Enforcer::unload_pinned(&args.bpffs) {
         Ok(()) => {
-            println!("unloaded: removed the programs and maps pinned at {}", args.bpffs.display());
+            println!(
+                "unloaded: removed the programs and maps pinned at {}",
+                args.bpffs.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

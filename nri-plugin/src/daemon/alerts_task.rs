@@ -14,7 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Forwards decisions until the reader fails.
-pub async fn forward(mut reader: AsyncEventReader, handle: Handle, mut sinks: Fanout, metrics: Arc<Metrics>, host: String) {
+pub async fn forward(
+    mut reader: AsyncEventReader,
+    handle: Handle,
+    mut sinks: Fanout,
+    metrics: Arc<Metrics>,
+    host: String,
+) {
     loop {
         let ev = match reader.next().await {
             Ok(ev) => ev,
@@ -24,7 +30,11 @@ pub async fn forward(mut reader: AsyncEventReader, handle: Handle, mut sinks: Fa
             }
         };
         let Some(rec) = record::decode(&ev) else {
-            tracing::warn!(kind = ev.kind, op = ev.op, "a kernel record of an unknown kind was skipped");
+            tracing::warn!(
+                kind = ev.kind,
+                op = ev.op,
+                "a kernel record of an unknown kind was skipped"
+            );
             continue;
         };
         let found = handle.lookup(rec.cgroup_id).await;
@@ -41,12 +51,19 @@ pub async fn forward(mut reader: AsyncEventReader, handle: Handle, mut sinks: Fa
             event_id: clock::event_id(rec.boot_ns),
         };
         let doc = ecs::document(&rec, &ctx);
-        let op = doc["event"]["action"].as_str().unwrap_or("unknown").to_owned();
+        let op = doc["event"]["action"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned();
         metrics.decision(&op, &rec.actions.names());
         let before = (sinks.written, sinks.failed);
         sinks.write_line(&doc.to_string());
-        metrics.sink_documents.fetch_add(sinks.written - before.0, Ordering::Relaxed);
-        metrics.sink_failures.fetch_add(sinks.failed - before.1, Ordering::Relaxed);
+        metrics
+            .sink_documents
+            .fetch_add(sinks.written - before.0, Ordering::Relaxed);
+        metrics
+            .sink_failures
+            .fetch_add(sinks.failed - before.1, Ordering::Relaxed);
     }
 }
 
@@ -56,16 +73,33 @@ pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
     let mut last_drops = 0;
     loop {
         if let Ok(snap) = handle.status().await {
-            metrics.managed_containers.store(snap.containers.iter().filter(|c| c.rule_set.is_some()).count() as u64, Ordering::Relaxed);
-            metrics.rule_sets.store(snap.rule_sets as u64, Ordering::Relaxed);
-            metrics.policy_revision.store(snap.policy_revision, Ordering::Relaxed);
+            metrics.managed_containers.store(
+                snap.containers
+                    .iter()
+                    .filter(|c| c.rule_set.is_some())
+                    .count() as u64,
+                Ordering::Relaxed,
+            );
+            metrics
+                .rule_sets
+                .store(snap.rule_sets as u64, Ordering::Relaxed);
+            metrics
+                .policy_revision
+                .store(snap.policy_revision, Ordering::Relaxed);
             if let Some(k) = snap.kernel_counters {
-                metrics.kernel_denied.store(k[CNT_DENIED as usize], Ordering::Relaxed);
-                metrics.kernel_events.store(k[CNT_EVENTS as usize], Ordering::Relaxed);
+                metrics
+                    .kernel_denied
+                    .store(k[CNT_DENIED as usize], Ordering::Relaxed);
+                metrics
+                    .kernel_events
+                    .store(k[CNT_EVENTS as usize], Ordering::Relaxed);
                 let drops = k[CNT_RINGBUF_DROPS as usize];
                 metrics.ringbuf_drops.store(drops, Ordering::Relaxed);
                 if drops > last_drops {
-                    tracing::warn!(lost = drops - last_drops, "decisions were lost: the kernel ring buffer was full");
+                    tracing::warn!(
+                        lost = drops - last_drops,
+                        "decisions were lost: the kernel ring buffer was full"
+                    );
                     last_drops = drops;
                 }
             }

@@ -80,15 +80,24 @@ impl KernelState for MemoryKernel {
     type Error = MemoryKernelError;
 
     fn registrations(&self) -> Vec<(u64, u32)> {
-        self.containers.iter().map(|(c, e)| (*c, e.rule_set)).collect()
+        self.containers
+            .iter()
+            .map(|(c, e)| (*c, e.rule_set))
+            .collect()
     }
 
     fn highest_rule_set(&self) -> u32 {
-        self.entries.keys().copied().filter(|&r| r < EXEC_RULE_SETS).max().unwrap_or(0)
+        self.entries
+            .keys()
+            .copied()
+            .filter(|&r| r < EXEC_RULE_SETS)
+            .max()
+            .unwrap_or(0)
     }
 
     fn purge_tables(&mut self, keep: &std::collections::BTreeSet<u32>) -> Result<(), Self::Error> {
-        self.entries.retain(|id, _| *id >= EXEC_RULE_SETS || keep.contains(id));
+        self.entries
+            .retain(|id, _| *id >= EXEC_RULE_SETS || keep.contains(id));
         Ok(())
     }
 

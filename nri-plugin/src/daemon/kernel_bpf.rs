@@ -33,13 +33,20 @@ impl KernelState for Enforcer {
     }
 
     fn registrations(&self) -> Vec<(u64, u32)> {
-        self.registered().map(|r| r.into_iter().map(|(c, e)| (c, e.rule_set)).collect()).unwrap_or_default()
+        self.registered()
+            .map(|r| r.into_iter().map(|(c, e)| (c, e.rule_set)).collect())
+            .unwrap_or_default()
     }
 
     fn highest_rule_set(&self) -> u32 {
         let in_maps = self.rule_sets_in_maps().unwrap_or_default();
         let registered = self.registrations().into_iter().map(|(_, r)| r);
-        in_maps.into_iter().chain(registered).filter(|&r| r < EXEC_RULE_SETS).max().unwrap_or(0)
+        in_maps
+            .into_iter()
+            .chain(registered)
+            .filter(|&r| r < EXEC_RULE_SETS)
+            .max()
+            .unwrap_or(0)
     }
 
     fn purge_tables(&mut self, keep: &std::collections::BTreeSet<u32>) -> Result<(), BpfError> {

@@ -33,18 +33,38 @@ impl NriHandler {
         let mut attrs = a.container;
         attrs.cluster_id.clone_from(&self.cluster_id);
         attrs.cluster_name.clone_from(&self.cluster_name);
-        let cgroup_id = a.cgroup.as_deref().and_then(|d| cgroup::cgroup_id(d).ok()).unwrap_or(0);
-        ContainerInfo { id: c.id.clone(), name: c.name.clone(), attrs, cgroup_id }
+        let cgroup_id = a
+            .cgroup
+            .as_deref()
+            .and_then(|d| cgroup::cgroup_id(d).ok())
+            .unwrap_or(0);
+        ContainerInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            attrs,
+            cgroup_id,
+        }
     }
 
     fn log(&self, info: &ContainerInfo, outcome: &Result<Started, String>) {
-        let (ns, pod) = (info.attrs.namespace.as_deref().unwrap_or("-"), info.attrs.pod_name.as_deref().unwrap_or("-"));
+        let (ns, pod) = (
+            info.attrs.namespace.as_deref().unwrap_or("-"),
+            info.attrs.pod_name.as_deref().unwrap_or("-"),
+        );
         match outcome {
-            Ok(Started::Protected { rule_set }) => tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, rule_set, "protected"),
-            Ok(Started::NoPolicy) => tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, "no policy applies"),
-            Ok(Started::Unprotected { reason }) => tracing::warn!(container = %info.id, name = %info.name, namespace = ns, pod, reason = %reason, "running WITHOUT alerts: registration failed"),
+            Ok(Started::Protected { rule_set }) => {
+                tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, rule_set, "protected")
+            }
+            Ok(Started::NoPolicy) => {
+                tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, "no policy applies")
+            }
+            Ok(Started::Unprotected { reason }) => {
+                tracing::warn!(container = %info.id, name = %info.name, namespace = ns, pod, reason = %reason, "running WITHOUT alerts: registration failed")
+            }
             Err(e) => {
-                self.metrics.refused_containers.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .refused_containers
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(container = %info.id, name = %info.name, namespace = ns, pod, error = %e, "start refused");
             }
         }
@@ -52,11 +72,19 @@ impl NriHandler {
 }
 
 impl d4c_nri::Handler for NriHandler {
-    async fn synchronize(&self, pods: Vec<PodSandbox>, containers: Vec<Container>) -> Result<(), String> {
+    async fn synchronize(
+        &self,
+        pods: Vec<PodSandbox>,
+        containers: Vec<Container>,
+    ) -> Result<(), String> {
         let t = Instant::now();
         let infos: Vec<ContainerInfo> = containers
             .iter()
-            .filter_map(|c| pods.iter().find(|p| p.id == c.pod_sandbox_id).map(|p| self.info(p, c)))
+            .filter_map(|c| {
+                pods.iter()
+                    .find(|p| p.id == c.pod_sandbox_id)
+                    .map(|p| self.info(p, c))
+            })
             .collect();
         let n = infos.len();
         let outcomes = self.handle.synchronize(infos).await?;
@@ -65,7 +93,8 @@ impl d4c_nri::Handler for NriHandler {
                 tracing::error!(container = %id, error = %e, "a running container could not be protected");
             }
         }
-        self.metrics.nri_request("Synchronize", t.elapsed().as_secs_f64());
+        self.metrics
+            .nri_request("Synchronize", t.elapsed().as_secs_f64());
         tracing::info!(containers = n, "synchronized with the runtime");
         Ok(())
     }
@@ -75,13 +104,15 @@ impl d4c_nri::Handler for NriHandler {
         let info = self.info(pod, c);
         let outcome = self.handle.start(info.clone()).await;
         self.log(&info, &outcome);
-        self.metrics.nri_request("StartContainer", t.elapsed().as_secs_f64());
+        self.metrics
+            .nri_request("StartContainer", t.elapsed().as_secs_f64());
         outcome.map(|_| ()).map_err(|e| format!("d4c: {e}"))
     }
 
     async fn remove_container(&self, _pod: &PodSandbox, c: &Container) {
         let t = Instant::now();
         self.handle.remove(c.id.clone()).await;
-        self.metrics.nri_request("RemoveContainer", t.elapsed().as_secs_f64());
+        self.metrics
+            .nri_request("RemoveContainer", t.elapsed().as_secs_f64());
     }
 }

@@ -12,9 +12,15 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Command {
     Start(Box<ContainerInfo>, oneshot::Sender<Result<Started, String>>),
     Remove(String),
-    Synchronize(Vec<ContainerInfo>, oneshot::Sender<Vec<(String, Result<Started, String>)>>),
+    Synchronize(
+        Vec<ContainerInfo>,
+        oneshot::Sender<Vec<(String, Result<Started, String>)>>,
+    ),
     Reload(Arc<Policy>, oneshot::Sender<Result<u64, String>>),
-    Lookup(u64, oneshot::Sender<Option<(ContainerInfo, Arc<Policy>, u64)>>),
+    Lookup(
+        u64,
+        oneshot::Sender<Option<(ContainerInfo, Arc<Policy>, u64)>>,
+    ),
     Status(oneshot::Sender<Snapshot>),
 }
 
@@ -63,7 +69,10 @@ impl Handle {
         let _ = self.tx.send(Command::Remove(id)).await;
     }
 
-    pub async fn synchronize(&self, infos: Vec<ContainerInfo>) -> Result<Vec<(String, Result<Started, String>)>, String> {
+    pub async fn synchronize(
+        &self,
+        infos: Vec<ContainerInfo>,
+    ) -> Result<Vec<(String, Result<Started, String>)>, String> {
         self.ask(|tx| Command::Synchronize(infos, tx)).await
     }
 
@@ -73,7 +82,10 @@ impl Handle {
 
     /// The container registered with this cgroup id, the policy and its revision.
     pub async fn lookup(&self, cgroup_id: u64) -> Option<(ContainerInfo, Arc<Policy>, u64)> {
-        self.ask(|tx| Command::Lookup(cgroup_id, tx)).await.ok().flatten()
+        self.ask(|tx| Command::Lookup(cgroup_id, tx))
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn status(&self) -> Result<Snapshot, String> {
@@ -92,7 +104,9 @@ impl Counters for super::kernel::MemoryKernel {}
 
 impl Counters for crate::bpf::Enforcer {
     fn counters(&self) -> Option<Vec<u64>> {
-        crate::bpf::Enforcer::counters(self).ok().map(|c| c.to_vec())
+        crate::bpf::Enforcer::counters(self)
+            .ok()
+            .map(|c| c.to_vec())
     }
 }
 
@@ -106,7 +120,10 @@ where
     Handle { tx }
 }
 
-async fn run<K: KernelState + Counters>(mut registry: Registry<K>, mut rx: mpsc::Receiver<Command>) {
+async fn run<K: KernelState + Counters>(
+    mut registry: Registry<K>,
+    mut rx: mpsc::Receiver<Command>,
+) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Start(info, reply) => {
@@ -116,14 +133,24 @@ async fn run<K: KernelState + Counters>(mut registry: Registry<K>, mut rx: mpsc:
                 registry.remove(&id);
             }
             Command::Synchronize(infos, reply) => {
-                let out = registry.synchronize(infos).into_iter().map(|(id, r)| (id, r.map_err(|e| e.to_string()))).collect();
+                let out = registry
+                    .synchronize(infos)
+                    .into_iter()
+                    .map(|(id, r)| (id, r.map_err(|e| e.to_string())))
+                    .collect();
                 let _ = reply.send(out);
             }
             Command::Reload(policy, reply) => {
                 let _ = reply.send(registry.reload(policy).map_err(|e| e.to_string()));
             }
             Command::Lookup(cgroup_id, reply) => {
-                let found = registry.by_cgroup(cgroup_id).map(|m| (m.info.clone(), registry.policy().clone(), registry.revision()));
+                let found = registry.by_cgroup(cgroup_id).map(|m| {
+                    (
+                        m.info.clone(),
+                        registry.policy().clone(),
+                        registry.revision(),
+                    )
+                });
                 let _ = reply.send(found);
             }
             Command::Status(reply) => {
@@ -142,7 +169,13 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
             namespace: m.info.attrs.namespace.clone(),
             pod: m.info.attrs.pod_name.clone(),
             image: m.info.attrs.image.as_ref().map(ToString::to_string),
-            labels: m.info.attrs.labels.iter().map(|(k, v)| format!("{k}:{v}")).collect(),
+            labels: m
+                .info
+                .attrs
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect(),
             cgroup_id: m.info.cgroup_id,
             rule_set: m.rule_set,
         })

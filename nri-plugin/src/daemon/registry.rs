@@ -70,7 +70,13 @@ struct Revision {
 
 impl Revision {
     fn new(number: u64, policy: Arc<Policy>, first_id: u32) -> Self {
-        Revision { number, policy, sets: RuleSets::starting_at(first_id), tables: BTreeMap::new(), users: BTreeMap::new() }
+        Revision {
+            number,
+            policy,
+            sets: RuleSets::starting_at(first_id),
+            tables: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
     }
 
     /// The rule set of `attrs`, and its tables if they were compiled just now.
@@ -101,7 +107,12 @@ impl<K: KernelState> Registry<K> {
     pub fn new(kernel: K, policy: Arc<Policy>) -> Self {
         let highest = kernel.highest_rule_set();
         let first = highest.saturating_add(1).min(0x7fff_ffff).max(1);
-        Registry { kernel, rev: Revision::new(1, policy, first), containers: BTreeMap::new(), inherited: highest > 0 }
+        Registry {
+            kernel,
+            rev: Revision::new(1, policy, first),
+            containers: BTreeMap::new(),
+            inherited: highest > 0,
+        }
     }
 
     /// Registers a starting container. `Err` means the start must be refused.
@@ -109,10 +120,13 @@ impl<K: KernelState> Registry<K> {
         if self.containers.contains_key(&info.id) {
             self.remove(&info.id);
         }
-        let (id, fresh) = self
-            .rev
-            .assign(&info.attrs)
-            .map_err(|source| RegistryError::Compile { id: info.id.clone(), source })?;
+        let (id, fresh) =
+            self.rev
+                .assign(&info.attrs)
+                .map_err(|source| RegistryError::Compile {
+                    id: info.id.clone(),
+                    source,
+                })?;
         if let Some(tables) = fresh {
             if !tables.is_empty() {
                 if let Err(e) = self.kernel.write_tables(tables) {
@@ -125,7 +139,13 @@ impl<K: KernelState> Registry<K> {
         }
         let tables = &self.rev.tables[&id];
         if tables.is_empty() {
-            self.containers.insert(info.id.clone(), Managed { info, rule_set: None });
+            self.containers.insert(
+                info.id.clone(),
+                Managed {
+                    info,
+                    rule_set: None,
+                },
+            );
             return Ok(Started::NoPolicy);
         }
         if info.cgroup_id == 0 {
@@ -133,9 +153,19 @@ impl<K: KernelState> Registry<K> {
             if !self.rev.users.contains_key(&id) {
                 self.release(id);
             }
-            return self.failed(info, can_block, "the container's cgroup could not be found".into());
+            return self.failed(
+                info,
+                can_block,
+                "the container's cgroup could not be found".into(),
+            );
         }
-        if let Err(e) = self.kernel.register(info.cgroup_id, ContainerEntry { rule_set: id, flags: 0 }) {
+        if let Err(e) = self.kernel.register(
+            info.cgroup_id,
+            ContainerEntry {
+                rule_set: id,
+                flags: 0,
+            },
+        ) {
             let can_block = tables.can_block();
             if !self.rev.users.contains_key(&id) {
                 self.release(id);
@@ -143,7 +173,13 @@ impl<K: KernelState> Registry<K> {
             return self.failed(info, can_block, Box::new(e));
         }
         *self.rev.users.entry(id).or_default() += 1;
-        self.containers.insert(info.id.clone(), Managed { info, rule_set: Some(id) });
+        self.containers.insert(
+            info.id.clone(),
+            Managed {
+                info,
+                rule_set: Some(id),
+            },
+        );
         Ok(Started::Protected { rule_set: id })
     }
 
@@ -154,10 +190,19 @@ impl<K: KernelState> Registry<K> {
         source: Box<dyn std::error::Error + Send + Sync>,
     ) -> Result<Started, RegistryError> {
         if can_block {
-            return Err(RegistryError::Refused { id: info.id, source });
+            return Err(RegistryError::Refused {
+                id: info.id,
+                source,
+            });
         }
         let reason = source.to_string();
-        self.containers.insert(info.id.clone(), Managed { info, rule_set: None });
+        self.containers.insert(
+            info.id.clone(),
+            Managed {
+                info,
+                rule_set: None,
+            },
+        );
         Ok(Started::Unprotected { reason })
     }
 
@@ -221,21 +266,35 @@ impl<K: KernelState> Registry<K> {
         for (cid, new_rs) in &plan {
             let m = &self.containers[cid];
             let r = match new_rs {
-                Some(rs) => self.kernel.register(m.info.cgroup_id, ContainerEntry { rule_set: *rs, flags: 0 }),
+                Some(rs) => self.kernel.register(
+                    m.info.cgroup_id,
+                    ContainerEntry {
+                        rule_set: *rs,
+                        flags: 0,
+                    },
+                ),
                 None => self.kernel.unregister(m.info.cgroup_id),
             };
             if let Err(e) = r {
                 for back in &switched {
                     let m = &self.containers[*back];
                     let _ = match m.rule_set {
-                        Some(rs) => self.kernel.register(m.info.cgroup_id, ContainerEntry { rule_set: rs, flags: 0 }),
+                        Some(rs) => self.kernel.register(
+                            m.info.cgroup_id,
+                            ContainerEntry {
+                                rule_set: rs,
+                                flags: 0,
+                            },
+                        ),
                         None => self.kernel.unregister(m.info.cgroup_id),
                     };
                 }
                 for id in &written {
                     let _ = self.kernel.delete_tables(&next.tables[id]);
                 }
-                return Err(RegistryError::Reload { source: Box::new(e) });
+                return Err(RegistryError::Reload {
+                    source: Box::new(e),
+                });
             }
             switched.push(cid);
         }
@@ -258,15 +317,31 @@ impl<K: KernelState> Registry<K> {
 
     /// Rebuilds from the runtime's full list: starts every listed container and forgets
     /// those not listed. Returns the per-container outcomes.
-    pub fn synchronize(&mut self, infos: Vec<ContainerInfo>) -> Vec<(String, Result<Started, RegistryError>)> {
-        let listed: std::collections::BTreeSet<String> = infos.iter().map(|i| i.id.clone()).collect();
-        let gone: Vec<String> = self.containers.keys().filter(|k| !listed.contains(*k)).cloned().collect();
+    pub fn synchronize(
+        &mut self,
+        infos: Vec<ContainerInfo>,
+    ) -> Vec<(String, Result<Started, RegistryError>)> {
+        let listed: std::collections::BTreeSet<String> =
+            infos.iter().map(|i| i.id.clone()).collect();
+        let gone: Vec<String> = self
+            .containers
+            .keys()
+            .filter(|k| !listed.contains(*k))
+            .cloned()
+            .collect();
         for id in gone {
             self.remove(&id);
         }
         let inherited = std::mem::take(&mut self.inherited);
-        let before: BTreeMap<u64, u32> = if inherited { self.kernel.registrations().into_iter().collect() } else { BTreeMap::new() };
-        let out = infos.into_iter().map(|i| (i.id.clone(), self.start(i))).collect();
+        let before: BTreeMap<u64, u32> = if inherited {
+            self.kernel.registrations().into_iter().collect()
+        } else {
+            BTreeMap::new()
+        };
+        let out = infos
+            .into_iter()
+            .map(|i| (i.id.clone(), self.start(i)))
+            .collect();
         if inherited {
             self.adopt_leftovers(&before);
         }
@@ -279,7 +354,8 @@ impl<K: KernelState> Registry<K> {
     /// move to the new rule set of a container that had the same old one; the rest are
     /// removed; rule sets nothing uses any more are deleted.
     fn adopt_leftovers(&mut self, before: &BTreeMap<u64, u32>) {
-        let claimed: std::collections::BTreeSet<u64> = self.containers.values().map(|m| m.info.cgroup_id).collect();
+        let claimed: std::collections::BTreeSet<u64> =
+            self.containers.values().map(|m| m.info.cgroup_id).collect();
         let mut renumber: BTreeMap<u32, Option<u32>> = BTreeMap::new();
         for m in self.containers.values() {
             if let Some(&old) = before.get(&m.info.cgroup_id) {
@@ -291,7 +367,13 @@ impl<K: KernelState> Registry<K> {
                 continue;
             }
             let r = match renumber.get(&old) {
-                Some(Some(new)) => self.kernel.register(cgroup, ContainerEntry { rule_set: *new, flags: 0 }),
+                Some(Some(new)) => self.kernel.register(
+                    cgroup,
+                    ContainerEntry {
+                        rule_set: *new,
+                        flags: 0,
+                    },
+                ),
                 _ => self.kernel.unregister(cgroup),
             };
             if let Err(e) = r {
@@ -311,7 +393,9 @@ impl<K: KernelState> Registry<K> {
     /// The managed container whose cgroup is `cgroup_id`.
     #[must_use]
     pub fn by_cgroup(&self, cgroup_id: u64) -> Option<&Managed> {
-        self.containers.values().find(|m| m.info.cgroup_id == cgroup_id)
+        self.containers
+            .values()
+            .find(|m| m.info.cgroup_id == cgroup_id)
     }
 
     #[must_use]

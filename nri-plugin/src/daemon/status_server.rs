@@ -37,5 +37,6 @@ pub fn query(path: &Path) -> io::Result<Snapshot> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e}: {text}")))
+    serde_json::from_str(&text)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e}: {text}")))
 }

@@ -17,7 +17,11 @@ fn info(id: &str, ns: &str, cgroup_id: u64) -> ContainerInfo {
     ContainerInfo {
         id: id.into(),
         name: id.into(),
-        attrs: Container { namespace: Some(ns.into()), orchestrator: Some("kubernetes".into()), ..Container::default() },
+        attrs: Container {
+            namespace: Some(ns.into()),
+            orchestrator: Some("kubernetes".into()),
+            ..Container::default()
+        },
         cgroup_id,
     }
 }
@@ -25,8 +29,14 @@ fn info(id: &str, ns: &str, cgroup_id: u64) -> ContainerInfo {
 #[test]
 fn containers_share_rule_sets_and_unmatched_ones_stay_out() {
     let mut r = Registry::new(MemoryKernel::default(), policy("alert, block", "prod"));
-    assert_eq!(r.start(info("a", "prod", 10)).unwrap(), Started::Protected { rule_set: 1 });
-    assert_eq!(r.start(info("b", "prod", 11)).unwrap(), Started::Protected { rule_set: 1 });
+    assert_eq!(
+        r.start(info("a", "prod", 10)).unwrap(),
+        Started::Protected { rule_set: 1 }
+    );
+    assert_eq!(
+        r.start(info("b", "prod", 11)).unwrap(),
+        Started::Protected { rule_set: 1 }
+    );
     assert_eq!(r.start(info("c", "dev", 12)).unwrap(), Started::NoPolicy);
     let k = r.kernel();
     assert_eq!(k.containers.len(), 2);
@@ -42,17 +52,29 @@ fn a_blocking_container_that_cannot_be_registered_is_refused() {
     let e = r.start(info("a", "prod", 10)).unwrap_err();
     assert!(matches!(e, RegistryError::Refused { .. }), "{e}");
     assert!(e.to_string().contains("cannot be registered"));
-    assert!(r.kernel().entries.is_empty(), "the unused rule set is cleaned up");
+    assert!(
+        r.kernel().entries.is_empty(),
+        "the unused rule set is cleaned up"
+    );
 
     let mut r = Registry::new(MemoryKernel::default(), policy("alert, block", "prod"));
     r.kernel_mut().fail_next = Some("write_tables");
-    assert!(matches!(r.start(info("a", "prod", 10)), Err(RegistryError::Refused { .. })));
+    assert!(matches!(
+        r.start(info("a", "prod", 10)),
+        Err(RegistryError::Refused { .. })
+    ));
     // The next attempt compiles and writes again, and succeeds.
-    assert_eq!(r.start(info("a", "prod", 10)).unwrap(), Started::Protected { rule_set: 2 });
+    assert_eq!(
+        r.start(info("a", "prod", 10)).unwrap(),
+        Started::Protected { rule_set: 2 }
+    );
 
     let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
     r.kernel_mut().fail_next = Some("register");
-    assert!(matches!(r.start(info("a", "prod", 10)).unwrap(), Started::Unprotected { .. }));
+    assert!(matches!(
+        r.start(info("a", "prod", 10)).unwrap(),
+        Started::Unprotected { .. }
+    ));
 }
 
 #[test]
@@ -79,14 +101,24 @@ fn reload_switches_everything_or_nothing() {
     assert!(!k.containers.contains_key(&10), "prod is no longer covered");
     let dev = k.containers[&12].rule_set;
     assert!(dev > 1, "new rule sets get new ids");
-    assert_eq!(k.entries.keys().copied().collect::<Vec<_>>(), vec![dev], "old rule sets deleted");
+    assert_eq!(
+        k.entries.keys().copied().collect::<Vec<_>>(),
+        vec![dev],
+        "old rule sets deleted"
+    );
 
     // A failure while writing the new tables keeps the old policy in force.
     r.kernel_mut().fail_next = Some("write_tables");
-    assert!(matches!(r.reload(policy("alert", "*")), Err(RegistryError::Reload { .. })));
+    assert!(matches!(
+        r.reload(policy("alert", "*")),
+        Err(RegistryError::Reload { .. })
+    ));
     assert_eq!(r.revision(), 2);
     assert_eq!(r.kernel().containers[&12].rule_set, dev);
-    assert_eq!(r.kernel().entries.keys().copied().collect::<Vec<_>>(), vec![dev]);
+    assert_eq!(
+        r.kernel().entries.keys().copied().collect::<Vec<_>>(),
+        vec![dev]
+    );
 
     // A failure while switching entries rolls the switched ones back.
     r.start(info("d", "dev", 13)).unwrap();
@@ -94,7 +126,11 @@ fn reload_switches_everything_or_nothing() {
     assert!(r.reload(policy("alert", "*")).is_err());
     assert_eq!(r.kernel().containers[&12].rule_set, dev);
     assert_eq!(r.kernel().containers[&13].rule_set, dev);
-    assert_eq!(r.kernel().entries.keys().copied().collect::<Vec<_>>(), vec![dev], "new tables removed again");
+    assert_eq!(
+        r.kernel().entries.keys().copied().collect::<Vec<_>>(),
+        vec![dev],
+        "new tables removed again"
+    );
 }
 
 #[test]
@@ -103,7 +139,9 @@ fn synchronize_rebuilds() {
     r.start(info("old", "prod", 9)).unwrap();
     let out = r.synchronize(vec![info("a", "prod", 10), info("b", "dev", 11)]);
     assert_eq!(out.len(), 2);
-    assert!(out.iter().all(|(_, r)| matches!(r, Ok(Started::Protected { .. }))));
+    assert!(out
+        .iter()
+        .all(|(_, r)| matches!(r, Ok(Started::Protected { .. }))));
     let ids: Vec<u64> = r.kernel().containers.keys().copied().collect();
     assert_eq!(ids, vec![10, 11]);
     assert_eq!(r.by_cgroup(11).unwrap().info.id, "b");
@@ -120,7 +158,13 @@ fn a_new_daemon_starts_above_inherited_ids_and_purges_the_rest() {
     // A nested cgroup the kernel registered under container a's rule set, and a cgroup
     // under a rule set no listed container had (its container went away).
     kernel.containers.insert(99, a_old);
-    kernel.containers.insert(11, d4c_common::ContainerEntry { rule_set: 77, flags: 0 });
+    kernel.containers.insert(
+        11,
+        d4c_common::ContainerEntry {
+            rule_set: 77,
+            flags: 0,
+        },
+    );
     kernel.entries.insert(77, 1);
     // A `d4c exec` run's rule set is left alone.
     kernel.entries.insert(0x8000_0001, 1);
@@ -130,7 +174,17 @@ fn a_new_daemon_starts_above_inherited_ids_and_purges_the_rest() {
     let k = second.kernel();
     let new_id = k.containers[&10].rule_set;
     assert!(new_id > 77, "new ids above inherited ones");
-    assert!(!k.containers.contains_key(&11), "the registration nothing claims is removed");
-    assert_eq!(k.containers[&99].rule_set, new_id, "the nested cgroup follows its container");
-    assert_eq!(k.entries.keys().copied().collect::<Vec<_>>(), vec![new_id, 0x8000_0001], "inherited rule sets purged, exec's kept");
+    assert!(
+        !k.containers.contains_key(&11),
+        "the registration nothing claims is removed"
+    );
+    assert_eq!(
+        k.containers[&99].rule_set, new_id,
+        "the nested cgroup follows its container"
+    );
+    assert_eq!(
+        k.entries.keys().copied().collect::<Vec<_>>(),
+        vec![new_id, 0x8000_0001],
+        "inherited rule sets purged, exec's kept"
+    );
 }

@@ -21,7 +21,10 @@ pub fn load(dir: &Path) -> (PolicySource, Result<Loaded, PolicyError>) {
     if dir.exists() {
         (PolicySource::Directory(dir.to_owned()), load_paths(&[dir]))
     } else {
-        (PolicySource::EmbeddedDefault, load_str("embedded:default.yaml", EMBEDDED_DEFAULT))
+        (
+            PolicySource::EmbeddedDefault,
+            load_str("embedded:default.yaml", EMBEDDED_DEFAULT),
+        )
     }
 }
 
@@ -65,7 +68,10 @@ pub struct Watcher {
 impl Watcher {
     #[must_use]
     pub fn new(dir: &Path) -> Self {
-        Watcher { dir: dir.to_owned(), last: fingerprint(dir) }
+        Watcher {
+            dir: dir.to_owned(),
+            last: fingerprint(dir),
+        }
     }
 
     /// The new policy, if the files changed.

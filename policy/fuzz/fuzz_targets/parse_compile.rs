@@ -8,7 +8,9 @@ use d4c_policy::{check_texts, evaluate, Container, Event, FileOp, ImageRef, Moun
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let (policy, diagnostics) = check_texts(&[("fuzz.yaml".to_owned(), text.to_owned())]);
     for d in &diagnostics {
         let _ = d.to_string();
@@ -19,17 +21,27 @@ fuzz_target!(|data: &[u8]| {
         namespace: Some("default".into()),
         pod_name: Some("nginx-pod-1".into()),
         orchestrator: Some("kubernetes".into()),
-        mounts: vec![Mount { destination: "/data".into(), file: false }],
+        mounts: vec![Mount {
+            destination: "/data".into(),
+            file: false,
+        }],
         ..Container::default()
     };
     pod.labels.insert("app".into(), "web".into());
     for container in [Container::default(), pod] {
         let spec = RuleSetSpec::for_container(&policy, &container);
-        let Ok(tables) = compile_rule_set(&policy, &spec, 1) else { continue };
+        let Ok(tables) = compile_rule_set(&policy, &spec, 1) else {
+            continue;
+        };
         let maps = KernelMaps::from_tables(&tables);
         let mut events: Vec<Event> = ["/usr/bin/ls", "/tmp/x", "/data/a", "/", "memfd:x"]
             .iter()
-            .flat_map(|p| FileOp::ALL.map(|op| Event::File { op, path: (*p).to_owned() }))
+            .flat_map(|p| {
+                FileOp::ALL.map(|op| Event::File {
+                    op,
+                    path: (*p).to_owned(),
+                })
+            })
             .collect();
         events.extend(ProcessOp::ALL.map(|op| Event::Process {
             op,
@@ -38,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
             interactive: true,
         }));
         for ev in &events {
-            assert_eq!(maps.decide(1, ev), evaluate(&policy, &container, ev).actions, "{ev:?}");
+            assert_eq!(
+                maps.decide(1, ev),
+                evaluate(&policy, &container, ev).actions,
+                "{ev:?}"
+            );
         }
     }
 });

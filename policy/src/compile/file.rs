@@ -12,7 +12,9 @@ use super::responses::ResponseIndex;
 use super::RuleSetSpec;
 use crate::model::{BlockKind, FileOp, Policy};
 use crate::pattern::PathKind;
-use d4c_common::{FileRule, PathKey, FILE_OP_SLOTS, REST_CLASSES, REST_DEEP, REST_EMPTY, REST_NAME};
+use d4c_common::{
+    FileRule, PathKey, FILE_OP_SLOTS, REST_CLASSES, REST_DEEP, REST_EMPTY, REST_NAME,
+};
 use rustc_hash::FxHashSet;
 
 /// Whether a pattern of `kind` matches a rest of class `class`.
@@ -36,20 +38,42 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathK
     let mut patterns: Patterns = Patterns::default();
     for &s in &live {
         for p in sels[s].target_path.iter().flatten() {
-            patterns.entry(p.prefix.as_bytes().to_vec()).or_default().push((s, p.kind));
+            patterns
+                .entry(p.prefix.as_bytes().to_vec())
+                .or_default()
+                .push((s, p.kind));
         }
     }
-    let mounts: FxHashSet<&[u8]> = spec.mounts.iter().map(|m| m.destination.as_bytes()).collect();
-    let file_mounts: FxHashSet<&[u8]> =
-        spec.mounts.iter().filter(|m| m.file).map(|m| m.destination.as_bytes()).collect();
-    let mount_dirs: FxHashSet<Vec<u8>> =
-        spec.mounts.iter().map(|m| format!("{}/", m.destination).into_bytes()).collect();
+    let mounts: FxHashSet<&[u8]> = spec
+        .mounts
+        .iter()
+        .map(|m| m.destination.as_bytes())
+        .collect();
+    let file_mounts: FxHashSet<&[u8]> = spec
+        .mounts
+        .iter()
+        .filter(|m| m.file)
+        .map(|m| m.destination.as_bytes())
+        .collect();
+    let mount_dirs: FxHashSet<Vec<u8>> = spec
+        .mounts
+        .iter()
+        .map(|m| format!("{}/", m.destination).into_bytes())
+        .collect();
     let set = PrefixSet::new(
-        patterns.keys().cloned().chain(mounts.iter().map(|m| m.to_vec())).chain(mount_dirs.iter().cloned()),
+        patterns
+            .keys()
+            .cloned()
+            .chain(mounts.iter().map(|m| m.to_vec()))
+            .chain(mount_dirs.iter().cloned()),
     );
 
     // Path-independent part, per operation: the selectors without a path condition.
-    let pathless: Vec<usize> = live.iter().copied().filter(|&s| sels[s].target_path.is_none()).collect();
+    let pathless: Vec<usize> = live
+        .iter()
+        .copied()
+        .filter(|&s| sels[s].target_path.is_none())
+        .collect();
     let vol = |s: usize, on_vol: bool, on_file: bool| {
         (sels[s].ignore_volume_mounts && on_vol) || (sels[s].ignore_volume_files && on_file)
     };
@@ -77,7 +101,11 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathK
                     .filter(|&s| sels[s].has_op(op.bit()) && !vol(s, on_vol, on_file))
                     .collect();
                 let removed: Vec<usize> = if on_vol || on_file {
-                    pathless.iter().copied().filter(|&s| sels[s].has_op(op.bit()) && vol(s, on_vol, on_file)).collect()
+                    pathless
+                        .iter()
+                        .copied()
+                        .filter(|&s| sels[s].has_op(op.bit()) && vol(s, on_vol, on_file))
+                        .collect()
                 } else {
                     Vec::new()
                 };

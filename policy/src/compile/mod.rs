@@ -55,13 +55,20 @@ impl RuleSetSpec {
 
     /// The live selectors of one block.
     pub(crate) fn live_in(&self, policy: &Policy, block: BlockKind) -> Vec<usize> {
-        self.live.iter().copied().filter(|&i| policy.selectors[i].kind() == block).collect()
+        self.live
+            .iter()
+            .copied()
+            .filter(|&i| policy.selectors[i].kind() == block)
+            .collect()
     }
 
     /// True when no live selector is referenced by any response's `match` (nothing can fire).
     #[must_use]
     pub fn is_inert(&self, policy: &Policy) -> bool {
-        !policy.responses.iter().any(|r| r.matches.iter().any(|m| self.live.binary_search(m).is_ok()))
+        !policy
+            .responses
+            .iter()
+            .any(|r| r.matches.iter().any(|m| self.live.binary_search(m).is_ok()))
     }
 }
 
@@ -88,7 +95,10 @@ impl Tables {
     /// Total number of entries.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.file_rules.len() + self.exe_rules.len() + self.comm_rules.len() + self.proc_decisions.len()
+        self.file_rules.len()
+            + self.exe_rules.len()
+            + self.comm_rules.len()
+            + self.proc_decisions.len()
     }
 
     #[must_use]
@@ -108,12 +118,23 @@ impl Tables {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
     #[error("rule set {rule_set}: {exe_classes} executable classes x {name_classes} process-name classes exceed {MAX_PROCESS_COMBINATIONS} process decisions; split the process selectors into fewer distinct processExecutable/processName values")]
-    TooManyProcessClasses { rule_set: u32, exe_classes: usize, name_classes: usize },
+    TooManyProcessClasses {
+        rule_set: u32,
+        exe_classes: usize,
+        name_classes: usize,
+    },
 }
 
 /// Compiles the rule set `spec` under id `rule_set` into map entries.
-pub fn compile_rule_set(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Tables, CompileError> {
-    let mut tables = Tables { file_rules: file::compile(policy, spec, rule_set), ..Tables::default() };
+pub fn compile_rule_set(
+    policy: &Policy,
+    spec: &RuleSetSpec,
+    rule_set: u32,
+) -> Result<Tables, CompileError> {
+    let mut tables = Tables {
+        file_rules: file::compile(policy, spec, rule_set),
+        ..Tables::default()
+    };
     let (exe, comm, decisions) = process::compile(policy, spec, rule_set)?;
     tables.exe_rules = exe;
     tables.comm_rules = comm;
@@ -126,7 +147,12 @@ impl Tables {
     #[must_use]
     pub fn can_block(&self) -> bool {
         let b = d4c_common::ACTION_BLOCK;
-        self.file_rules.iter().any(|(_, r)| r.actions.iter().flatten().any(|a| a & b != 0))
-            || self.proc_decisions.iter().any(|(_, d)| d.actions.iter().flatten().any(|a| a & b != 0))
+        self.file_rules
+            .iter()
+            .any(|(_, r)| r.actions.iter().flatten().any(|a| a & b != 0))
+            || self
+                .proc_decisions
+                .iter()
+                .any(|(_, d)| d.actions.iter().flatten().any(|a| a & b != 0))
     }
 }

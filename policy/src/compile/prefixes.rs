@@ -66,9 +66,15 @@ impl PrefixSet {
         let key = &self.keys[i];
         let mut out = Vec::new();
         for a in self.chain(i) {
-            let Some(list) = patterns.get(&self.keys[a]) else { continue };
+            let Some(list) = patterns.get(&self.keys[a]) else {
+                continue;
+            };
             let c = class_after(key, &self.keys[a], class);
-            out.extend(list.iter().filter(|(_, k)| super::file::kind_matches(*k, c)).map(|(s, _)| *s));
+            out.extend(
+                list.iter()
+                    .filter(|(_, k)| super::file::kind_matches(*k, c))
+                    .map(|(s, _)| *s),
+            );
         }
         out.sort_unstable();
         out.dedup();
@@ -87,7 +93,8 @@ mod tests {
 
     #[test]
     fn parents() {
-        let s = PrefixSet::new(["/a/", "/a/b", "/ab", "/a/b/c/"].map(|x: &str| x.as_bytes().to_vec()));
+        let s =
+            PrefixSet::new(["/a/", "/a/b", "/ab", "/a/b/c/"].map(|x: &str| x.as_bytes().to_vec()));
         let name = |i: usize| String::from_utf8(s.keys[i].clone()).unwrap();
         let at = |k: &str| s.keys.iter().position(|x| x == k.as_bytes()).unwrap();
         let chain: Vec<String> = s.chain(at("/a/b/c/")).map(name).collect();

@@ -12,11 +12,17 @@ use super::prefixes::{Patterns, PrefixSet};
 use super::responses::ResponseIndex;
 use super::{CompileError, RuleSetSpec, MAX_PROCESS_COMBINATIONS};
 use crate::model::{BlockKind, Policy, ProcessOp};
-use d4c_common::{CommKey, ExeRule, NameClass, PathKey, ProcDecision, ProcKey, COMM_LEN, REST_CLASSES};
+use d4c_common::{
+    CommKey, ExeRule, NameClass, PathKey, ProcDecision, ProcKey, COMM_LEN, REST_CLASSES,
+};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 
-type Out = (Vec<(PathKey, ExeRule)>, Vec<(CommKey, NameClass)>, Vec<(ProcKey, ProcDecision)>);
+type Out = (
+    Vec<(PathKey, ExeRule)>,
+    Vec<(CommKey, NameClass)>,
+    Vec<(ProcKey, ProcDecision)>,
+);
 
 /// A process name as the kernel keeps it: at most 15 bytes, NUL-padded.
 #[must_use]
@@ -37,7 +43,10 @@ impl Classes {
     fn new() -> Self {
         let mut ids = FxHashMap::default();
         ids.insert(Vec::new(), 0);
-        Classes { ids, sets: vec![Vec::new()] }
+        Classes {
+            ids,
+            sets: vec![Vec::new()],
+        }
     }
 
     fn id(&mut self, set: Vec<usize>) -> u32 {
@@ -63,7 +72,10 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
     let mut patterns: Patterns = Patterns::default();
     for &s in &live {
         for p in sels[s].executable.iter().flatten() {
-            patterns.entry(p.prefix.as_bytes().to_vec()).or_default().push((s, p.kind));
+            patterns
+                .entry(p.prefix.as_bytes().to_vec())
+                .or_default()
+                .push((s, p.kind));
         }
     }
     let mut exe_classes = Classes::new();
@@ -71,7 +83,10 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
     if !patterns.is_empty() {
         let set = PrefixSet::new(patterns.keys().cloned());
         for (i, key) in set.keys.iter().enumerate() {
-            let mut rule = ExeRule { prefix_len: u16::try_from(key.len()).unwrap_or(u16::MAX), ..ExeRule::default() };
+            let mut rule = ExeRule {
+                prefix_len: u16::try_from(key.len()).unwrap_or(u16::MAX),
+                ..ExeRule::default()
+            };
             for class in 0..REST_CLASSES {
                 rule.class[class] = exe_classes.id(set.matched(&patterns, i, class));
             }
@@ -92,12 +107,22 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
         set.sort_unstable();
         set.dedup();
         let class = name_classes.id(set);
-        comm_rules.push((CommKey { rule_set, comm: comm_bytes(name) }, NameClass { class }));
+        comm_rules.push((
+            CommKey {
+                rule_set,
+                comm: comm_bytes(name),
+            },
+            NameClass { class },
+        ));
     }
 
     let (ne, nn) = (exe_classes.sets.len(), name_classes.sets.len());
     if ne.saturating_mul(nn) > MAX_PROCESS_COMBINATIONS {
-        return Err(CompileError::TooManyProcessClasses { rule_set, exe_classes: ne, name_classes: nn });
+        return Err(CompileError::TooManyProcessClasses {
+            rule_set,
+            exe_classes: ne,
+            name_classes: nn,
+        });
     }
 
     // Decisions for every combination.

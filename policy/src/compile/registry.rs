@@ -17,11 +17,18 @@ impl RuleSets {
     /// new entries can live side by side while containers switch over).
     #[must_use]
     pub fn starting_at(first: u32) -> Self {
-        RuleSets { ids: HashMap::new(), next: first.max(1) }
+        RuleSets {
+            ids: HashMap::new(),
+            next: first.max(1),
+        }
     }
 
     /// The rule-set id for `container`, and the entries to write when this rule set is new.
-    pub fn assign(&mut self, policy: &Policy, container: &Container) -> Result<(u32, Option<Tables>), CompileError> {
+    pub fn assign(
+        &mut self,
+        policy: &Policy,
+        container: &Container,
+    ) -> Result<(u32, Option<Tables>), CompileError> {
         let spec = RuleSetSpec::for_container(policy, container);
         if let Some(&id) = self.ids.get(&spec) {
             return Ok((id, None));

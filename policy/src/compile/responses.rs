@@ -108,7 +108,9 @@ impl ResponseIndex {
     pub fn actions_of(&self, selected: impl Fn(usize) -> bool) -> u8 {
         let mut out = 0;
         for r in 0..self.actions.len() {
-            if self.matches[r].iter().any(|&s| selected(s)) && !self.excludes[r].iter().any(|&s| selected(s)) {
+            if self.matches[r].iter().any(|&s| selected(s))
+                && !self.excludes[r].iter().any(|&s| selected(s))
+            {
                 out |= self.actions[r];
             }
         }

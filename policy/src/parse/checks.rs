@@ -6,7 +6,13 @@ use crate::pattern::PathKind;
 
 /// Cross-checks one block whose selectors start at `first_sel` and responses at `first_resp`.
 /// Unused-selector warnings are given only for a block without errors (`clean`).
-pub(super) fn block(p: &mut FileParser<'_>, kind: BlockKind, first_sel: usize, first_resp: usize, clean: bool) {
+pub(super) fn block(
+    p: &mut FileParser<'_>,
+    kind: BlockKind,
+    first_sel: usize,
+    first_resp: usize,
+    clean: bool,
+) {
     for r in first_resp..p.policy.responses.len() {
         let resp = p.policy.responses[r].clone();
         if kind == BlockKind::File && resp.actions.contains(Actions::BLOCK) {
@@ -16,9 +22,16 @@ pub(super) fn block(p: &mut FileParser<'_>, kind: BlockKind, first_sel: usize, f
     let policy = &*p.policy;
     for (i, sel) in policy.selectors.iter().enumerate().skip(first_sel) {
         if clean && !p.referenced.contains(&i) {
-            p.sink.warning(sel.pos, format!("selector `{}` is not used by any response", sel.name));
+            p.sink.warning(
+                sel.pos,
+                format!("selector `{}` is not used by any response", sel.name),
+            );
         }
-        if sel.has_op(FileOp::ExecMemFd.bit()) && sel.ops.is_some() && sel.target_path.is_some() && kind == BlockKind::File {
+        if sel.has_op(FileOp::ExecMemFd.bit())
+            && sel.ops.is_some()
+            && sel.target_path.is_some()
+            && kind == BlockKind::File
+        {
             p.sink.warning(sel.pos, format!(
                 "selector `{}`: execMemFd events have no file path (a memfd has none), so this selector never matches them because of its `targetFilePath`",
                 sel.name
@@ -32,7 +45,11 @@ pub(super) fn block(p: &mut FileParser<'_>, kind: BlockKind, first_sel: usize, f
 /// `/**` earns a warning.
 fn block_needs_paths(p: &mut FileParser<'_>, resp: &crate::model::Response) {
     let sels = &p.policy.selectors;
-    let integrity = |s: &crate::model::Selector| FileOp::ALL.iter().any(|op| op.is_file_integrity() && s.has_op(op.bit()));
+    let integrity = |s: &crate::model::Selector| {
+        FileOp::ALL
+            .iter()
+            .any(|op| op.is_file_integrity() && s.has_op(op.bit()))
+    };
     let exclude_has_path = resp.excludes.iter().any(|&s| sels[s].target_path.is_some());
     let mut findings = Vec::new();
     for &s in &resp.matches {

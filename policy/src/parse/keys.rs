@@ -78,10 +78,18 @@ pub fn unknown_selector_key_hint(key: &str, generation: Generation, block: Block
     if let Some(near) = closest(key, keys.iter().map(|(k, _)| *k)) {
         return format!("; did you mean `{near}`?");
     }
-    let find = |table: &[(&'static str, Field)]| table.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, f)| *f);
+    let find = |table: &[(&'static str, Field)]| {
+        table
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, f)| *f)
+    };
     match generation {
         Generation::One => {
-            if let Some(field) = find(GEN2_COMMON).or_else(|| find(GEN2_FILE)).or_else(|| find(GEN2_PROCESS)) {
+            if let Some(field) = find(GEN2_COMMON)
+                .or_else(|| find(GEN2_FILE))
+                .or_else(|| find(GEN2_PROCESS))
+            {
                 return match keys.iter().find(|(_, f)| *f == field) {
                     Some((g1, _)) => format!("; `{key}` is the generation 2 name, in this generation 1 file write `{g1}`"),
                     None => format!(
@@ -109,7 +117,10 @@ pub fn unknown_selector_key_hint(key: &str, generation: Generation, block: Block
             }
         }
     }
-    format!("; expected one of: {}", keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
+    format!(
+        "; expected one of: {}",
+        keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// The closest candidate by edit distance, if close enough to be a likely typo.
@@ -125,12 +136,17 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 
 /// Levenshtein distance over bytes, bounded input (keys are short; long words are cut).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (&a.as_bytes()[..a.len().min(64)], &b.as_bytes()[..b.len().min(64)]);
+    let (a, b) = (
+        &a.as_bytes()[..a.len().min(64)],
+        &b.as_bytes()[..b.len().min(64)],
+    );
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -147,7 +163,11 @@ mod tests {
         assert!(h.contains("did you mean `targetFilePath`"), "{h}");
         let h = unknown_selector_key_hint("kubernetesNamespace", Generation::One, BlockKind::File);
         assert!(h.contains("write `orchestratorNamespace`"), "{h}");
-        let h = unknown_selector_key_hint("orchestratorResourceLabel", Generation::Two, BlockKind::File);
+        let h = unknown_selector_key_hint(
+            "orchestratorResourceLabel",
+            Generation::Two,
+            BlockKind::File,
+        );
         assert!(h.contains("write `kubernetesPodLabel`"), "{h}");
         let h = unknown_selector_key_hint("processName", Generation::Two, BlockKind::File);
         assert!(h.contains("process selector condition"), "{h}");

@@ -32,12 +32,25 @@ pub(crate) fn parse_into(policy: &mut Policy, file: &str, text: &str, sink: &mut
             return;
         }
     };
-    let Some(pairs) = mapping(sink, "a policy file", &root) else { return };
-    let Some(generation) = detect_generation(sink, pairs, root.pos) else { return };
+    let Some(pairs) = mapping(sink, "a policy file", &root) else {
+        return;
+    };
+    let Some(generation) = detect_generation(sink, pairs, root.pos) else {
+        return;
+    };
     sink.context = format!(" [{} policy]", generation.label());
     let source = policy.sources.len();
-    policy.sources.push(Source { path: file.to_owned(), generation });
-    let mut parser = FileParser { policy, sink, generation, source, referenced: std::collections::HashSet::new() };
+    policy.sources.push(Source {
+        path: file.to_owned(),
+        generation,
+    });
+    let mut parser = FileParser {
+        policy,
+        sink,
+        generation,
+        source,
+        referenced: std::collections::HashSet::new(),
+    };
     match generation {
         Generation::One => parser.block(BlockKind::File, pairs, root.pos, ""),
         Generation::Two => {
@@ -45,19 +58,32 @@ pub(crate) fn parse_into(policy: &mut Policy, file: &str, text: &str, sink: &mut
                 match key.as_str().unwrap_or_default() {
                     "version" => {
                         if !matches!(value.kind, NodeKind::Scalar { .. }) {
-                            parser.sink.error(value.pos, "`version` must be a scalar such as `1`");
+                            parser
+                                .sink
+                                .error(value.pos, "`version` must be a scalar such as `1`");
                         }
                     }
                     "file" | "process" => {
-                        let kind = if key.as_str() == Some("file") { BlockKind::File } else { BlockKind::Process };
-                        if let Some(block) = mapping(parser.sink, &format!("the `{}` block", kind.word()), value) {
+                        let kind = if key.as_str() == Some("file") {
+                            BlockKind::File
+                        } else {
+                            BlockKind::Process
+                        };
+                        if let Some(block) =
+                            mapping(parser.sink, &format!("the `{}` block", kind.word()), value)
+                        {
                             parser.block(kind, block, value.pos, kind.word());
                         }
                     }
                     other => {
                         let hint = closest(other, ["version", "file", "process"].into_iter())
-                            .map_or(String::from("; expected `version`, `file` or `process`"), |k| format!("; did you mean `{k}`?"));
-                        parser.sink.error(key.pos, format!("unknown top-level key `{other}`{hint}"));
+                            .map_or(
+                                String::from("; expected `version`, `file` or `process`"),
+                                |k| format!("; did you mean `{k}`?"),
+                            );
+                        parser
+                            .sink
+                            .error(key.pos, format!("unknown top-level key `{other}`{hint}"));
                     }
                 }
             }
@@ -67,7 +93,12 @@ pub(crate) fn parse_into(policy: &mut Policy, file: &str, text: &str, sink: &mut
 
 /// Generation 2 files have `file`/`process` at the top, generation 1 files `selectors`.
 fn detect_generation(sink: &mut Sink, pairs: &[(Node, Node)], pos: Pos) -> Option<Generation> {
-    let has = |k: &str| pairs.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(key, _)| key.pos);
+    let has = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(k))
+            .map(|(key, _)| key.pos)
+    };
     let gen2 = has("file").or_else(|| has("process"));
     let gen1 = has("selectors").or_else(|| has("responses"));
     match (gen1, gen2) {
@@ -100,7 +131,11 @@ pub(super) struct FileParser<'a> {
 impl FileParser<'_> {
     /// One block: `selectors` and `responses` (for generation 1 the whole file).
     fn block(&mut self, kind: BlockKind, pairs: &[(Node, Node)], pos: Pos, prefix: &str) {
-        let what = if prefix.is_empty() { "the policy".to_owned() } else { format!("the `{prefix}` block") };
+        let what = if prefix.is_empty() {
+            "the policy".to_owned()
+        } else {
+            format!("the `{prefix}` block")
+        };
         let mut selectors = None;
         let mut responses = None;
         for (key, value) in pairs {
@@ -108,15 +143,25 @@ impl FileParser<'_> {
                 "selectors" => selectors = Some(value),
                 "responses" => responses = Some(value),
                 other => {
-                    let hint = closest(other, ["selectors", "responses"].into_iter())
-                        .map_or(String::from("; expected `selectors` and `responses`"), |k| format!("; did you mean `{k}`?"));
-                    self.sink.error(key.pos, format!("unknown key `{other}` in {what}{hint}"));
+                    let hint = closest(other, ["selectors", "responses"].into_iter()).map_or(
+                        String::from("; expected `selectors` and `responses`"),
+                        |k| format!("; did you mean `{k}`?"),
+                    );
+                    self.sink
+                        .error(key.pos, format!("unknown key `{other}` in {what}{hint}"));
                 }
             }
         }
         let (Some(sel_node), Some(resp_node)) = (selectors, responses) else {
-            let missing = if selectors.is_none() { "selectors" } else { "responses" };
-            self.sink.error(pos, format!("{what} needs `{missing}:` with at least one entry"));
+            let missing = if selectors.is_none() {
+                "selectors"
+            } else {
+                "responses"
+            };
+            self.sink.error(
+                pos,
+                format!("{what} needs `{missing}:` with at least one entry"),
+            );
             return;
         };
         let errors_before = self.sink.items.iter().filter(|d| d.is_error()).count();
@@ -129,10 +174,12 @@ impl FileParser<'_> {
             return;
         };
         if sel_items.is_empty() {
-            self.sink.error(sel_node.pos, "at least one selector is required");
+            self.sink
+                .error(sel_node.pos, "at least one selector is required");
         }
         if resp_items.is_empty() {
-            self.sink.error(resp_node.pos, "at least one response is required");
+            self.sink
+                .error(resp_node.pos, "at least one response is required");
         }
         if sel_items.len() + resp_items.len() > MAX_BLOCK_ITEMS {
             self.sink.error(pos, format!(

@@ -35,7 +35,11 @@ impl FileParser<'_> {
                     for item in items {
                         if let Some(&i) = names.get(&item.text) {
                             self.referenced.insert(i);
-                            let list = if key_text == "match" { &mut resp.matches } else { &mut resp.excludes };
+                            let list = if key_text == "match" {
+                                &mut resp.matches
+                            } else {
+                                &mut resp.excludes
+                            };
                             if !list.contains(&i) {
                                 list.push(i);
                             }
@@ -61,41 +65,66 @@ impl FileParser<'_> {
                         Generation::Two => &["log", "alert", "block"],
                     };
                     for item in items {
-                        if let Some(bit) = Actions::bit_of(&item.text).filter(|_| allowed.contains(&item.text.as_str())) { resp.actions.0 |= bit } else {
+                        if let Some(bit) = Actions::bit_of(&item.text)
+                            .filter(|_| allowed.contains(&item.text.as_str()))
+                        {
+                            resp.actions.0 |= bit
+                        } else {
                             ok = false;
                             let hint = if item.text == "log" {
                                 "; `log` exists only in generation 2 policies".to_owned()
-                            } else if let Some(near) = super::closest(&item.text, allowed.iter().copied()) {
+                            } else if let Some(near) =
+                                super::closest(&item.text, allowed.iter().copied())
+                            {
                                 format!("; did you mean `{near}`?")
                             } else {
                                 format!("; expected one of: {}", allowed.join(", "))
                             };
-                            self.sink.error(item.pos, format!("unknown action `{}`{hint}", item.text));
+                            self.sink
+                                .error(item.pos, format!("unknown action `{}`{hint}", item.text));
                         }
                     }
                 }
                 other => {
                     let hint = super::closest(other, ["match", "exclude", "actions"].into_iter())
-                        .map_or("; expected `match`, `exclude` and `actions`".to_owned(), |k| format!("; did you mean `{k}`?"));
-                    self.sink.error(key.pos, format!("unknown response key `{other}`{hint}"));
+                        .map_or(
+                            "; expected `match`, `exclude` and `actions`".to_owned(),
+                            |k| format!("; did you mean `{k}`?"),
+                        );
+                    self.sink
+                        .error(key.pos, format!("unknown response key `{other}`{hint}"));
                 }
             }
         }
         if !has_match {
-            self.sink.error(node.pos, "a response needs `match:` with at least one selector name");
+            self.sink.error(
+                node.pos,
+                "a response needs `match:` with at least one selector name",
+            );
         }
         if !has_actions {
-            self.sink.error(node.pos, "a response needs `actions:` with at least one action");
+            self.sink.error(
+                node.pos,
+                "a response needs `actions:` with at least one action",
+            );
         }
         if resp.actions.contains(Actions::BLOCK) && !resp.actions.contains(Actions::ALERT) {
-            let at = pairs.iter().find(|(k, _)| k.as_str() == Some("actions")).map_or(node.pos, |(_, v)| v.pos);
+            let at = pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("actions"))
+                .map_or(node.pos, |(_, v)| v.pos);
             self.sink.error(at, "the alert action is required when the \"block\" action is used: write `actions: [alert, block]`");
             ok = false;
         }
         (ok && has_match && has_actions).then_some(resp)
     }
 
-    fn unknown_reference_hint(&self, kind: BlockKind, name: &str, names: &HashMap<String, usize>) -> String {
+    fn unknown_reference_hint(
+        &self,
+        kind: BlockKind,
+        name: &str,
+        names: &HashMap<String, usize>,
+    ) -> String {
         let other = self
             .policy
             .selectors
@@ -104,11 +133,16 @@ impl FileParser<'_> {
         if other {
             return format!(
                 "; `{name}` is a {} selector, and {} responses can only reference {} selectors",
-                if kind == BlockKind::File { "process" } else { "file" },
+                if kind == BlockKind::File {
+                    "process"
+                } else {
+                    "file"
+                },
                 kind.word(),
                 kind.word()
             );
         }
-        super::closest(name, names.keys().map(String::as_str)).map_or_else(String::new, |n| format!("; did you mean `{n}`?"))
+        super::closest(name, names.keys().map(String::as_str))
+            .map_or_else(String::new, |n| format!("; did you mean `{n}`?"))
     }
 }

@@ -30,7 +30,10 @@ impl FileParser<'_> {
             let key_text = key.as_str().unwrap_or_default();
             let Some(&(_, field)) = keys.iter().find(|(k, _)| *k == key_text) else {
                 let hint = unknown_selector_key_hint(key_text, self.generation, kind);
-                self.sink.error(key.pos, format!("unknown selector condition `{key_text}`{hint}"));
+                self.sink.error(
+                    key.pos,
+                    format!("unknown selector condition `{key_text}`{hint}"),
+                );
                 unknown = true;
                 continue;
             };
@@ -43,7 +46,10 @@ impl FileParser<'_> {
         }
         self.conflicts(&seen);
         if !unknown && seen.iter().all(|(f, _)| *f == Field::Name) {
-            self.sink.error(node.pos, "a selector needs at least one condition besides `name`");
+            self.sink.error(
+                node.pos,
+                "a selector needs at least one condition besides `name`",
+            );
         }
         let Some(name) = name else {
             if !seen.iter().any(|(f, _)| *f == Field::Name) {
@@ -59,7 +65,10 @@ impl FileParser<'_> {
     fn name(&mut self, value: &Node) -> Option<Spanned> {
         let name = super::values::scalar(self.sink, "name", value)?;
         if name.text.chars().count() > MAX_NAME_CHARS {
-            self.sink.error(name.pos, format!("selector names are at most {MAX_NAME_CHARS} characters"));
+            self.sink.error(
+                name.pos,
+                format!("selector names are at most {MAX_NAME_CHARS} characters"),
+            );
             return None;
         }
         if self.generation == Generation::Two && !valid_name(&name.text) {
@@ -75,30 +84,58 @@ impl FileParser<'_> {
     fn conflicts(&mut self, seen: &[(Field, &Node)]) {
         let find = |f: Field| seen.iter().find(|(g, _)| *g == f).map(|(_, k)| *k);
         for (a, b, why) in [
-            (Field::ImageName, Field::ImageFullName, "use one of them per selector"),
-            (Field::ProcessExecutable, Field::ProcessName, "use one of them per selector"),
-            (Field::IgnoreVolumeMounts, Field::IgnoreVolumeFiles, "`ignoreVolumeMounts` already covers file mounts"),
+            (
+                Field::ImageName,
+                Field::ImageFullName,
+                "use one of them per selector",
+            ),
+            (
+                Field::ProcessExecutable,
+                Field::ProcessName,
+                "use one of them per selector",
+            ),
+            (
+                Field::IgnoreVolumeMounts,
+                Field::IgnoreVolumeFiles,
+                "`ignoreVolumeMounts` already covers file mounts",
+            ),
         ] {
             if let (Some(ka), Some(kb)) = (find(a), find(b)) {
                 let second = if kb.pos > ka.pos { kb } else { ka };
-                self.sink.error(second.pos, format!(
-                    "`{}` cannot be combined with `{}` in one selector; {why}",
-                    kb.as_str().unwrap_or_default(),
-                    ka.as_str().unwrap_or_default()
-                ));
+                self.sink.error(
+                    second.pos,
+                    format!(
+                        "`{}` cannot be combined with `{}` in one selector; {why}",
+                        kb.as_str().unwrap_or_default(),
+                        ka.as_str().unwrap_or_default()
+                    ),
+                );
             }
         }
     }
 
-    fn condition(&mut self, sel: &mut Selector, kind: BlockKind, field: Field, key: &str, value: &Node) {
+    fn condition(
+        &mut self,
+        sel: &mut Selector,
+        kind: BlockKind,
+        field: Field,
+        key: &str,
+        value: &Node,
+    ) {
         let gen1 = self.generation == Generation::One;
         match field {
             Field::Name => {}
-            Field::IgnoreVolumeMounts => sel.ignore_volume_mounts = boolean(self.sink, key, value).unwrap_or(false),
-            Field::IgnoreVolumeFiles => sel.ignore_volume_files = boolean(self.sink, key, value).unwrap_or(false),
+            Field::IgnoreVolumeMounts => {
+                sel.ignore_volume_mounts = boolean(self.sink, key, value).unwrap_or(false)
+            }
+            Field::IgnoreVolumeFiles => {
+                sel.ignore_volume_files = boolean(self.sink, key, value).unwrap_or(false)
+            }
             Field::SessionLeaderInteractive => sel.interactive = boolean(self.sink, key, value),
             _ => {
-                let Some(items) = string_list(self.sink, key, value) else { return };
+                let Some(items) = string_list(self.sink, key, value) else {
+                    return;
+                };
                 match field {
                     Field::Operation => sel.ops = Some(self.operations(kind, &items)),
                     Field::TargetFilePath => sel.target_path = Some(self.paths(key, &items)),
@@ -128,7 +165,9 @@ impl FileParser<'_> {
         let allowed: Vec<&str> = match (self.generation, kind) {
             (Generation::One, _) => vec!["createExecutable", "modifyExecutable", "execMemFd"],
             (Generation::Two, BlockKind::File) => FileOp::ALL.iter().map(|o| o.name()).collect(),
-            (Generation::Two, BlockKind::Process) => ProcessOp::ALL.iter().map(|o| o.name()).collect(),
+            (Generation::Two, BlockKind::Process) => {
+                ProcessOp::ALL.iter().map(|o| o.name()).collect()
+            }
         };
         let mut bits = 0;
         for item in items {
@@ -141,10 +180,16 @@ impl FileParser<'_> {
                 } else {
                     format!("; expected one of: {}", allowed.join(", "))
                 };
-                self.sink.error(item.pos, format!("unknown {} operation `{op}`{hint}", kind.word()));
+                self.sink.error(
+                    item.pos,
+                    format!("unknown {} operation `{op}`{hint}", kind.word()),
+                );
                 continue;
             }
-            bits |= FileOp::from_name(op).map_or_else(|| ProcessOp::from_name(op).map_or(0, ProcessOp::bit), FileOp::bit);
+            bits |= FileOp::from_name(op).map_or_else(
+                || ProcessOp::from_name(op).map_or(0, ProcessOp::bit),
+                FileOp::bit,
+            );
         }
         bits
     }
@@ -169,7 +214,9 @@ impl FileParser<'_> {
         for item in items {
             match parse_label(&item.text, self.generation) {
                 Ok(l) => out.push(l),
-                Err(e) => self.sink.error(item.pos, format!("`{key}` value `{}`: {e}", item.text)),
+                Err(e) => self
+                    .sink
+                    .error(item.pos, format!("`{key}` value `{}`: {e}", item.text)),
             }
         }
         out
@@ -199,7 +246,9 @@ impl FileParser<'_> {
                 _ => None,
             };
             match problem {
-                Some(p) => self.sink.error(item.pos, format!("`{key}` value `{t}`: {p}")),
+                Some(p) => self
+                    .sink
+                    .error(item.pos, format!("`{key}` value `{t}`: {p}")),
                 None => out.push(item.text.clone()),
             }
         }
@@ -216,9 +265,16 @@ fn valid_name(name: &str) -> bool {
 
 /// `containerImageName`: `^[a-z0-9]+([._-][a-z0-9]+)*$`; generation 1 also allows a trailing `*`.
 fn image_name_problem(t: &str, gen1: bool) -> Option<String> {
-    let body = if gen1 { t.strip_suffix('*').unwrap_or(t) } else { t };
+    let body = if gen1 {
+        t.strip_suffix('*').unwrap_or(t)
+    } else {
+        t
+    };
     let valid = body.split(['.', '_', '-']).all(|part| {
-        !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     }) || (gen1 && body.is_empty());
     if valid {
         return None;
@@ -243,7 +299,10 @@ fn full_name_problem(t: &str) -> Option<String> {
         Some("remove the tag or digest; match tags with `containerImageTag`".into())
     } else if t.split('/').any(str::is_empty) {
         Some("empty path component".into())
-    } else if t.chars().any(|c| c.is_ascii_uppercase() || c.is_whitespace()) {
+    } else if t
+        .chars()
+        .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+    {
         Some("image repositories are lowercase, without spaces".into())
     } else {
         None
@@ -262,14 +321,24 @@ fn parse_label(text: &str, generation: Generation) -> Result<LabelPattern, Strin
     let (prefix, name) = key.rsplit_once('/').map_or(("", key), |(p, n)| (p, n));
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     let prefix_ok = prefix.len() <= 253
-        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
     if !name_ok || !prefix_ok || (key.contains('/') && prefix.is_empty()) {
-        return Err("not a valid label key (`[prefix/]name`, name up to 63 letters, digits, `-`, `_`, `.`)".into());
+        return Err(
+            "not a valid label key (`[prefix/]name`, name up to 63 letters, digits, `-`, `_`, `.`)"
+                .into(),
+        );
     }
     if generation == Generation::Two && value.trim_end_matches('*').contains('*') {
         return Err("`*` is only allowed at the end of a label value".into());
     }
-    Ok(LabelPattern { key: key.to_owned(), value: value.to_owned() })
+    Ok(LabelPattern {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
 }

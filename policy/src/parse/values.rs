@@ -20,7 +20,10 @@ pub fn string_list(sink: &mut Sink, key: &str, value: &Node) -> Option<Vec<Spann
         let example = value.as_str().filter(|s| !s.is_empty()).unwrap_or("value");
         sink.error(
             value.pos,
-            format!("`{key}` takes a list, found {}; write e.g. `{key}: [{example}]`", value.type_name()),
+            format!(
+                "`{key}` takes a list, found {}; write e.g. `{key}: [{example}]`",
+                value.type_name()
+            ),
         );
         return None;
     };
@@ -37,11 +40,23 @@ pub fn string_list(sink: &mut Sink, key: &str, value: &Node) -> Option<Vec<Spann
             NodeKind::Scalar { value: text, .. } if text.len() > MAX_VALUE_BYTES => {
                 sink.error(
                     item.pos,
-                    format!("value of `{key}` is {} bytes; at most {MAX_VALUE_BYTES} are allowed", text.len()),
+                    format!(
+                        "value of `{key}` is {} bytes; at most {MAX_VALUE_BYTES} are allowed",
+                        text.len()
+                    ),
                 );
             }
-            NodeKind::Scalar { value: text, .. } => out.push(Spanned { text: text.clone(), pos: item.pos }),
-            _ => sink.error(item.pos, format!("values of `{key}` must be strings, found {}", item.type_name())),
+            NodeKind::Scalar { value: text, .. } => out.push(Spanned {
+                text: text.clone(),
+                pos: item.pos,
+            }),
+            _ => sink.error(
+                item.pos,
+                format!(
+                    "values of `{key}` must be strings, found {}",
+                    item.type_name()
+                ),
+            ),
         }
     }
     Some(out)
@@ -49,15 +64,30 @@ pub fn string_list(sink: &mut Sink, key: &str, value: &Node) -> Option<Vec<Spann
 
 /// A YAML boolean (`true`/`false` in any of YAML's spellings), unquoted.
 pub fn boolean(sink: &mut Sink, key: &str, value: &Node) -> Option<bool> {
-    if let NodeKind::Scalar { value: v, plain: true } = &value.kind { match v.as_str() {
-        "true" | "True" | "TRUE" => Some(true),
-        "false" | "False" | "FALSE" => Some(false),
-        _ => {
-            sink.error(value.pos, format!("`{key}` takes true or false, found `{v}`"));
-            None
+    if let NodeKind::Scalar {
+        value: v,
+        plain: true,
+    } = &value.kind
+    {
+        match v.as_str() {
+            "true" | "True" | "TRUE" => Some(true),
+            "false" | "False" | "FALSE" => Some(false),
+            _ => {
+                sink.error(
+                    value.pos,
+                    format!("`{key}` takes true or false, found `{v}`"),
+                );
+                None
+            }
         }
-    } } else {
-        sink.error(value.pos, format!("`{key}` takes true or false (unquoted), found {}", value.type_name()));
+    } else {
+        sink.error(
+            value.pos,
+            format!(
+                "`{key}` takes true or false (unquoted), found {}",
+                value.type_name()
+            ),
+        );
         None
     }
 }
@@ -66,10 +96,19 @@ pub fn boolean(sink: &mut Sink, key: &str, value: &Node) -> Option<bool> {
 pub fn scalar(sink: &mut Sink, key: &str, value: &Node) -> Option<Spanned> {
     match &value.kind {
         NodeKind::Scalar { value: v, .. } if !value.is_null() && !v.trim().is_empty() => {
-            Some(Spanned { text: v.clone(), pos: value.pos })
+            Some(Spanned {
+                text: v.clone(),
+                pos: value.pos,
+            })
         }
         _ => {
-            sink.error(value.pos, format!("`{key}` needs a non-empty string, found {}", value.type_name()));
+            sink.error(
+                value.pos,
+                format!(
+                    "`{key}` needs a non-empty string, found {}",
+                    value.type_name()
+                ),
+            );
             None
         }
     }
@@ -80,7 +119,13 @@ pub fn mapping<'a>(sink: &mut Sink, what: &str, node: &'a Node) -> Option<&'a [(
     if let NodeKind::Map(pairs) = &node.kind {
         Some(pairs)
     } else {
-        sink.error(node.pos, format!("{what} must be a mapping (`key: value` lines), found {}", node.type_name()));
+        sink.error(
+            node.pos,
+            format!(
+                "{what} must be a mapping (`key: value` lines), found {}",
+                node.type_name()
+            ),
+        );
         None
     }
 }
@@ -90,7 +135,13 @@ pub fn sequence<'a>(sink: &mut Sink, what: &str, node: &'a Node) -> Option<&'a [
     if let NodeKind::Seq(items) = &node.kind {
         Some(items)
     } else {
-        sink.error(node.pos, format!("{what} must be a list (`- ...` items), found {}", node.type_name()));
+        sink.error(
+            node.pos,
+            format!(
+                "{what} must be a list (`- ...` items), found {}",
+                node.type_name()
+            ),
+        );
         None
     }
 }

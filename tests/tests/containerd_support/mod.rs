@@ -1,7 +1,10 @@
 //! A private containerd 1.7 with NRI for end-to-end tests: scratch directory, config,
 //! images, a CRI client, and a guard that tears everything down (pods first, then
 //! containerd, mounts, the scratch directory and the test's cgroup directories).
-#![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of these helpers"
+)]
 
 pub mod pods;
 
@@ -53,10 +56,16 @@ pub fn missing_prerequisite() -> Option<String> {
         return Some("no busybox (Debian's busybox-static)".into());
     }
     if !setup_dir().join("containerd.toml").is_file() {
-        return Some(format!("no containerd.toml in {} (D4C_CONTAINERD_DIR)", setup_dir().display()));
+        return Some(format!(
+            "no containerd.toml in {} (D4C_CONTAINERD_DIR)",
+            setup_dir().display()
+        ));
     }
     if !prebuilt_images() && Command::new("python3").arg("-V").output().is_err() {
-        return Some(format!("no python3 (builds the test image) and no prebuilt image archives in {}", setup_dir().display()));
+        return Some(format!(
+            "no python3 (builds the test image) and no prebuilt image archives in {}",
+            setup_dir().display()
+        ));
     }
     if !cgroup2_root().join("cgroup.procs").exists() {
         return Some("no cgroup v2 hierarchy".into());
@@ -76,7 +85,10 @@ pub fn cgroup2_root() -> PathBuf {
 pub fn setup_dir() -> PathBuf {
     std::env::var_os("D4C_CONTAINERD_DIR")
         .filter(|d| !d.is_empty())
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("containerd"), PathBuf::from)
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("containerd"),
+            PathBuf::from,
+        )
 }
 
 /// The test images: name and entrypoint.
@@ -92,7 +104,9 @@ pub fn image_tar_name(name: &str) -> String {
 
 /// Whether `setup_dir()` holds every image archive already built (no python3 needed).
 fn prebuilt_images() -> bool {
-    IMAGES.iter().all(|(name, _)| setup_dir().join(image_tar_name(name)).is_file())
+    IMAGES
+        .iter()
+        .all(|(name, _)| setup_dir().join(image_tar_name(name)).is_file())
 }
 
 /// A unique short id per test in this process.
@@ -190,7 +204,10 @@ impl Containerd {
         self.stop_daemon();
         let _ = std::fs::remove_file(self.socket());
         let _ = std::fs::remove_file(self.nri_socket());
-        let log = std::fs::OpenOptions::new().append(true).open(self.scratch.join("containerd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.scratch.join("containerd.log"))
+            .unwrap();
         self.child = Command::new("containerd")
             .arg("--config")
             .arg(self.scratch.join("config.toml"))
@@ -200,7 +217,11 @@ impl Containerd {
             .unwrap();
         let t = Instant::now();
         while !(self.socket().exists() && self.nri_socket().exists()) {
-            assert!(t.elapsed() < Duration::from_secs(10), "containerd did not restart: {}", self.log());
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "containerd did not restart: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -4,10 +4,11 @@
 use super::Containerd;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest, ContainerStatusRequest, ContainerState, ExecSyncRequest,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,14 +17,23 @@ use tonic::transport::Channel;
 pub type Cri = RuntimeServiceClient<Channel>;
 
 fn host_network() -> NamespaceOption {
-    NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        ..Default::default()
+    }
 }
 
 /// A container of the busybox test image running `command`.
 pub fn container_config(name: &str, command: &[&str]) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
-        image: Some(ImageSpec { image: "docker.io/d4c/busybox:1".into(), ..Default::default() }),
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: "docker.io/d4c/busybox:1".into(),
+            ..Default::default()
+        }),
         command: command.iter().map(|s| (*s).to_owned()).collect(),
         log_path: format!("{name}.log"),
         labels: HashMap::from([("io.kubernetes.container.name".into(), name.into())]),
@@ -40,7 +50,12 @@ pub fn container_config(name: &str, command: &[&str]) -> ContainerConfig {
 
 /// A host-network pod `name` in namespace `namespace` with `labels`, under the test's
 /// cgroup parent.
-pub fn sandbox_config(ctd: &Containerd, name: &str, namespace: &str, labels: &[(&str, &str)]) -> PodSandboxConfig {
+pub fn sandbox_config(
+    ctd: &Containerd,
+    name: &str,
+    namespace: &str,
+    labels: &[(&str, &str)],
+) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: name.into(),
@@ -49,7 +64,10 @@ pub fn sandbox_config(ctd: &Containerd, name: &str, namespace: &str, labels: &[(
             attempt: 0,
         }),
         log_directory: ctd.scratch.join("logs").to_string_lossy().into_owned(),
-        labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent: format!("{}/{name}", ctd.cgroup_base),
             security_context: Some(LinuxSandboxSecurityContext {
@@ -69,10 +87,19 @@ pub struct Pod {
 }
 
 impl Pod {
-    pub async fn run(cri: &mut Cri, ctd: &Containerd, name: &str, namespace: &str, labels: &[(&str, &str)]) -> Pod {
+    pub async fn run(
+        cri: &mut Cri,
+        ctd: &Containerd,
+        name: &str,
+        namespace: &str,
+        labels: &[(&str, &str)],
+    ) -> Pod {
         let config = sandbox_config(ctd, name, namespace, labels);
         let id = cri
-            .run_pod_sandbox(RunPodSandboxRequest { config: Some(config.clone()), ..Default::default() })
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log()))
             .into_inner()
@@ -95,12 +122,24 @@ impl Pod {
 
     /// Starts a created container.
     pub async fn start(cri: &mut Cri, id: &str) -> Result<(), tonic::Status> {
-        cri.start_container(StartContainerRequest { container_id: id.to_owned() }).await.map(|_| ())
+        cri.start_container(StartContainerRequest {
+            container_id: id.to_owned(),
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn remove(self, cri: &mut Cri) {
-        let _ = cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: self.id.clone() }).await;
-        let _ = cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: self.id }).await;
+        let _ = cri
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: self.id.clone(),
+            })
+            .await;
+        let _ = cri
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: self.id,
+            })
+            .await;
     }
 }
 
@@ -113,9 +152,18 @@ pub struct ExecResult {
 }
 
 /// Runs `cmd` in a running container through CRI `ExecSync` (`timeout` seconds at most).
-pub async fn exec_sync(cri: &mut Cri, id: &str, cmd: &[&str], timeout: i64) -> Result<ExecResult, tonic::Status> {
+pub async fn exec_sync(
+    cri: &mut Cri,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecResult, tonic::Status> {
     let r = cri
-        .exec_sync(ExecSyncRequest { container_id: id.to_owned(), cmd: cmd.iter().map(|s| (*s).to_owned()).collect(), timeout })
+        .exec_sync(ExecSyncRequest {
+            container_id: id.to_owned(),
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            timeout,
+        })
         .await?
         .into_inner();
     Ok(ExecResult {
@@ -131,7 +179,10 @@ pub async fn wait_exit(cri: &mut Cri, id: &str, limit: Duration) -> i32 {
     let t = Instant::now();
     loop {
         let status = cri
-            .container_status(ContainerStatusRequest { container_id: id.to_owned(), verbose: false })
+            .container_status(ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
             .await
             .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
             .into_inner()
@@ -140,7 +191,10 @@ pub async fn wait_exit(cri: &mut Cri, id: &str, limit: Duration) -> i32 {
         if status.state == ContainerState::ContainerExited as i32 {
             return status.exit_code;
         }
-        assert!(t.elapsed() < limit, "container {id} still not exited after {limit:?}: {status:?}");
+        assert!(
+            t.elapsed() < limit,
+            "container {id} still not exited after {limit:?}: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

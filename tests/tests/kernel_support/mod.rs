@@ -12,9 +12,7 @@ use std::{
 };
 
 use d4c::bpf::{Config, Enforcer, EventReader};
-use d4c_common::{
-    ContainerEntry, Event, FileRule, PathKey, FILE_OP_SLOTS, REST_CLASSES,
-};
+use d4c_common::{ContainerEntry, Event, FileRule, PathKey, FILE_OP_SLOTS, REST_CLASSES};
 
 /// Whether privileged tests must run (CI): then missing prerequisites fail the test.
 fn required() -> bool {
@@ -59,14 +57,23 @@ pub fn kernel() -> Option<MutexGuard<'static, Shared>> {
     }
     let shared = SHARED.get_or_init(|| {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/d4c-test-{}", std::process::id()));
-        let config = Config { pin_dir: pin_dir.clone(), ..Config::default() };
+        let config = Config {
+            pin_dir: pin_dir.clone(),
+            ..Config::default()
+        };
         let t = Instant::now();
         let mut enforcer = Enforcer::load_or_adopt(&config).unwrap_or_else(|e| panic!("load: {e}"));
         eprintln!("loaded and attached in {:?}", t.elapsed());
         let events = enforcer.take_events();
-        Mutex::new(Shared { enforcer: Some(enforcer), events, pin_dir })
+        Mutex::new(Shared {
+            enforcer: Some(enforcer),
+            events,
+            pin_dir,
+        })
     });
-    let mut g = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut g = shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     g.drain_events();
     Some(g)
 }
@@ -193,7 +200,10 @@ pub fn errno() -> i32 {
 /// what `f` returned (0 for success, else an errno). The child avoids allocation.
 pub fn run_in(cgroup: Option<&Path>, f: impl FnOnce() -> i32) -> i32 {
     let procs = cgroup.map(|cg| {
-        std::fs::OpenOptions::new().write(true).open(cg.join("cgroup.procs")).unwrap()
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(cg.join("cgroup.procs"))
+            .unwrap()
     });
     // SAFETY: the child only makes syscalls and exits with _exit.
     let pid = unsafe { libc::fork() };
@@ -270,7 +280,9 @@ pub fn rule_set_id() -> u32 {
 
 /// Registers `cg` under `rule_set`.
 pub fn register(k: &mut Shared, cg: &TestCgroup, rule_set: u32) {
-    k.enforcer().register(cg.id(), ContainerEntry { rule_set, flags: 0 }).unwrap();
+    k.enforcer()
+        .register(cg.id(), ContainerEntry { rule_set, flags: 0 })
+        .unwrap();
 }
 
 pub fn ev_path(ev: &Event) -> String {

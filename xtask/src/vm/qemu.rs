@@ -185,9 +185,8 @@ fn spawn(boot: &Boot) -> Result<Child> {
                 .map_err(io::Error::from)
         });
     }
-    cmd.spawn().with_context(|| {
-        format!("cannot start {QEMU} (install qemu-system-x86: scripts/setup.sh)")
-    })
+    cmd.spawn()
+        .with_context(|| format!("cannot start {QEMU} (install qemu-system-x86: scripts/setup.sh)"))
 }
 
 fn memory_mib(initramfs: &Path) -> Result<u64> {

@@ -85,7 +85,10 @@ impl BulkSink {
         std::thread::Builder::new()
             .name("d4c-bulk".into())
             .spawn(move || run(&config, &agent, &rx, &worker_stats))
-            .map_err(|source| BulkError::CaFile { path: "thread".into(), source })?;
+            .map_err(|source| BulkError::CaFile {
+                path: "thread".into(),
+                source,
+            })?;
         Ok(BulkSink { tx, stats })
     }
 }
@@ -99,9 +102,13 @@ impl Sink for BulkSink {
             }
             Err(TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(io::Error::other("the Elasticsearch buffer is full; document dropped"))
+                Err(io::Error::other(
+                    "the Elasticsearch buffer is full; document dropped",
+                ))
             }
-            Err(TrySendError::Disconnected(_)) => Err(io::Error::other("the Elasticsearch sender stopped")),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(io::Error::other("the Elasticsearch sender stopped"))
+            }
         }
     }
 }
@@ -109,7 +116,10 @@ impl Sink for BulkSink {
 fn agent(config: &BulkConfig) -> Result<ureq::Agent, BulkError> {
     let mut tls = ureq::tls::TlsConfig::builder();
     if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path).map_err(|source| BulkError::CaFile { path: path.clone(), source })?;
+        let pem = std::fs::read(path).map_err(|source| BulkError::CaFile {
+            path: path.clone(),
+            source,
+        })?;
         let certs: Vec<_> = ureq::tls::parse_pem(&pem)
             .filter_map(Result::ok)
             .filter_map(|item| match item {
@@ -159,7 +169,9 @@ enum Outcome {
 }
 
 fn send(config: &BulkConfig, agent: &ureq::Agent, payload: &str, stats: &BulkStats) -> Outcome {
-    let mut req = agent.post(format!("{}/_bulk", config.url)).header("Content-Type", "application/x-ndjson");
+    let mut req = agent
+        .post(format!("{}/_bulk", config.url))
+        .header("Content-Type", "application/x-ndjson");
     if let Some(key) = &config.api_key {
         req = req.header("Authorization", format!("ApiKey {key}"));
     } else if let Some(user) = &config.username {
@@ -182,7 +194,10 @@ fn send(config: &BulkConfig, agent: &ureq::Agent, payload: &str, stats: &BulkSta
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             if v["errors"].as_bool() == Some(true) {
                 let failed = v["items"].as_array().map_or(0, |items| {
-                    items.iter().filter(|i| i["create"]["status"].as_u64().unwrap_or(0) >= 300).count()
+                    items
+                        .iter()
+                        .filter(|i| i["create"]["status"].as_u64().unwrap_or(0) >= 300)
+                        .count()
                 });
                 stats.rejected.fetch_add(failed as u64, Ordering::Relaxed);
                 tracing::error!(failed, "Elasticsearch rejected documents of a bulk request");
@@ -236,7 +251,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

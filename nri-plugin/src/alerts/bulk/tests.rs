@@ -33,7 +33,9 @@ fn server(fail: usize) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
             let (status, reply) = if n < fail {
                 ("503 Service Unavailable", "{}".to_owned())
             } else {
-                log.lock().unwrap().push((headers, String::from_utf8_lossy(&body).into_owned()));
+                log.lock()
+                    .unwrap()
+                    .push((headers, String::from_utf8_lossy(&body).into_owned()));
                 ("200 OK", r#"{"errors":false,"items":[]}"#.to_owned())
             };
             let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
@@ -43,7 +45,9 @@ fn server(fail: usize) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
 }
 
 fn doc(i: usize) -> String {
-    format!(r#"{{"n":{i},"data_stream":{{"type":"logs","dataset":"cloud_defend.alerts","namespace":"default"}}}}"#)
+    format!(
+        r#"{{"n":{i},"data_stream":{{"type":"logs","dataset":"cloud_defend.alerts","namespace":"default"}}}}"#
+    )
 }
 
 #[test]
@@ -58,18 +62,29 @@ fn delivers_after_the_server_recovers() {
     }
     let t = Instant::now();
     while sink.stats.sent.load(Ordering::Relaxed) < 10 {
-        assert!(t.elapsed() < Duration::from_secs(10), "not delivered: {:?}", sink.stats);
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not delivered: {:?}",
+            sink.stats
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(sink.stats.retries.load(Ordering::Relaxed) >= 3);
     let seen = seen.lock().unwrap();
     let all: String = seen.iter().map(|(_, b)| b.as_str()).collect();
-    assert_eq!(all.lines().count(), 20, "an action line and a document each");
+    assert_eq!(
+        all.lines().count(),
+        20,
+        "an action line and a document each"
+    );
     assert!(all.contains(r#"{"create":{"_index":"logs-cloud_defend.alerts-default"}}"#));
     for i in 0..10 {
         assert!(all.contains(&format!(r#"{{"n":{i},"#)), "document {i}");
     }
-    assert!(seen[0].0.to_ascii_lowercase().contains("authorization: apikey secret"));
+    assert!(seen[0]
+        .0
+        .to_ascii_lowercase()
+        .contains("authorization: apikey secret"));
 }
 
 #[test]
@@ -80,7 +95,9 @@ fn a_full_buffer_drops_and_counts() {
     config.batch = 1;
     config.max_backoff = Duration::from_millis(50);
     let mut sink = BulkSink::start(config).unwrap();
-    let failures = (0..50).filter(|&i| sink.write_line(&doc(i)).is_err()).count();
+    let failures = (0..50)
+        .filter(|&i| sink.write_line(&doc(i)).is_err())
+        .count();
     assert!(failures >= 40, "{failures}");
     assert_eq!(sink.stats.dropped.load(Ordering::Relaxed), failures as u64);
 }
