@@ -25,6 +25,7 @@ if [[ ${D4C_REQUIRE_PRIVILEGED:-0} == 1 ]]; then
     export D4C_REQUIRE_QEMU=1 D4C_REQUIRE_CONTAINERD=1
 fi
 
+status=0
 step "cargo fmt --check (workspace and ebpf/)"
 if cargo fmt --all -- --check >/dev/null && (cd ebpf && cargo fmt -- --check >/dev/null); then
     echo "fmt: 1 passed, 0 failed" | tee -a "$log"
@@ -35,7 +36,7 @@ fi
 
 step "cargo test --workspace (tiers a and c; tier b skips here and runs in the guests below)"
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
-status=${PIPESTATUS[0]}
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 
 step "kernel tests in QEMU guests (tier b)"
 if ! command -v qemu-system-x86_64 >/dev/null; then

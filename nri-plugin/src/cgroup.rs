@@ -2,7 +2,6 @@
 //! inode number the kernel reports as the cgroup id), empty and remove it.
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup` on unified hosts,
@@ -26,9 +25,9 @@ fn v2_root_in(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-/// The cgroup id of the group at `path`.
+/// The cgroup id of the group at `path` (the inode number, as the NRI side reads it).
 pub fn id(path: &Path) -> io::Result<u64> {
-    Ok(std::fs::metadata(path)?.ino())
+    d4c_nri::cgroup::cgroup_id(path)
 }
 
 /// A cgroup this process created; removed (after killing what is left in it) on drop.
