@@ -1,23 +1,64 @@
 #!/usr/bin/env bash
-# The main job, on a fresh machine: install what d4c needs, build it, and show the kernel
-# stopping drift. This machine's kernel may refuse BPF LSM programs, so the demo boots a
-# stock Debian kernel in a QEMU guest (`cargo xtask vm`) and runs `d4c exec` there:
-#   1. the embedded default policy: copying an executable is allowed and raises an alert;
-#   2. config/policies/block-drift.yaml: the same copy is refused (EPERM) with an alert.
-# On a host with BPF LSM, run `sudo d4c exec --policy config/policies/block-drift.yaml --
-# sh -c 'cp /bin/ls /tmp/x && /tmp/x'` directly instead.
+# The main job, on a fresh machine: install what d4c needs, build it, and watch it stop
+# drift in a real pod. A private containerd 1.7 with NRI, the `d4c nri` daemon with
+# config/policies/default.yaml (the embedded default) + config/policies/block-drift-production.yaml,
+# and two pods that try to drop a binary and run it (tests/examples/pod_demo.rs): the copy is
+# refused by the kernel (EPERM) in namespace production and allowed with an alert in dev;
+# the alert documents are printed, then everything is removed.
+#
+#   scripts/demo.sh                    # in a QEMU guest booting Debian's 6.12 kernel
+#   D4C_KERNEL=newest scripts/demo.sh  # another guest kernel: 6.1, 6.12 or newest
+#   scripts/demo.sh --here             # on this host (root, BPF LSM): loads d4c's programs
+#                                      # into this kernel and runs a private containerd
+#
+# Without --here it runs in a guest, because the machines we build on refuse BPF LSM
+# programs; nothing is loaded into this host's kernel. Exit status: 0 when production
+# refused and dev allowed, 1 otherwise, 2 when a prerequisite is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+here=0
+for a in "$@"; do
+    case $a in
+        --here) here=1 ;;
+        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "demo: unknown argument $a (see --help)" >&2; exit 2 ;;
+    esac
+done
+say() { printf '[demo] %s\n' "$*"; }
+fail() { say "$*"; exit 2; }
+
 scripts/setup.sh
+source scripts/lib/containerd-stage.sh
+stage=target/demo
+policies=(config/policies/default.yaml config/policies/block-drift-production.yaml)
+
+say "building d4c and the demo program (the first build takes a few minutes)"
+nice cargo build -q -p d4c
+bin=$(cargo_binary pod_demo build -q -p d4c-tests --example pod_demo)
+[[ -n $bin && -x $bin ]] || fail "the demo program did not build"
+say "staging containerd, runc and the busybox image"
+stage_containerd "$stage" || fail "$stage_missing"
+
+if ((here)); then
+    [[ $(id -u) -eq 0 ]] || fail "--here needs root"
+    grep -qw bpf /sys/kernel/security/lsm 2>/dev/null \
+        || fail "--here: this kernel has no BPF LSM (/sys/kernel/security/lsm lacks bpf); run without --here to use a guest"
+    say "running on this host"
+    args=()
+    for p in "${policies[@]}"; do args+=(--policy "$p"); done
+    exec env D4C_CONTAINERD_DIR="$stage/d4c-containerd" "$bin" "${args[@]}"
+fi
+
+command -v qemu-system-x86_64 >/dev/null || fail "no qemu-system-x86_64 (scripts/setup.sh installs it)"
+strip -o "$stage/pod_demo.tmp" "$bin" && mv -f "$stage/pod_demo.tmp" "$stage/pod_demo"
 kernel=${D4C_KERNEL:-6.12}
-echo "[demo] booting Debian's $kernel kernel in a guest with the freshly built d4c"
-cargo xtask vm --kernel "$kernel" --with config/policies/block-drift.yaml -- sh -c '
-echo "== 1. embedded default policy (alert only): cp /bin/busybox /tmp/x"
-d4c exec --alerts /tmp/default.ndjson -- sh -c "cp /bin/busybox /tmp/x && echo copied: allowed"
-echo "alert document:"; cat /tmp/default.ndjson
-echo
-echo "== 2. block-drift.yaml: cp /bin/busybox /tmp/y"
-d4c exec --policy /opt/with/block-drift.yaml --alerts /tmp/block.ndjson -- sh -c "cp /bin/busybox /tmp/y && echo copied" \
-    || echo "=> refused by the kernel (exit $?)"
-echo "alert document:"; cat /tmp/block.ndjson
-'
+withs=(--with "$stage/pod_demo" --with "$stage/d4c-containerd" "${tools[@]}")
+args=()
+for p in "${policies[@]}"; do
+    withs+=(--with "$p")
+    args+=(--policy "/opt/with/$(basename "$p")")
+done
+say "booting Debian's $kernel kernel in a QEMU guest with the fresh d4c (about a minute)"
+exec cargo xtask vm --kernel "$kernel" --timeout 600 "${withs[@]}" -- \
+    env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd /opt/with/pod_demo "${args[@]}"

@@ -5,7 +5,10 @@
 #
 #   scripts/guest-e2e.sh [KERNEL]      # KERNEL: 6.1, 6.12 (default) or newest
 #
-# On the host it builds the test binary (stripped copy), the two image archives
+# Two tests: guest_containerd.rs (the daemon binary) and guest_daemonset.rs (the shipped
+# DaemonSet's container spec with the d4c image, through CRI).
+# On the host it builds the test binaries (stripped copies), the d4c image
+# (install/image/build.py), the two test image archives
 # (tests/containerd/mkimage.py: the guest has no python3) and collects containerd,
 # containerd-shim-runc-v2, ctr and runc (tests/containerd/setup.sh installs them); then
 # `cargo xtask vm` runs the test with everything under /opt/with. Exit status: the test's
@@ -32,41 +35,32 @@ skip() {
 }
 
 command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64 (scripts/setup.sh installs it)"
-tools=()
-for b in containerd containerd-shim-runc-v2 ctr runc; do
-    p=$(command -v "$b") || skip "no $b (tests/containerd/setup.sh installs containerd 1.7)"
-    tools+=(--with "$p")
+source scripts/lib/containerd-stage.sh
+stage_containerd "$stage" || skip "$stage_missing"
+
+echo "[guest-e2e] building the test binaries and the d4c image" >&2
+for t in guest_containerd guest_daemonset; do
+    bin=$(cargo_binary "$t" test -p d4c-tests --test "$t" --no-run)
+    [[ -n $bin && -x $bin ]] || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (the test binary $t did not build)"; exit 1; }
+    strip -o "$stage/$t.tmp" "$bin" && mv -f "$stage/$t.tmp" "$stage/$t"
 done
-containerd --version | grep -q ' 1\.6' && skip "containerd 1.6 has no NRI (tests/containerd/setup.sh)"
-command -v python3 >/dev/null || skip "no python3 (builds the test images)"
-[[ -x /bin/busybox ]] || skip "no /bin/busybox (busybox-static)"
-
-echo "[guest-e2e] building the test binary" >&2
-bin=$(nice cargo test -p d4c-tests --test guest_containerd --no-run --message-format=json-render-diagnostics \
-    | grep '"name":"guest_containerd"' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1)
-[[ -n $bin && -x $bin ]] || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (the test binary did not build)"; exit 1; }
-
-mkdir -p "$stage/d4c-containerd"
-strip -o "$stage/guest_containerd.tmp" "$bin" && mv -f "$stage/guest_containerd.tmp" "$stage/guest_containerd"
-cp tests/containerd/containerd.toml tests/containerd/runc-guard.sh "$stage/d4c-containerd/"
-image() { # NAME ENTRYPOINT...: rebuilt when missing or older than mkimage.py or busybox
-    local tar
-    tar="$stage/d4c-containerd/$(echo "$1" | tr '/:' '__').tar"
-    if [[ ! -s $tar || $tar -ot tests/containerd/mkimage.py || $tar -ot /bin/busybox ]]; then
-        python3 tests/containerd/mkimage.py "$tar.tmp" "$@" && mv -f "$tar.tmp" "$tar"
-    fi
-}
-image docker.io/d4c/busybox:1 /bin/sh
-image docker.io/d4c/pause:1 /bin/sleep 2147483647
+# The image the DaemonSet test runs: the release d4c that `cargo xtask vm` also installs.
+nice cargo build -q --release -p d4c
+python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_latest.tar" target/release/d4c >/dev/null
+rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes "$stage/install/"
 
 echo "[guest-e2e] running in a $kernel guest" >&2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
-cargo xtask vm --kernel "$kernel" --timeout 600 \
-    --with "$stage/guest_containerd" --with "$stage/d4c-containerd" "${tools[@]}" -- \
-    env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd D4C_REQUIRE_BPF_LSM="$require_bpf" \
-    /opt/with/guest_containerd --nocapture --test-threads=1 2>&1 | tee "$out" || status=${PIPESTATUS[0]}
+# Both test binaries in one boot; the exit status is the first failure's.
+cargo xtask vm --kernel "$kernel" --timeout 900 \
+    --with "$stage/guest_containerd" --with "$stage/guest_daemonset" --with "$stage/d4c-containerd" \
+    --with "$stage/install" "${tools[@]}" -- \
+    env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd D4C_INSTALL_DIR=/opt/with/install \
+    D4C_REQUIRE_BPF_LSM="$require_bpf" sh -c \
+    '/opt/with/guest_containerd --nocapture --test-threads=1; a=$?; /opt/with/guest_daemonset --nocapture --test-threads=1; b=$?; [ $a -ne 0 ] && exit $a; exit $b' \
+    2>&1 | tee "$out" || status=${PIPESTATUS[0]}
 if ((status != 0)); then
     # A harness failure or a crash prints no cargo-test summary: count it as one failure.
     grep -q '^test result:' "$out" || echo "guest end-to-end ($kernel): 0 passed, 1 failed (exit status $status)"

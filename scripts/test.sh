@@ -3,7 +3,9 @@
 #   (a) unit and integration tests, with the 128,000-case property test;
 #   (b) kernel tests, run inside QEMU guests booting Debian's 6.1, 6.12 and newest kernels
 #       (this machine's kernel may not load LSM programs);
-#   (c) end-to-end tests against a real containerd on this host;
+#   (c) end-to-end tests against a real containerd on this host, and in the guests (the
+#       daemon binary, and the shipped DaemonSet's container spec with the d4c image);
+#   the README's first command (scripts/demo.sh) in a 6.12 guest;
 #   and a bounded fuzzing run. Tiers (b) and (c) skip with a reason where the machine lacks
 #   what they need, and fail instead when D4C_REQUIRE_PRIVILEGED=1 (CI sets it), which
 #   sets the per-tier variables D4C_REQUIRE_QEMU, D4C_REQUIRE_CONTAINERD (host) and
@@ -67,6 +69,18 @@ for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
     scripts/guest-e2e.sh "$k" 2>&1 | tee -a "$log"
     [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 done
+
+step "the README's first command: scripts/demo.sh (containerd + d4c nri + drifting pods, 6.12 guest)"
+rc=0
+scripts/demo.sh || rc=$?
+if ((rc == 0)); then
+    echo "demo: 1 passed, 0 failed" | tee -a "$log"
+elif ((rc == 2)) && [[ ${D4C_REQUIRE_PRIVILEGED:-0} != 1 ]]; then
+    echo "skipping the demo - a prerequisite is missing (see above)"
+else
+    echo "demo: 0 passed, 1 failed (exit status $rc)" | tee -a "$log"
+    status=1
+fi
 
 fuzz_seconds=${D4C_FUZZ_SECONDS:-60}
 if ((fuzz_seconds > 0)); then

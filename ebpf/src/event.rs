@@ -8,15 +8,15 @@ use aya_ebpf::helpers::{
 use d4c_common::{
     event::{EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED},
     offsets::{
-        OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SIGNAL_TTY, OFF_TASK_MM,
-        OFF_TASK_REAL_PARENT, OFF_TASK_SIGNAL, OFF_TASK_TGID,
+        OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
+        OFF_TASK_SIGNAL, OFF_TASK_TGID,
     },
     Event, ACTION_BLOCK, CNT_EVENTS, CNT_RINGBUF_DROPS, EVENT_FILE,
 };
 
 use crate::{
     maps::{count, EVENTS},
-    offsets::{off, read, read_ptr},
+    offsets::{off, read, read_path, read_ptr},
     path::{self, Scratch, EXE, PATH_BUF},
 };
 
@@ -56,7 +56,7 @@ pub fn exe_file_path(task: *const u8) -> Result<(*const u8, *const u8), i64> {
         return Err(0);
     }
     let p = file.wrapping_add(off(OFF_FILE_PATH));
-    Ok((read_ptr(p, OFF_PATH_MNT)?, read_ptr(p, OFF_PATH_DENTRY)?))
+    read_path(p)
 }
 
 /// Writes one event from `s.meta`, `s.target` and `s.exe` (built here unless

@@ -5,7 +5,7 @@ use aya_ebpf::programs::LsmContext;
 use d4c_common::{
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
-        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
+        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_MNT, OFF_SB_FLAGS,
     },
     ACTION_BLOCK, CNT_DENIED, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE,
     HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE,
@@ -16,7 +16,7 @@ use d4c_common::{
 use crate::{
     event,
     maps::{count, TrieData, FILE_RULES},
-    offsets::{off, read, read_at, read_ptr},
+    offsets::{off, read, read_at, read_path, read_ptr},
     path::{self, Scratch, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE, TARGET},
 };
 
@@ -56,14 +56,6 @@ fn dentry_mode(dentry: *const u8) -> Result<Option<u32>, i64> {
         return Ok(None);
     }
     Ok(Some(u32::from(read::<u16>(inode, OFF_INODE_MODE)?)))
-}
-
-#[inline(always)]
-fn path_parts(path: *const u8) -> Result<(*const u8, *const u8), i64> {
-    Ok((
-        read_ptr(path, OFF_PATH_MNT)?,
-        read_ptr(path, OFF_PATH_DENTRY)?,
-    ))
 }
 
 /// Fills the event metadata shared by every decision of one hook call.
@@ -159,7 +151,7 @@ fn scratch() -> Result<*mut Scratch, i64> {
 pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let path: *const u8 = ctx.arg(0);
     let mode = ctx.arg::<u64>(1) as u32;
-    let (mnt, dentry) = path_parts(path)?;
+    let (mnt, dentry) = read_path(path)?;
     let Some(old) = dentry_mode(dentry)? else {
         return Ok(false);
     };
@@ -206,13 +198,21 @@ pub fn path_mknod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
 }
 
+/// The operations a modification of a regular file of `mode` is: modifyFile, with an x bit
+/// also modifyExecutable.
+#[inline(always)]
+fn modify_ops(mode: u32) -> u8 {
+    if has_x(mode) {
+        MODIFY | MODIFY_EXE
+    } else {
+        MODIFY
+    }
+}
+
 /// Modification of a regular file: modifyFile, with an x bit also modifyExecutable.
 #[inline(always)]
 fn modify(cg: (u64, u32), hook: u16, mnt: *const u8, dentry: *const u8, mode: u32, skip: u32) -> R {
-    let mut ops = MODIFY;
-    if has_x(mode) {
-        ops |= MODIFY_EXE;
-    }
+    let ops = modify_ops(mode);
     let s = scratch()?;
     meta(unsafe { &mut *s }, cg, hook, mode);
     Ok(decide(s, mnt, dentry, u32::from(ops), skip) != 0)
@@ -231,7 +231,11 @@ pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
     if !is_reg(mode) {
         return Ok(false);
     }
-    let (mnt, dentry) = path_parts(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    // Most write opens in a drift-only rule set end here, before any path work.
+    if !crate::maps::may_act(cg.1, u32::from(modify_ops(mode))) {
+        return Ok(false);
+    }
+    let (mnt, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
     // 6.1 overlayfs opens the backing file with the overlay's path: its inode is not on
     // the dentry's superblock.
     if read_ptr(inode, OFF_INODE_SB)? != read_ptr(dentry, OFF_DENTRY_SB)? {
@@ -243,7 +247,7 @@ pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
 /// `path_truncate(const struct path *path)`: truncate(2); on 6.1 also O_TRUNC and
 /// ftruncate.
 pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
-    let (mnt, dentry) = path_parts(ctx.arg(0))?;
+    let (mnt, dentry) = read_path(ctx.arg(0))?;
     let Some(mode) = dentry_mode(dentry)? else {
         return Ok(false);
     };
@@ -256,7 +260,7 @@ pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 /// `file_truncate(struct file *file)` (6.2+): O_TRUNC and ftruncate.
 pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let file: *const u8 = ctx.arg(0);
-    let (mnt, dentry) = path_parts(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    let (mnt, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
     let Some(mode) = dentry_mode(dentry)? else {
         return Ok(false);
     };

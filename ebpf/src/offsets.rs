@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use d4c_common::{
-    offsets::{OFFSETS_MAGIC, OFF_MAGIC},
+    offsets::{OFFSETS_MAGIC, OFF_MAGIC, OFF_PATH_DENTRY, OFF_PATH_MNT},
     KernelOffsets,
 };
 
@@ -44,4 +44,19 @@ pub fn read_ptr(base: *const u8, idx: usize) -> Result<*const u8, i64> {
 pub fn read_at<T>(addr: *const u8) -> Result<T, i64> {
     // SAFETY: as in `read`.
     unsafe { bpf_probe_read_kernel(addr.cast::<T>()).map_err(i64::from) }
+}
+
+/// `(mnt, dentry)` of the `struct path` at `path`: one read when the running kernel lays it
+/// out as `{ mnt, dentry }` (every kernel so far; the verifier folds the test on the frozen
+/// offsets), two otherwise.
+#[inline(always)]
+pub fn read_path(path: *const u8) -> Result<(*const u8, *const u8), i64> {
+    if off(OFF_PATH_MNT) == 0 && off(OFF_PATH_DENTRY) == 8 {
+        let p: [u64; 2] = read_at(path)?;
+        return Ok((p[0] as *const u8, p[1] as *const u8));
+    }
+    Ok((
+        read_ptr(path, OFF_PATH_MNT)?,
+        read_ptr(path, OFF_PATH_DENTRY)?,
+    ))
 }

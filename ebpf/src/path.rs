@@ -13,15 +13,14 @@ use d4c_common::{
     event::EVENT_PATH_MAX,
     offsets::{
         OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME_PTR, OFF_DENTRY_PARENT, OFF_FS_ROOT, OFF_MOUNT_MNT,
-        OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_TASK_FS,
-        OFF_VFSMOUNT_ROOT,
+        OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_TASK_FS, OFF_VFSMOUNT_ROOT,
     },
     Event, PATH_KEY_MAX,
 };
 
 use crate::{
     maps::SCRATCH,
-    offsets::{off, read, read_ptr},
+    offsets::{off, read, read_path, read_ptr},
 };
 
 /// Path bytes kept (the rest of a longer path is only measured).
@@ -166,11 +165,16 @@ pub fn build(s: *mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) 
         pb.len = 1;
         pb.last_slash = 0;
     } else {
-        // SAFETY: src + PATH_BUF <= work + WORK - 1 + PATH_BUF, inside `work`.
-        unsafe {
-            gen::bpf_probe_read_kernel(pb.buf.as_mut_ptr().cast(), PATH_BUF as u32, src.cast())
-        };
         let len = (WORK - pos) as u32;
+        // Only the path's own bytes (the lookup and the event use `len`); a power-of-two
+        // mask keeps the size provably within PATH_BUF for the verifier.
+        let n = if len as usize >= PATH_BUF {
+            PATH_BUF as u32
+        } else {
+            len & (PATH_BUF as u32 - 1)
+        };
+        // SAFETY: src + n <= work + WORK - 1 + PATH_BUF, inside `work`; n <= PATH_BUF.
+        unsafe { gen::bpf_probe_read_kernel(pb.buf.as_mut_ptr().cast(), n, src.cast()) };
         pb.len = len;
         pb.last_slash = (len - leaf_len - 1) as i32;
     }
@@ -184,8 +188,9 @@ fn start(s: &mut Scratch, vfsmnt: *const u8, dentry: *const u8) -> Result<(), i6
     let fs = read_ptr(task, OFF_TASK_FS)?;
     let root = fs.wrapping_add(off(OFF_FS_ROOT));
     let w = &mut s.walk;
-    w.root_mnt = read_ptr(root, OFF_PATH_MNT)? as u64;
-    w.root_dentry = read_ptr(root, OFF_PATH_DENTRY)? as u64;
+    let (root_mnt, root_dentry) = read_path(root)?;
+    w.root_mnt = root_mnt as u64;
+    w.root_dentry = root_dentry as u64;
     w.dentry = dentry as u64;
     w.mnt = vfsmnt as u64;
     w.mnt_root = read_ptr(vfsmnt, OFF_VFSMOUNT_ROOT)? as u64;
@@ -238,13 +243,12 @@ fn step(s: &mut Scratch) -> Result<bool, i64> {
         w.mnt_root = read_ptr(m, OFF_VFSMOUNT_ROOT)? as u64;
         return Ok(true);
     }
-    let parent = read_ptr(d, OFF_DENTRY_PARENT)?;
+    let (parent, name, len) = dentry_head(d)?;
     if parent == d {
         w.flags = PATH_UNREACHABLE;
         return Ok(false);
     }
-    let name = read::<u64>(d, OFF_DENTRY_NAME_PTR)?;
-    let len = (read::<u32>(d, OFF_DENTRY_NAME_LEN)? & 0xff) as usize;
+    let len = (len & 0xff) as usize;
     let pos = s.walk.pos as usize & (WORK * 2 - 1);
     if pos < len + 1 {
         return Ok(false); // longer than WORK: PATH_TOO_DEEP stays set
@@ -262,6 +266,33 @@ fn step(s: &mut Scratch) -> Result<bool, i64> {
     s.walk.pos = at as u32;
     s.walk.dentry = parent as u64;
     Ok(true)
+}
+
+/// `d_parent`, then `d_name` (`struct qstr`: hash, len, name) as every kernel since 3.x
+/// lays them out, read in one helper call.
+#[repr(C)]
+struct DentryHead {
+    parent: u64,
+    hash: u32,
+    len: u32,
+    name: u64,
+}
+
+/// A dentry's parent, name pointer and name length: one kernel read where the running
+/// kernel's offsets show the layout of [`DentryHead`] (the verifier folds this test on the
+/// frozen offsets), three otherwise.
+#[inline(always)]
+fn dentry_head(d: *const u8) -> Result<(*const u8, u64, u32), i64> {
+    let base = off(OFF_DENTRY_PARENT);
+    if off(OFF_DENTRY_NAME_LEN) == base + 12 && off(OFF_DENTRY_NAME_PTR) == base + 16 {
+        let h: DentryHead = read(d, OFF_DENTRY_PARENT)?;
+        return Ok((h.parent as *const u8, h.name, h.len));
+    }
+    Ok((
+        read_ptr(d, OFF_DENTRY_PARENT)?,
+        read::<u64>(d, OFF_DENTRY_NAME_PTR)?,
+        read::<u32>(d, OFF_DENTRY_NAME_LEN)?,
+    ))
 }
 
 /// Sets `s.walk.base` to the index after the last `/` among the first `n` bytes of

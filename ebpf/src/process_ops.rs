@@ -10,10 +10,7 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use d4c_common::{
-    offsets::{
-        OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH, OFF_INODE_MODE,
-        OFF_PATH_DENTRY, OFF_PATH_MNT,
-    },
+    offsets::{OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH, OFF_INODE_MODE},
     CommKey, ProcKey, ACTION_BLOCK, CNT_DENIED, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC,
     HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, RULESET_PROC_SHIFT,
 };
@@ -22,7 +19,7 @@ use crate::{
     event::{self, exe_file_path, interactive},
     file_ops,
     maps::{count, may_act, TrieData, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
-    offsets::{off, read, read_ptr},
+    offsets::{off, read, read_path, read_ptr},
     path::{self, Scratch, TARGET},
 };
 
@@ -97,8 +94,7 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let bprm: *const u8 = ctx.arg(0);
     let file = read_ptr(bprm, OFF_BPRM_FILE)?;
     let p = file.wrapping_add(off(OFF_FILE_PATH));
-    let mnt = read_ptr(p, OFF_PATH_MNT)?;
-    let dentry = read_ptr(p, OFF_PATH_DENTRY)?;
+    let (mnt, dentry) = read_path(p)?;
     let inode = read_ptr(file, OFF_FILE_INODE)?;
     let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
     let s = SCRATCH.get_ptr_mut(0).ok_or(0)?;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub ringbuf_drops: AtomicU64,
     decisions: Mutex<BTreeMap<(String, String), u64>>,
     nri: Mutex<BTreeMap<String, Histogram>>,
+    /// The Elasticsearch sink's counters, once that sink runs.
+    pub elasticsearch: std::sync::OnceLock<std::sync::Arc<crate::alerts::bulk::BulkStats>>,
 }
 
 impl Metrics {
@@ -151,6 +153,42 @@ impl Metrics {
             "Documents an alert sink failed to take.",
             &self.sink_failures,
         );
+        if let Some(es) = self.elasticsearch.get() {
+            for (name, kind, help, v) in [
+                (
+                    "d4c_elasticsearch_backlog",
+                    "gauge",
+                    "Documents buffered for Elasticsearch, not yet acknowledged.",
+                    &es.backlog,
+                ),
+                (
+                    "d4c_elasticsearch_sent_total",
+                    "counter",
+                    "Documents Elasticsearch accepted.",
+                    &es.sent,
+                ),
+                (
+                    "d4c_elasticsearch_dropped_total",
+                    "counter",
+                    "Documents dropped because the Elasticsearch buffer was full.",
+                    &es.dropped,
+                ),
+                (
+                    "d4c_elasticsearch_rejected_total",
+                    "counter",
+                    "Documents Elasticsearch refused (per-item errors or a refused request).",
+                    &es.rejected,
+                ),
+                (
+                    "d4c_elasticsearch_retries_total",
+                    "counter",
+                    "Bulk requests retried after a transport error, 429 or 5xx.",
+                    &es.retries,
+                ),
+            ] {
+                g(&mut s, name, kind, help, v);
+            }
+        }
         let _ = writeln!(s, "# HELP d4c_decisions_total Decisions by operation and action.\n# TYPE d4c_decisions_total counter");
         for ((op, action), n) in self
             .decisions
@@ -198,18 +236,32 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/healthz` until the listener fails.
+/// Reads a request head (up to the blank line; a client may send it in several pieces).
+/// `None` when the peer closes first or sends more than 8 KiB without one.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !(head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")) {
+        let n = conn.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() + n > 8192 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Some(head)
+}
+
 pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> std::io::Result<()> {
     loop {
         let (mut conn, _) = listener.accept().await?;
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let Ok(Ok(n)) =
-                tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await
+            let Ok(Some(head)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), read_head(&mut conn)).await
             else {
                 return;
             };
-            let request = String::from_utf8_lossy(&buf[..n]);
+            let request = String::from_utf8_lossy(&head);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, body, kind) = match path {
                 "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
@@ -263,6 +315,44 @@ mod tests {
             "d4c_nri_request_duration_seconds_bucket{event=\"StartContainer\",le=\"0.00025\"} 0"
         ));
         assert!(get("/healthz").await.ends_with("ok\n"));
+        // A request head in several writes (as `write!` on a socket sends it).
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for piece in ["GET ", "/healthz", " HTTP/1.1\r\n", "Host: x\r\n", "\r\n"] {
+            c.write_all(piece.as_bytes()).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK") && out.ends_with("ok\n"),
+            "{out}"
+        );
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn elasticsearch_sink_backlog_and_drops_once_it_runs() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("d4c_elasticsearch"));
+        let stats = Arc::new(crate::alerts::bulk::BulkStats::default());
+        stats.backlog.store(7, Ordering::Relaxed);
+        stats.dropped.store(2, Ordering::Relaxed);
+        stats.sent.store(40, Ordering::Relaxed);
+        m.elasticsearch.set(stats.clone()).unwrap();
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE d4c_elasticsearch_backlog gauge\nd4c_elasticsearch_backlog 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nd4c_elasticsearch_dropped_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nd4c_elasticsearch_sent_total 40\n"),
+            "{text}"
+        );
+        stats.backlog.store(0, Ordering::Relaxed);
+        assert!(m.render().contains("\nd4c_elasticsearch_backlog 0\n"));
     }
 }

@@ -8,114 +8,14 @@
 
 mod containerd_support;
 
+use containerd_support::daemon::{write_config, Daemon};
 use containerd_support::pods::Pod;
 use containerd_support::{skip_reason, unique_id, Containerd};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The `d4c` binary cargo built next to this test.
-fn d4c_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("d4c");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p d4c)",
-        bin.display()
-    );
-    bin
-}
 
 const PROTECT: &str = "file:\n  selectors:\n    - name: drift\n      operation: [createExecutable, modifyExecutable]\n      kubernetesPodLabel: ['d4c-test:protect']\n  responses:\n    - match: [drift]\n      actions: [alert, block]\n";
 const NAMESPACE: &str = "file:\n  selectors:\n    - name: drift\n      operation: [createExecutable]\n      kubernetesNamespace: [d4c-e2e]\n  responses:\n    - match: [drift]\n      actions: [alert]\n";
-
-struct Daemon {
-    child: Child,
-    config: PathBuf,
-    status: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, status: &Path, log: &Path) -> Daemon {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(d4c_bin())
-            .args(["nri", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            child,
-            config: config.to_owned(),
-            status: status.to_owned(),
-            log: log.to_owned(),
-        };
-        d.wait_for(
-            |s| s["policy_revision"].as_u64().is_some(),
-            "the daemon's status socket",
-        );
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn status(&self) -> Option<Value> {
-        let out = Command::new(d4c_bin())
-            .args(["status", "--format", "json", "--socket"])
-            .arg(&self.status)
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout)
-            .ok()
-            .filter(|v: &Value| v.get("containers").is_some())
-    }
-
-    /// Polls `d4c status` until `ok` holds (10 s at most).
-    fn wait_for(&self, ok: impl Fn(&Value) -> bool, what: &str) -> Value {
-        let t = Instant::now();
-        loop {
-            if let Some(s) = self.status() {
-                if ok(&s) {
-                    return s;
-                }
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "timed out waiting for {what}\nstatus {:?}\nlog:\n{}",
-                self.status(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        *self = Daemon::start(
-            &self.config.clone(),
-            &self.status.clone(),
-            &self.log.clone(),
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn container<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
     status["containers"]
@@ -141,17 +41,13 @@ async fn daemon_registers_real_pods() {
     std::fs::write(policies.join("protect.yaml"), PROTECT).unwrap();
     let config = dir.join("d4c.yaml");
     let status_sock = dir.join("status.sock");
-    std::fs::write(
+    write_config(&config, &policies, &ctd.nri_socket(), None, &status_sock);
+    let mut daemon = Daemon::start(
         &config,
-        format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\nenforcement: none\nstatusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\nalerts:\n  stdout: false\n",
-            policies.display(),
-            ctd.nri_socket().display(),
-            status_sock.display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Daemon::start(&config, &status_sock, &dir.join("d4c.log"));
+        &status_sock,
+        &dir.join("alerts.ndjson"),
+        &dir.join("d4c.log"),
+    );
     let mut cri = ctd.cri().await;
     let sleep = ["/bin/sleep", "2147483647"];
 

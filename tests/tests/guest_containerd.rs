@@ -20,13 +20,15 @@
 
 mod containerd_support;
 
+use containerd_support::daemon::{write_config, Daemon, Unload};
+use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, wait_exit, Pod};
-use containerd_support::{cgroup2_root, missing_prerequisite, unique_id, Containerd};
+use containerd_support::{cgroup2_root, ensure_etc_files, unique_id, Containerd};
 use serde_json::Value;
 use std::ffi::CString;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PROTECT: &str = "\
@@ -54,171 +56,6 @@ file:
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x && exit 0 || exit 42"];
 const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
 const CHMOD: [&str; 3] = ["sh", "-c", "echo a > /tmp/f && chmod +x /tmp/f"];
-
-fn required() -> bool {
-    std::env::var("D4C_REQUIRE_BPF_LSM").is_ok_and(|v| v == "1")
-}
-
-fn missing() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if let Err(e) = d4c::bpf::check_bpf_lsm(Path::new(d4c::bpf::LSM_LIST)) {
-        return Some(e.to_string());
-    }
-    if let Some(r) = missing_prerequisite() {
-        return Some(r);
-    }
-    if d4c_bin().is_none() {
-        return Some("no d4c binary (next to this test or on PATH)".into());
-    }
-    None
-}
-
-/// `D4C_REQUIRE_BPF_LSM=1`: fail; otherwise print the reason and skip.
-fn skip() -> bool {
-    let Some(reason) = missing() else {
-        return false;
-    };
-    assert!(!required(), "D4C_REQUIRE_BPF_LSM=1 but {reason}");
-    println!("skipping test - {reason}");
-    true
-}
-
-/// `d4c`: next to this test when cargo built both (host), else the first on `PATH`
-/// (the guest harness puts the fresh build in /usr/local/bin).
-fn d4c_bin() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let beside = exe.parent().and_then(Path::parent).map(|d| d.join("d4c"));
-    if let Some(b) = beside.filter(|b| b.is_file()) {
-        return Some(b);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("d4c"))
-        .find(|p| p.is_file())
-}
-
-struct Daemon {
-    child: Child,
-    status: PathBuf,
-    alerts: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, status: &Path, alerts: &Path, log: &Path) -> Daemon {
-        let child = Command::new(d4c_bin().unwrap())
-            .args(["nri", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(alerts).unwrap())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
-            child,
-            status: status.to_owned(),
-            alerts: alerts.to_owned(),
-            log: log.to_owned(),
-        };
-        let t = Instant::now();
-        while d.status().is_none() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!(
-                    "d4c nri exited ({st}) before serving its status:\n{}",
-                    d.log()
-                );
-            }
-            assert!(
-                t.elapsed() < Duration::from_mins(1),
-                "d4c nri did not serve its status:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn status(&self) -> Option<Value> {
-        let out = Command::new(d4c_bin()?)
-            .args(["status", "--format", "json", "--socket"])
-            .arg(&self.status)
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout)
-            .ok()
-            .filter(|v: &Value| v.get("containers").is_some())
-    }
-
-    /// Every alert document written so far (complete lines only).
-    fn alerts(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.alerts).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
-        complete
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
-            })
-            .collect()
-    }
-
-    /// Polls the alerts until one satisfies `ok` (20 s at most).
-    fn wait_alert(&self, ok: impl Fn(&Value) -> bool, what: &str) -> Value {
-        let t = Instant::now();
-        loop {
-            if let Some(a) = self.alerts().into_iter().find(&ok) {
-                return a;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "no alert for {what}\nalerts:\n{}\nlog:\n{}",
-                self.alerts()
-                    .iter()
-                    .map(Value::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signals our own child (SIGTERM: a clean stop).
-        unsafe { libc::kill(i32::try_from(self.child.id()).unwrap_or(0), libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) && !matches!(self.child.try_wait(), Ok(Some(_)))
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Removes the programs and maps the daemon pinned (they outlive it by design).
-struct Unload(PathBuf);
-
-impl Drop for Unload {
-    fn drop(&mut self) {
-        if let Some(d4c) = d4c_bin() {
-            let _ = Command::new(d4c)
-                .arg("unload")
-                .arg("--bpffs")
-                .arg(&self.0)
-                .stdout(Stdio::null())
-                .status();
-        }
-    }
-}
 
 fn action(a: &Value) -> &str {
     a["event"]["action"].as_str().unwrap_or("")
@@ -290,16 +127,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         return;
     }
     let started = Instant::now();
-    // A guest's root has no /etc/hosts or /etc/resolv.conf; containerd copies both into
-    // host-network pods. Written only where missing.
-    for (file, content) in [
-        ("/etc/hosts", "127.0.0.1 localhost\n"),
-        ("/etc/resolv.conf", ""),
-    ] {
-        if !Path::new(file).exists() {
-            std::fs::write(file, content).unwrap();
-        }
-    }
+    ensure_etc_files();
     let id = unique_id();
     let ctd = Containerd::start(&id);
     eprintln!(
@@ -315,17 +143,13 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     let _unload = Unload(bpffs.clone());
     let config = dir.join("d4c.yaml");
     let status_sock = dir.join("status.sock");
-    std::fs::write(
+    write_config(
         &config,
-        format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\nenforcement: bpf\nbpffs: {}\nstatusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\nalerts:\n  stdout: true\n",
-            policies.display(),
-            ctd.nri_socket().display(),
-            bpffs.display(),
-            status_sock.display()
-        ),
-    )
-    .unwrap();
+        &policies,
+        &ctd.nri_socket(),
+        Some(&bpffs),
+        &status_sock,
+    );
     let daemon = Daemon::start(
         &config,
         &status_sock,
@@ -337,16 +161,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         started.elapsed()
     );
     // The daemon registers with containerd after its status socket is up; wait for that.
-    let t = Instant::now();
-    while !daemon.log().contains("synchronized with the runtime") {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "d4c nri did not connect to containerd:\n{}\ncontainerd:\n{}",
-            daemon.log(),
-            ctd.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_log("synchronized with the runtime", Duration::from_secs(30));
     let mut cri = ctd.cri().await;
 
     // Pods and containers: a drift attempt as the entrypoint, and a sleeper for ExecSync.
@@ -385,6 +200,13 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     }
     eprintln!("[{:>5.1?}] 4 containers started", started.elapsed());
     let status = daemon.status().unwrap();
+    // `d4c status` lists the programs pinned under the daemon's own bpffs directory.
+    assert!(
+        status["programs_attached"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|n| n == "file_open")),
+        "d4c status does not list the attached programs: {status}"
+    );
     for c in [&guarded_drift, &free_drift, &guarded_sleep, &free_sleep] {
         let entry = status["containers"]
             .as_array()

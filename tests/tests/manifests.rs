@@ -1,53 +1,12 @@
 //! The install/ manifests parse, reference what exists, and hold the fields that matter:
 //! privileges, mounts, probes, resources, and a configuration and policy that d4c accepts.
 
-use d4c_policy::yaml::{parse, Node, NodeKind};
-use std::path::{Path, PathBuf};
+#[path = "containerd_support/manifest.rs"]
+mod manifest;
 
-fn install() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("install")
-}
-
-fn load(name: &str) -> Node {
-    let path = install().join("kubernetes").join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    parse(&text)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
-        .unwrap()
-}
-
-/// The value of one mapping key.
-fn key<'a>(node: &'a Node, key: &str) -> &'a Node {
-    match &node.kind {
-        NodeKind::Map(pairs) => {
-            &pairs
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .unwrap_or_else(|| panic!("no `{key}`"))
-                .1
-        }
-        _ => panic!("not a mapping at `{key}`"),
-    }
-}
-
-/// The value at a dotted path of mapping keys.
-fn get<'a>(node: &'a Node, path: &str) -> &'a Node {
-    path.split('.').fold(node, key)
-}
-
-fn items(node: &Node) -> &[Node] {
-    match &node.kind {
-        NodeKind::Seq(v) => v,
-        _ => panic!("not a list"),
-    }
-}
-
-fn text(node: &Node) -> &str {
-    node.as_str().unwrap()
-}
+use d4c_policy::yaml::NodeKind;
+use manifest::{get, install, items, key, load, text};
+use std::path::Path;
 
 #[test]
 fn kustomization_lists_every_manifest() {
@@ -91,6 +50,7 @@ fn daemonset_has_only_the_privileges_it_needs() {
     let sc = get(c, "securityContext");
     assert_eq!(text(get(sc, "privileged")), "false");
     assert_eq!(text(get(sc, "readOnlyRootFilesystem")), "true");
+    assert_eq!(text(get(sc, "seccompProfile.type")), "RuntimeDefault");
     let drop: Vec<&str> = items(get(sc, "capabilities.drop"))
         .iter()
         .map(text)

@@ -108,7 +108,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             tokio::spawn(alerts_task::forward(
                 reader,
                 handle.clone(),
-                sinks(&config)?,
+                sinks(&config, &metrics)?,
                 metrics.clone(),
                 host.clone(),
             ));
@@ -169,7 +169,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
 }
 
 /// Alert sinks from the configuration.
-fn sinks(config: &Config) -> anyhow::Result<Fanout> {
+fn sinks(config: &Config, metrics: &Metrics) -> anyhow::Result<Fanout> {
     let mut f = Fanout::default();
     if config.alerts.stdout {
         f.push(Box::new(Stdout));
@@ -181,7 +181,9 @@ fn sinks(config: &Config) -> anyhow::Result<Fanout> {
     }
     if let Some(es) = &config.alerts.elasticsearch {
         tracing::info!(url = %es.url, "sending alerts to Elasticsearch");
-        f.push(Box::new(d4c::alerts::bulk::BulkSink::start(es.clone())?));
+        let sink = d4c::alerts::bulk::BulkSink::start(es.clone())?;
+        let _ = metrics.elasticsearch.set(sink.stats.clone());
+        f.push(Box::new(sink));
     }
     Ok(f)
 }

@@ -36,7 +36,8 @@ fn attached(bpffs: &std::path::Path) -> Vec<String> {
 
 fn from_daemon(args: &Args) -> Option<ExitCode> {
     let snap = d4c::daemon::status_server::query(&args.socket).ok()?;
-    let programs = attached(&args.bpffs);
+    // The daemon's own pin directory (its config may name another than the default).
+    let programs = attached(snap.bpffs.as_deref().unwrap_or(&args.bpffs));
     if args.format == Format::Json {
         let mut v = serde_json::to_value(&snap).unwrap_or_default();
         v["programs_attached"] = json!(programs);
@@ -71,7 +72,10 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
     println!(
         "programs attached: {}",
         if programs.is_empty() {
-            "none (enforcement: none, or not loaded)".to_owned()
+            snap.bpffs.as_ref().map_or_else(
+                || "none (the daemon runs with enforcement: none)".to_owned(),
+                |d| format!("none pinned under {}", d.display()),
+            )
         } else {
             programs.join(", ")
         }

@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub rule_sets: usize,
     pub containers: Vec<ContainerStatus>,
     pub kernel_counters: Option<Vec<u64>>,
+    /// Where the daemon pinned its programs and maps (`None`: `enforcement: none`).
+    #[serde(default)]
+    pub bpffs: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -98,6 +101,10 @@ pub trait Counters {
     fn counters(&self) -> Option<Vec<u64>> {
         None
     }
+    /// The bpffs directory holding the pins, if the kernel state is pinned.
+    fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 impl Counters for super::kernel::MemoryKernel {}
@@ -107,6 +114,9 @@ impl Counters for crate::bpf::Enforcer {
         crate::bpf::Enforcer::counters(self)
             .ok()
             .map(|c| c.to_vec())
+    }
+    fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        Some(crate::bpf::Enforcer::pin_dir(self).to_owned())
     }
 }
 
@@ -185,5 +195,6 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
         rule_sets: registry.rule_sets(),
         containers,
         kernel_counters: registry.kernel().counters(),
+        bpffs: registry.kernel().pin_dir(),
     }
 }

@@ -6,6 +6,10 @@
     reason = "each test binary uses a different part of these helpers"
 )]
 
+pub mod daemon;
+pub mod daemonset;
+pub mod guest;
+pub mod manifest;
 pub mod pods;
 
 use std::{
@@ -194,6 +198,15 @@ impl Containerd {
         ctd
     }
 
+    /// Imports an OCI image archive into the k8s.io namespace (where CRI looks).
+    pub fn import(&self, tar: &Path) {
+        run(Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(tar));
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.scratch.join("containerd.sock")
     }
@@ -330,4 +343,17 @@ fn remove_tree(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// A guest's root has no /etc/hosts or /etc/resolv.conf; containerd copies both into
+/// host-network pods. Writes them only where missing.
+pub fn ensure_etc_files() {
+    for (file, content) in [
+        ("/etc/hosts", "127.0.0.1 localhost\n"),
+        ("/etc/resolv.conf", ""),
+    ] {
+        if !Path::new(file).exists() {
+            std::fs::write(file, content).unwrap();
+        }
+    }
 }

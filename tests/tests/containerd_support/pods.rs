@@ -107,11 +107,17 @@ impl Pod {
         Pod { id, config }
     }
 
-    /// Creates a container; returns its id.
+    /// Creates a container of the busybox test image; returns its id.
     pub async fn create(&self, cri: &mut Cri, name: &str, command: &[&str]) -> String {
+        self.create_config(cri, container_config(name, command))
+            .await
+    }
+
+    /// Creates a container from a full config; returns its id.
+    pub async fn create_config(&self, cri: &mut Cri, config: ContainerConfig) -> String {
         cri.create_container(CreateContainerRequest {
             pod_sandbox_id: self.id.clone(),
-            config: Some(container_config(name, command)),
+            config: Some(config),
             sandbox_config: Some(self.config.clone()),
         })
         .await

@@ -1,0 +1,240 @@
+//! The shipped DaemonSet, run the way a kubelet runs it, protects pods: the d4c image
+//! (install/image/build.py) started through CRI with exactly the manifest's args,
+//! capabilities (drop ALL, add BPF, PERFMON, SYS_ADMIN, SYS_RESOURCE), read-only root,
+//! no new privileges, seccomp RuntimeDefault and volumes (hostPath /sys/fs/bpf,
+//! /sys/kernel/btf, /sys/kernel/security, /sys/fs/cgroup, the NRI socket directory; the
+//! config and policy ConfigMaps as shipped plus one blocking policy a user would add).
+//! Then, inside a QEMU guest with a real containerd:
+//!
+//! - the daemon loads and pins its programs with those privileges only (its effective
+//!   capability set is checked), answers its health probe and `d4c status`;
+//! - a pod the added policy selects cannot drop an executable (EPERM), and the alert
+//!   document is on the d4c container's stdout, naming the pod.
+//!
+//! Departures from a kubelet (see `containerd_support::daemonset`): host network, and the
+//! NRI socket directory redirected to the test containerd's. Skips like
+//! `guest_containerd.rs`; `scripts/guest-e2e.sh` stages the image archive and install/.
+
+mod containerd_support;
+
+use containerd_support::daemon::{d4c_bin, Unload};
+use containerd_support::daemonset::{log_lines, normalise, Spec};
+use containerd_support::guest::skip;
+use containerd_support::pods::{exec_sync, Pod};
+use containerd_support::{ensure_etc_files, image_tar_name, setup_dir, unique_id, Containerd};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PROTECT: &str = "\
+file:
+  selectors:
+    - name: drift
+      operation: [createExecutable, modifyExecutable]
+      kubernetesPodLabel: ['d4c-test:protect']
+  responses:
+    - match: [drift]
+      actions: [alert, block]
+";
+const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
+const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x"];
+const PINS: &str = "/sys/fs/bpf/d4c";
+
+/// Capability numbers (linux/capability.h) of the names a manifest uses.
+fn cap_bit(name: &str) -> u32 {
+    match name.trim_start_matches("CAP_") {
+        "SYS_ADMIN" => 21,
+        "SYS_RESOURCE" => 24,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("capability {other}: add its number here"),
+    }
+}
+
+/// `CapEff` of the process whose command line is `d4c nri ...`.
+fn daemon_cap_eff() -> Option<u64> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.len() > 1 && args[0].ends_with(b"d4c") && args[1] == b"nri" {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            return u64::from_str_radix(hex.trim(), 16).ok();
+        }
+    }
+    None
+}
+
+/// GET `path` on 127.0.0.1:`port`: the response, or the error.
+fn http_get(port: u16, path: &str) -> Result<String, std::io::Error> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+async fn the_daemonset_protects_pods_with_only_its_privileges() {
+    if skip() {
+        return;
+    }
+    let started = Instant::now();
+    ensure_etc_files();
+    assert!(
+        !Path::new(PINS).exists(),
+        "{PINS} exists: another d4c is loaded here"
+    );
+    let image = setup_dir().join(image_tar_name("docker.io/library/d4c:latest"));
+    assert!(
+        image.is_file(),
+        "no d4c image archive {} (scripts/guest-e2e.sh builds it with install/image/build.py)",
+        image.display()
+    );
+    let id = unique_id();
+    let ctd = Containerd::start(&id);
+    ctd.import(&image);
+    let _unload = Unload(PINS.into());
+    let spec = Spec::load(
+        &ctd.scratch.join("daemonset"),
+        &HashMap::from([("/var/run/nri", ctd.scratch.clone())]),
+        &[("policies", "protect.yaml", PROTECT)],
+    );
+    assert_eq!(spec.image, "docker.io/library/d4c:latest");
+    eprintln!(
+        "[{:>5.1?}] containerd ready, d4c image imported",
+        started.elapsed()
+    );
+
+    let mut cri = ctd.cri().await;
+    let node_pod = Pod::run(
+        &mut cri,
+        &ctd,
+        "d4c-node",
+        "d4c-system",
+        &[("app.kubernetes.io/name", "d4c")],
+    )
+    .await;
+    let d4c = node_pod
+        .create_config(&mut cri, spec.container_config())
+        .await;
+    Pod::start(&mut cri, &d4c)
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer of the d4c container: {e}\n{}", ctd.log()));
+    let log = spec.log_file(&ctd);
+    let t = Instant::now();
+    while !log_lines(&log, "stderr")
+        .iter()
+        .any(|l| l.contains("synchronized with the runtime"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_mins(1),
+            "the d4c container did not connect to containerd\nits log:\n{}\ncontainerd:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            ctd.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "[{:>5.1?}] the d4c container is running and synchronized",
+        started.elapsed()
+    );
+
+    // Only the manifest's capabilities are in effect.
+    let expected: u64 = spec.add_caps.iter().map(|c| 1u64 << cap_bit(c)).sum();
+    assert_eq!(
+        daemon_cap_eff(),
+        Some(expected),
+        "the d4c process's effective capabilities differ from the manifest's {:?}",
+        spec.add_caps
+    );
+    // The probes' endpoint and the status socket (an emptyDir on the node).
+    let health = http_get(9690, "/healthz").unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let status_sock = ctd.scratch.join("daemonset/volumes/run/status.sock");
+    let out = Command::new(d4c_bin().unwrap())
+        .args(["status", "--format", "json", "--socket"])
+        .arg(&status_sock)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("d4c status ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        status["programs_attached"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|n| n == "file_open")),
+        "{status}"
+    );
+    assert!(
+        Path::new(PINS).join("links").is_dir(),
+        "nothing pinned under {PINS}"
+    );
+
+    // A pod the added policy selects: drift refused, alert on the d4c container's stdout.
+    let shop = Pod::run(
+        &mut cri,
+        &ctd,
+        "shop",
+        "d4c-e2e",
+        &[("d4c-test", "protect")],
+    )
+    .await;
+    let app = shop.create(&mut cri, "app", &SLEEP).await;
+    Pod::start(&mut cri, &app).await.unwrap_or_else(|e| {
+        panic!(
+            "StartContainer: {e}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let r = exec_sync(&mut cri, &app, &DRIFT, 30).await.unwrap();
+    assert_ne!(
+        r.exit_code, 0,
+        "the selected pod created an executable: {r:?}"
+    );
+    assert!(r.stderr.contains("Operation not permitted"), "{r:?}");
+    let t = Instant::now();
+    let alert = loop {
+        let found = log_lines(&log, "stdout")
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|a| a["event"]["kind"] == "alert" && a["file"]["path"] == "/tmp/x");
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no alert on the d4c container's stdout:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(alert["orchestrator"]["resource"]["name"], "shop", "{alert}");
+    assert_eq!(alert["event"]["outcome"], "failure", "{alert}");
+    assert_eq!(alert["container"]["id"], app.as_str(), "{alert}");
+    eprintln!(
+        "[{:>5.1?}] drift in the selected pod refused; alert on the d4c container's stdout",
+        started.elapsed()
+    );
+
+    shop.remove(&mut cri).await;
+    node_pod.remove(&mut cri).await;
+    drop(ctd);
+    eprintln!("[{:>5.1?}] done", started.elapsed());
+}
+
+#[test]
+fn image_names_resolve_as_a_kubelet_resolves_them() {
+    assert_eq!(normalise("d4c:latest"), "docker.io/library/d4c:latest");
+    assert_eq!(normalise("d4c"), "docker.io/library/d4c:latest");
+    assert_eq!(normalise("acme/d4c:1"), "docker.io/acme/d4c:1");
+    assert_eq!(normalise("ghcr.io/acme/d4c:1"), "ghcr.io/acme/d4c:1");
+    assert_eq!(normalise("localhost:5000/d4c"), "localhost:5000/d4c:latest");
+}
