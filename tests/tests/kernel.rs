@@ -554,6 +554,35 @@ fn enforcement_survives_the_daemon_and_is_adopted() {
 }
 
 #[test]
+fn programs_pinned_by_another_build_are_replaced() {
+    use d4c::bpf::{build_id, build_marker, pinned_builds, Config, Enforcer, Origin};
+    let Some(_k) = kernel() else { return };
+    let pin_dir =
+        std::path::PathBuf::from(format!("/sys/fs/bpf/d4c-test-build-{}", std::process::id()));
+    let config = Config {
+        pin_dir: pin_dir.clone(),
+        ..Default::default()
+    };
+    let this = build_id(false);
+    let first = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(first.origin(), Origin::Loaded);
+    assert_eq!(pinned_builds(&pin_dir), vec![this]);
+    drop(first);
+    // The same build adopts (a restarted daemon).
+    let again = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(again.origin(), Origin::Adopted);
+    drop(again);
+    // Programs pinned by another build (an upgrade): replaced by this build's.
+    std::fs::remove_dir(build_marker(&pin_dir, this)).unwrap();
+    std::fs::create_dir(build_marker(&pin_dir, 1)).unwrap();
+    let replaced = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(replaced.origin(), Origin::Loaded);
+    assert_eq!(pinned_builds(&pin_dir), vec![this]);
+    replaced.unload().unwrap();
+    assert!(!pin_dir.exists(), "unload left {}", pin_dir.display());
+}
+
+#[test]
 fn operation_summary_never_hides_a_rule() {
     let Some(mut k) = kernel() else { return };
     let rs = rule_set_id();

@@ -111,6 +111,35 @@ fn create_dir(dir: &Path) -> Result<(), BpfError> {
     })
 }
 
+/// Prefix of the empty directory that names the build of the pinned programs.
+const BUILD_PREFIX: &str = "build-";
+
+/// The marker directory saying which build (`build_id`) pinned the programs in `pin_dir`.
+#[must_use]
+pub fn build_marker(pin_dir: &Path, build_id: u64) -> PathBuf {
+    pin_dir.join(format!("{BUILD_PREFIX}{build_id:016x}"))
+}
+
+/// The build ids whose markers are in `pin_dir` (normally one).
+#[must_use]
+pub fn pinned_builds(pin_dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(pin_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    u64::from_str_radix(name.strip_prefix(BUILD_PREFIX)?, 16).ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Records that build `build_id` pinned the programs in `pin_dir`.
+pub fn mark_build(pin_dir: &Path, build_id: u64) -> Result<(), BpfError> {
+    create_dir(&build_marker(pin_dir, build_id))
+}
+
 /// Removes `dir` and everything pinned in it (a missing `dir` is fine); unmounts it first
 /// if it is a bpffs mount of its own.
 pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
@@ -131,6 +160,10 @@ pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
             }
             std::fs::remove_dir(&sub).map_err(|s| io_err(&sub, s))?;
         }
+    }
+    for id in pinned_builds(dir) {
+        let marker = build_marker(dir, id);
+        std::fs::remove_dir(&marker).map_err(|s| io_err(&marker, s))?;
     }
     if own_mount {
         if let Ok(c) = CString::new(dir.as_os_str().as_bytes()) {

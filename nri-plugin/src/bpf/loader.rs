@@ -142,6 +142,18 @@ pub struct Enforcer {
     pub(super) events: Option<RingBuf<MapData>>,
 }
 
+/// Identifies the kernel code this binary loads: FNV-1a of the embedded object, and
+/// whether the programs are no-ops. Pinned under `build-<id>`; adoption requires a match.
+#[must_use]
+pub fn build_id(noop: bool) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in OBJECT.iter().chain(std::iter::once(&u8::from(noop))) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 fn program_pin(pin_dir: &Path, p: &Prog) -> PathBuf {
     links_dir(pin_dir).join(p.name)
 }
@@ -161,7 +173,19 @@ impl Enforcer {
         }) && PROGRAMS
             .iter()
             .any(|p| program_pin(&config.pin_dir, p).exists());
-        if complete {
+        let build = build_id(config.noop);
+        let builds = fs::pinned_builds(&config.pin_dir);
+        if complete && builds != [build] {
+            // Another d4c build (an upgrade, or a downgrade) pinned these programs: replace
+            // them, so the running kernel code is this build's. The registrations go too;
+            // the daemon re-registers every container at the runtime's Synchronize.
+            tracing::warn!(
+                pinned = ?builds.iter().map(|b| format!("{b:016x}")).collect::<Vec<_>>(),
+                this = %format!("{build:016x}"),
+                dir = %config.pin_dir.display(),
+                "the pinned programs are another d4c build's; replacing them"
+            );
+        } else if complete {
             if let Ok(e) = Self::adopt(&config.pin_dir) {
                 return Ok(e);
             }
@@ -261,6 +285,7 @@ impl Enforcer {
             })?;
             drop(pinned);
         }
+        fs::mark_build(&config.pin_dir, build_id(config.noop))?;
         Self::from_maps(&config.pin_dir, Origin::Loaded, |name| {
             ebpf.take_map(name).ok_or(BpfError::NoMap { map: name })
         })

@@ -15,8 +15,10 @@ mod tables;
 pub use btf::Btf;
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
-pub use fs::{check_bpf_lsm, links_dir, DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST};
-pub use loader::{Config, Enforcer, Origin};
+pub use fs::{
+    build_marker, check_bpf_lsm, links_dir, pinned_builds, DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST,
+};
+pub use loader::{build_id, Config, Enforcer, Origin};
 
 /// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.
 pub type TrieData = [u8; 4 + d4c_common::PATH_KEY_MAX];

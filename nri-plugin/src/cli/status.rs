@@ -13,7 +13,8 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// bpffs directory where the programs and maps are pinned.
+    /// bpffs directory where the programs and maps are pinned (read when no daemon
+    /// answers; a running daemon reports its own).
     #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
     bpffs: PathBuf,
     /// The daemon's status socket.
