@@ -45,8 +45,10 @@ for t in guest_containerd guest_daemonset; do
     strip -o "$stage/$t.tmp" "$bin" && mv -f "$stage/$t.tmp" "$stage/$t"
 done
 # The image the DaemonSet test runs: the release d4c that `cargo xtask vm` also installs.
-nice cargo build -q --release -p d4c
-python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_latest.tar" target/release/d4c >/dev/null
+d4c_release=$(cargo_binary d4c build --release -p d4c)
+[[ -n $d4c_release && -x $d4c_release ]] || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (d4c did not build)"; exit 1; }
+python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_latest.tar" "$d4c_release" >/dev/null \
+    || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (the d4c image did not build)"; exit 1; }
 rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes "$stage/install/"
 
 echo "[guest-e2e] running in a $kernel guest" >&2
