@@ -80,8 +80,15 @@ pub const OFF_CGROUP_ROOT: usize = 33;
 /// `cgroup_root.hierarchy_id`: 0 for the default (v2) hierarchy. The cgroup tracepoints
 /// ignore v1 hierarchies, whose ids are allocated separately and could collide.
 pub const OFF_CGROUP_ROOT_HIERARCHY_ID: usize = 34;
+// Mount namespaces (the `bpf_d_path` fast path checks the file's mount is in the task's).
+/// `task_struct.nsproxy`.
+pub const OFF_TASK_NSPROXY: usize = 35;
+/// `nsproxy.mnt_ns`.
+pub const OFF_NSPROXY_MNT_NS: usize = 36;
+/// `mount.mnt_ns`.
+pub const OFF_MOUNT_MNT_NS: usize = 37;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 35;
+pub const OFF_COUNT: usize = 38;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -120,5 +127,8 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_CGROUP_SELF, "cgroup", "self"),
     (OFF_CGROUP_ROOT, "cgroup", "root"),
     (OFF_CGROUP_ROOT_HIERARCHY_ID, "cgroup_root", "hierarchy_id"),
+    (OFF_TASK_NSPROXY, "task_struct", "nsproxy"),
+    (OFF_NSPROXY_MNT_NS, "nsproxy", "mnt_ns"),
+    (OFF_MOUNT_MNT_NS, "mount", "mnt_ns"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

@@ -5,7 +5,7 @@ use aya_ebpf::programs::LsmContext;
 use d4c_common::{
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
-        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_MNT, OFF_SB_FLAGS,
+        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
     },
     ACTION_BLOCK, CNT_DENIED, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE,
     HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE,
@@ -16,7 +16,7 @@ use d4c_common::{
 use crate::{
     event,
     maps::{count, TrieData, FILE_RULES},
-    offsets::{off, read, read_at, read_path, read_ptr},
+    offsets::{load, load_path, off, read, read_at, read_ptr},
     path::{self, Scratch, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE, TARGET},
 };
 
@@ -51,11 +51,12 @@ fn has_x(mode: u32) -> bool {
 /// `i_mode` of a dentry's inode, or `None` for a negative dentry.
 #[inline(always)]
 fn dentry_mode(dentry: *const u8) -> Result<Option<u32>, i64> {
-    let inode = read_ptr(dentry, OFF_DENTRY_INODE)?;
+    // Direct loads: every caller's dentry is a hook argument or loaded from one.
+    let inode: *const u8 = load(dentry, OFF_DENTRY_INODE);
     if inode.is_null() {
         return Ok(None);
     }
-    Ok(Some(u32::from(read::<u16>(inode, OFF_INODE_MODE)?)))
+    Ok(Some(u32::from(load::<u16>(inode, OFF_INODE_MODE))))
 }
 
 /// Fills the event metadata shared by every decision of one hook call.
@@ -151,7 +152,7 @@ fn scratch() -> Result<*mut Scratch, i64> {
 pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let path: *const u8 = ctx.arg(0);
     let mode = ctx.arg::<u64>(1) as u32;
-    let (mnt, dentry) = read_path(path)?;
+    let (mnt, dentry) = load_path(path);
     let Some(old) = dentry_mode(dentry)? else {
         return Ok(false);
     };
@@ -187,7 +188,7 @@ pub fn path_mknod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     if has_x(mode) {
         ops |= CREATE_EXE;
     }
-    let mnt = read_ptr(dir, OFF_PATH_MNT)?;
+    let mnt: *const u8 = load(dir, OFF_PATH_MNT);
     let s = scratch()?;
     meta(
         unsafe { &mut *s },
@@ -221,13 +222,15 @@ fn modify(cg: (u64, u32), hook: u16, mnt: *const u8, dentry: *const u8, mode: u3
 /// `file_open(struct file *file)`: an open for writing of an existing regular file.
 /// Overlayfs backing files (a second open of the same file) are skipped.
 pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    // Direct BTF loads from the hook's `file` (no helper calls): this hook runs on every
+    // open of a managed container.
     let file: *const u8 = ctx.arg(0);
-    let fmode = read::<u32>(file, OFF_FILE_MODE)?;
+    let fmode: u32 = load(file, OFF_FILE_MODE);
     if fmode & FMODE_WRITE == 0 || fmode & FMODE_CREATED != 0 {
         return Ok(false);
     }
-    let inode = read_ptr(file, OFF_FILE_INODE)?;
-    let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
+    let inode: *const u8 = load(file, OFF_FILE_INODE);
+    let mode = u32::from(load::<u16>(inode, OFF_INODE_MODE));
     if !is_reg(mode) {
         return Ok(false);
     }
@@ -235,19 +238,29 @@ pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
     if !crate::maps::may_act(cg.1, u32::from(modify_ops(mode))) {
         return Ok(false);
     }
-    let (mnt, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    let fpath = file.wrapping_add(off(OFF_FILE_PATH));
+    let mnt: *const u8 = load(fpath, OFF_PATH_MNT);
+    let dentry: *const u8 = load(fpath, OFF_PATH_DENTRY);
     // 6.1 overlayfs opens the backing file with the overlay's path: its inode is not on
     // the dentry's superblock.
-    if read_ptr(inode, OFF_INODE_SB)? != read_ptr(dentry, OFF_DENTRY_SB)? {
+    if load::<u64>(inode, OFF_INODE_SB) != load::<u64>(dentry, OFF_DENTRY_SB) {
         return Ok(false);
     }
-    modify(cg, HOOK_FILE_OPEN, mnt, dentry, mode, 1)
+    let s = scratch()?;
+    meta(unsafe { &mut *s }, cg, HOOK_FILE_OPEN, mode);
+    let ops = u32::from(modify_ops(mode));
+    // The kernel's d_path where it gives the same path as the walk (a null dentry tells
+    // `decide` the path is built).
+    if path::d_path(unsafe { &mut *s }, fpath, mnt, dentry) {
+        return Ok(decide(s, mnt, core::ptr::null(), ops, 1) != 0);
+    }
+    Ok(decide(s, mnt, dentry, ops, 1) != 0)
 }
 
 /// `path_truncate(const struct path *path)`: truncate(2); on 6.1 also O_TRUNC and
 /// ftruncate.
 pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
-    let (mnt, dentry) = read_path(ctx.arg(0))?;
+    let (mnt, dentry) = load_path(ctx.arg(0));
     let Some(mode) = dentry_mode(dentry)? else {
         return Ok(false);
     };
@@ -260,7 +273,7 @@ pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 /// `file_truncate(struct file *file)` (6.2+): O_TRUNC and ftruncate.
 pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let file: *const u8 = ctx.arg(0);
-    let (mnt, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    let (mnt, dentry) = load_path(file.wrapping_add(off(OFF_FILE_PATH)));
     let Some(mode) = dentry_mode(dentry)? else {
         return Ok(false);
     };
@@ -280,7 +293,7 @@ pub fn path_unlink(ctx: &LsmContext, cg: (u64, u32)) -> R {
     if !is_reg(mode) {
         return Ok(false);
     }
-    let mnt = read_ptr(dir, OFF_PATH_MNT)?;
+    let mnt: *const u8 = load(dir, OFF_PATH_MNT);
     let s = scratch()?;
     meta(unsafe { &mut *s }, cg, HOOK_PATH_UNLINK, mode);
     Ok(decide(s, mnt, dentry, u32::from(DELETE), 0) != 0)
@@ -303,7 +316,7 @@ pub fn path_link(ctx: &LsmContext, cg: (u64, u32)) -> R {
     if has_x(mode) {
         ops |= CREATE_EXE;
     }
-    let mnt = read_ptr(new_dir, OFF_PATH_MNT)?;
+    let mnt: *const u8 = load(new_dir, OFF_PATH_MNT);
     let s = scratch()?;
     meta(unsafe { &mut *s }, cg, HOOK_PATH_LINK, mode);
     Ok(decide(s, mnt, new, u32::from(ops), 0) != 0)
@@ -355,7 +368,7 @@ pub fn path_rename(ctx: &LsmContext, cg: (u64, u32)) -> R {
     }
     let new_ops = arrival_ops(old_mode, new_mode);
     // Both names are on one mount (rename never crosses mounts).
-    let mnt = read_ptr(old_dir, OFF_PATH_MNT)?;
+    let mnt: *const u8 = load(old_dir, OFF_PATH_MNT);
     let s = scratch()?;
     let mut deny = 0;
     if old_ops != 0 {

@@ -60,3 +60,21 @@ pub fn read_path(path: *const u8) -> Result<(*const u8, *const u8), i64> {
         read_ptr(path, OFF_PATH_DENTRY)?,
     ))
 }
+
+/// Loads the `T` at `base + fields[idx]` with one instruction, no helper call. Only for
+/// pointers the verifier types from BTF: a hook's arguments, fields loaded from them
+/// (kept in registers, never through map memory) and `bpf_get_current_task_btf()`; the
+/// verifier checks the offset against the running kernel's BTF and turns the load into a
+/// fault-tolerant one. Anything else must use [`read`].
+#[inline(always)]
+pub fn load<T: Copy>(base: *const u8, idx: usize) -> T {
+    // SAFETY: see above; the kernel's exception table covers a bad address.
+    unsafe { core::ptr::read_volatile(base.wrapping_add(off(idx)).cast::<T>()) }
+}
+
+/// `(mnt, dentry)` of the `struct path` at `path` by direct loads (see [`load`]): only
+/// for a hook's own `struct path` or one inside a BTF-typed struct.
+#[inline(always)]
+pub fn load_path(path: *const u8) -> (*const u8, *const u8) {
+    (load(path, OFF_PATH_MNT), load(path, OFF_PATH_DENTRY))
+}

@@ -1,5 +1,7 @@
-//! Path building by walking dentries and mounts (no `bpf_d_path`: 6.1 refuses it in LSM
-//! hooks), up to the task's root, so paths read as the container sees them.
+//! Path building by walking dentries and mounts, up to the task's root, so paths read as
+//! the container sees them; and, where the kernel allows `bpf_d_path` (the `file_open`
+//! hook on every supported kernel, not the `path_*` hooks of 6.1), the kernel's own
+//! `d_path` as a fast path for files on a mount of the task's mount namespace.
 //!
 //! One `bpf_loop` walks from the dentry up to `current->fs->root`, crossing mount points
 //! through `struct mount`, prepending each component (`/name`) to a work buffer from its
@@ -13,14 +15,15 @@ use d4c_common::{
     event::EVENT_PATH_MAX,
     offsets::{
         OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME_PTR, OFF_DENTRY_PARENT, OFF_FS_ROOT, OFF_MOUNT_MNT,
-        OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_TASK_FS, OFF_VFSMOUNT_ROOT,
+        OFF_MOUNT_MNT_NS, OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_NSPROXY_MNT_NS, OFF_TASK_FS,
+        OFF_TASK_NSPROXY, OFF_VFSMOUNT_ROOT,
     },
     Event, PATH_KEY_MAX,
 };
 
 use crate::{
     maps::SCRATCH,
-    offsets::{off, read, read_path, read_ptr},
+    offsets::{load, off, read, read_path, read_ptr},
 };
 
 /// Path bytes kept (the rest of a longer path is only measured).
@@ -313,6 +316,74 @@ extern "C" fn base_step(i: u64, _ctx: *mut c_void) -> i64 {
         s.walk.base = i as u32 + 1;
     }
     0
+}
+
+/// The ` (deleted)` suffix `d_path` gives an unlinked file.
+const DELETED: &[u8; 10] = b" (deleted)";
+
+/// Fills `s.target` with `bpf_d_path(path)`, the path from the task's root, when that is
+/// exactly what [`build`] would produce: the file's mount is in the task's mount namespace
+/// (overlayfs backing files and other private mounts are not: the walk flags those
+/// unreachable), the result starts with `/`, fits `PATH_BUF`, and is not an unlinked
+/// file's `... (deleted)`. Returns false when the caller must [`build`] instead.
+/// `path` must be the hook's own `struct path` (the verifier checks its type).
+#[inline(always)]
+pub fn d_path(s: &mut Scratch, path: *const u8, mnt: *const u8, dentry: *const u8) -> bool {
+    match same_mount_ns(mnt) {
+        Ok(true) => {}
+        _ => return false,
+    }
+    let pb = &mut s.target;
+    // SAFETY: `path` is the hook's `struct path`; the buffer is this CPU's scratch value.
+    let n = unsafe {
+        gen::bpf_d_path(
+            path.cast_mut().cast(),
+            pb.buf.as_mut_ptr().cast(),
+            PATH_BUF as u32,
+        )
+    };
+    if n < 2 || n > PATH_BUF as i64 || pb.buf[0] != b'/' {
+        return false;
+    }
+    let len = (n - 1) as usize & (PATH_BUF - 1);
+    if len >= DELETED.len() {
+        let tail = (len - DELETED.len()) & (PATH_BUF - 1);
+        let mut same = true;
+        for (i, b) in DELETED.iter().enumerate() {
+            if pb.buf[(tail + i) & (PATH_BUF - 1)] != *b {
+                same = false;
+            }
+        }
+        if same {
+            return false;
+        }
+    }
+    let leaf = (load::<u32>(dentry, OFF_DENTRY_NAME_LEN) & 0xff) as usize;
+    if leaf + 1 > len {
+        return false;
+    }
+    pb.len = len as u32;
+    pb.last_slash = (len - leaf - 1) as i32;
+    pb.flags = 0;
+    true
+}
+
+/// Whether mount `vfsmnt` belongs to the current task's mount namespace. `struct mount`
+/// is reached by `container_of`, which the verifier does not type: one helper read there;
+/// the task's side is direct loads.
+#[inline(always)]
+fn same_mount_ns(vfsmnt: *const u8) -> Result<bool, i64> {
+    let mount = (vfsmnt as usize).wrapping_sub(off(OFF_MOUNT_MNT)) as *const u8;
+    let ns = read_ptr(mount, OFF_MOUNT_MNT_NS)?;
+    // SAFETY: no preconditions; the verifier types the result from BTF.
+    let task = unsafe { gen::bpf_get_current_task_btf() }
+        .cast::<u8>()
+        .cast_const();
+    let nsproxy: *const u8 = load(task, OFF_TASK_NSPROXY);
+    if nsproxy.is_null() || ns.is_null() {
+        return Ok(false);
+    }
+    Ok(load::<*const u8>(nsproxy, OFF_NSPROXY_MNT_NS) == ns)
 }
 
 /// Writes the name of `dentry` alone (no leading `/`) into `s.target` (for a memfd, whose
