@@ -47,6 +47,7 @@ fn info(i: usize) -> ContainerInfo {
         name: "app".into(),
         attrs,
         cgroup_id: 1_000 + i as u64,
+        cgroup_dir: None,
     }
 }
 

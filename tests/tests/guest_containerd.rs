@@ -8,6 +8,8 @@
 //! - A pod the policy does not select does both.
 //! - The alert documents (the daemon's stdout, ECS NDJSON) name pod, namespace, labels,
 //!   image, file and process.
+//! - A cgroup created inside the guarded container is enforced with its rule set, and its
+//!   alert names the pod.
 //! - With a second policy alerting on execMemFd in every pod, starting containers (runc
 //!   runs itself from a memfd) raises no execMemFd alert, while a real memfd execution in
 //!   a container's cgroup does.
@@ -28,7 +30,7 @@ use serde_json::Value;
 use std::ffi::CString;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PROTECT: &str = "\
@@ -73,6 +75,41 @@ fn pretty(alerts: &[&Value]) -> String {
         .join("\n")
 }
 
+/// Spawns `cmd` in a child process moved into `cgroup` before it executes.
+fn spawn_in(cgroup: &Path, mut cmd: Command) -> Child {
+    let procs = CString::new(
+        cgroup
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    cmd.stdin(Stdio::null());
+    // SAFETY: the closure only calls open, write and close (async-signal-safe) on data
+    // prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let f = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if f < 0 || libc::write(f, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(f);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} in {}: {e}", cgroup.display()))
+}
+
+/// Runs `argv` (output discarded) in `cgroup`; returns its exit code.
+fn run_in(cgroup: &Path, argv: &[&str]) -> i32 {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    spawn_in(cgroup, cmd).wait().unwrap().code().unwrap_or(-1)
+}
+
 /// Runs `/bin/busybox true` from a memfd in a child process moved into `cgroup` first:
 /// a real execMemFd in a container's cgroup. Returns the child's pid.
 fn memfd_exec_in(cgroup: &Path) -> u32 {
@@ -88,30 +125,9 @@ fn memfd_exec_in(cgroup: &Path) -> u32 {
         assert!(n > 0, "write memfd: {}", std::io::Error::last_os_error());
         written += usize::try_from(n).unwrap_or(0);
     }
-    let procs = CString::new(
-        cgroup
-            .join("cgroup.procs")
-            .into_os_string()
-            .into_encoded_bytes(),
-    )
-    .unwrap();
     let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
-    cmd.arg0("true").stdin(Stdio::null());
-    // SAFETY: the closure only calls open, write and close (async-signal-safe) on data
-    // prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let f = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            if f < 0 || libc::write(f, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(f);
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("memfd exec in {}: {e}", cgroup.display()));
+    cmd.arg0("true");
+    let mut child = spawn_in(cgroup, cmd);
     let pid = child.id();
     let st = child.wait().unwrap();
     // SAFETY: closes our own fd.
@@ -335,6 +351,37 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         started.elapsed()
     );
 
+    // A cgroup the guarded container creates inherits its rule set, and its alerts still
+    // name the pod (the daemon finds the container holding the nested cgroup).
+    let nested = cgroup2_root()
+        .join(format!("{}/guarded", &ctd.cgroup_base[1..]))
+        .join(&guarded_sleep)
+        .join("nested");
+    std::fs::create_dir(&nested).unwrap();
+    let code = run_in(
+        &nested,
+        &["/bin/busybox", "cp", "/bin/busybox", "/tmp/nested-x"],
+    );
+    assert_ne!(
+        code, 0,
+        "a nested cgroup of the guarded pod created an executable"
+    );
+    assert!(!Path::new("/tmp/nested-x").exists());
+    let n = daemon.wait_alert(
+        |a| a["file"]["path"] == "/tmp/nested-x",
+        "cp in a nested cgroup of the guarded pod",
+    );
+    // Removed only now: the daemon finds the owner by looking for the nested cgroup's
+    // directory (a cgroup removed before its events are read loses the pod fields).
+    std::fs::remove_dir(&nested).unwrap();
+    assert_eq!(n["orchestrator"]["resource"]["name"], "guarded", "{n}");
+    assert_eq!(n["container"]["id"], guarded_sleep.as_str(), "{n}");
+    assert_eq!(n["event"]["outcome"], "failure", "{n}");
+    eprintln!(
+        "[{:>5.1?}] nested cgroup: drift refused, the alert names the pod",
+        started.elapsed()
+    );
+
     // Nothing else alerted: no drift alert from the free pod, no execMemFd from runc exec.
     let alerts = daemon.alerts();
     let unexpected: Vec<&Value> = alerts
@@ -347,6 +394,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         .filter(|a| {
             !(a["file"]["path"] == "/tmp/f" && a["container"]["id"] == guarded_sleep.as_str())
         })
+        .filter(|a| a["file"]["path"] != "/tmp/nested-x")
         .collect();
     assert!(
         unexpected.is_empty(),

@@ -258,6 +258,7 @@ mod tests {
             name: "nginx".into(),
             attrs,
             cgroup_id: 9,
+            cgroup_dir: None,
         };
         let r = Record {
             operation: Operation::File(vec![FileOp::CreateExecutable, FileOp::CreateFile]),

@@ -146,6 +146,7 @@ fn supervise(
         name: "d4c-exec".into(),
         attrs,
         cgroup_id,
+        cgroup_dir: None,
     };
     let reader = enforcer.take_events();
 

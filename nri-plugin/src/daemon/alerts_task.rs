@@ -21,6 +21,7 @@ pub async fn forward(
     metrics: Arc<Metrics>,
     host: String,
 ) {
+    let mut nested = super::nested::NestedOwners::default();
     loop {
         let ev = match reader.next().await {
             Ok(ev) => ev,
@@ -37,7 +38,13 @@ pub async fn forward(
             );
             continue;
         };
-        let found = handle.lookup(rec.cgroup_id).await;
+        let mut found = handle.lookup(rec.cgroup_id).await;
+        if found.is_none() {
+            // A cgroup the container created: its owner's pod and image.
+            if let Some(owner) = nested.owner(&handle, rec.cgroup_id).await {
+                found = handle.lookup(owner).await;
+            }
+        }
         let (info, policy, revision) = match &found {
             Some((i, p, r)) => (Some(i), Some(p.as_ref()), *r),
             None => (None, None, 0),

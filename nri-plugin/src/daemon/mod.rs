@@ -4,6 +4,7 @@
 pub mod alerts_task;
 pub mod kernel;
 mod kernel_bpf;
+pub mod nested;
 pub mod nri_handler;
 pub mod owner;
 pub mod registry;

@@ -43,6 +43,7 @@ impl NriHandler {
             name: c.name.clone(),
             attrs,
             cgroup_id,
+            cgroup_dir: a.cgroup,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct ContainerStatus {
     pub cgroup_id: u64,
     /// `None`: no policy applies to it.
     pub rule_set: Option<u32>,
+    /// Its cgroup directory as the daemon sees it, when known.
+    #[serde(default)]
+    pub cgroup_dir: Option<std::path::PathBuf>,
 }
 
 /// A handle other tasks use to talk to the owner.
@@ -188,6 +191,7 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
                 .collect(),
             cgroup_id: m.info.cgroup_id,
             rule_set: m.rule_set,
+            cgroup_dir: m.info.cgroup_dir.clone(),
         })
         .collect();
     Snapshot {

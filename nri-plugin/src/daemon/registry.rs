@@ -17,6 +17,9 @@ pub struct ContainerInfo {
     pub attrs: Container,
     /// The container's cgroup v2 id (inode of its cgroup directory).
     pub cgroup_id: u64,
+    /// Its cgroup directory as this process sees it, when known (nested cgroups are
+    /// found below it).
+    pub cgroup_dir: Option<std::path::PathBuf>,
 }
 
 /// A managed container and the rule set it is registered under (`None`: no policy

@@ -23,6 +23,7 @@ fn info(id: &str, ns: &str, cgroup_id: u64) -> ContainerInfo {
             ..Container::default()
         },
         cgroup_id,
+        cgroup_dir: None,
     }
 }
 
