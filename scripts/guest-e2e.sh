@@ -64,8 +64,9 @@ cargo xtask vm --kernel "$kernel" --timeout 900 \
     '/opt/with/guest_containerd --nocapture --test-threads=1; a=$?; /opt/with/guest_daemonset --nocapture --test-threads=1; b=$?; [ $a -ne 0 ] && exit $a; exit $b' \
     2>&1 | tee "$out" || status=${PIPESTATUS[0]}
 if ((status != 0)); then
-    # A harness failure or a crash prints no cargo-test summary: count it as one failure.
-    grep -q '^test result:' "$out" || echo "guest end-to-end ($kernel): 0 passed, 1 failed (exit status $status)"
+    # A harness failure or a crash prints no cargo-test summary for that binary: count it
+    # as one failure (two binaries run, so two summaries are due).
+    (($(grep -c '^test result:' "$out") >= 2)) || echo "guest end-to-end ($kernel): 0 passed, 1 failed (exit status $status)"
     echo "guest end-to-end ($kernel) failed (exit status $status)"
 fi
 exit "$status"

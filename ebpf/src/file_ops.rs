@@ -50,13 +50,13 @@ fn has_x(mode: u32) -> bool {
 
 /// `i_mode` of a dentry's inode, or `None` for a negative dentry.
 #[inline(always)]
-fn dentry_mode(dentry: *const u8) -> Result<Option<u32>, i64> {
+fn dentry_mode(dentry: *const u8) -> Option<u32> {
     // Direct loads: every caller's dentry is a hook argument or loaded from one.
     let inode: *const u8 = load(dentry, OFF_DENTRY_INODE);
     if inode.is_null() {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(u32::from(load::<u16>(inode, OFF_INODE_MODE))))
+    Some(u32::from(load::<u16>(inode, OFF_INODE_MODE)))
 }
 
 /// Fills the event metadata shared by every decision of one hook call.
@@ -71,10 +71,8 @@ fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
     s.meta.exe_ready = 0;
 }
 
-/// Builds the path of (`mnt`, `dentry`) into `s.target` unless `name_only` (then the
-/// caller already wrote it), looks it up, ORs the actions of `ops`, emits an event when
-/// any bit is set. Returns 1 to deny.
-#[inline(never)]
+/// [`decide_acting`] unless the rule set never acts on `ops` (then nothing is built).
+#[inline(always)]
 pub fn decide(
     s: *mut Scratch,
     mnt: *const u8,
@@ -86,6 +84,20 @@ pub fn decide(
     if !crate::maps::may_act(unsafe { (*s).meta.rule_set }, ops) {
         return 0;
     }
+    decide_acting(s, mnt, dentry, ops, skip_unreachable)
+}
+
+/// Builds the path of (`mnt`, `dentry`) into `s.target` unless `dentry` is null (then the
+/// caller already wrote it), looks it up, ORs the actions of `ops`, emits an event when
+/// any bit is set. Returns 1 to deny. The caller has checked the rule set's operation mask.
+#[inline(never)]
+pub fn decide_acting(
+    s: *mut Scratch,
+    mnt: *const u8,
+    dentry: *const u8,
+    ops: u32,
+    skip_unreachable: u32,
+) -> u32 {
     let ops = ops as u8;
     if !dentry.is_null() {
         let flags = path::build(s, TARGET, mnt, dentry);
@@ -153,7 +165,7 @@ pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let path: *const u8 = ctx.arg(0);
     let mode = ctx.arg::<u64>(1) as u32;
     let (mnt, dentry) = load_path(path);
-    let Some(old) = dentry_mode(dentry)? else {
+    let Some(old) = dentry_mode(dentry) else {
         return Ok(false);
     };
     if !is_reg(old) {
@@ -235,7 +247,8 @@ pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
         return Ok(false);
     }
     // Most write opens in a drift-only rule set end here, before any path work.
-    if !crate::maps::may_act(cg.1, u32::from(modify_ops(mode))) {
+    let ops = u32::from(modify_ops(mode));
+    if !crate::maps::may_act(cg.1, ops) {
         return Ok(false);
     }
     let fpath = file.wrapping_add(off(OFF_FILE_PATH));
@@ -248,20 +261,18 @@ pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
     }
     let s = scratch()?;
     meta(unsafe { &mut *s }, cg, HOOK_FILE_OPEN, mode);
-    let ops = u32::from(modify_ops(mode));
     // The kernel's d_path where it gives the same path as the walk (a null dentry tells
-    // `decide` the path is built).
-    if path::d_path(unsafe { &mut *s }, fpath, mnt, dentry) {
-        return Ok(decide(s, mnt, core::ptr::null(), ops, 1) != 0);
-    }
-    Ok(decide(s, mnt, dentry, ops, 1) != 0)
+    // `decide_acting` the path is built); the operation mask is checked above.
+    let built = path::d_path(unsafe { &mut *s }, fpath, mnt, dentry);
+    let dentry = if built { core::ptr::null() } else { dentry };
+    Ok(decide_acting(s, mnt, dentry, ops, 1) != 0)
 }
 
 /// `path_truncate(const struct path *path)`: truncate(2); on 6.1 also O_TRUNC and
 /// ftruncate.
 pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let (mnt, dentry) = load_path(ctx.arg(0));
-    let Some(mode) = dentry_mode(dentry)? else {
+    let Some(mode) = dentry_mode(dentry) else {
         return Ok(false);
     };
     if !is_reg(mode) {
@@ -274,7 +285,7 @@ pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let file: *const u8 = ctx.arg(0);
     let (mnt, dentry) = load_path(file.wrapping_add(off(OFF_FILE_PATH)));
-    let Some(mode) = dentry_mode(dentry)? else {
+    let Some(mode) = dentry_mode(dentry) else {
         return Ok(false);
     };
     if !is_reg(mode) {
@@ -287,7 +298,7 @@ pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 pub fn path_unlink(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let dir: *const u8 = ctx.arg(0);
     let dentry: *const u8 = ctx.arg(1);
-    let Some(mode) = dentry_mode(dentry)? else {
+    let Some(mode) = dentry_mode(dentry) else {
         return Ok(false);
     };
     if !is_reg(mode) {
@@ -306,7 +317,7 @@ pub fn path_link(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let old: *const u8 = ctx.arg(0);
     let new_dir: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(2);
-    let Some(mode) = dentry_mode(old)? else {
+    let Some(mode) = dentry_mode(old) else {
         return Ok(false);
     };
     if !is_reg(mode) {
@@ -354,8 +365,8 @@ pub fn path_rename(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
     let flags: u64 = ctx.arg(4);
-    let old_mode = dentry_mode(old)?;
-    let new_mode = dentry_mode(new)?;
+    let old_mode = dentry_mode(old);
+    let new_mode = dentry_mode(new);
     let exchange = flags & RENAME_EXCHANGE != 0;
     let mut old_ops = 0u8;
     if let Some(m) = old_mode {

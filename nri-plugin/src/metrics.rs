@@ -235,7 +235,6 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until the listener fails.
 /// Reads a request head (up to the blank line; a client may send it in several pieces).
 /// `None` when the peer closes first or sends more than 8 KiB without one.
 async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
@@ -251,6 +250,7 @@ async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
+/// Serves `/metrics` and `/healthz` until the listener fails.
 pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> std::io::Result<()> {
     loop {
         let (mut conn, _) = listener.accept().await?;

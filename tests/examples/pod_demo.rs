@@ -16,14 +16,13 @@
 mod containerd_support;
 
 use containerd_support::daemon::{write_config, Daemon, Unload};
-use containerd_support::pods::{exec_sync, ExecResult, Pod};
+use containerd_support::pods::{exec_sync, ExecResult, Pod, SLEEP};
 use containerd_support::{ensure_etc_files, unique_id, Containerd};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const DRIFT: &str = "cp /bin/busybox /tmp/busybox && /tmp/busybox echo 'the dropped binary ran'";
-const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
 
 /// Prints a progress line with the time since the demo started.
 fn step(t: Instant, what: &str) {

@@ -9,12 +9,11 @@
 mod containerd_support;
 
 use containerd_support::daemon::{write_config, Daemon};
-use containerd_support::pods::Pod;
-use containerd_support::{skip_reason, unique_id, Containerd};
+use containerd_support::pods::{Pod, SLEEP};
+use containerd_support::{skip_reason, unique_id, Containerd, PROTECT_POLICY};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const PROTECT: &str = "file:\n  selectors:\n    - name: drift\n      operation: [createExecutable, modifyExecutable]\n      kubernetesPodLabel: ['d4c-test:protect']\n  responses:\n    - match: [drift]\n      actions: [alert, block]\n";
 const NAMESPACE: &str = "file:\n  selectors:\n    - name: drift\n      operation: [createExecutable]\n      kubernetesNamespace: [d4c-e2e]\n  responses:\n    - match: [drift]\n      actions: [alert]\n";
 
 fn container<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
@@ -38,7 +37,7 @@ async fn daemon_registers_real_pods() {
     let dir = ctd.scratch.join("d4c");
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("protect.yaml"), PROTECT).unwrap();
+    std::fs::write(policies.join("protect.yaml"), PROTECT_POLICY).unwrap();
     let config = dir.join("d4c.yaml");
     let status_sock = dir.join("status.sock");
     write_config(&config, &policies, &ctd.nri_socket(), None, &status_sock);
@@ -49,7 +48,6 @@ async fn daemon_registers_real_pods() {
         &dir.join("d4c.log"),
     );
     let mut cri = ctd.cri().await;
-    let sleep = ["/bin/sleep", "2147483647"];
 
     // A pod the policy selects is registered under a rule set; one it does not is not.
     let protected = Pod::run(
@@ -60,10 +58,10 @@ async fn daemon_registers_real_pods() {
         &[("d4c-test", "protect"), ("app", "web")],
     )
     .await;
-    let a = protected.create(&mut cri, "app", &sleep).await;
+    let a = protected.create(&mut cri, "app", &SLEEP).await;
     Pod::start(&mut cri, &a).await.unwrap();
     let other = Pod::run(&mut cri, &ctd, "db", "d4c-e2e", &[("app", "db")]).await;
-    let b = other.create(&mut cri, "db", &sleep).await;
+    let b = other.create(&mut cri, "db", &SLEEP).await;
     Pod::start(&mut cri, &b).await.unwrap();
     let s = daemon.status().expect("status");
     let ca = container(&s, &a).unwrap_or_else(|| panic!("{s}"));

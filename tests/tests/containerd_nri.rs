@@ -6,7 +6,7 @@ mod containerd_support;
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
-use containerd_support::pods::{container_config, sandbox_config};
+use containerd_support::pods::{container_config, sandbox_config, SLEEP};
 use containerd_support::{cgroup2_root, skip_reason, unique_id, Containerd};
 use d4c_nri::{
     api::{Container, PodSandbox},
@@ -159,7 +159,7 @@ async fn plugin_sees_a_real_pod_start_and_can_refuse_one() {
         .pod_sandbox_id;
     let create = |name: &str| CreateContainerRequest {
         pod_sandbox_id: pod_id.clone(),
-        config: Some(container_config(name, &["/bin/sleep", "2147483647"])),
+        config: Some(container_config(name, &SLEEP)),
         sandbox_config: Some(sandbox.clone()),
     };
     let t_start = Instant::now();

@@ -24,25 +24,14 @@ mod containerd_support;
 
 use containerd_support::daemon::{write_config, Daemon, Unload};
 use containerd_support::guest::skip;
-use containerd_support::pods::{exec_sync, wait_exit, Pod};
-use containerd_support::{cgroup2_root, ensure_etc_files, unique_id, Containerd};
+use containerd_support::pods::{exec_sync, wait_exit, Pod, SLEEP};
+use containerd_support::{cgroup2_root, ensure_etc_files, unique_id, Containerd, PROTECT_POLICY};
 use serde_json::Value;
 use std::ffi::CString;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const PROTECT: &str = "\
-file:
-  selectors:
-    - name: drift
-      operation: [createExecutable, modifyExecutable]
-      kubernetesPodLabel: ['d4c-test:protect']
-  responses:
-    - match: [drift]
-      actions: [alert, block]
-";
 
 const MEMFD: &str = "\
 file:
@@ -56,7 +45,6 @@ file:
 
 /// The entrypoint of the drift containers: 0 when the copy worked, 42 when it was refused.
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x && exit 0 || exit 42"];
-const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
 const CHMOD: [&str; 3] = ["sh", "-c", "echo a > /tmp/f && chmod +x /tmp/f"];
 
 fn action(a: &Value) -> &str {
@@ -153,7 +141,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     let dir = ctd.scratch.join("d4c");
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("protect.yaml"), PROTECT).unwrap();
+    std::fs::write(policies.join("protect.yaml"), PROTECT_POLICY).unwrap();
     std::fs::write(policies.join("memfd.yaml"), MEMFD).unwrap();
     let bpffs = PathBuf::from(format!("/sys/fs/bpf/d4c-e2e-{id}"));
     let _unload = Unload(bpffs.clone());

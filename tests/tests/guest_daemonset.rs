@@ -20,8 +20,10 @@ mod containerd_support;
 use containerd_support::daemon::{d4c_bin, Unload};
 use containerd_support::daemonset::{log_lines, normalise, Spec};
 use containerd_support::guest::skip;
-use containerd_support::pods::{exec_sync, Pod};
-use containerd_support::{ensure_etc_files, image_tar_name, setup_dir, unique_id, Containerd};
+use containerd_support::pods::{exec_sync, Pod, SLEEP};
+use containerd_support::{
+    ensure_etc_files, image_tar_name, setup_dir, unique_id, Containerd, PROTECT_POLICY,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -29,17 +31,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PROTECT: &str = "\
-file:
-  selectors:
-    - name: drift
-      operation: [createExecutable, modifyExecutable]
-      kubernetesPodLabel: ['d4c-test:protect']
-  responses:
-    - match: [drift]
-      actions: [alert, block]
-";
-const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x"];
 const PINS: &str = "/sys/fs/bpf/d4c";
 
@@ -103,7 +94,7 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
     let spec = Spec::load(
         &ctd.scratch.join("daemonset"),
         &HashMap::from([("/var/run/nri", ctd.scratch.clone())]),
-        &[("policies", "protect.yaml", PROTECT)],
+        &[("policies", "protect.yaml", PROTECT_POLICY)],
     );
     assert_eq!(spec.image, "docker.io/library/d4c:latest");
     eprintln!(

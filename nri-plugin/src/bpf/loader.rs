@@ -191,7 +191,7 @@ impl Enforcer {
             }
         }
         fs::remove_pins(&config.pin_dir)?;
-        Self::load(config, &btf)
+        Self::load(config, &btf, build)
     }
 
     /// Reopens the pinned maps of a running enforcer.
@@ -235,10 +235,11 @@ impl Enforcer {
         })
     }
 
-    fn load(config: &Config, btf: &Btf) -> Result<Self, BpfError> {
+    fn load(config: &Config, btf: &Btf, build: u64) -> Result<Self, BpfError> {
         let offsets = btf.kernel_offsets()?;
         fs::ensure_pin_dir(&config.pin_dir)?;
-        let result = Self::load_inner(config, btf, &offsets);
+        let result = Self::load_inner(config, btf, &offsets)
+            .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e));
         if result.is_err() {
             // Leave no half-attached state behind.
             let _ = fs::remove_pins(&config.pin_dir);
@@ -285,7 +286,6 @@ impl Enforcer {
             })?;
             drop(pinned);
         }
-        fs::mark_build(&config.pin_dir, build_id(config.noop))?;
         Self::from_maps(&config.pin_dir, Origin::Loaded, |name| {
             ebpf.take_map(name).ok_or(BpfError::NoMap { map: name })
         })

@@ -23,10 +23,8 @@ use std::path::{Path, PathBuf};
 pub struct Spec {
     pub name: String,
     pub image: String,
-    pub args: Vec<String>,
     /// The `capabilities.add` list as written (`BPF`, ...).
     pub add_caps: Vec<String>,
-    pub mounts: Vec<Mount>,
     config: ContainerConfig,
 }
 
@@ -127,7 +125,6 @@ impl Spec {
         });
         let name = text(get(c, "name")).to_owned();
         let image = normalise(text(get(c, "image")));
-        let args = strings(get(c, "args"));
         let add_caps = strings(get(caps, "add"));
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
@@ -138,9 +135,9 @@ impl Spec {
                 image: image.clone(),
                 ..Default::default()
             }),
-            args: args.clone(),
+            args: strings(get(c, "args")),
             log_path: format!("{name}.log"),
-            mounts: mounts.clone(),
+            mounts,
             labels: HashMap::from([("io.kubernetes.container.name".into(), name.clone())]),
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
@@ -170,9 +167,7 @@ impl Spec {
         Spec {
             name,
             image,
-            args,
             add_caps,
-            mounts,
             config,
         }
     }

@@ -95,6 +95,19 @@ pub fn setup_dir() -> PathBuf {
         )
 }
 
+/// The policy the end-to-end tests add: block (and alert on) creating or changing an
+/// executable in pods labelled `d4c-test: protect`.
+pub const PROTECT_POLICY: &str = "\
+file:
+  selectors:
+    - name: drift
+      operation: [createExecutable, modifyExecutable]
+      kubernetesPodLabel: ['d4c-test:protect']
+  responses:
+    - match: [drift]
+      actions: [alert, block]
+";
+
 /// The test images: name and entrypoint.
 pub const IMAGES: [(&str, &[&str]); 2] = [
     ("docker.io/d4c/busybox:1", &["/bin/sh"]),

@@ -23,6 +23,9 @@ fn host_network() -> NamespaceOption {
     }
 }
 
+/// The command of a container that only stays up (for `ExecSync`).
+pub const SLEEP: [&str; 2] = ["/bin/sleep", "2147483647"];
+
 /// A container of the busybox test image running `command`.
 pub fn container_config(name: &str, command: &[&str]) -> ContainerConfig {
     ContainerConfig {
