@@ -154,7 +154,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         Some(&bpffs),
         &status_sock,
     );
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         &config,
         &status_sock,
         &dir.join("alerts.ndjson"),
@@ -367,6 +367,42 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     assert_eq!(n["event"]["outcome"], "failure", "{n}");
     eprintln!(
         "[{:>5.1?}] nested cgroup: drift refused, the alert names the pod",
+        started.elapsed()
+    );
+
+    // An upgrade: the daemon restarts and finds another build's programs pinned. It
+    // attaches its own next to them, and detaches the previous ones only once the runtime's
+    // Synchronize has registered the containers in its maps.
+    for b in d4c::bpf::pinned_builds(&bpffs) {
+        std::fs::rename(
+            d4c::bpf::build_marker(&bpffs, b),
+            d4c::bpf::build_marker(&bpffs, b ^ 1),
+        )
+        .unwrap();
+    }
+    daemon.restart();
+    daemon.wait_log("this build enforces alone", Duration::from_secs(60));
+    assert!(
+        daemon.log().contains("taking over"),
+        "no takeover logged:\n{}",
+        daemon.log()
+    );
+    assert!(
+        d4c::bpf::retiring_dirs(&bpffs).is_empty(),
+        "the previous build is still pinned"
+    );
+    let status = daemon.status().unwrap();
+    assert_eq!(
+        status["previous_builds_attached"],
+        serde_json::json!([]),
+        "{status}"
+    );
+    let r = exec_sync(&mut cri, &guarded_sleep, &CHMOD, 30)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0, "chmod +x worked after the upgrade: {r:?}");
+    eprintln!(
+        "[{:>5.1?}] upgrade: new build attached, previous detached after Synchronize, guarded pod still refused",
         started.elapsed()
     );
 

@@ -554,8 +554,10 @@ fn enforcement_survives_the_daemon_and_is_adopted() {
 }
 
 #[test]
-fn programs_pinned_by_another_build_are_replaced() {
-    use d4c::bpf::{build_id, build_marker, pinned_builds, Config, Enforcer, Origin};
+fn an_upgrade_takes_over_without_an_unprotected_moment() {
+    use d4c::bpf::{
+        build_id, build_marker, pinned_builds, retiring_dirs, Config, Enforcer, Origin,
+    };
     let Some(_k) = kernel() else { return };
     let pin_dir =
         std::path::PathBuf::from(format!("/sys/fs/bpf/d4c-test-build-{}", std::process::id()));
@@ -564,22 +566,87 @@ fn programs_pinned_by_another_build_are_replaced() {
         ..Default::default()
     };
     let this = build_id(false);
-    let first = Enforcer::load_or_adopt(&config).unwrap();
+    let cg = TestCgroup::new("upgrade");
+    let dir = TestDir::new("upgrade");
+    let f = dir.file("f", 0o644);
+    let chmod_x = || run_in(Some(&cg.path), || chmod(&f, 0o755));
+    let chmod_back = || assert_eq!(run_in(None, || chmod(&f, 0o644)), 0);
+    // Removing a link's last pin detaches it after an RCU grace period, not at once.
+    let allowed_soon = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while chmod_x() != 0 {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        chmod_back();
+    };
+    // A daemon protects the cgroup (its own rule set 7 in its own maps).
+    let protect = |e: &mut Enforcer| {
+        e.write_file_rules(&[everywhere(7, &[OP_CREATE_EXECUTABLE], BLOCK)])
+            .unwrap();
+        e.register(
+            cg.id(),
+            d4c_common::ContainerEntry {
+                rule_set: 7,
+                flags: 0,
+            },
+        )
+        .unwrap();
+    };
+    let mut first = Enforcer::load_or_adopt(&config).unwrap();
     assert_eq!(first.origin(), Origin::Loaded);
     assert_eq!(pinned_builds(&pin_dir), vec![this]);
+    protect(&mut first);
+    assert_eq!(chmod_x(), libc::EPERM, "protected before the upgrade");
     drop(first);
-    // The same build adopts (a restarted daemon).
+    // The same build adopts (a restarted daemon); nothing to hand over.
     let again = Enforcer::load_or_adopt(&config).unwrap();
     assert_eq!(again.origin(), Origin::Adopted);
+    assert!(again.handovers().is_empty());
     drop(again);
-    // Programs pinned by another build (an upgrade): replaced by this build's.
+
+    // Programs pinned by another build (an upgrade): this build's are attached next to
+    // them, with empty maps; the previous build keeps enforcing its registrations.
     std::fs::remove_dir(build_marker(&pin_dir, this)).unwrap();
     std::fs::create_dir(build_marker(&pin_dir, 1)).unwrap();
-    let replaced = Enforcer::load_or_adopt(&config).unwrap();
-    assert_eq!(replaced.origin(), Origin::Loaded);
+    let upgraded = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(upgraded.origin(), Origin::Loaded);
     assert_eq!(pinned_builds(&pin_dir), vec![this]);
-    replaced.unload().unwrap();
+    assert_eq!(upgraded.handovers().len(), 1);
+    assert_eq!(retiring_dirs(&pin_dir).len(), 1);
+    assert_eq!(
+        chmod_x(),
+        libc::EPERM,
+        "between the takeover and the new registrations, the previous build still blocks"
+    );
+    // The daemon restarts in the middle of the handover: the same build adopts and picks
+    // the handover up.
+    drop(upgraded);
+    let mut adopted = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(adopted.origin(), Origin::Adopted);
+    assert_eq!(adopted.handovers().len(), 1);
+    // Registered again (the runtime's Synchronize), then the previous build is detached.
+    protect(&mut adopted);
+    let retired = adopted.retire_previous().unwrap();
+    assert_eq!(retired.len(), 1);
+    assert!(retiring_dirs(&pin_dir).is_empty());
+    assert!(adopted.handovers().is_empty());
+    assert_eq!(chmod_x(), libc::EPERM, "this build alone blocks");
+    // Only this build is left: without its registration the cgroup is free.
+    adopted.unregister(cg.id()).unwrap();
+    allowed_soon("the previous build's programs are detached");
+    protect(&mut adopted);
+
+    // A takeover whose previous build is never retired: `unload` removes both.
+    drop(adopted);
+    std::fs::remove_dir(build_marker(&pin_dir, this)).unwrap();
+    std::fs::create_dir(build_marker(&pin_dir, 2)).unwrap();
+    let second = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(second.handovers().len(), 1);
+    assert_eq!(chmod_x(), libc::EPERM, "the previous build still blocks");
+    second.unload().unwrap();
     assert!(!pin_dir.exists(), "unload left {}", pin_dir.display());
+    allowed_soon("everything detached");
 }
 
 #[test]

@@ -140,14 +140,71 @@ pub fn mark_build(pin_dir: &Path, build_id: u64) -> Result<(), BpfError> {
     create_dir(&build_marker(pin_dir, build_id))
 }
 
-/// Removes `dir` and everything pinned in it (a missing `dir` is fine); unmounts it first
-/// if it is a bpffs mount of its own.
-pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
-    if !dir.exists() {
-        return Ok(());
+/// Prefix of the directory a previous build's pins move to while this build takes over.
+const RETIRING_PREFIX: &str = "retiring-";
+
+/// The directories of previous builds still attached during a handover, oldest first.
+#[must_use]
+pub fn retiring_dirs(pin_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(pin_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(RETIRING_PREFIX))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), BpfError> {
+    std::fs::rename(from, to).map_err(|source| BpfError::Io {
+        what: "move pins",
+        path: from.into(),
+        source,
+    })
+}
+
+/// Moves the pins of `pin_dir` (maps, links, build markers) into a new
+/// `retiring-<n>` directory below it. The programs stay attached and keep enforcing with
+/// their own maps until [`remove_pins`] removes that directory. Returns it.
+pub fn retire(pin_dir: &Path) -> Result<PathBuf, BpfError> {
+    let n = retiring_dirs(pin_dir).len();
+    let to = (n..)
+        .map(|i| pin_dir.join(format!("{RETIRING_PREFIX}{i:04}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| pin_dir.join(RETIRING_PREFIX));
+    create_dir(&to)?;
+    for sub in ["maps", "links"] {
+        let from = pin_dir.join(sub);
+        if from.exists() {
+            rename(&from, &to.join(sub))?;
+        }
     }
-    let parent = dir.parent().unwrap_or(Path::new("/"));
-    let own_mount = is_bpffs(dir) && !is_bpffs(parent);
+    for id in pinned_builds(pin_dir) {
+        rename(&build_marker(pin_dir, id), &build_marker(&to, id))?;
+    }
+    Ok(to)
+}
+
+/// Puts the pins of a `retiring` directory back in place (a takeover that failed).
+pub fn unretire(pin_dir: &Path, retiring: &Path) -> Result<(), BpfError> {
+    for sub in ["maps", "links"] {
+        let from = retiring.join(sub);
+        if from.exists() {
+            rename(&from, &pin_dir.join(sub))?;
+        }
+    }
+    for id in pinned_builds(retiring) {
+        rename(&build_marker(retiring, id), &build_marker(pin_dir, id))?;
+    }
+    remove_pins(retiring)
+}
+
+/// Removes what `dir` itself pins (maps, links, build markers), leaving the directory and
+/// any previous build's `retiring-*` directory.
+pub fn remove_current(dir: &Path) -> Result<(), BpfError> {
     let io_err = |path: &Path, source| BpfError::Io {
         what: "remove pin",
         path: path.into(),
@@ -165,11 +222,31 @@ pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
         let marker = build_marker(dir, id);
         std::fs::remove_dir(&marker).map_err(|s| io_err(&marker, s))?;
     }
+    Ok(())
+}
+
+/// Removes `dir` and everything pinned in it, previous builds' `retiring-*` directories
+/// included (a missing `dir` is fine); unmounts it first if it is a bpffs mount of its
+/// own.
+pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let own_mount = is_bpffs(dir) && !is_bpffs(parent);
+    for r in retiring_dirs(dir) {
+        remove_pins(&r)?;
+    }
+    remove_current(dir)?;
     if own_mount {
         if let Ok(c) = CString::new(dir.as_os_str().as_bytes()) {
             // SAFETY: NUL-terminated path.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
-    std::fs::remove_dir(dir).map_err(|s| io_err(dir, s))
+    std::fs::remove_dir(dir).map_err(|source| BpfError::Io {
+        what: "remove pin",
+        path: dir.into(),
+        source,
+    })
 }

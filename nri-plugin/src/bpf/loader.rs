@@ -21,6 +21,7 @@ use super::{
     btf::Btf,
     error::BpfError,
     fs::{self, links_dir, maps_dir},
+    handover::Handover,
     TrieData,
 };
 
@@ -140,6 +141,8 @@ pub struct Enforcer {
     pub(super) ruleset_ops: HashMap<MapData, u32, u32>,
     pub(super) counters: PerCpuArray<MapData, u64>,
     pub(super) events: Option<RingBuf<MapData>>,
+    /// Previous builds still attached until [`Enforcer::retire_previous`].
+    pub(super) handovers: Vec<Handover>,
 }
 
 /// Identifies the kernel code this binary loads: FNV-1a of the embedded object, and
@@ -175,23 +178,53 @@ impl Enforcer {
             .any(|p| program_pin(&config.pin_dir, p).exists());
         let build = build_id(config.noop);
         let builds = fs::pinned_builds(&config.pin_dir);
-        if complete && builds != [build] {
-            // Another d4c build (an upgrade, or a downgrade) pinned these programs: replace
-            // them, so the running kernel code is this build's. The registrations go too;
-            // the daemon re-registers every container at the runtime's Synchronize.
-            tracing::warn!(
-                pinned = ?builds.iter().map(|b| format!("{b:016x}")).collect::<Vec<_>>(),
-                this = %format!("{build:016x}"),
-                dir = %config.pin_dir.display(),
-                "the pinned programs are another d4c build's; replacing them"
-            );
-        } else if complete {
-            if let Ok(e) = Self::adopt(&config.pin_dir) {
+        let found = || {
+            fs::retiring_dirs(&config.pin_dir)
+                .into_iter()
+                .map(Handover::found)
+                .collect::<Vec<_>>()
+        };
+        if complete && builds == [build] {
+            if let Ok(mut e) = Self::adopt(&config.pin_dir) {
+                e.handovers = found();
                 return Ok(e);
             }
         }
-        fs::remove_pins(&config.pin_dir)?;
-        Self::load(config, &btf, build)
+        if !complete {
+            // Partial leftovers of a failed load; a previous build's handover stays.
+            fs::remove_current(&config.pin_dir)?;
+            let mut e = Self::load(config, &btf, build)?;
+            e.handovers = found();
+            return Ok(e);
+        }
+        // Another d4c build (an upgrade, or a downgrade) pinned these programs, or they
+        // could not be adopted. This build's programs are attached next to them; the old
+        // ones keep enforcing their registrations until the daemon has registered the
+        // runtime's containers in the new maps (`retire_previous`), so an upgrade leaves
+        // no unprotected moment.
+        tracing::warn!(
+            pinned = ?builds.iter().map(|b| format!("{b:016x}")).collect::<Vec<_>>(),
+            this = %format!("{build:016x}"),
+            dir = %config.pin_dir.display(),
+            "the pinned programs are another d4c build's; taking over (they enforce until the containers are registered again)"
+        );
+        let retiring = fs::retire(&config.pin_dir)?;
+        let mut handovers = found();
+        handovers.retain(|h| h.dir != retiring);
+        handovers.push(Handover::begin(retiring.clone()));
+        match Self::load(config, &btf, build) {
+            Ok(mut e) => {
+                e.handovers = handovers;
+                Ok(e)
+            }
+            Err(err) => {
+                // Leave the previous build in place, as it was.
+                if let Err(e) = fs::unretire(&config.pin_dir, &retiring) {
+                    tracing::error!(error = %e, dir = %retiring.display(), "could not put the previous build's pins back");
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Reopens the pinned maps of a running enforcer.
@@ -232,6 +265,7 @@ impl Enforcer {
             ruleset_ops: typed(MAP_RULESET_OPS, take(MAP_RULESET_OPS)?)?,
             counters: typed(MAP_COUNTERS, take(MAP_COUNTERS)?)?,
             events: Some(typed(MAP_EVENTS, take(MAP_EVENTS)?)?),
+            handovers: Vec::new(),
         })
     }
 
@@ -241,8 +275,8 @@ impl Enforcer {
         let result = Self::load_inner(config, btf, &offsets)
             .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e));
         if result.is_err() {
-            // Leave no half-attached state behind.
-            let _ = fs::remove_pins(&config.pin_dir);
+            // Leave no half-attached state behind (a previous build's handover stays).
+            let _ = fs::remove_current(&config.pin_dir);
         }
         result
     }
@@ -303,7 +337,8 @@ impl Enforcer {
         &self.pin_dir
     }
 
-    /// Ends enforcement: detaches every program and removes every pin under `pin_dir`.
+    /// Ends enforcement: detaches every program and removes every pin under `pin_dir`,
+    /// previous builds' included.
     pub fn unload(self) -> Result<(), BpfError> {
         let dir = self.pin_dir.clone();
         drop(self);

@@ -8,6 +8,7 @@ mod btf;
 mod error;
 mod events;
 mod fs;
+mod handover;
 mod inventory;
 mod loader;
 mod tables;
@@ -16,8 +17,10 @@ pub use btf::Btf;
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
 pub use fs::{
-    build_marker, check_bpf_lsm, links_dir, pinned_builds, DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST,
+    build_marker, check_bpf_lsm, links_dir, pinned_builds, retiring_dirs, DEFAULT_PIN_DIR,
+    KERNEL_BTF, LSM_LIST,
 };
+pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin};
 
 /// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.

@@ -35,13 +35,34 @@ fn attached(bpffs: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// A line about a previous build still attached during an upgrade, if one is.
+fn handover_line(bpffs: &std::path::Path) -> Option<String> {
+    let dirs = bpf::retiring_dirs(bpffs);
+    (!dirs.is_empty()).then(|| {
+        format!(
+            "upgrade under way: a previous build's programs still enforce alongside ({}); they are detached after the runtime's next Synchronize",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// The previous builds' pin directories, for the JSON output.
+fn retiring_json(bpffs: &std::path::Path) -> serde_json::Value {
+    json!(bpf::retiring_dirs(bpffs))
+}
+
 fn from_daemon(args: &Args) -> Option<ExitCode> {
     let snap = d4c::daemon::status_server::query(&args.socket).ok()?;
     // The daemon's own pin directory (its config may name another than the default).
-    let programs = attached(snap.bpffs.as_deref().unwrap_or(&args.bpffs));
+    let bpffs = snap.bpffs.as_deref().unwrap_or(&args.bpffs);
+    let programs = attached(bpffs);
     if args.format == Format::Json {
         let mut v = serde_json::to_value(&snap).unwrap_or_default();
         v["programs_attached"] = json!(programs);
+        v["previous_builds_attached"] = retiring_json(bpffs);
         println!("{v}");
         return Some(ExitCode::SUCCESS);
     }
@@ -81,6 +102,9 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
             programs.join(", ")
         }
     );
+    if let Some(line) = handover_line(bpffs) {
+        println!("{line}");
+    }
     if let Some(k) = &snap.kernel_counters {
         println!(
             "kernel counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops",
@@ -152,6 +176,7 @@ pub fn run(args: &Args) -> ExitCode {
     let doc = json!({
         "pinned_at": args.bpffs,
         "programs_attached": attached(&args.bpffs),
+        "previous_builds_attached": retiring_json(&args.bpffs),
         "containers": containers,
         "counters": {
             "managed_hook_calls": counter(CNT_MANAGED),
@@ -170,6 +195,9 @@ pub fn run(args: &Args) -> ExitCode {
                 args.socket.display()
             );
             println!("programs attached: {}", attached(&args.bpffs).join(", "));
+            if let Some(line) = handover_line(&args.bpffs) {
+                println!("{line}");
+            }
             println!("registered cgroups: {}", registered.len());
             for c in &containers {
                 println!(

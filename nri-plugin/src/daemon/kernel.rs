@@ -35,6 +35,10 @@ pub trait KernelState {
     fn purge_tables(&mut self, _keep: &std::collections::BTreeSet<u32>) -> Result<(), Self::Error> {
         Ok(())
     }
+
+    /// Every container is registered in this kernel state (a Synchronize ran): a previous
+    /// build still enforcing during an upgrade can be detached now.
+    fn retire_previous(&mut self) {}
 }
 
 /// Kernel state kept in memory: counts entries per map, can be told to fail.
@@ -45,6 +49,8 @@ pub struct MemoryKernel {
     pub entries: BTreeMap<u32, usize>,
     /// When set, the next operation of this kind fails.
     pub fail_next: Option<&'static str>,
+    /// Calls of `retire_previous`, and the registrations each one saw.
+    pub retired_with: Vec<usize>,
 }
 
 /// The failure a [`MemoryKernel`] was told to produce.
@@ -127,5 +133,9 @@ impl KernelState for MemoryKernel {
         self.check("unregister")?;
         self.containers.remove(&cgroup_id);
         Ok(())
+    }
+
+    fn retire_previous(&mut self) {
+        self.retired_with.push(self.containers.len());
     }
 }

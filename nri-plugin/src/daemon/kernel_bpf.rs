@@ -52,4 +52,27 @@ impl KernelState for Enforcer {
     fn purge_tables(&mut self, keep: &std::collections::BTreeSet<u32>) -> Result<(), BpfError> {
         self.delete_rule_sets(|r| r < EXEC_RULE_SETS && !keep.contains(&r))
     }
+
+    fn retire_previous(&mut self) {
+        if self.handovers().is_empty() {
+            return;
+        }
+        match Enforcer::retire_previous(self) {
+            Ok(retired) => {
+                for r in retired {
+                    tracing::info!(dir = %r.dir.display(), "the previous build's programs are detached: this build enforces alone");
+                    if r.events.unwrap_or(0) > 0 || r.denied.unwrap_or(0) > 0 {
+                        tracing::warn!(
+                            events = r.events,
+                            denied = r.denied,
+                            "the previous build decided during the handover; its alerts were not forwarded"
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not detach the previous build's programs (they keep enforcing alongside; `d4c unload` removes everything)");
+            }
+        }
+    }
 }

@@ -348,6 +348,7 @@ impl<K: KernelState> Registry<K> {
         if inherited {
             self.adopt_leftovers(&before);
         }
+        self.kernel.retire_previous();
         out
     }
 

@@ -146,6 +146,9 @@ fn synchronize_rebuilds() {
     let ids: Vec<u64> = r.kernel().containers.keys().copied().collect();
     assert_eq!(ids, vec![10, 11]);
     assert_eq!(r.by_cgroup(11).unwrap().info.id, "b");
+    // A previous build (an upgrade) is detached only once every listed container is
+    // registered, and never by a single start.
+    assert_eq!(r.kernel().retired_with, vec![2]);
 }
 
 #[test]
