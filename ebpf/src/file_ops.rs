@@ -231,21 +231,34 @@ fn modify(cg: (u64, u32), hook: u16, mnt: *const u8, dentry: *const u8, mode: u3
     Ok(decide(s, mnt, dentry, u32::from(ops), skip) != 0)
 }
 
-/// `file_open(struct file *file)`: an open for writing of an existing regular file.
-/// Overlayfs backing files (a second open of the same file) are skipped.
-pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
-    // Direct BTF loads from the hook's `file` (no helper calls): this hook runs on every
-    // open of a managed container.
+/// The open's file and the file's mode when it is a write open of an existing regular
+/// file, the only opens `file_open` acts on.
+#[inline(always)]
+fn write_open(ctx: &LsmContext) -> Option<(*const u8, *const u8, u32)> {
+    // Direct BTF loads from the hook's `file` (no helper calls): this runs on every open.
     let file: *const u8 = ctx.arg(0);
     let fmode: u32 = load(file, OFF_FILE_MODE);
     if fmode & FMODE_WRITE == 0 || fmode & FMODE_CREATED != 0 {
-        return Ok(false);
+        return None;
     }
     let inode: *const u8 = load(file, OFF_FILE_INODE);
     let mode = u32::from(load::<u16>(inode, OFF_INODE_MODE));
-    if !is_reg(mode) {
+    is_reg(mode).then_some((file, inode, mode))
+}
+
+/// Before the cgroup lookup: most opens (read-only, new files, devices, pipes) end here
+/// for every task, managed or not.
+#[inline(always)]
+pub fn open_may_act(ctx: &LsmContext) -> bool {
+    write_open(ctx).is_some()
+}
+
+/// `file_open(struct file *file)`: an open for writing of an existing regular file.
+/// Overlayfs backing files (a second open of the same file) are skipped.
+pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
+    let Some((file, inode, mode)) = write_open(ctx) else {
         return Ok(false);
-    }
+    };
     // Most write opens in a drift-only rule set end here, before any path work.
     let ops = u32::from(modify_ops(mode));
     if !crate::maps::may_act(cg.1, ops) {

@@ -51,9 +51,14 @@ fn verdict(r: Result<bool, i64>) -> i32 {
 
 macro_rules! hook {
     ($name:ident, $hook:literal, $helper:path) => {
+        hook!($name, $hook, $helper, |_: &LsmContext| true);
+    };
+    // `$wanted`: facts of the hook's arguments alone (direct loads, no helper call) that
+    // rule out any action whoever the task is; checked before the cgroup lookup.
+    ($name:ident, $hook:literal, $helper:path, $wanted:expr) => {
         #[lsm(hook = $hook)]
         pub fn $name(ctx: LsmContext) -> i32 {
-            if noop() {
+            if noop() || !($wanted)(&ctx) {
                 return 0;
             }
             match container::rule_set() {
@@ -66,7 +71,12 @@ macro_rules! hook {
 
 hook!(path_chmod, "path_chmod", file_ops::path_chmod);
 hook!(path_mknod, "path_mknod", file_ops::path_mknod);
-hook!(file_open, "file_open", file_ops::file_open);
+hook!(
+    file_open,
+    "file_open",
+    file_ops::file_open,
+    file_ops::open_may_act
+);
 hook!(path_truncate, "path_truncate", file_ops::path_truncate);
 hook!(file_truncate, "file_truncate", file_ops::file_truncate);
 hook!(path_unlink, "path_unlink", file_ops::path_unlink);

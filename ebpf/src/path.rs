@@ -16,7 +16,7 @@ use d4c_common::{
     offsets::{
         OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME_PTR, OFF_DENTRY_PARENT, OFF_FS_ROOT, OFF_MOUNT_MNT,
         OFF_MOUNT_MNT_NS, OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_NSPROXY_MNT_NS, OFF_TASK_FS,
-        OFF_TASK_NSPROXY, OFF_VFSMOUNT_ROOT,
+        OFF_PATH_MNT, OFF_TASK_NSPROXY, OFF_VFSMOUNT_ROOT,
     },
     Event, PATH_KEY_MAX,
 };
@@ -368,17 +368,25 @@ pub fn d_path(s: &mut Scratch, path: *const u8, mnt: *const u8, dentry: *const u
     true
 }
 
-/// Whether mount `vfsmnt` belongs to the current task's mount namespace. `struct mount`
-/// is reached by `container_of`, which the verifier does not type: one helper read there;
-/// the task's side is direct loads.
+/// Whether mount `vfsmnt` belongs to the current task's mount namespace: at once when it
+/// is the mount of the task's root (most writes in a container), by direct loads. Else
+/// through `struct mount`, reached by `container_of`, which the verifier does not type:
+/// one helper read there; the task's side is direct loads.
 #[inline(always)]
 fn same_mount_ns(vfsmnt: *const u8) -> Result<bool, i64> {
-    let mount = (vfsmnt as usize).wrapping_sub(off(OFF_MOUNT_MNT)) as *const u8;
-    let ns = read_ptr(mount, OFF_MOUNT_MNT_NS)?;
     // SAFETY: no preconditions; the verifier types the result from BTF.
     let task = unsafe { gen::bpf_get_current_task_btf() }
         .cast::<u8>()
         .cast_const();
+    let fs: *const u8 = load(task, OFF_TASK_FS);
+    if !fs.is_null() {
+        let root_mnt: *const u8 = load(fs.wrapping_add(off(OFF_FS_ROOT)), OFF_PATH_MNT);
+        if root_mnt == vfsmnt {
+            return Ok(true);
+        }
+    }
+    let mount = (vfsmnt as usize).wrapping_sub(off(OFF_MOUNT_MNT)) as *const u8;
+    let ns = read_ptr(mount, OFF_MOUNT_MNT_NS)?;
     let nsproxy: *const u8 = load(task, OFF_TASK_NSPROXY);
     if nsproxy.is_null() || ns.is_null() {
         return Ok(false);
