@@ -1,5 +1,6 @@
-//! The one question every hook asks first: is this task in a managed container, and under
-//! which rule set? One hash lookup; a miss means "not ours" and the hook returns at once.
+//! The one question every hook asks before any other helper call or map lookup: is this
+//! task in a managed container, and under which rule set? One hash lookup; a miss means
+//! "not ours" and the hook returns at once.
 
 use aya_ebpf::helpers::bpf_get_current_cgroup_id;
 use d4c_common::CNT_MANAGED;
