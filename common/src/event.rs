@@ -30,6 +30,9 @@ pub struct Event {
     pub flags: u8,
     pub rule_set: u32,
     pub cgroup_id: u64,
+    /// The registered container's cgroup id (`ContainerEntry::owner`): `cgroup_id` itself,
+    /// or its ancestor for a cgroup created inside the container; 0 if the entry was gone.
+    pub owner_cgroup_id: u64,
     /// `bpf_ktime_get_boot_ns` at the decision.
     pub boot_ns: u64,
     pub pid: u32,
@@ -57,4 +60,4 @@ pub struct Event {
     pub exe: [u8; EVENT_EXE_MAX],
 }
 const _: () =
-    assert!(core::mem::size_of::<Event>() == 56 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);
+    assert!(core::mem::size_of::<Event>() == 64 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);

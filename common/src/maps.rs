@@ -34,8 +34,23 @@ pub struct ContainerEntry {
     pub rule_set: u32,
     /// Reserved, zero.
     pub flags: u32,
+    /// The cgroup id the daemon registered: the container's own. A nested cgroup inherits
+    /// its parent's entry whole, so events from it still name the container's cgroup.
+    pub owner: u64,
 }
-const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 8);
+const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 16);
+
+impl ContainerEntry {
+    /// The entry of a container whose cgroup is `owner`, checked against `rule_set`.
+    #[must_use]
+    pub const fn new(rule_set: u32, owner: u64) -> Self {
+        ContainerEntry {
+            rule_set,
+            flags: 0,
+            owner,
+        }
+    }
+}
 
 /// Key of the two LPM tries: a rule-set id (big-endian, so it is the leading 32 bits of
 /// the prefix) followed by path bytes. `prefix_len` counts bits: 32 + 8 * path bytes.

@@ -15,7 +15,7 @@ use d4c_common::{
 };
 
 use crate::{
-    maps::{count, EVENTS},
+    maps::{count, CONTAINERS, EVENTS},
     offsets::{off, read, read_path, read_ptr},
     path::{self, Scratch, EXE, PATH_BUF},
 };
@@ -78,6 +78,9 @@ pub fn emit(s: *mut Scratch) -> u32 {
     let ppid = read_ptr(task, OFF_TASK_REAL_PARENT)
         .and_then(|p| read::<u32>(p, OFF_TASK_TGID))
         .unwrap_or(0);
+    // One more lookup, on the event path only: the hooks carry just the rule set.
+    // SAFETY: the value is copied out at once.
+    let owner = unsafe { CONTAINERS.get(m.cgroup_id) }.map_or(0, |e| e.owner);
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let mut flags = 0;
@@ -98,6 +101,7 @@ pub fn emit(s: *mut Scratch) -> u32 {
         (*ev).flags = flags;
         (*ev).rule_set = m.rule_set;
         (*ev).cgroup_id = m.cgroup_id;
+        (*ev).owner_cgroup_id = owner;
         (*ev).boot_ns = bpf_ktime_get_boot_ns();
         (*ev).pid = pid_tgid as u32;
         (*ev).tgid = (pid_tgid >> 32) as u32;

@@ -30,6 +30,34 @@ pub fn id(path: &Path) -> io::Result<u64> {
     d4c_nri::cgroup::cgroup_id(path)
 }
 
+/// The cgroup ids (inode numbers) of the directories strictly below `dir`, visiting at
+/// most `budget` directories; the flag is false when the budget ran out first.
+#[must_use]
+pub fn descendants(dir: &Path, mut budget: usize) -> (Vec<u64>, bool) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if budget == 0 {
+                return (out, false);
+            }
+            budget -= 1;
+            if let Ok(m) = e.metadata() {
+                out.push(m.ino());
+            }
+            stack.push(e.path());
+        }
+    }
+    (out, true)
+}
+
 /// A cgroup this process created; removed (after killing what is left in it) on drop.
 #[derive(Debug)]
 pub struct OwnedCgroup {

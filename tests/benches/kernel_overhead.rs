@@ -330,23 +330,11 @@ fn main() {
         write_tables(&mut e);
         let mut reader = e.take_events().expect("event reader");
         measure(2, &mut best, &mut in_prog);
-        e.register(
-            cg_id,
-            ContainerEntry {
-                rule_set: RS_ALLOWED,
-                flags: 0,
-            },
-        )
-        .unwrap();
+        e.register(cg_id, ContainerEntry::new(RS_ALLOWED, cg_id))
+            .unwrap();
         measure(3, &mut best, &mut in_prog);
-        e.register(
-            cg_id,
-            ContainerEntry {
-                rule_set: RS_DRIFT,
-                flags: 0,
-            },
-        )
-        .unwrap();
+        e.register(cg_id, ContainerEntry::new(RS_DRIFT, cg_id))
+            .unwrap();
         measure(5, &mut best, &mut in_prog);
         // The drain thread runs only here: in (b) and (c) it would only compete for the
         // guest's CPUs (nothing is written).
@@ -368,14 +356,8 @@ fn main() {
                 }
             }
         });
-        e.register(
-            cg_id,
-            ContainerEntry {
-                rule_set: RS_LOG,
-                flags: 0,
-            },
-        )
-        .unwrap();
+        e.register(cg_id, ContainerEntry::new(RS_LOG, cg_id))
+            .unwrap();
         measure(4, &mut best, &mut in_prog);
         e.unregister(cg_id).unwrap();
         std::thread::sleep(Duration::from_millis(50));

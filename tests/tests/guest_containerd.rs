@@ -340,16 +340,18 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     );
 
     // A cgroup the guarded container creates inherits its rule set, and its alerts still
-    // name the pod (the daemon finds the container holding the nested cgroup).
-    let nested = cgroup2_root()
+    // name the pod, even when the cgroup is gone before the daemon reads them (the kernel
+    // record carries the container's cgroup id).
+    let guarded_cgroup = cgroup2_root()
         .join(format!("{}/guarded", &ctd.cgroup_base[1..]))
-        .join(&guarded_sleep)
-        .join("nested");
+        .join(&guarded_sleep);
+    let nested = guarded_cgroup.join("nested");
     std::fs::create_dir(&nested).unwrap();
     let code = run_in(
         &nested,
         &["/bin/busybox", "cp", "/bin/busybox", "/tmp/nested-x"],
     );
+    std::fs::remove_dir(&nested).unwrap();
     assert_ne!(
         code, 0,
         "a nested cgroup of the guarded pod created an executable"
@@ -359,14 +361,34 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         |a| a["file"]["path"] == "/tmp/nested-x",
         "cp in a nested cgroup of the guarded pod",
     );
-    // Removed only now: the daemon finds the owner by looking for the nested cgroup's
-    // directory (a cgroup removed before its events are read loses the pod fields).
-    std::fs::remove_dir(&nested).unwrap();
     assert_eq!(n["orchestrator"]["resource"]["name"], "guarded", "{n}");
     assert_eq!(n["container"]["id"], guarded_sleep.as_str(), "{n}");
     assert_eq!(n["event"]["outcome"], "failure", "{n}");
     eprintln!(
-        "[{:>5.1?}] nested cgroup: drift refused, the alert names the pod",
+        "[{:>5.1?}] nested cgroup: drift refused, the alert names the pod after the cgroup is gone",
+        started.elapsed()
+    );
+
+    // A nested cgroup that lives on: still enforced after a policy reload (new rule-set
+    // ids) and after the upgrade below (new maps).
+    let kept = guarded_cgroup.join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    let refused_in_kept = |what: &str| {
+        let code = run_in(
+            &kept,
+            &["/bin/busybox", "cp", "/bin/busybox", "/tmp/kept-x"],
+        );
+        assert_ne!(code, 0, "{what}: a nested cgroup created an executable");
+        assert!(!Path::new("/tmp/kept-x").exists(), "{what}");
+    };
+    refused_in_kept("before the reload");
+    let mut edited = std::fs::read_to_string(policies.join("protect.yaml")).unwrap();
+    edited.push_str("# edited: same selectors, a new revision\n");
+    std::fs::write(policies.join("protect.yaml"), edited).unwrap();
+    daemon.wait_log("policy reloaded", Duration::from_secs(30));
+    refused_in_kept("after the reload");
+    eprintln!(
+        "[{:>5.1?}] policy reload: the nested cgroup follows its container",
         started.elapsed()
     );
 
@@ -401,6 +423,8 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         .await
         .unwrap();
     assert_ne!(r.exit_code, 0, "chmod +x worked after the upgrade: {r:?}");
+    refused_in_kept("after the upgrade");
+    std::fs::remove_dir(&kept).unwrap();
     eprintln!(
         "[{:>5.1?}] upgrade: new build attached, previous detached after Synchronize, guarded pod still refused",
         started.elapsed()
@@ -418,7 +442,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         .filter(|a| {
             !(a["file"]["path"] == "/tmp/f" && a["container"]["id"] == guarded_sleep.as_str())
         })
-        .filter(|a| a["file"]["path"] != "/tmp/nested-x")
+        .filter(|a| a["file"]["path"] != "/tmp/nested-x" && a["file"]["path"] != "/tmp/kept-x")
         .collect();
     assert!(
         unexpected.is_empty(),

@@ -465,12 +465,31 @@ fn nested_cgroups_stay_managed() {
     let f = dir.file("f", 0o644);
     assert_eq!(run_in(Some(&deeper), || chmod(&f, 0o755)), libc::EPERM);
     let id = cgroup_id(&deeper);
-    assert!(k
+    let entry = k
         .enforcer()
         .registered()
         .unwrap()
-        .iter()
-        .any(|(i, _)| *i == id));
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, e)| e);
+    assert_eq!(
+        entry.map(|e| e.owner),
+        Some(cg.id()),
+        "the nested entry names the registered container's cgroup"
+    );
+    // Its events carry both ids, so the daemon can name the pod even once the nested
+    // cgroup is gone.
+    let events = k.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.cgroup_id == id && e.owner_cgroup_id == cg.id()),
+        "no event from the nested cgroup with its owner: {:?}",
+        events
+            .iter()
+            .map(|e| (e.cgroup_id, e.owner_cgroup_id))
+            .collect::<Vec<_>>()
+    );
     std::fs::remove_dir(&deeper).unwrap();
     assert!(
         !k.enforcer()
@@ -584,14 +603,8 @@ fn an_upgrade_takes_over_without_an_unprotected_moment() {
     let protect = |e: &mut Enforcer| {
         e.write_file_rules(&[everywhere(7, &[OP_CREATE_EXECUTABLE], BLOCK)])
             .unwrap();
-        e.register(
-            cg.id(),
-            d4c_common::ContainerEntry {
-                rule_set: 7,
-                flags: 0,
-            },
-        )
-        .unwrap();
+        e.register(cg.id(), d4c_common::ContainerEntry::new(7, cg.id()))
+            .unwrap();
     };
     let mut first = Enforcer::load_or_adopt(&config).unwrap();
     assert_eq!(first.origin(), Origin::Loaded);

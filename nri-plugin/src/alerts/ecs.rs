@@ -266,6 +266,7 @@ mod tests {
             denied: true,
             rule_set: 1,
             cgroup_id: 9,
+            owner_cgroup_id: 9,
             boot_ns: 0,
             pid: 42,
             ppid: 1,

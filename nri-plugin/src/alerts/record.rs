@@ -20,6 +20,9 @@ pub struct Record {
     pub denied: bool,
     pub rule_set: u32,
     pub cgroup_id: u64,
+    /// The registered container's cgroup (an ancestor of `cgroup_id` for a cgroup created
+    /// inside the container); 0 when the kernel no longer had the entry.
+    pub owner_cgroup_id: u64,
     pub boot_ns: u64,
     pub pid: u32,
     pub ppid: u32,
@@ -65,6 +68,7 @@ pub fn decode(e: &Event) -> Option<Record> {
         denied: e.flags & d4c_common::event::FLAG_DENIED != 0,
         rule_set: e.rule_set,
         cgroup_id: e.cgroup_id,
+        owner_cgroup_id: e.owner_cgroup_id,
         boot_ns: e.boot_ns,
         pid: e.tgid,
         ppid: e.ppid,

@@ -139,8 +139,12 @@ fn supervise(
     let group = OwnedCgroup::create(&root, &format!("d4c-exec-{}", std::process::id()))
         .map_err(|e| e.to_string())?;
     let cgroup_id = group.id().map_err(|e| e.to_string())?;
-    KernelState::register(enforcer, cgroup_id, ContainerEntry { rule_set, flags: 0 })
-        .map_err(|e| e.to_string())?;
+    KernelState::register(
+        enforcer,
+        cgroup_id,
+        ContainerEntry::new(rule_set, cgroup_id),
+    )
+    .map_err(|e| e.to_string())?;
     let info = ContainerInfo {
         id: format!("d4c-exec-{}", std::process::id()),
         name: "d4c-exec".into(),

@@ -39,8 +39,14 @@ pub async fn forward(
             continue;
         };
         let mut found = handle.lookup(rec.cgroup_id).await;
+        if found.is_none() && rec.owner_cgroup_id != 0 && rec.owner_cgroup_id != rec.cgroup_id {
+            // A cgroup the container created: the kernel entry it inherited names the
+            // container's cgroup, even once the nested one is gone.
+            found = handle.lookup(rec.owner_cgroup_id).await;
+        }
         if found.is_none() {
-            // A cgroup the container created: its owner's pod and image.
+            // No owner in the record (its entry was removed before the event was written):
+            // search the registered containers' cgroup directories.
             if let Some(owner) = nested.owner(&handle, rec.cgroup_id).await {
                 found = handle.lookup(owner).await;
             }

@@ -21,8 +21,9 @@ pub trait KernelState {
     /// Removes `cgroup_id` (absent is not an error).
     fn unregister(&mut self, cgroup_id: u64) -> Result<(), Self::Error>;
 
-    /// Registrations found in the kernel (left by an earlier daemon): (cgroup id, rule set).
-    fn registrations(&self) -> Vec<(u64, u32)> {
+    /// Every registration in the kernel: containers, the nested cgroups the kernel
+    /// registered under them (`owner` is the container's cgroup), and an earlier daemon's.
+    fn registrations(&self) -> Vec<(u64, ContainerEntry)> {
         Vec::new()
     }
 
@@ -85,11 +86,8 @@ impl MemoryKernel {
 impl KernelState for MemoryKernel {
     type Error = MemoryKernelError;
 
-    fn registrations(&self) -> Vec<(u64, u32)> {
-        self.containers
-            .iter()
-            .map(|(c, e)| (*c, e.rule_set))
-            .collect()
+    fn registrations(&self) -> Vec<(u64, ContainerEntry)> {
+        self.containers.iter().map(|(c, e)| (*c, *e)).collect()
     }
 
     fn highest_rule_set(&self) -> u32 {

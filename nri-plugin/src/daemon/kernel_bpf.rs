@@ -32,15 +32,13 @@ impl KernelState for Enforcer {
         Enforcer::unregister(self, cgroup_id)
     }
 
-    fn registrations(&self) -> Vec<(u64, u32)> {
-        self.registered()
-            .map(|r| r.into_iter().map(|(c, e)| (c, e.rule_set)).collect())
-            .unwrap_or_default()
+    fn registrations(&self) -> Vec<(u64, ContainerEntry)> {
+        self.registered().unwrap_or_default()
     }
 
     fn highest_rule_set(&self) -> u32 {
         let in_maps = self.rule_sets_in_maps().unwrap_or_default();
-        let registered = self.registrations().into_iter().map(|(_, r)| r);
+        let registered = self.registrations().into_iter().map(|(_, e)| e.rule_set);
         in_maps
             .into_iter()
             .chain(registered)

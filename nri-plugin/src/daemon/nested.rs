@@ -1,11 +1,12 @@
 //! Alerts from nested cgroups: a container may create cgroups of its own (systemd inside a
 //! container, a CI runner); the kernel enforces there with the container's rule set (the
 //! entry is inherited at `cgroup_mkdir`), and this finds which container holds such a
-//! cgroup, so that its alerts still name the pod and image.
+//! cgroup, so that its alerts still name the pod and image. The kernel's records carry the
+//! container's cgroup id (the entry's `owner`); this search is the fallback for a record
+//! whose entry was already gone when it was written.
 
 use super::owner::Handle;
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 /// Directories visited per search at most (a container's own cgroup tree is small).
@@ -52,27 +53,8 @@ impl NestedOwners {
 /// Whether a directory strictly below `dir` has inode `id` (a cgroup v2 id), visiting at
 /// most `budget` directories.
 #[must_use]
-pub fn holds(dir: &Path, id: u64, mut budget: usize) -> bool {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if budget == 0 {
-                return false;
-            }
-            budget -= 1;
-            if e.metadata().is_ok_and(|m| m.ino() == id) {
-                return true;
-            }
-            stack.push(e.path());
-        }
-    }
-    false
+pub fn holds(dir: &Path, id: u64, budget: usize) -> bool {
+    crate::cgroup::descendants(dir, budget).0.contains(&id)
 }
 
 #[cfg(test)]

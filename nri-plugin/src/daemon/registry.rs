@@ -93,6 +93,9 @@ impl Revision {
     }
 }
 
+/// Cgroups inside one container registered at its start, at most.
+const NESTED_BUDGET: usize = 4096;
+
 /// Managed containers and the kernel state that protects them.
 pub struct Registry<K: KernelState> {
     kernel: K,
@@ -162,19 +165,17 @@ impl<K: KernelState> Registry<K> {
                 "the container's cgroup could not be found".into(),
             );
         }
-        if let Err(e) = self.kernel.register(
-            info.cgroup_id,
-            ContainerEntry {
-                rule_set: id,
-                flags: 0,
-            },
-        ) {
+        if let Err(e) = self
+            .kernel
+            .register(info.cgroup_id, ContainerEntry::new(id, info.cgroup_id))
+        {
             let can_block = tables.can_block();
             if !self.rev.users.contains_key(&id) {
                 self.release(id);
             }
             return self.failed(info, can_block, Box::new(e));
         }
+        self.register_descendants(&info, id);
         *self.rev.users.entry(id).or_default() += 1;
         self.containers.insert(
             info.id.clone(),
@@ -184,6 +185,27 @@ impl<K: KernelState> Registry<K> {
             },
         );
         Ok(Started::Protected { rule_set: id })
+    }
+
+    /// Registers the cgroups that already exist below a container's own (it ran before
+    /// this registration: a daemon restart, an upgrade's new maps). Cgroups created from
+    /// now on inherit the container's entry in the kernel.
+    fn register_descendants(&mut self, info: &ContainerInfo, rule_set: u32) {
+        let Some(dir) = &info.cgroup_dir else {
+            return;
+        };
+        let (ids, complete) = crate::cgroup::descendants(dir, NESTED_BUDGET);
+        for cgroup in ids {
+            if let Err(e) = self
+                .kernel
+                .register(cgroup, ContainerEntry::new(rule_set, info.cgroup_id))
+            {
+                tracing::warn!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container");
+            }
+        }
+        if !complete {
+            tracing::warn!(container = %info.id, dir = %dir.display(), "more than {NESTED_BUDGET} cgroups inside the container; those beyond are not registered");
+        }
     }
 
     fn failed(
@@ -269,26 +291,18 @@ impl<K: KernelState> Registry<K> {
         for (cid, new_rs) in &plan {
             let m = &self.containers[cid];
             let r = match new_rs {
-                Some(rs) => self.kernel.register(
-                    m.info.cgroup_id,
-                    ContainerEntry {
-                        rule_set: *rs,
-                        flags: 0,
-                    },
-                ),
+                Some(rs) => self
+                    .kernel
+                    .register(m.info.cgroup_id, ContainerEntry::new(*rs, m.info.cgroup_id)),
                 None => self.kernel.unregister(m.info.cgroup_id),
             };
             if let Err(e) = r {
                 for back in &switched {
                     let m = &self.containers[*back];
                     let _ = match m.rule_set {
-                        Some(rs) => self.kernel.register(
-                            m.info.cgroup_id,
-                            ContainerEntry {
-                                rule_set: rs,
-                                flags: 0,
-                            },
-                        ),
+                        Some(rs) => self
+                            .kernel
+                            .register(m.info.cgroup_id, ContainerEntry::new(rs, m.info.cgroup_id)),
                         None => self.kernel.unregister(m.info.cgroup_id),
                     };
                 }
@@ -310,7 +324,23 @@ impl<K: KernelState> Registry<K> {
             }
         }
         let old = std::mem::replace(&mut self.rev, next);
-        for t in old.tables.values().filter(|t| !t.is_empty()) {
+        self.follow_nested();
+        // A rule set the kernel still references (a nested cgroup that could not be
+        // switched) stays: deleting it would leave that cgroup unenforced.
+        let referenced: std::collections::BTreeSet<u32> = self
+            .kernel
+            .registrations()
+            .into_iter()
+            .map(|(_, e)| e.rule_set)
+            .collect();
+        for (id, t) in old.tables.iter().filter(|(_, t)| !t.is_empty()) {
+            if referenced.contains(id) {
+                tracing::warn!(
+                    rule_set = id,
+                    "a rule set of the previous policy is still in use by a cgroup; kept"
+                );
+                continue;
+            }
             if let Err(e) = self.kernel.delete_tables(t) {
                 tracing::warn!(error = %e, "could not delete a rule set of the previous policy");
             }
@@ -336,7 +366,7 @@ impl<K: KernelState> Registry<K> {
             self.remove(&id);
         }
         let inherited = std::mem::take(&mut self.inherited);
-        let before: BTreeMap<u64, u32> = if inherited {
+        let before: BTreeMap<u64, ContainerEntry> = if inherited {
             self.kernel.registrations().into_iter().collect()
         } else {
             BTreeMap::new()
@@ -353,40 +383,56 @@ impl<K: KernelState> Registry<K> {
     }
 
     /// After the first synchronize over state an earlier daemon left: cgroups it had
-    /// registered that no listed container claims are nested cgroups of a container (the
-    /// kernel registered them under the container's old rule set) or gone. The nested ones
-    /// move to the new rule set of a container that had the same old one; the rest are
-    /// removed; rule sets nothing uses any more are deleted.
-    fn adopt_leftovers(&mut self, before: &BTreeMap<u64, u32>) {
+    /// registered as containers that no listed container claims are gone (removed); nested
+    /// cgroups follow their container ([`Self::follow_nested`]); rule sets nothing uses any
+    /// more are deleted.
+    fn adopt_leftovers(&mut self, before: &BTreeMap<u64, ContainerEntry>) {
         let claimed: std::collections::BTreeSet<u64> =
             self.containers.values().map(|m| m.info.cgroup_id).collect();
-        let mut renumber: BTreeMap<u32, Option<u32>> = BTreeMap::new();
-        for m in self.containers.values() {
-            if let Some(&old) = before.get(&m.info.cgroup_id) {
-                renumber.entry(old).or_insert(m.rule_set);
-            }
-        }
-        for (&cgroup, &old) in before {
-            if claimed.contains(&cgroup) || old >= super::kernel::EXEC_RULE_SETS {
+        for (&cgroup, e) in before {
+            if claimed.contains(&cgroup) || e.rule_set >= super::kernel::EXEC_RULE_SETS {
                 continue;
             }
-            let r = match renumber.get(&old) {
-                Some(Some(new)) => self.kernel.register(
-                    cgroup,
-                    ContainerEntry {
-                        rule_set: *new,
-                        flags: 0,
-                    },
-                ),
-                _ => self.kernel.unregister(cgroup),
-            };
-            if let Err(e) = r {
-                tracing::warn!(cgroup, error = %e, "could not update a registration an earlier daemon left");
+            if e.owner == cgroup || e.owner == 0 {
+                if let Err(err) = self.kernel.unregister(cgroup) {
+                    tracing::warn!(cgroup, error = %err, "could not remove a registration an earlier daemon left");
+                }
             }
         }
+        self.follow_nested();
         let keep: std::collections::BTreeSet<u32> = self.rev.tables.keys().copied().collect();
         if let Err(e) = self.kernel.purge_tables(&keep) {
             tracing::warn!(error = %e, "could not delete rule sets an earlier daemon left");
+        }
+    }
+
+    /// Puts every nested cgroup (a kernel entry whose `owner` is another cgroup: the
+    /// kernel copied its container's entry when it was created) under its container's
+    /// current rule set, or removes it when that container is not protected or not known.
+    /// Two passes: a cgroup created during the first copied whichever entry its parent had
+    /// at that moment.
+    fn follow_nested(&mut self) {
+        let by_cgroup: BTreeMap<u64, Option<u32>> = self
+            .containers
+            .values()
+            .map(|m| (m.info.cgroup_id, m.rule_set))
+            .collect();
+        for _ in 0..2 {
+            for (cgroup, e) in self.kernel.registrations() {
+                if e.owner == cgroup || e.rule_set >= super::kernel::EXEC_RULE_SETS {
+                    continue;
+                }
+                let r = match by_cgroup.get(&e.owner).copied().flatten() {
+                    Some(rs) if rs == e.rule_set => continue,
+                    Some(rs) => self
+                        .kernel
+                        .register(cgroup, ContainerEntry::new(rs, e.owner)),
+                    None => self.kernel.unregister(cgroup),
+                };
+                if let Err(err) = r {
+                    tracing::warn!(cgroup, owner = e.owner, error = %err, "could not switch a nested cgroup to its container's rule set");
+                }
+            }
         }
     }
 

@@ -93,6 +93,40 @@ fn removal_unregisters_and_drops_unused_rule_sets() {
 }
 
 #[test]
+fn nested_cgroups_follow_their_container_through_a_reload() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "*"));
+    r.start(info("a", "prod", 10)).unwrap();
+    r.start(info("b", "dev", 11)).unwrap();
+    // Cgroups created inside the containers: the kernel copied each parent's entry.
+    let a_entry = r.kernel().containers[&10];
+    let b_entry = r.kernel().containers[&11];
+    r.kernel_mut().containers.insert(100, a_entry);
+    r.kernel_mut().containers.insert(101, a_entry);
+    r.kernel_mut().containers.insert(110, b_entry);
+    // The new policy covers prod only, under a new rule set; the old one is deleted.
+    r.reload(policy("alert, block", "prod")).unwrap();
+    let k = r.kernel();
+    let prod = k.containers[&10].rule_set;
+    assert_ne!(prod, a_entry.rule_set);
+    for nested in [100, 101] {
+        assert_eq!(
+            k.containers[&nested],
+            d4c_common::ContainerEntry::new(prod, 10),
+            "cgroup {nested} inside a follows it"
+        );
+    }
+    assert!(
+        !k.containers.contains_key(&11) && !k.containers.contains_key(&110),
+        "b and its nested cgroup are no longer covered"
+    );
+    assert_eq!(
+        k.entries.keys().copied().collect::<Vec<_>>(),
+        vec![prod],
+        "no cgroup points at a deleted rule set"
+    );
+}
+
+#[test]
 fn reload_switches_everything_or_nothing() {
     let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
     r.start(info("a", "prod", 10)).unwrap();
@@ -162,13 +196,9 @@ fn a_new_daemon_starts_above_inherited_ids_and_purges_the_rest() {
     // A nested cgroup the kernel registered under container a's rule set, and a cgroup
     // under a rule set no listed container had (its container went away).
     kernel.containers.insert(99, a_old);
-    kernel.containers.insert(
-        11,
-        d4c_common::ContainerEntry {
-            rule_set: 77,
-            flags: 0,
-        },
-    );
+    kernel
+        .containers
+        .insert(11, d4c_common::ContainerEntry::new(77, 11));
     kernel.entries.insert(77, 1);
     // A `d4c exec` run's rule set is left alone.
     kernel.entries.insert(0x8000_0001, 1);
@@ -186,9 +216,33 @@ fn a_new_daemon_starts_above_inherited_ids_and_purges_the_rest() {
         k.containers[&99].rule_set, new_id,
         "the nested cgroup follows its container"
     );
+    assert_eq!(k.containers[&99].owner, 10, "and still names it");
     assert_eq!(
         k.entries.keys().copied().collect::<Vec<_>>(),
         vec![new_id, 0x8000_0001],
         "inherited rule sets purged, exec's kept"
     );
+}
+
+#[test]
+fn cgroups_already_inside_a_container_are_registered_with_it() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = std::env::temp_dir().join(format!("d4c-descendants-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    std::fs::create_dir_all(dir.join("c")).unwrap();
+    let ino = |p: &str| std::fs::metadata(dir.join(p)).unwrap().ino();
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "*"));
+    let mut i = info("a", "prod", 10);
+    i.cgroup_dir = Some(dir.clone());
+    r.start(i).unwrap();
+    let k = r.kernel();
+    let own = k.containers[&10];
+    for nested in [ino("a"), ino("a/b"), ino("c")] {
+        assert_eq!(
+            k.containers.get(&nested),
+            Some(&d4c_common::ContainerEntry::new(own.rule_set, 10))
+        );
+    }
+    assert_eq!(k.containers.len(), 4);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -281,7 +281,7 @@ pub fn rule_set_id() -> u32 {
 /// Registers `cg` under `rule_set`.
 pub fn register(k: &mut Shared, cg: &TestCgroup, rule_set: u32) {
     k.enforcer()
-        .register(cg.id(), ContainerEntry { rule_set, flags: 0 })
+        .register(cg.id(), ContainerEntry::new(rule_set, cg.id()))
         .unwrap();
 }
 
