@@ -412,6 +412,27 @@ fn main() {
         println!();
     }
     println!();
+    println!(
+        "d4c's own share of an iteration: (ns in the program - ns in the no-op program) / ns per iteration with no BPF"
+    );
+    println!();
+    print!("| loop |");
+    for name in &CONFIGS[2..] {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---|---|---|---|---|");
+    for (j, op) in ops.iter().enumerate() {
+        if LOOP_PROGRAM[j].is_none() {
+            continue;
+        }
+        print!("| {} |", op.name);
+        for row in &in_prog[2..] {
+            print!(" {:+.1}% |", 100.0 * (row[j] - in_prog[1][j]) / best[0][j]);
+        }
+        println!();
+    }
+    println!();
     println!("events written {written}, read {read}, ring-buffer drops {drops}");
     for (j, op) in ops.iter().enumerate().take(2) {
         let ratio = |cfg: usize| best[cfg][j] / best[0][j];
