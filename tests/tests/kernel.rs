@@ -650,10 +650,19 @@ fn an_upgrade_takes_over_without_an_unprotected_moment() {
     allowed_soon("the previous build's programs are detached");
     protect(&mut adopted);
 
-    // A takeover whose previous build is never retired: `unload` removes both.
+    // A short-lived takeover (`d4c exec` beside a daemon of another build) gives the
+    // pins back when it ends: the previous build enforces on, as before.
     drop(adopted);
     std::fs::remove_dir(build_marker(&pin_dir, this)).unwrap();
     std::fs::create_dir(build_marker(&pin_dir, 2)).unwrap();
+    let visitor = Enforcer::load_or_adopt(&config).unwrap();
+    assert_eq!(visitor.handovers().len(), 1);
+    visitor.unload_keeping_previous().unwrap();
+    assert_eq!(pinned_builds(&pin_dir), vec![2]);
+    assert!(retiring_dirs(&pin_dir).is_empty());
+    assert_eq!(chmod_x(), libc::EPERM, "the previous build enforces on");
+
+    // A takeover whose previous build is never retired: `unload` removes both.
     let second = Enforcer::load_or_adopt(&config).unwrap();
     assert_eq!(second.handovers().len(), 1);
     assert_eq!(chmod_x(), libc::EPERM, "the previous build still blocks");

@@ -71,6 +71,20 @@ impl Enforcer {
         &self.handovers
     }
 
+    /// Ends this build's enforcement and gives the pin directory back to the previous
+    /// build it took over from (its pins move back in place), if any; else like
+    /// [`Enforcer::unload`]. For a short-lived loader such as `d4c exec`, which must not
+    /// end a running daemon's enforcement.
+    pub fn unload_keeping_previous(mut self) -> Result<(), BpfError> {
+        let Some(previous) = self.handovers.pop() else {
+            return self.unload();
+        };
+        let dir = self.pin_dir.clone();
+        drop(self);
+        fs::remove_current(&dir)?;
+        fs::unretire(&dir, &previous.dir)
+    }
+
     /// Detaches the previous builds' programs and removes their pins: call once this
     /// build's maps hold every registration (after the runtime's Synchronize). Reports
     /// what each decided during the handover.

@@ -275,8 +275,12 @@ impl Enforcer {
         let result = Self::load_inner(config, btf, &offsets)
             .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e));
         if result.is_err() {
-            // Leave no half-attached state behind (a previous build's handover stays).
-            let _ = fs::remove_current(&config.pin_dir);
+            // Leave no half-attached state behind; a previous build's handover stays.
+            let _ = if fs::retiring_dirs(&config.pin_dir).is_empty() {
+                fs::remove_pins(&config.pin_dir)
+            } else {
+                fs::remove_current(&config.pin_dir)
+            };
         }
         result
     }

@@ -114,7 +114,8 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("d4c exec: warning: could not delete this run's rule entries: {e}");
     }
     if loaded_here {
-        if let Err(e) = enforcer.unload() {
+        // A daemon of another build whose programs this run took over gets them back.
+        if let Err(e) = enforcer.unload_keeping_previous() {
             eprintln!("d4c exec: warning: could not unload the programs: {e}");
         }
     }
