@@ -36,6 +36,8 @@ pub struct Metrics {
     pub kernel_denied: AtomicU64,
     pub kernel_events: AtomicU64,
     pub ringbuf_drops: AtomicU64,
+    /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
+    pub previous_builds: AtomicU64,
     decisions: Mutex<BTreeMap<(String, String), u64>>,
     nri: Mutex<BTreeMap<String, Histogram>>,
     /// The Elasticsearch sink's counters, once that sink runs.
@@ -138,6 +140,13 @@ impl Metrics {
             "counter",
             "Decisions lost because the ring buffer was full.",
             &self.ringbuf_drops,
+        );
+        g(
+            &mut s,
+            "d4c_previous_builds_attached",
+            "gauge",
+            "Programs of a previous d4c build still attached: an upgrade waits for the runtime's Synchronize (it stays above 0 while no runtime connects).",
+            &self.previous_builds,
         );
         g(
             &mut s,
@@ -354,5 +363,15 @@ mod tests {
         );
         stats.backlog.store(0, Ordering::Relaxed);
         assert!(m.render().contains("\nd4c_elasticsearch_backlog 0\n"));
+    }
+
+    #[test]
+    fn a_pending_upgrade_shows_as_a_gauge() {
+        let m = Metrics::default();
+        assert!(m.render().contains("\nd4c_previous_builds_attached 0\n"));
+        m.previous_builds.store(1, Ordering::Relaxed);
+        assert!(m.render().contains(
+            "# TYPE d4c_previous_builds_attached gauge\nd4c_previous_builds_attached 1\n"
+        ));
     }
 }

@@ -97,6 +97,9 @@ pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
                 .rule_sets
                 .store(snap.rule_sets as u64, Ordering::Relaxed);
             metrics
+                .previous_builds
+                .store(snap.previous_builds as u64, Ordering::Relaxed);
+            metrics
                 .policy_revision
                 .store(snap.policy_revision, Ordering::Relaxed);
             if let Some(k) = snap.kernel_counters {

@@ -34,6 +34,9 @@ pub struct Snapshot {
     /// Where the daemon pinned its programs and maps (`None`: `enforcement: none`).
     #[serde(default)]
     pub bpffs: Option<std::path::PathBuf>,
+    /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
+    #[serde(default)]
+    pub previous_builds: usize,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -108,6 +111,10 @@ pub trait Counters {
     fn pin_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+    /// Previous builds' programs still attached during an upgrade.
+    fn previous_builds(&self) -> usize {
+        0
+    }
 }
 
 impl Counters for super::kernel::MemoryKernel {}
@@ -120,6 +127,9 @@ impl Counters for crate::bpf::Enforcer {
     }
     fn pin_dir(&self) -> Option<std::path::PathBuf> {
         Some(crate::bpf::Enforcer::pin_dir(self).to_owned())
+    }
+    fn previous_builds(&self) -> usize {
+        self.handovers().len()
     }
 }
 
@@ -200,5 +210,6 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
         containers,
         kernel_counters: registry.kernel().counters(),
         bpffs: registry.kernel().pin_dir(),
+        previous_builds: registry.kernel().previous_builds(),
     }
 }
