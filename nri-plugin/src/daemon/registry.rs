@@ -93,6 +93,8 @@ impl Revision {
     }
 }
 
+mod nested_entries;
+
 /// Cgroups inside one container registered at its start, at most.
 const NESTED_BUDGET: usize = 4096;
 
@@ -122,10 +124,43 @@ impl<K: KernelState> Registry<K> {
     }
 
     /// Registers a starting container. `Err` means the start must be refused.
+    ///
+    /// A container already known (the runtime's Synchronize after a reconnect) is
+    /// registered anew first: its kernel entry is replaced in place, and only then is the
+    /// old registration's rule set released, so it is never unenforced in between.
     pub fn start(&mut self, info: ContainerInfo) -> Result<Started, RegistryError> {
-        if self.containers.contains_key(&info.id) {
-            self.remove(&info.id);
+        let previous = self.containers.remove(&info.id);
+        let result = self.register_new(info);
+        if let Some(prev) = previous {
+            self.drop_replaced(&prev);
         }
+        result
+    }
+
+    /// The old registration of a container registered anew: its kernel entry goes unless
+    /// the new registration overwrote it; its rule set goes when nothing uses it.
+    fn drop_replaced(&mut self, prev: &Managed) {
+        let Some(rs) = prev.rule_set else {
+            return;
+        };
+        let overwritten = self
+            .containers
+            .get(&prev.info.id)
+            .is_some_and(|m| m.rule_set.is_some() && m.info.cgroup_id == prev.info.cgroup_id);
+        if !overwritten {
+            if let Err(e) = self.kernel.unregister(prev.info.cgroup_id) {
+                tracing::warn!(container = %prev.info.id, error = %e, "could not remove the container's kernel entry");
+            }
+        }
+        if let Some(n) = self.rev.users.get_mut(&rs) {
+            *n -= 1;
+            if *n == 0 {
+                self.release(rs);
+            }
+        }
+    }
+
+    fn register_new(&mut self, info: ContainerInfo) -> Result<Started, RegistryError> {
         let (id, fresh) =
             self.rev
                 .assign(&info.attrs)
@@ -185,27 +220,6 @@ impl<K: KernelState> Registry<K> {
             },
         );
         Ok(Started::Protected { rule_set: id })
-    }
-
-    /// Registers the cgroups that already exist below a container's own (it ran before
-    /// this registration: a daemon restart, an upgrade's new maps). Cgroups created from
-    /// now on inherit the container's entry in the kernel.
-    fn register_descendants(&mut self, info: &ContainerInfo, rule_set: u32) {
-        let Some(dir) = &info.cgroup_dir else {
-            return;
-        };
-        let (ids, complete) = crate::cgroup::descendants(dir, NESTED_BUDGET);
-        for cgroup in ids {
-            if let Err(e) = self
-                .kernel
-                .register(cgroup, ContainerEntry::new(rule_set, info.cgroup_id))
-            {
-                tracing::warn!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container");
-            }
-        }
-        if !complete {
-            tracing::warn!(container = %info.id, dir = %dir.display(), "more than {NESTED_BUDGET} cgroups inside the container; those beyond are not registered");
-        }
     }
 
     fn failed(
@@ -380,60 +394,6 @@ impl<K: KernelState> Registry<K> {
         }
         self.kernel.retire_previous();
         out
-    }
-
-    /// After the first synchronize over state an earlier daemon left: cgroups it had
-    /// registered as containers that no listed container claims are gone (removed); nested
-    /// cgroups follow their container ([`Self::follow_nested`]); rule sets nothing uses any
-    /// more are deleted.
-    fn adopt_leftovers(&mut self, before: &BTreeMap<u64, ContainerEntry>) {
-        let claimed: std::collections::BTreeSet<u64> =
-            self.containers.values().map(|m| m.info.cgroup_id).collect();
-        for (&cgroup, e) in before {
-            if claimed.contains(&cgroup) || e.rule_set >= super::kernel::EXEC_RULE_SETS {
-                continue;
-            }
-            if e.owner == cgroup || e.owner == 0 {
-                if let Err(err) = self.kernel.unregister(cgroup) {
-                    tracing::warn!(cgroup, error = %err, "could not remove a registration an earlier daemon left");
-                }
-            }
-        }
-        self.follow_nested();
-        let keep: std::collections::BTreeSet<u32> = self.rev.tables.keys().copied().collect();
-        if let Err(e) = self.kernel.purge_tables(&keep) {
-            tracing::warn!(error = %e, "could not delete rule sets an earlier daemon left");
-        }
-    }
-
-    /// Puts every nested cgroup (a kernel entry whose `owner` is another cgroup: the
-    /// kernel copied its container's entry when it was created) under its container's
-    /// current rule set, or removes it when that container is not protected or not known.
-    /// Two passes: a cgroup created during the first copied whichever entry its parent had
-    /// at that moment.
-    fn follow_nested(&mut self) {
-        let by_cgroup: BTreeMap<u64, Option<u32>> = self
-            .containers
-            .values()
-            .map(|m| (m.info.cgroup_id, m.rule_set))
-            .collect();
-        for _ in 0..2 {
-            for (cgroup, e) in self.kernel.registrations() {
-                if e.owner == cgroup || e.rule_set >= super::kernel::EXEC_RULE_SETS {
-                    continue;
-                }
-                let r = match by_cgroup.get(&e.owner).copied().flatten() {
-                    Some(rs) if rs == e.rule_set => continue,
-                    Some(rs) => self
-                        .kernel
-                        .register(cgroup, ContainerEntry::new(rs, e.owner)),
-                    None => self.kernel.unregister(cgroup),
-                };
-                if let Err(err) = r {
-                    tracing::warn!(cgroup, owner = e.owner, error = %err, "could not switch a nested cgroup to its container's rule set");
-                }
-            }
-        }
     }
 
     pub fn containers(&self) -> impl Iterator<Item = &Managed> {

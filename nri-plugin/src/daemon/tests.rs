@@ -246,3 +246,28 @@ fn cgroups_already_inside_a_container_are_registered_with_it() {
     assert_eq!(k.containers.len(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_resynchronized_container_is_never_unregistered_in_between() {
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "*"));
+    r.synchronize(vec![info("a", "prod", 10)]);
+    let before = r.kernel().containers[&10];
+    // The runtime reconnects and lists the container again: its entry is replaced in
+    // place, never removed (an unregister here would fail the test's kernel).
+    r.kernel_mut().fail_next = Some("unregister");
+    let out = r.synchronize(vec![info("a", "prod", 10)]);
+    assert!(matches!(out[0].1, Ok(Started::Protected { .. })), "{out:?}");
+    assert_eq!(
+        r.kernel().fail_next,
+        Some("unregister"),
+        "the entry was removed"
+    );
+    assert_eq!(r.kernel().containers[&10], before);
+    assert_eq!(r.rule_sets(), 1);
+    assert_eq!(r.kernel().entries.len(), 1, "the rule set was kept");
+    r.kernel_mut().fail_next = None;
+    // Removed for real, it goes with its rule set.
+    r.remove("a");
+    assert!(r.kernel().containers.is_empty());
+    assert!(r.kernel().entries.is_empty());
+}

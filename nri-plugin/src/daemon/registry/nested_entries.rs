@@ -1,0 +1,87 @@
+//! Cgroups inside containers: the kernel registers a cgroup created inside a container
+//! with the container's entry (its `owner` names the container's cgroup); these keep such
+//! entries in step with their container when the daemon registers it anew, reloads, or
+//! takes over an earlier daemon's state.
+
+use std::collections::BTreeMap;
+
+use d4c_common::ContainerEntry;
+
+use super::{ContainerInfo, KernelState, Registry, NESTED_BUDGET};
+
+impl<K: KernelState> Registry<K> {
+    /// Registers the cgroups that already exist below a container's own (it ran before
+    /// this registration: a daemon restart, an upgrade's new maps). Cgroups created from
+    /// now on inherit the container's entry in the kernel.
+    pub(super) fn register_descendants(&mut self, info: &ContainerInfo, rule_set: u32) {
+        let Some(dir) = &info.cgroup_dir else {
+            return;
+        };
+        let (ids, complete) = crate::cgroup::descendants(dir, NESTED_BUDGET);
+        for cgroup in ids {
+            if let Err(e) = self
+                .kernel
+                .register(cgroup, ContainerEntry::new(rule_set, info.cgroup_id))
+            {
+                tracing::warn!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container");
+            }
+        }
+        if !complete {
+            tracing::warn!(container = %info.id, dir = %dir.display(), "more than {NESTED_BUDGET} cgroups inside the container; those beyond are not registered");
+        }
+    }
+
+    /// After the first synchronize over state an earlier daemon left: cgroups it had
+    /// registered as containers that no listed container claims are gone (removed); nested
+    /// cgroups follow their container ([`Self::follow_nested`]); rule sets nothing uses any
+    /// more are deleted.
+    pub(super) fn adopt_leftovers(&mut self, before: &BTreeMap<u64, ContainerEntry>) {
+        let claimed: std::collections::BTreeSet<u64> =
+            self.containers.values().map(|m| m.info.cgroup_id).collect();
+        for (&cgroup, e) in before {
+            if claimed.contains(&cgroup) || e.rule_set >= super::super::kernel::EXEC_RULE_SETS {
+                continue;
+            }
+            if e.owner == cgroup || e.owner == 0 {
+                if let Err(err) = self.kernel.unregister(cgroup) {
+                    tracing::warn!(cgroup, error = %err, "could not remove a registration an earlier daemon left");
+                }
+            }
+        }
+        self.follow_nested();
+        let keep: std::collections::BTreeSet<u32> = self.rev.tables.keys().copied().collect();
+        if let Err(e) = self.kernel.purge_tables(&keep) {
+            tracing::warn!(error = %e, "could not delete rule sets an earlier daemon left");
+        }
+    }
+
+    /// Puts every nested cgroup (a kernel entry whose `owner` is another cgroup: the
+    /// kernel copied its container's entry when it was created) under its container's
+    /// current rule set, or removes it when that container is not protected or not known.
+    /// Two passes: a cgroup created during the first copied whichever entry its parent had
+    /// at that moment.
+    pub(super) fn follow_nested(&mut self) {
+        let by_cgroup: BTreeMap<u64, Option<u32>> = self
+            .containers
+            .values()
+            .map(|m| (m.info.cgroup_id, m.rule_set))
+            .collect();
+        for _ in 0..2 {
+            for (cgroup, e) in self.kernel.registrations() {
+                if e.owner == cgroup || e.rule_set >= super::super::kernel::EXEC_RULE_SETS {
+                    continue;
+                }
+                let r = match by_cgroup.get(&e.owner).copied().flatten() {
+                    Some(rs) if rs == e.rule_set => continue,
+                    Some(rs) => self
+                        .kernel
+                        .register(cgroup, ContainerEntry::new(rs, e.owner)),
+                    None => self.kernel.unregister(cgroup),
+                };
+                if let Err(err) = r {
+                    tracing::warn!(cgroup, owner = e.owner, error = %err, "could not switch a nested cgroup to its container's rule set");
+                }
+            }
+        }
+    }
+}
