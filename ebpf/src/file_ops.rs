@@ -231,10 +231,14 @@ fn modify(cg: (u64, u32), hook: u16, mnt: *const u8, dentry: *const u8, mode: u3
     Ok(decide(s, mnt, dentry, u32::from(ops), skip) != 0)
 }
 
-/// The open's file and the file's mode when it is a write open of an existing regular
-/// file, the only opens `file_open` acts on.
+/// A write open of an existing regular file (the only opens `file_open` acts on): the
+/// file, its inode and the inode's mode.
+pub type WriteOpen = (*const u8, *const u8, u32);
+
+/// The open as a [`WriteOpen`], or `None` for any other open (read-only, the open that
+/// created the file, not a regular file): checked before the cgroup lookup.
 #[inline(always)]
-fn write_open(ctx: &LsmContext) -> Option<(*const u8, *const u8, u32)> {
+pub fn write_open(ctx: &LsmContext) -> Option<WriteOpen> {
     // Direct BTF loads from the hook's `file` (no helper calls): this runs on every open.
     let file: *const u8 = ctx.arg(0);
     let fmode: u32 = load(file, OFF_FILE_MODE);
@@ -246,19 +250,11 @@ fn write_open(ctx: &LsmContext) -> Option<(*const u8, *const u8, u32)> {
     is_reg(mode).then_some((file, inode, mode))
 }
 
-/// Before the cgroup lookup: most opens (read-only, new files, devices, pipes) end here
-/// for every task, managed or not.
+/// `file_open(struct file *file)` for a managed task's [`write_open`]. Overlayfs backing
+/// files (a second open of the same file) are skipped.
 #[inline(always)]
-pub fn open_may_act(ctx: &LsmContext) -> bool {
-    write_open(ctx).is_some()
-}
-
-/// `file_open(struct file *file)`: an open for writing of an existing regular file.
-/// Overlayfs backing files (a second open of the same file) are skipped.
-pub fn file_open(ctx: &LsmContext, cg: (u64, u32)) -> R {
-    let Some((file, inode, mode)) = write_open(ctx) else {
-        return Ok(false);
-    };
+pub fn file_open(open: WriteOpen, cg: (u64, u32)) -> R {
+    let (file, inode, mode) = open;
     // Most write opens in a drift-only rule set end here, before any path work.
     let ops = u32::from(modify_ops(mode));
     if !crate::maps::may_act(cg.1, ops) {

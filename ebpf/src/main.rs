@@ -51,14 +51,9 @@ fn verdict(r: Result<bool, i64>) -> i32 {
 
 macro_rules! hook {
     ($name:ident, $hook:literal, $helper:path) => {
-        hook!($name, $hook, $helper, |_: &LsmContext| true);
-    };
-    // `$wanted`: facts of the hook's arguments alone (direct loads, no helper call) that
-    // rule out any action whoever the task is; checked before the cgroup lookup.
-    ($name:ident, $hook:literal, $helper:path, $wanted:expr) => {
         #[lsm(hook = $hook)]
         pub fn $name(ctx: LsmContext) -> i32 {
-            if noop() || !($wanted)(&ctx) {
+            if noop() {
                 return 0;
             }
             match container::rule_set() {
@@ -71,12 +66,21 @@ macro_rules! hook {
 
 hook!(path_chmod, "path_chmod", file_ops::path_chmod);
 hook!(path_mknod, "path_mknod", file_ops::path_mknod);
-hook!(
-    file_open,
-    "file_open",
-    file_ops::file_open,
-    file_ops::open_may_act
-);
+/// `file_open` runs on every open of every task: the open's mode and the file's type
+/// (direct loads, no helper call) rule out most opens before the cgroup lookup.
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    let Some(open) = file_ops::write_open(&ctx) else {
+        return 0;
+    };
+    match container::rule_set() {
+        None => 0,
+        Some(cg) => verdict(file_ops::file_open(open, cg)),
+    }
+}
 hook!(path_truncate, "path_truncate", file_ops::path_truncate);
 hook!(file_truncate, "file_truncate", file_ops::file_truncate);
 hook!(path_unlink, "path_unlink", file_ops::path_unlink);

@@ -280,6 +280,14 @@ fn loops(f: &CString, busybox: &str, n_file: u32, n_exec: u32) -> [Op; 4] {
     ]
 }
 
+/// A blank line, then a Markdown table's header row and separator.
+fn table_head(first: &[&str], configs: &[&str]) {
+    println!();
+    let cols: Vec<&str> = first.iter().chain(configs).copied().collect();
+    println!("| {} |", cols.join(" | "));
+    println!("|{}", "---|".repeat(cols.len()));
+}
+
 fn main() {
     if let Some(reason) = skip_reason() {
         println!("skipping - {reason}");
@@ -377,13 +385,7 @@ fn main() {
         "kernel {} | N = {n_file} (file loops), {n_exec} (fork+exec) | best of {ROUNDS} interleaved rounds",
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
     );
-    println!();
-    print!("| loop | none (ns/iter) |");
-    for name in &CONFIGS[1..] {
-        print!(" {name} |");
-    }
-    println!();
-    println!("|---|---|---|---|---|---|---|");
+    table_head(&["loop", "none (ns/iter)"], &CONFIGS[1..]);
     for (j, op) in ops.iter().enumerate() {
         let base = best[0][j];
         print!("| {} | {base:.0} |", op.name);
@@ -394,13 +396,7 @@ fn main() {
     }
     println!();
     println!("ns inside the program per call (kernel run-time statistics, a separate pass):");
-    println!();
-    print!("| loop | program |");
-    for name in &CONFIGS[1..] {
-        print!(" {name} |");
-    }
-    println!();
-    println!("|---|---|---|---|---|---|---|");
+    table_head(&["loop", "program"], &CONFIGS[1..]);
     for (j, op) in ops.iter().enumerate() {
         let Some(prog) = LOOP_PROGRAM[j] else {
             continue;
@@ -415,13 +411,7 @@ fn main() {
     println!(
         "d4c's own share of an iteration: (ns in the program - ns in the no-op program) / ns per iteration with no BPF"
     );
-    println!();
-    print!("| loop |");
-    for name in &CONFIGS[2..] {
-        print!(" {name} |");
-    }
-    println!();
-    println!("|---|---|---|---|---|");
+    table_head(&["loop"], &CONFIGS[2..]);
     for (j, op) in ops.iter().enumerate() {
         if LOOP_PROGRAM[j].is_none() {
             continue;

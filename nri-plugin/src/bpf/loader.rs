@@ -208,9 +208,8 @@ impl Enforcer {
             dir = %config.pin_dir.display(),
             "the pinned programs are another d4c build's; taking over (they enforce until the containers are registered again)"
         );
-        let retiring = fs::retire(&config.pin_dir)?;
         let mut handovers = found();
-        handovers.retain(|h| h.dir != retiring);
+        let retiring = fs::retire(&config.pin_dir)?;
         handovers.push(Handover::begin(retiring.clone()));
         match Self::load(config, &btf, build) {
             Ok(mut e) => {
