@@ -1,6 +1,8 @@
 //! Build script: records the build identity for `d4c --version`, and builds the eBPF
-//! programs in `../ebpf` (its own workspace, nightly, target bpfel-unknown-none, linked by
-//! bpf-linker) with aya-build into `$OUT_DIR/d4c-ebpf`, which `src/bpf` embeds.
+//! programs in `../ebpf` (its own workspace, target bpfel-unknown-none, linked by
+//! bpf-linker) with aya-build into `$OUT_DIR/d4c-ebpf`, which `src/bpf` embeds. The
+//! toolchain is the one pinned in `../rust-toolchain.toml` (never a floating nightly), with
+//! `RUSTC_BOOTSTRAP=1` for `-Z build-std=core`; see ebpf/README.md, "Toolchain".
 //!
 //! `AYA_BUILD_SKIP=1` skips the eBPF build (an empty object is embedded; loading it fails
 //! with a clear error): for hosts without bpf-linker that only lint or test userspace.
@@ -38,6 +40,11 @@ fn build_ebpf() -> anyhow::Result<()> {
         "cargo:rerun-if-changed={}",
         ebpf_dir.join("Cargo.lock").display()
     );
+    let toolchain = pinned_toolchain(&manifest.join("../rust-toolchain.toml"))?;
+    println!("cargo:rerun-if-changed=../rust-toolchain.toml");
+    // aya-build adds `-Z build-std=core` when RUSTC_BOOTSTRAP=1, and its cargo inherits
+    // the variable. A build script runs single-threaded, so setting it here is sound.
+    std::env::set_var("RUSTC_BOOTSTRAP", "1");
     // aya-build runs `cargo build --package d4c-ebpf` in the current directory: run it in
     // ebpf/, whose own workspace holds the package.
     std::env::set_current_dir(&ebpf_dir)?;
@@ -50,7 +57,7 @@ fn build_ebpf() -> anyhow::Result<()> {
             root_dir,
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        aya_build::Toolchain::Custom(&toolchain),
     )?;
     let object = PathBuf::from(std::env::var("OUT_DIR")?).join("d4c-ebpf");
     if !object.exists() {
@@ -58,4 +65,17 @@ fn build_ebpf() -> anyhow::Result<()> {
         std::fs::write(&object, [])?;
     }
     Ok(())
+}
+
+/// The `channel` of the repository's `rust-toolchain.toml`: the one place the toolchain
+/// that builds the eBPF object is named.
+fn pinned_toolchain(file: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .find(|v| !v.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{}: no `channel = \"...\"` line", file.display()))
 }

@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Installs what building and testing d4c needs on a Debian 12 / Ubuntu machine. Idempotent:
 # each step checks first and says what it does. Needs root for apt (skipped with a note
-# otherwise). Toolchain pieces: nightly rust-src (eBPF build), bpf-linker built against
-# Debian's LLVM 22, cargo-fuzz; packages: qemu-system-x86, busybox-static, cpio, zstd
-# (guest harness), protobuf-compiler (CRI test client), and containerd 1.7 with NRI
+# otherwise). Toolchain pieces: the Rust toolchain pinned in rust-toolchain.toml with
+# rust-src (it builds the eBPF object too), bpf-linker built against that toolchain's LLVM
+# major (Debian's llvm-N-dev), cargo-fuzz; packages: qemu-system-x86, busybox-static, cpio,
+# zstd (guest harness), protobuf-compiler (CRI test client), and containerd 1.7 with NRI
 # (tests/containerd/setup.sh).
 set -euo pipefail
 
 say() { printf '[setup] %s\n' "$*"; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+# Versions of the cargo-installed tools: a newer bpf-linker may drop the LLVM we build with.
+BPF_LINKER_VERSION=0.13.0
+CARGO_FUZZ_VERSION=0.13.2
 
-APT_PACKAGES=(llvm-22-dev qemu-system-x86 busybox-static cpio zstd protobuf-compiler)
+# 1. The pinned toolchain (rust-toolchain.toml is the one place that names it) with rust-src.
+pin=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$root/rust-toolchain.toml")
+[[ -n $pin ]] || { say "rust-toolchain.toml names no channel"; exit 1; }
+if ! rustup component list --toolchain "$pin" --installed 2>/dev/null | grep -q '^rust-src'; then
+    say "installing Rust $pin with rust-src (the pinned toolchain, rust-toolchain.toml)"
+    rustup toolchain install "$pin" --profile minimal --component rust-src,rustfmt,clippy
+fi
+rust_llvm=$(rustup run "$pin" rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+[[ -n $rust_llvm ]] || { say "cannot read the LLVM version of rustc $pin"; exit 1; }
+
+# 2. Debian packages, with the LLVM (dev) of the pinned rustc for bpf-linker.
+APT_PACKAGES=("llvm-$rust_llvm-dev" qemu-system-x86 busybox-static cpio zstd protobuf-compiler)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,28 +37,47 @@ if ((${#missing[@]})); then
         say "installing ${missing[*]} (apt)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q >/dev/null
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+        available=()
+        for p in "${missing[@]}"; do
+            if apt-cache show "$p" >/dev/null 2>&1; then available+=("$p"); else say "apt has no $p"; fi
+        done
+        ((${#available[@]} == 0)) || apt-get install -y -q --no-install-recommends "${available[@]}" >/dev/null
     fi
 fi
 
-if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
-    say "adding rust-src to the nightly toolchain"
-    rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
-    rustup component add rust-src --toolchain nightly
+# 3. bpf-linker built against the pinned rustc's LLVM major (rebuilt when it is not).
+# Its LLVM major: from the libLLVM it links, else from cargo's record of its features.
+linker_llvm() {
+    local bin
+    bin=$(command -v bpf-linker) || return 0
+    ldd "$bin" 2>/dev/null | sed -n 's/.*libLLVM[.-]\{0,1\}\([0-9][0-9]*\).*/\1/p' | head -n1 | grep . && return 0
+    grep -o '"bpf-linker [^"]*"[^}]*"features":\[[^]]*\]' "${CARGO_HOME:-$HOME/.cargo}/.crates2.json" 2>/dev/null \
+        | grep -o 'llvm-[0-9]*' | head -n1 | cut -d- -f2 || true
+}
+linker=$(linker_llvm)
+if [[ $linker != "$rust_llvm" ]] || ! bpf-linker --version >/dev/null 2>&1; then
+    [[ -z $linker ]] || say "bpf-linker is built against LLVM $linker, rustc $pin uses LLVM $rust_llvm: rebuilding it"
+    if [[ -d /usr/lib/llvm-$rust_llvm/lib ]]; then
+        say "building bpf-linker $BPF_LINKER_VERSION against LLVM $rust_llvm (about a minute)"
+        PATH=/usr/lib/llvm-$rust_llvm/bin:$PATH cargo "+$pin" install bpf-linker --version "$BPF_LINKER_VERSION" \
+            --locked --force --no-default-features --features "llvm-$rust_llvm" --quiet
+        linker=$(linker_llvm)
+    fi
+fi
+if [[ $linker != "$rust_llvm" ]]; then
+    say "eBPF toolchain mismatch: rustc $pin uses LLVM $rust_llvm but bpf-linker is built against LLVM ${linker:-(not installed)}, and llvm-$rust_llvm-dev is not installed to rebuild it; fix: pin rust-toolchain.toml to a toolchain whose LLVM major has a Debian llvm-N-dev (ebpf/README.md, Toolchain)"
+    exit 1
 fi
 
-if ! command -v bpf-linker >/dev/null || ! bpf-linker --version >/dev/null 2>&1; then
-    say "building bpf-linker against LLVM 22 (about a minute)"
-    PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --locked --no-default-features --features llvm-22 --quiet
+# 4. cargo-fuzz (the fuzz run uses the pinned toolchain with RUSTC_BOOTSTRAP=1).
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION (about a minute)"
+    cargo "+$pin" install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force --quiet
 fi
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    say "installing cargo-fuzz (about a minute)"
-    cargo install cargo-fuzz --locked --quiet
-fi
-# containerd 1.7 with NRI (from Debian 13, pinned) for the end-to-end tests.
+# 5. containerd 1.7 with NRI (from Debian 13, pinned) for the end-to-end tests.
 if [[ $(id -u) -eq 0 ]]; then
-    "$(dirname "$0")/../tests/containerd/setup.sh"
+    "$root/tests/containerd/setup.sh"
 else
     say "not root: skipping the containerd install (tests/containerd/setup.sh)"
 fi

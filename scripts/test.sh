@@ -86,7 +86,7 @@ if ((fuzz_seconds > 0)); then
     step "fuzzing parse+validate+compile for ${fuzz_seconds}s"
     corpus=${D4C_CACHE_DIR:-target}/fuzz-corpus
     mkdir -p "$corpus"
-    if cargo +nightly fuzz run --fuzz-dir policy/fuzz parse_compile "$corpus" config/policies \
+    if RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir policy/fuzz parse_compile "$corpus" config/policies \
         -- -max_total_time="$fuzz_seconds" -print_final_stats=1 2>&1 | tail -n 15; then
         echo "fuzz: 1 passed, 0 failed" | tee -a "$log"
     else

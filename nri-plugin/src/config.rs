@@ -23,9 +23,11 @@ pub struct Config {
     pub log_level: String,
 }
 
+/// `enforcement:`: the kernel programs attached in a mode (`auto`, `lsm`, `fmod-ret`;
+/// `bpf` is the earlier name of `auto`), or `none` (nothing enforced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enforcement {
-    Bpf,
+    Kernel(crate::bpf::AttachRequest),
     None,
 }
 
@@ -55,7 +57,7 @@ impl Default for Config {
             cluster_id: None,
             cluster_name: None,
             bpffs: "/sys/fs/bpf/d4c".into(),
-            enforcement: Enforcement::Bpf,
+            enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
             alerts: Alerts {
                 stdout: true,
                 file: None,
@@ -165,14 +167,16 @@ impl Config {
                 "bpffs" => c.bpffs = s()?.into(),
                 "enforcement" => {
                     c.enforcement = match s()?.as_str() {
-                        "bpf" => Enforcement::Bpf,
                         "none" => Enforcement::None,
-                        other => {
-                            return Err(err(
+                        "bpf" => Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
+                        other => Enforcement::Kernel(other.parse().map_err(|_| {
+                            err(
                                 value,
-                                format!("`enforcement` is `bpf` or `none`, not `{other}`"),
-                            ))
-                        }
+                                format!(
+                                    "`enforcement` is `auto`, `lsm`, `fmod-ret` or `none`, not `{other}`"
+                                ),
+                            )
+                        })?),
                     }
                 }
                 "metricsAddress" => c.metrics_address = Some(s()?).filter(|v| !v.is_empty()),
@@ -319,6 +323,7 @@ fn scalar(node: &Node) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::{AttachMode, AttachRequest};
 
     #[test]
     fn the_shipped_file_is_the_defaults() {
@@ -337,6 +342,21 @@ mod tests {
         );
         assert!(!c.alerts.stdout);
         assert_eq!(c.enforcement, Enforcement::None);
+        for (text, want) in [
+            ("auto", AttachRequest::Auto),
+            ("bpf", AttachRequest::Auto),
+            ("lsm", AttachRequest::Only(AttachMode::Lsm)),
+            ("fmod-ret", AttachRequest::Only(AttachMode::FmodRet)),
+        ] {
+            let c = Config::parse("c.yaml", &format!("enforcement: {text}\n")).unwrap();
+            assert_eq!(c.enforcement, Enforcement::Kernel(want), "{text}");
+        }
+        let e = Config::parse("c.yaml", "enforcement: kprobe\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`enforcement` is `auto`, `lsm`, `fmod-ret` or `none`, not `kprobe`"),
+            "{e}"
+        );
         let e = Config::parse("c.yaml", "policydir: /x\n").unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub ringbuf_drops: AtomicU64,
     /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
     pub previous_builds: AtomicU64,
+    /// How the hooks are attached: 0 none, 1 + the index in `AttachMode::ALL`.
+    attach_mode: AtomicU64,
     decisions: Mutex<BTreeMap<(String, String), u64>>,
     nri: Mutex<BTreeMap<String, Histogram>>,
     /// The Elasticsearch sink's counters, once that sink runs.
@@ -45,6 +47,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Records how the hooks are attached (`None`: nothing is enforced).
+    pub fn set_attach_mode(&self, mode: Option<crate::bpf::AttachMode>) {
+        let v = mode.and_then(|m| crate::bpf::AttachMode::ALL.iter().position(|a| *a == m));
+        self.attach_mode
+            .store(v.map_or(0, |i| i as u64 + 1), Ordering::Relaxed);
+    }
+
     /// Counts one decision per action it carries.
     pub fn decision(&self, operation: &str, actions: &[&str]) {
         let mut d = self
@@ -197,6 +206,15 @@ impl Metrics {
             ] {
                 g(&mut s, name, kind, help, v);
             }
+        }
+        let _ = writeln!(s, "# HELP d4c_attach_mode How the kernel programs are attached: 1 for the mode in force (lsm: BPF LSM; fmod_ret: security_* functions), 0 for the others.\n# TYPE d4c_attach_mode gauge");
+        let mode = self.attach_mode.load(Ordering::Relaxed);
+        for (i, m) in crate::bpf::AttachMode::ALL.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "d4c_attach_mode{{mode=\"{m}\"}} {}",
+                u64::from(mode == i as u64 + 1)
+            );
         }
         let _ = writeln!(s, "# HELP d4c_decisions_total Decisions by operation and action.\n# TYPE d4c_decisions_total counter");
         for ((op, action), n) in self
@@ -363,6 +381,22 @@ mod tests {
         );
         stats.backlog.store(0, Ordering::Relaxed);
         assert!(m.render().contains("\nd4c_elasticsearch_backlog 0\n"));
+    }
+
+    #[test]
+    fn the_attach_mode_is_one_labelled_gauge() {
+        let m = Metrics::default();
+        assert!(m
+            .render()
+            .contains("d4c_attach_mode{mode=\"lsm\"} 0\nd4c_attach_mode{mode=\"fmod_ret\"} 0\n"));
+        m.set_attach_mode(Some(crate::bpf::AttachMode::FmodRet));
+        assert!(m
+            .render()
+            .contains("d4c_attach_mode{mode=\"lsm\"} 0\nd4c_attach_mode{mode=\"fmod_ret\"} 1\n"));
+        m.set_attach_mode(Some(crate::bpf::AttachMode::Lsm));
+        assert!(m
+            .render()
+            .contains("d4c_attach_mode{mode=\"lsm\"} 1\nd4c_attach_mode{mode=\"fmod_ret\"} 0\n"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! Privileged kernel tests: the eBPF LSM programs loaded through `d4c::bpf::Enforcer`,
-//! exercised by forked children placed in test cgroups. Run as root on a kernel with BPF
-//! LSM (in practice: `cargo xtask vm --kernel 6.1|6.12|newest --with <this binary> -- ...`);
+//! Privileged kernel tests: the eBPF programs loaded through `d4c::bpf::Enforcer` (as BPF
+//! LSM programs, or fmod_ret where the guest boots without `bpf` in `lsm=`), exercised by
+//! forked children placed in test cgroups. Run as root (in practice: `cargo xtask vm --kernel 6.1|6.12|newest --with <this binary> -- ...`);
 //! elsewhere they print `skipping test - <reason>`, or fail with `D4C_REQUIRE_BPF_LSM=1`.
 // Operation indices and byte counts here are small constants.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
+mod kernel_modes;
 mod kernel_support;
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path};
@@ -584,7 +585,10 @@ fn an_upgrade_takes_over_without_an_unprotected_moment() {
         pin_dir: pin_dir.clone(),
         ..Default::default()
     };
-    let this = build_id(false);
+    let mode = d4c::bpf::AttachRequest::Auto
+        .resolve(std::path::Path::new(d4c::bpf::LSM_LIST))
+        .unwrap();
+    let this = build_id(false, mode);
     let cg = TestCgroup::new("upgrade");
     let dir = TestDir::new("upgrade");
     let f = dir.file("f", 0o644);

@@ -213,6 +213,15 @@ impl Btf {
         self.by_name.contains_key(&(KIND_FUNC, name.to_owned()))
     }
 
+    /// The BTF id of function `name` (the first, should there be several).
+    #[must_use]
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.by_name
+            .get(&(KIND_FUNC, name.to_owned()))?
+            .first()
+            .copied()
+    }
+
     /// Number of parameters of function `name`, if it exists.
     #[must_use]
     pub fn func_params(&self, name: &str) -> Option<usize> {

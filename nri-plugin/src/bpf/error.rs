@@ -15,6 +15,27 @@ pub enum BpfError {
     )]
     LsmUnavailable { reason: String },
 
+    /// The kernel refused the hooks as fmod_ret programs (or they could not be prepared).
+    #[error(
+        "fmod_ret: program {program} on {function}: {reason}. fmod_ret needs kernel BTF \
+         (CONFIG_DEBUG_INFO_BTF=y), BPF trampolines (x86_64, or arm64 from 6.0) and \
+         CAP_BPF with CAP_PERFMON{}",
+        if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") }
+    )]
+    FmodRet {
+        program: &'static str,
+        function: String,
+        reason: String,
+        verifier_log: String,
+    },
+
+    #[error("pinning {}: {source}", path.display())]
+    PinFd {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::error::BpfError;
+use super::{attach_mode::AttachMode, error::BpfError};
 
 /// Where d4c pins its maps and links unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/d4c";
@@ -140,6 +140,36 @@ pub fn mark_build(pin_dir: &Path, build_id: u64) -> Result<(), BpfError> {
     create_dir(&build_marker(pin_dir, build_id))
 }
 
+/// Prefix of the empty directory that names the attach mode of the pinned programs.
+const MODE_PREFIX: &str = "mode-";
+
+/// The marker directories in `dir` (build and mode), by name.
+fn marker_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(BUILD_PREFIX) || n.starts_with(MODE_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Records how the programs in `pin_dir` are attached.
+pub fn mark_mode(pin_dir: &Path, mode: AttachMode) -> Result<(), BpfError> {
+    create_dir(&pin_dir.join(format!("{MODE_PREFIX}{}", mode.name())))
+}
+
+/// How the programs pinned in `pin_dir` are attached (`None`: nothing pinned, or pinned
+/// by a build that did not record it, which attached LSM programs only).
+#[must_use]
+pub fn pinned_mode(pin_dir: &Path) -> Option<AttachMode> {
+    std::fs::read_dir(pin_dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        AttachMode::from_name(name.strip_prefix(MODE_PREFIX)?)
+    })
+}
+
 /// Prefix of the directory a previous build's pins move to while this build takes over.
 const RETIRING_PREFIX: &str = "retiring-";
 
@@ -182,8 +212,8 @@ pub fn retire(pin_dir: &Path) -> Result<PathBuf, BpfError> {
             rename(&from, &to.join(sub))?;
         }
     }
-    for id in pinned_builds(pin_dir) {
-        rename(&build_marker(pin_dir, id), &build_marker(&to, id))?;
+    for name in marker_names(pin_dir) {
+        rename(&pin_dir.join(&name), &to.join(&name))?;
     }
     Ok(to)
 }
@@ -196,8 +226,8 @@ pub fn unretire(pin_dir: &Path, retiring: &Path) -> Result<(), BpfError> {
             rename(&from, &pin_dir.join(sub))?;
         }
     }
-    for id in pinned_builds(retiring) {
-        rename(&build_marker(retiring, id), &build_marker(pin_dir, id))?;
+    for name in marker_names(retiring) {
+        rename(&retiring.join(&name), &pin_dir.join(&name))?;
     }
     remove_pins(retiring)
 }
@@ -218,8 +248,8 @@ pub fn remove_current(dir: &Path) -> Result<(), BpfError> {
             std::fs::remove_dir(&sub).map_err(|s| io_err(&sub, s))?;
         }
     }
-    for id in pinned_builds(dir) {
-        let marker = build_marker(dir, id);
+    for name in marker_names(dir) {
+        let marker = dir.join(name);
         std::fs::remove_dir(&marker).map_err(|s| io_err(&marker, s))?;
     }
     Ok(())

@@ -18,8 +18,10 @@ use d4c_common::{
 };
 
 use super::{
+    attach_mode::{AttachMode, AttachRequest},
     btf::Btf,
     error::BpfError,
+    fmod_ret::Relocated,
     fs::{self, links_dir, maps_dir},
     handover::Handover,
     TrieData,
@@ -99,9 +101,12 @@ pub struct Config {
     pub btf: PathBuf,
     /// The active LSM list (default `/sys/kernel/security/lsm`).
     pub lsm_list: PathBuf,
-    /// Attach the LSM programs. `false` loads only the cgroup tracepoints: a diagnostic
-    /// mode for kernels that refuse LSM programs (nothing is enforced).
+    /// Attach the hooks. `false` loads only the cgroup tracepoints: a diagnostic mode for
+    /// kernels that refuse the hooks (nothing is enforced).
     pub attach_lsm: bool,
+    /// How the hooks attach: `auto` (LSM where BPF LSM is active, else fmod_ret), or
+    /// exactly one mode.
+    pub attach: AttachRequest,
     /// Load every program as a no-op that returns 0 at once (the `D4C_NOOP` global): the
     /// floor of the kernel overhead benchmark. Nothing is enforced; d4c never sets it.
     pub noop: bool,
@@ -114,6 +119,7 @@ impl Default for Config {
             btf: fs::KERNEL_BTF.into(),
             lsm_list: fs::LSM_LIST.into(),
             attach_lsm: true,
+            attach: AttachRequest::Auto,
             noop: false,
         }
     }
@@ -133,6 +139,7 @@ pub enum Origin {
 pub struct Enforcer {
     pub(super) pin_dir: PathBuf,
     pub(super) origin: Origin,
+    pub(super) mode: AttachMode,
     pub(super) containers: HashMap<MapData, u64, ContainerEntry>,
     pub(super) file_rules: LpmTrie<MapData, TrieData, FileRule>,
     pub(super) exe_rules: LpmTrie<MapData, TrieData, ExeRule>,
@@ -145,12 +152,18 @@ pub struct Enforcer {
     pub(super) handovers: Vec<Handover>,
 }
 
-/// Identifies the kernel code this binary loads: FNV-1a of the embedded object, and
-/// whether the programs are no-ops. Pinned under `build-<id>`; adoption requires a match.
+/// Identifies the kernel code this binary loads: FNV-1a of the embedded object, whether
+/// the programs are no-ops, and how they attach. Pinned under `build-<id>`; adoption
+/// requires a match, so a change of attach mode is taken over like an upgrade.
 #[must_use]
-pub fn build_id(noop: bool) -> u64 {
+pub fn build_id(noop: bool, mode: AttachMode) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in OBJECT.iter().chain(std::iter::once(&u8::from(noop))) {
+    let tail = [u8::from(noop)];
+    let mode_tail: &[u8] = match mode {
+        AttachMode::Lsm => &[],
+        AttachMode::FmodRet => b"fmod_ret",
+    };
+    for b in OBJECT.iter().chain(&tail).chain(mode_tail) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -165,9 +178,11 @@ impl Enforcer {
     /// Adopts the pinned programs under `config.pin_dir` if they are all there, else loads,
     /// attaches and pins them (clearing any partial leftovers first).
     pub fn load_or_adopt(config: &Config) -> Result<Self, BpfError> {
-        if config.attach_lsm {
-            fs::check_bpf_lsm(&config.lsm_list)?;
-        }
+        let mode = if config.attach_lsm {
+            config.attach.resolve(&config.lsm_list)?
+        } else {
+            AttachMode::Lsm
+        };
         let btf = Btf::from_file(&config.btf)?;
         let complete = PROGRAMS.iter().all(|p| {
             program_pin(&config.pin_dir, p).exists()
@@ -176,7 +191,7 @@ impl Enforcer {
         }) && PROGRAMS
             .iter()
             .any(|p| program_pin(&config.pin_dir, p).exists());
-        let build = build_id(config.noop);
+        let build = build_id(config.noop, mode);
         let builds = fs::pinned_builds(&config.pin_dir);
         let found = || {
             fs::retiring_dirs(&config.pin_dir)
@@ -193,7 +208,7 @@ impl Enforcer {
         if !complete {
             // Partial leftovers of a failed load; a previous build's handover stays.
             fs::remove_current(&config.pin_dir)?;
-            let mut e = Self::load(config, &btf, build)?;
+            let mut e = Self::load(config, &btf, build, mode)?;
             e.handovers = found();
             return Ok(e);
         }
@@ -211,7 +226,7 @@ impl Enforcer {
         let mut handovers = found();
         let retiring = fs::retire(&config.pin_dir)?;
         handovers.push(Handover::begin(retiring.clone()));
-        match Self::load(config, &btf, build) {
+        match Self::load(config, &btf, build, mode) {
             Ok(mut e) => {
                 e.handovers = handovers;
                 Ok(e)
@@ -234,7 +249,8 @@ impl Enforcer {
                 source: Box::new(source),
             })
         };
-        Self::from_maps(pin_dir, Origin::Adopted, |name| {
+        let mode = fs::pinned_mode(pin_dir).unwrap_or(AttachMode::Lsm);
+        Self::from_maps(pin_dir, Origin::Adopted, mode, |name| {
             open(name).map(|md| wrap(name, md))
         })
     }
@@ -242,6 +258,7 @@ impl Enforcer {
     fn from_maps(
         pin_dir: &Path,
         origin: Origin,
+        mode: AttachMode,
         mut take: impl FnMut(&'static str) -> Result<Map, BpfError>,
     ) -> Result<Self, BpfError> {
         fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -256,6 +273,7 @@ impl Enforcer {
         Ok(Enforcer {
             pin_dir: pin_dir.into(),
             origin,
+            mode,
             containers: typed(MAP_CONTAINERS, take(MAP_CONTAINERS)?)?,
             file_rules: typed(MAP_FILE_RULES, take(MAP_FILE_RULES)?)?,
             exe_rules: typed(MAP_EXE_RULES, take(MAP_EXE_RULES)?)?,
@@ -268,11 +286,12 @@ impl Enforcer {
         })
     }
 
-    fn load(config: &Config, btf: &Btf, build: u64) -> Result<Self, BpfError> {
+    fn load(config: &Config, btf: &Btf, build: u64, mode: AttachMode) -> Result<Self, BpfError> {
         let offsets = btf.kernel_offsets()?;
         fs::ensure_pin_dir(&config.pin_dir)?;
-        let result = Self::load_inner(config, btf, &offsets)
-            .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e));
+        let result = Self::load_inner(config, btf, &offsets, mode)
+            .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e))
+            .and_then(|e| fs::mark_mode(&config.pin_dir, mode).map(|()| e));
         if result.is_err() {
             // Leave no half-attached state behind; a previous build's handover stays.
             let _ = if fs::retiring_dirs(&config.pin_dir).is_empty() {
@@ -288,6 +307,7 @@ impl Enforcer {
         config: &Config,
         btf: &Btf,
         offsets: &d4c_common::KernelOffsets,
+        mode: AttachMode,
     ) -> Result<Self, BpfError> {
         let aya_btf =
             aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
@@ -308,22 +328,40 @@ impl Enforcer {
         let mut ebpf: Ebpf = loader.load(OBJECT).map_err(|source| BpfError::Object {
             source: Box::new(source),
         })?;
+        // fmod_ret hooks are loaded here, from the object relocated against aya's maps
+        // (after the tracepoints, whose load gives the object's BTF to the kernel).
+        let mut relocated: Option<Relocated> = None;
         for p in PROGRAMS {
             if p.kind == Kind::Lsm && !config.attach_lsm {
                 continue;
             }
-            if p.optional && !btf.has_func(&format!("bpf_lsm_{}", p.attach)) {
+            let function = mode.kernel_function(p.attach);
+            if p.kind == Kind::Lsm && p.optional && !btf.has_func(&function) {
+                continue;
+            }
+            let path = program_pin(&config.pin_dir, p);
+            if p.kind == Kind::Lsm && mode == AttachMode::FmodRet {
+                let relocated = match &mut relocated {
+                    Some(r) => r,
+                    None => relocated.insert(Relocated::new(OBJECT, &ebpf, PROGRAMS[0].name)?),
+                };
+                let id = btf.func_id(&function).ok_or_else(|| BpfError::FmodRet {
+                    program: p.name,
+                    function: function.clone(),
+                    reason: "the kernel's BTF has no such function".into(),
+                    verifier_log: String::new(),
+                })?;
+                relocated.attach_and_pin(p.name, &function, id, &path)?;
                 continue;
             }
             let link = attach(&mut ebpf, p, &aya_btf)?;
-            let path = program_pin(&config.pin_dir, p);
             let pinned: PinnedLink = link.pin(&path).map_err(|source| BpfError::Pin {
                 path: path.clone(),
                 source: Box::new(source),
             })?;
             drop(pinned);
         }
-        Self::from_maps(&config.pin_dir, Origin::Loaded, |name| {
+        Self::from_maps(&config.pin_dir, Origin::Loaded, mode, |name| {
             ebpf.take_map(name).ok_or(BpfError::NoMap { map: name })
         })
     }
@@ -332,6 +370,12 @@ impl Enforcer {
     #[must_use]
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// How the hooks are attached.
+    #[must_use]
+    pub fn mode(&self) -> AttachMode {
+        self.mode
     }
 
     /// The pin directory.

@@ -1,24 +1,28 @@
-//! The kernel half seen from userspace: load (or adopt) the embedded eBPF LSM programs with
-//! the running kernel's struct offsets, pin them under bpffs, write the compiled tables and
+//! The kernel half seen from userspace: load (or adopt) the embedded eBPF programs with
+//! the running kernel's struct offsets, attach them as BPF LSM or fmod_ret programs
+//! ([`AttachMode`]), pin them under bpffs, write the compiled tables and
 //! container registrations, read decisions back.
 //!
 //! One task should own the [`Enforcer`]; others send it commands.
 
+mod attach_mode;
 mod btf;
 mod error;
 mod events;
+mod fmod_ret;
 mod fs;
 mod handover;
 mod inventory;
 mod loader;
 mod tables;
 
+pub use attach_mode::{AttachMode, AttachRequest};
 pub use btf::Btf;
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
 pub use fs::{
-    build_marker, check_bpf_lsm, links_dir, pinned_builds, retiring_dirs, DEFAULT_PIN_DIR,
-    KERNEL_BTF, LSM_LIST,
+    build_marker, check_bpf_lsm, links_dir, pinned_builds, pinned_mode, retiring_dirs,
+    DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST,
 };
 pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin};

@@ -31,6 +31,10 @@ pub struct Args {
     /// bpffs directory where the programs and maps are pinned.
     #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
     bpffs: PathBuf,
+    /// How the hooks attach: `auto` (BPF LSM where the kernel's LSM list has `bpf`, else
+    /// fmod_ret on `security_*` functions), `lsm` or `fmod-ret` (never another).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    enforcement: bpf::AttachRequest,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -68,7 +72,10 @@ pub fn run(args: &Args) -> ExitCode {
         };
         policy
     };
-    if let Err(e) = bpf::check_bpf_lsm(std::path::Path::new(bpf::LSM_LIST)) {
+    if let Err(e) = args
+        .enforcement
+        .resolve(std::path::Path::new(bpf::LSM_LIST))
+    {
         return fail(e);
     }
     let rule_set = exec_rule_set();
@@ -94,6 +101,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let config = bpf::Config {
         pin_dir: args.bpffs.clone(),
+        attach: args.enforcement,
         ..bpf::Config::default()
     };
     let mut enforcer = match Enforcer::load_or_adopt(&config) {

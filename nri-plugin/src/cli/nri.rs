@@ -93,13 +93,15 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let host = d4c::alerts::clock::host_name();
 
     let handle: Handle = match config.enforcement {
-        Enforcement::Bpf => {
+        Enforcement::Kernel(attach) => {
             let bpf_config = bpf::Config {
                 pin_dir: config.bpffs.clone(),
+                attach,
                 ..bpf::Config::default()
             };
             let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;
-            tracing::info!(origin = ?enforcer.origin(), pinned = %config.bpffs.display(), "kernel programs ready");
+            metrics.set_attach_mode(Some(enforcer.mode()));
+            tracing::info!(origin = ?enforcer.origin(), mode = %enforcer.mode(), requested = %attach, pinned = %config.bpffs.display(), "kernel programs ready");
             let reader = enforcer
                 .take_events()
                 .ok_or_else(|| anyhow!("the ring buffer is already taken"))?

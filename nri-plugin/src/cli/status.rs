@@ -35,6 +35,11 @@ fn attached(bpffs: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// How the pinned programs attach (`lsm`, `fmod_ret`), as status shows it.
+fn mode_name(bpffs: &std::path::Path) -> Option<&'static str> {
+    bpf::pinned_mode(bpffs).map(bpf::AttachMode::name)
+}
+
 /// A line about a previous build still attached during an upgrade, if one is.
 fn handover_line(bpffs: &std::path::Path) -> Option<String> {
     let dirs = bpf::retiring_dirs(bpffs);
@@ -62,6 +67,7 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
     if args.format == Format::Json {
         let mut v = serde_json::to_value(&snap).unwrap_or_default();
         v["programs_attached"] = json!(programs);
+        v["attach_mode"] = json!(mode_name(bpffs));
         v["previous_builds_attached"] = retiring_json(bpffs);
         println!("{v}");
         return Some(ExitCode::SUCCESS);
@@ -92,7 +98,8 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
         );
     }
     println!(
-        "programs attached: {}",
+        "programs attached{}: {}",
+        mode_name(bpffs).map_or(String::new(), |m| format!(" ({m})")),
         if programs.is_empty() {
             snap.bpffs.as_ref().map_or_else(
                 || "none (the daemon runs with enforcement: none)".to_owned(),
@@ -176,6 +183,7 @@ pub fn run(args: &Args) -> ExitCode {
     let doc = json!({
         "pinned_at": args.bpffs,
         "programs_attached": attached(&args.bpffs),
+        "attach_mode": mode_name(&args.bpffs),
         "previous_builds_attached": retiring_json(&args.bpffs),
         "containers": containers,
         "counters": {
@@ -194,7 +202,11 @@ pub fn run(args: &Args) -> ExitCode {
                 args.bpffs.display(),
                 args.socket.display()
             );
-            println!("programs attached: {}", attached(&args.bpffs).join(", "));
+            println!(
+                "programs attached{}: {}",
+                mode_name(&args.bpffs).map_or(String::new(), |m| format!(" ({m})")),
+                attached(&args.bpffs).join(", ")
+            );
             if let Some(line) = handover_line(&args.bpffs) {
                 println!("{line}");
             }

@@ -14,6 +14,16 @@ use std::{
 use d4c::bpf::{Config, Enforcer, EventReader};
 use d4c_common::{ContainerEntry, Event, FileRule, PathKey, FILE_OP_SLOTS, REST_CLASSES};
 
+/// The attach mode the guest was booted for (`D4C_EXPECT_ATTACH`: `lsm` or `fmod_ret`),
+/// which `auto` must choose there; `None` when the caller does not say.
+pub fn expected_mode() -> Option<d4c::bpf::AttachMode> {
+    let v = std::env::var("D4C_EXPECT_ATTACH").ok()?;
+    Some(
+        d4c::bpf::AttachMode::from_name(&v)
+            .unwrap_or_else(|| panic!("D4C_EXPECT_ATTACH={v}: not lsm or fmod_ret")),
+    )
+}
+
 /// Whether privileged tests must run (CI): then missing prerequisites fail the test.
 fn required() -> bool {
     std::env::var("D4C_REQUIRE_BPF_LSM").is_ok_and(|v| v == "1")
@@ -24,9 +34,6 @@ pub fn missing_prerequisite() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
-    }
-    if let Err(e) = d4c::bpf::check_bpf_lsm(Path::new(d4c::bpf::LSM_LIST)) {
-        return Some(e.to_string());
     }
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         return Some("no cgroup v2 at /sys/fs/cgroup".into());
@@ -63,7 +70,11 @@ pub fn kernel() -> Option<MutexGuard<'static, Shared>> {
         };
         let t = Instant::now();
         let mut enforcer = Enforcer::load_or_adopt(&config).unwrap_or_else(|e| panic!("load: {e}"));
-        eprintln!("loaded and attached in {:?}", t.elapsed());
+        eprintln!(
+            "loaded and attached ({}) in {:?}",
+            enforcer.mode(),
+            t.elapsed()
+        );
         let events = enforcer.take_events();
         Mutex::new(Shared {
             enforcer: Some(enforcer),

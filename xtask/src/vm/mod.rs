@@ -36,6 +36,10 @@ pub struct VmArgs {
     /// Kill the guest and fail after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1200)]
     pub timeout: u64,
+    /// Added to the guest kernel's command line, e.g. `--append 'lsm=landlock,yama'` to
+    /// boot a node without BPF LSM.
+    #[arg(long, value_name = "KERNEL ARGS", default_value = "")]
+    pub append: String,
     /// The command to run as root in the guest, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -95,9 +99,14 @@ pub fn run(args: &VmArgs) -> Result<u8> {
     )?;
 
     progress(format_args!(
-        "booting kernel {} ({}) under QEMU/TCG, {:.1} s after start",
+        "booting kernel {} ({}){} under QEMU/TCG, {:.1} s after start",
         kernel.label,
         kernel.release,
+        if args.append.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" with `{}`", args.append.trim())
+        },
         started.elapsed().as_secs_f64()
     ));
     let console_log = run_dir.path().join("console.log");
@@ -107,6 +116,7 @@ pub fn run(args: &VmArgs) -> Result<u8> {
         console_log: &console_log,
         nonce: &nonce,
         timeout: Duration::from_secs(args.timeout),
+        append: &args.append,
         failure_log: cache.dir(&format!("last-failure-{}.log", kernel.label)),
     };
     // Emulated boots of some kernels occasionally die before userspace runs (seen: a

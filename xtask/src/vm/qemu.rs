@@ -25,6 +25,16 @@ const CPUS: u32 = 2;
 /// `quiet loglevel=4`: only errors reach the console; `panic=-1` reboots at once on a
 /// panic, and `-no-reboot` turns that reboot into QEMU exiting.
 const CMDLINE: &str = "console=ttyS0 rdinit=/init quiet loglevel=4 panic=-1 cgroup_no_v1=all";
+/// The kernel command line: ours, then the caller's additions (a later `lsm=` wins).
+fn cmdline(append: &str) -> String {
+    let append = append.trim();
+    if append.is_empty() {
+        CMDLINE.to_owned()
+    } else {
+        format!("{CMDLINE} {append}")
+    }
+}
+
 /// A guest that has not started the command by then is stuck in its boot (a warm boot
 /// takes 2 to 5 s under TCG).
 const BOOT_TIMEOUT: Duration = Duration::from_mins(3);
@@ -39,6 +49,8 @@ pub struct Boot<'a> {
     pub console_log: &'a Path,
     pub nonce: &'a str,
     pub timeout: Duration,
+    /// Added to the kernel command line (e.g. an `lsm=` list); empty for none.
+    pub append: &'a str,
     /// Where to keep the console log of a failed run.
     pub failure_log: PathBuf,
 }
@@ -161,7 +173,8 @@ fn spawn(boot: &Boot) -> Result<Child> {
     .arg(boot.kernel.vmlinuz())
     .arg("-initrd")
     .arg(boot.initramfs)
-    .args(["-append", CMDLINE])
+    .arg("-append")
+    .arg(cmdline(boot.append))
     .arg("-chardev")
     .arg(format!(
         "file,id=console,path={}",
