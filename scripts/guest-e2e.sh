@@ -3,10 +3,13 @@
 # and pods created through CRI, inside a QEMU guest booting a stock Debian kernel
 # (tests/tests/guest_containerd.rs).
 #
-#   scripts/guest-e2e.sh [KERNEL]      # KERNEL: 6.1, 6.12 (default) or newest
+#   scripts/guest-e2e.sh [KERNEL] [MODE]   # KERNEL: 6.1, 6.12 (default) or newest
+#                                          # MODE: lsm (default) or fmod_ret
 #
 # Two tests: guest_containerd.rs (the daemon binary) and guest_daemonset.rs (the shipped
-# DaemonSet's container spec with the d4c image, through CRI).
+# DaemonSet's container spec with the d4c image, through CRI). MODE fmod_ret boots the
+# guest with Ubuntu's `lsm=` list (no `bpf`), where the daemon's `auto` attaches as
+# fmod_ret, and runs guest_containerd.rs only.
 # On the host it builds the test binaries (stripped copies), the d4c image
 # (install/image/build.py), the two test image archives
 # (tests/containerd/mkimage.py: the guest has no python3) and collects containerd,
@@ -22,12 +25,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 kernel=${1:-6.12}
+mode=${2:-lsm}
+case $mode in
+    lsm) append=""; bins="guest_containerd guest_daemonset" ;;
+    fmod_ret) append=${NO_BPF_LSM:-lsm=landlock,lockdown,yama,integrity,apparmor}; bins="guest_containerd" ;;
+    *) echo "guest-e2e: MODE is lsm or fmod_ret, not $mode" >&2; exit 2 ;;
+esac
 stage=target/guest-e2e
 require_bpf=${D4C_REQUIRE_BPF_LSM:-${D4C_REQUIRE_PRIVILEGED:-0}}
 
 skip() {
     if [[ ${D4C_REQUIRE_PRIVILEGED:-0} == 1 || ${D4C_REQUIRE_QEMU:-0} == 1 || ${D4C_REQUIRE_CONTAINERD:-0} == 1 ]]; then
-        echo "guest end-to-end ($kernel): 0 passed, 1 failed ($1)"
+        echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed ($1)"
         exit 1
     fi
     echo "skipping guest end-to-end - $1"
@@ -41,32 +50,32 @@ stage_containerd "$stage" || skip "$stage_missing"
 echo "[guest-e2e] building the test binaries and the d4c image" >&2
 for t in guest_containerd guest_daemonset; do
     bin=$(cargo_binary "$t" test -p d4c-tests --test "$t" --no-run)
-    [[ -n $bin && -x $bin ]] || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (the test binary $t did not build)"; exit 1; }
+    [[ -n $bin && -x $bin ]] || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (the test binary $t did not build)"; exit 1; }
     strip -o "$stage/$t.tmp" "$bin" && mv -f "$stage/$t.tmp" "$stage/$t"
 done
 # The image the DaemonSet test runs: the release d4c that `cargo xtask vm` also installs.
 d4c_release=$(cargo_binary d4c build --release -p d4c)
-[[ -n $d4c_release && -x $d4c_release ]] || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (d4c did not build)"; exit 1; }
+[[ -n $d4c_release && -x $d4c_release ]] || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (d4c did not build)"; exit 1; }
 python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_latest.tar" "$d4c_release" >/dev/null \
-    || { echo "guest end-to-end ($kernel): 0 passed, 1 failed (the d4c image did not build)"; exit 1; }
+    || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (the d4c image did not build)"; exit 1; }
 rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes "$stage/install/"
 
-echo "[guest-e2e] running in a $kernel guest" >&2
+echo "[guest-e2e] running in a $kernel guest ($mode)" >&2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 # Both test binaries in one boot; the exit status is the first failure's.
-cargo xtask vm --kernel "$kernel" --timeout 900 \
+cargo xtask vm --kernel "$kernel" --append "$append" --timeout 900 \
     --with "$stage/guest_containerd" --with "$stage/guest_daemonset" --with "$stage/d4c-containerd" \
     --with "$stage/install" "${tools[@]}" -- \
     env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd D4C_INSTALL_DIR=/opt/with/install \
-    D4C_REQUIRE_BPF_LSM="$require_bpf" sh -c \
-    '/opt/with/guest_containerd --nocapture --test-threads=1; a=$?; /opt/with/guest_daemonset --nocapture --test-threads=1; b=$?; [ $a -ne 0 ] && exit $a; exit $b' \
-    2>&1 | tee "$out" || status=${PIPESTATUS[0]}
+    D4C_REQUIRE_BPF_LSM="$require_bpf" D4C_EXPECT_ATTACH="$mode" sh -c \
+    'a=0; for t in "$@"; do /opt/with/$t --nocapture --test-threads=1 || { r=$?; [ $a -eq 0 ] && a=$r; }; done; exit $a' \
+    sh $bins 2>&1 | tee "$out" || status=${PIPESTATUS[0]}
 if ((status != 0)); then
     # A harness failure or a crash prints no cargo-test summary for that binary: count it
-    # as one failure (two binaries run, so two summaries are due).
-    (($(grep -c '^test result:' "$out") >= 2)) || echo "guest end-to-end ($kernel): 0 passed, 1 failed (exit status $status)"
-    echo "guest end-to-end ($kernel) failed (exit status $status)"
+    # as one failure (one summary is due per binary).
+    (($(grep -c '^test result:' "$out") >= $(wc -w <<<"$bins"))) || echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (exit status $status)"
+    echo "guest end-to-end ($kernel, $mode) failed (exit status $status)"
 fi
 exit "$status"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole d4c test suite:
 #   (a) unit and integration tests, with the 128,000-case property test;
-#   (b) kernel tests, run inside QEMU guests booting Debian's 6.1, 6.12 and newest kernels
-#       (this machine's kernel may not load LSM programs);
+#   (b) kernel tests and the `d4c exec` scenario, run inside QEMU guests booting Debian's
+#       6.1, 6.12 and newest kernels, each booted once with BPF LSM active and once without
+#       `bpf` in `lsm=` (fmod_ret mode) (this machine's kernel may not load LSM programs);
 #   (c) end-to-end tests against a real containerd on this host, and in the guests (the
 #       daemon binary, and the shipped DaemonSet's container spec with the d4c image);
 #   the README's first command (scripts/demo.sh) in a 6.12 guest;
@@ -27,6 +28,9 @@ if [[ ${D4C_REQUIRE_PRIVILEGED:-0} == 1 ]]; then
     export D4C_REQUIRE_QEMU=1 D4C_REQUIRE_CONTAINERD=1
 fi
 
+# The LSM list of Ubuntu 22.04/24.04 (no `bpf`): guests booted with it get fmod_ret.
+NO_BPF_LSM="lsm=landlock,lockdown,yama,integrity,apparmor"
+export NO_BPF_LSM
 status=0
 step "cargo fmt --check (workspace and ebpf/)"
 if cargo fmt --all -- --check >/dev/null && (cd ebpf && cargo fmt -- --check >/dev/null); then
@@ -47,26 +51,30 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 else
     kernel_bin=$(cargo test -p d4c-tests --test kernel --no-run --message-format=json 2>/dev/null \
         | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1)
+    # Per kernel, two boots: BPF LSM active (the Debian default), and Ubuntu's `lsm=` list
+    # without `bpf`, where d4c attaches as fmod_ret. Each boot runs the kernel tests and
+    # then the `d4c exec` scenario.
     for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
-        echo "--- kernel $k"
-        if cargo xtask vm --kernel "$k" --with "$kernel_bin" -- \
-            env D4C_REQUIRE_BPF_LSM="${D4C_REQUIRE_PRIVILEGED:-0}" "/opt/with/$(basename "$kernel_bin")" --test-threads=1 2>&1 | tee -a "$log"; then
-            :
-        else
-            echo "kernel tests on $k failed"
-            status=1
-        fi
-        if ! cargo xtask vm --kernel "$k" --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh -- \
-            /opt/with/exec-scenario.sh 2>&1 | tee -a "$log"; then
-            echo "d4c exec scenario on $k failed"
-            status=1
-        fi
+        for mode in lsm fmod_ret; do
+            append=""
+            [[ $mode == fmod_ret ]] && append=$NO_BPF_LSM
+            echo "--- kernel $k, $mode"
+            if ! cargo xtask vm --kernel "$k" --append "$append" --with "$kernel_bin" \
+                --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh -- \
+                env D4C_REQUIRE_BPF_LSM="${D4C_REQUIRE_PRIVILEGED:-0}" D4C_EXPECT_ATTACH="$mode" sh -c \
+                '"/opt/with/$1" --test-threads=1; a=$?; /opt/with/exec-scenario.sh; b=$?; [ $a -ne 0 ] && exit $a; exit $b' \
+                sh "$(basename "$kernel_bin")" 2>&1 | tee -a "$log"; then
+                echo "kernel tests or the d4c exec scenario on $k ($mode) failed"
+                status=1
+            fi
+        done
     done
 fi
 
-step "guest end-to-end: containerd + d4c nri enforcing in QEMU guests"
+step "guest end-to-end: containerd + d4c nri enforcing in QEMU guests (LSM, then fmod_ret)"
 for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
     scripts/guest-e2e.sh "$k" 2>&1 | tee -a "$log" || status=1
+    scripts/guest-e2e.sh "$k" fmod_ret 2>&1 | tee -a "$log" || status=1
 done
 
 step "the README's first command: scripts/demo.sh (containerd + d4c nri + drifting pods, 6.12 guest)"

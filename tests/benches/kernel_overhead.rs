@@ -14,6 +14,8 @@
 //! (the rule set acts elsewhere, so paths are built and looked up, the decision is allow),
 //! (d) managed with a log action on every operation (events drained concurrently), (e)
 //! managed by a drift rule set (blocks createExecutable/modifyExecutable) and allowed.
+//! `D4C_BENCH_ATTACH` (`auto`, the default; `lsm`; `fmod-ret`) chooses how the programs
+//! attach, the floor (a) included, so each mode is measured against its own no-op floor.
 //! Each timed loop follows an untimed tenth as warm-up, and each configuration one discarded
 //! loop. Best of 3 interleaved rounds; each
 //! round loads and unloads the programs, and measures the baseline before and after.
@@ -31,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use d4c::bpf::{Config, Enforcer};
+use d4c::bpf::{AttachRequest, Config, Enforcer};
 use d4c_common::{
     ContainerEntry, ProcDecision, ProcKey, ACTION_ALERT, ACTION_BLOCK, ACTION_LOG, CNT_EVENTS,
     CNT_RINGBUF_DROPS, OP_CREATE_EXECUTABLE, OP_EXEC, OP_FORK, OP_MODIFY_EXECUTABLE,
@@ -165,6 +167,14 @@ fn program_ns(cg: &Path, ops: &[Op]) -> [f64; 4] {
     out
 }
 
+/// How the programs attach in this run (`D4C_BENCH_ATTACH`).
+fn attach() -> AttachRequest {
+    std::env::var("D4C_BENCH_ATTACH").map_or(AttachRequest::Auto, |v| {
+        v.parse()
+            .unwrap_or_else(|e| panic!("D4C_BENCH_ATTACH: {e}"))
+    })
+}
+
 /// Loads the programs (`noop`: as the floor) under a fresh pin directory.
 fn load(noop: bool, round: usize) -> Enforcer {
     let pin_dir = PathBuf::from(format!(
@@ -175,10 +185,15 @@ fn load(noop: bool, round: usize) -> Enforcer {
     let e = Enforcer::load_or_adopt(&Config {
         pin_dir,
         noop,
+        attach: attach(),
         ..Config::default()
     })
     .unwrap_or_else(|e| panic!("load (noop {noop}): {e}"));
-    eprintln!("round {round}: loaded (noop {noop}) in {:?}", t.elapsed());
+    eprintln!(
+        "round {round}: loaded (noop {noop}, {}) in {:?}",
+        e.mode(),
+        t.elapsed()
+    );
     // Let the kernel finish the deferred work of a load (freeing verifier state, text
     // patching) before timing: the steady state is what a node lives with.
     std::thread::sleep(Duration::from_secs(2));
@@ -381,8 +396,11 @@ fn main() {
         measure(0, &mut best, &mut in_prog);
     }
 
+    let mode = attach()
+        .resolve(Path::new(d4c::bpf::LSM_LIST))
+        .map_or_else(|e| e.to_string(), |m| m.name().to_owned());
     println!(
-        "kernel {} | N = {n_file} (file loops), {n_exec} (fork+exec) | best of {ROUNDS} interleaved rounds",
+        "kernel {} | attach mode {mode} | N = {n_file} (file loops), {n_exec} (fork+exec) | best of {ROUNDS} interleaved rounds",
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
     );
     table_head(&["loop", "none (ns/iter)"], &CONFIGS[1..]);

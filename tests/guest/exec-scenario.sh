@@ -2,7 +2,9 @@
 # Runs inside a QEMU guest (scripts/test.sh passes it with `cargo xtask vm --with`): the
 # user-facing `d4c exec` scenario on the blocking example policy. A copy of an executable
 # is refused with EPERM and raises exactly one alert naming the file and the process; the
-# same copy outside d4c works; `d4c status` and `d4c unload` behave. Prints
+# same copy outside d4c works; `d4c status` and `d4c unload` behave; with
+# D4C_EXPECT_ATTACH (lsm or fmod_ret) `d4c status` names that mode, and in a guest without
+# BPF LSM `--enforcement lsm` fails with one line. Prints
 # "d4c exec scenario: N passed, M failed".
 pass=0; fail=0
 check() { if eval "$2"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAILED: $1"; fi; }
@@ -26,6 +28,20 @@ check "exit status passes through" '[ $? -eq 7 ]'
 
 cp /bin/busybox /tmp/true && /tmp/true
 check "unmanaged processes are unaffected" '[ $? -eq 0 ]'
+
+# The attach mode the guest was booted for (scripts/test.sh sets D4C_EXPECT_ATTACH).
+if [ -n "$D4C_EXPECT_ATTACH" ]; then
+    out=$(d4c exec --policy "$policy" --alerts /dev/null -- d4c status 2>&1)
+    echo "$out"
+    check "d4c status says $D4C_EXPECT_ATTACH" 'echo "$out" | grep -q "programs attached ($D4C_EXPECT_ATTACH):"'
+    if [ "$D4C_EXPECT_ATTACH" = fmod_ret ]; then
+        out=$(d4c exec --enforcement lsm --policy "$policy" -- true 2>&1)
+        rc=$?
+        echo "$out"
+        check "--enforcement lsm fails without BPF LSM" '[ "$rc" -eq 125 ]'
+        check "with one line naming the reason" '[ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "BPF LSM is not available"'
+    fi
+fi
 
 check "nothing stays loaded after exec" '[ ! -e /sys/fs/bpf/d4c ] || [ -z "$(ls /sys/fs/bpf/d4c 2>/dev/null)" ]'
 

@@ -1,4 +1,4 @@
-//! Guest end-to-end: the real `d4c nri` daemon with `enforcement: bpf`, a real containerd
+//! Guest end-to-end: the real `d4c nri` daemon with `enforcement: auto`, a real containerd
 //! 1.7 and pods created through CRI, inside a QEMU guest (`scripts/guest-e2e.sh` builds
 //! this binary and the image archives on the host and runs it with `cargo xtask vm`).
 //!
@@ -211,6 +211,10 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
             .is_some_and(|p| p.iter().any(|n| n == "file_open")),
         "d4c status does not list the attached programs: {status}"
     );
+    // The mode the guest was booted for (BPF LSM active, or not: fmod_ret).
+    if let Ok(want) = std::env::var("D4C_EXPECT_ATTACH") {
+        assert_eq!(status["attach_mode"], want.as_str(), "{status}");
+    }
     for c in [&guarded_drift, &free_drift, &guarded_sleep, &free_sleep] {
         let entry = status["containers"]
             .as_array()

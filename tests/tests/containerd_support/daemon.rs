@@ -224,7 +224,7 @@ pub fn write_config(
 ) {
     let enforcement = bpffs.map_or_else(
         || "enforcement: none\n".to_owned(),
-        |b| format!("enforcement: bpf\nbpffs: {}\n", b.display()),
+        |b| format!("enforcement: auto\nbpffs: {}\n", b.display()),
     );
     std::fs::write(
         path,
