@@ -4,7 +4,7 @@
 
 use std::{fmt, path::Path, str::FromStr};
 
-use super::{error::BpfError, fs};
+use super::{btf::Btf, error::BpfError, fmod_ret, fs};
 
 /// The attachment in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +36,30 @@ impl AttachMode {
             AttachMode::Lsm => format!("bpf_lsm_{hook}"),
             AttachMode::FmodRet => format!("security_{hook}"),
         }
+    }
+
+    /// Whether this kernel loads hooks in this mode: a two-instruction program of the
+    /// mode's type on `path_chmod`'s attach point is loaded and dropped (nothing is
+    /// attached). The error says why not, in one line.
+    pub fn probe(self, btf: &Btf) -> Result<(), BpfError> {
+        let function = self.kernel_function("path_chmod");
+        let refused = |reason: String| match self {
+            AttachMode::Lsm => BpfError::LsmUnavailable { reason },
+            AttachMode::FmodRet => BpfError::FmodRet {
+                program: "probe",
+                function: function.clone(),
+                reason,
+                verifier_log: String::new(),
+            },
+        };
+        let id = btf
+            .func_id(&function)
+            .ok_or_else(|| refused("the kernel's BTF has no such function".into()))?;
+        fmod_ret::load_minimal(self, id).map_err(|e| {
+            refused(format!(
+                "the kernel refused a {self} program on {function} ({e})"
+            ))
+        })
     }
 
     /// The mode named by a pin directory's marker (see [`fs::mark_mode`]).
@@ -102,4 +126,13 @@ impl fmt::Display for AttachRequest {
             AttachRequest::Only(AttachMode::FmodRet) => f.write_str("fmod-ret"),
         }
     }
+}
+
+/// The mode `auto` chooses on this kernel, checked by loading a probe program of it: what
+/// a test (or an operator) asks before relying on the kernel to run d4c's hooks.
+pub fn usable_mode() -> Result<AttachMode, BpfError> {
+    let mode = AttachRequest::Auto.resolve(Path::new(fs::LSM_LIST))?;
+    let btf = Btf::from_file(Path::new(fs::KERNEL_BTF))?;
+    mode.probe(&btf)?;
+    Ok(mode)
 }

@@ -18,7 +18,7 @@ pub enum BpfError {
     /// The kernel refused the hooks as fmod_ret programs (or they could not be prepared).
     #[error(
         "fmod_ret: program {program} on {function}: {reason}. fmod_ret needs kernel BTF \
-         (CONFIG_DEBUG_INFO_BTF=y), BPF trampolines (x86_64, or arm64 from 6.0) and \
+         (CONFIG_DEBUG_INFO_BTF=y), BPF trampolines (x86_64, or arm64 from 6.4) and \
          CAP_BPF with CAP_PERFMON{}",
         if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") }
     )]

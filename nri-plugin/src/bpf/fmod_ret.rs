@@ -22,7 +22,7 @@ use std::{
 use aya::{maps::Map, Ebpf};
 use aya_obj::Object;
 
-use super::error::BpfError;
+use super::{attach_mode::AttachMode, error::BpfError};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
@@ -30,6 +30,8 @@ const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_MODIFY_RETURN: u32 = 26;
+const BPF_PROG_TYPE_LSM: u32 = 29;
+const BPF_LSM_MAC: u32 = 27;
 /// Verifier log size for a refused program (the log is only asked for on a retry).
 const LOG_SIZE: usize = 1 << 22;
 
@@ -308,6 +310,30 @@ fn load(l: &Load<'_>, log: Option<&mut Vec<u8>>) -> io::Result<OwnedFd> {
         attr.log_buf = log.as_mut_ptr() as u64;
     }
     sys_bpf(BPF_PROG_LOAD, &mut attr).and_then(owned_fd)
+}
+
+/// Loads (and drops) `r0 = 0; exit` as a hook of `mode` on the function whose BTF id is
+/// `btf_id`: whether the kernel accepts such programs at all. Nothing is attached.
+pub(super) fn load_minimal(mode: AttachMode, btf_id: u32) -> io::Result<()> {
+    // BPF_MOV64_IMM(R0, 0), BPF_EXIT_INSN()
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    let (prog_type, expected_attach_type) = match mode {
+        AttachMode::Lsm => (BPF_PROG_TYPE_LSM, BPF_LSM_MAC),
+        AttachMode::FmodRet => (BPF_PROG_TYPE_TRACING, BPF_MODIFY_RETURN),
+    };
+    let mut attr = ProgLoadAttr {
+        prog_type,
+        insn_cnt: 2,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        expected_attach_type,
+        attach_btf_id: btf_id,
+        ..ProgLoadAttr::default()
+    };
+    sys_bpf(BPF_PROG_LOAD, &mut attr)
+        .and_then(owned_fd)
+        .map(drop)
 }
 
 /// Pins a bpf object descriptor at `path` on bpffs.

@@ -16,7 +16,7 @@ mod inventory;
 mod loader;
 mod tables;
 
-pub use attach_mode::{AttachMode, AttachRequest};
+pub use attach_mode::{usable_mode, AttachMode, AttachRequest};
 pub use btf::Btf;
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};

@@ -17,6 +17,10 @@ pub fn missing() -> Option<String> {
     if let Some(r) = missing_prerequisite() {
         return Some(r);
     }
+    // The kernel must load the hooks in the mode `auto` picks (BPF LSM, else fmod_ret).
+    if let Err(e) = d4c::bpf::usable_mode() {
+        return Some(e.to_string());
+    }
     if d4c_bin().is_none() {
         return Some("no d4c binary (next to this test or on PATH)".into());
     }

@@ -38,6 +38,10 @@ pub fn missing_prerequisite() -> Option<String> {
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         return Some("no cgroup v2 at /sys/fs/cgroup".into());
     }
+    // The kernel must load the hooks in the mode `auto` picks (BPF LSM, else fmod_ret).
+    if let Err(e) = d4c::bpf::usable_mode() {
+        return Some(e.to_string());
+    }
     None
 }
 
