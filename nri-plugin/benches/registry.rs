@@ -4,8 +4,9 @@
 //! Run: `cargo bench -p d4c --bench registry`.
 
 use criterion::{criterion_group, Criterion};
+use d4c::container::ContainerInfo;
 use d4c::daemon::kernel::MemoryKernel;
-use d4c::daemon::registry::{ContainerInfo, Registry};
+use d4c::daemon::registry::Registry;
 use d4c_policy::{load_str, Container, ImageRef, Policy};
 use std::fmt::Write as _;
 use std::hint::black_box;

@@ -3,7 +3,7 @@
 //! process events in `logs-cloud_defend.process-*`.
 
 use super::record::{Operation, Record};
-use crate::daemon::registry::ContainerInfo;
+use crate::container::ContainerInfo;
 use d4c_policy::{evaluate, Actions, Event, Policy};
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
