@@ -5,6 +5,17 @@
 /// caps LPM trie data at 256 bytes (`LPM_DATA_SIZE_MAX`), 4 of which are the rule set.
 pub const PATH_KEY_MAX: usize = 252;
 
+/// Rule-set ids from here up belong to `d4c exec` runs ([`exec_rule_set`]), below it to the
+/// daemon; each leaves the other's entries alone in the shared maps.
+pub const EXEC_RULE_SETS: u32 = 0x8000_0000;
+
+/// The rule-set id of the `d4c exec` run with process id `pid`: one per process, in the
+/// [`EXEC_RULE_SETS`] range.
+#[must_use]
+pub const fn exec_rule_set(pid: u32) -> u32 {
+    EXEC_RULE_SETS | (pid & !EXEC_RULE_SETS)
+}
+
 /// Bytes of a process name as the kernel keeps it (`TASK_COMM_LEN`), NUL included.
 pub const COMM_LEN: usize = 16;
 

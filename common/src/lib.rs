@@ -7,9 +7,11 @@
 pub mod consts;
 pub mod event;
 pub mod maps;
+pub mod object;
 pub mod offsets;
 
 pub use consts::*;
 pub use event::Event;
 pub use maps::*;
+pub use object::{Program, ProgramKind, GLOBAL_NOOP, GLOBAL_OFFSETS, PROGRAMS};
 pub use offsets::KernelOffsets;

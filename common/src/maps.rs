@@ -52,6 +52,10 @@ impl ContainerEntry {
     }
 }
 
+/// The data of an LPM trie key after its `prefix_len` (the layout of [`PathKey`] after
+/// its first field): the rule set (big-endian) then the path bytes.
+pub type TrieData = [u8; 4 + PATH_KEY_MAX];
+
 /// Key of the two LPM tries: a rule-set id (big-endian, so it is the leading 32 bits of
 /// the prefix) followed by path bytes. `prefix_len` counts bits: 32 + 8 * path bytes.
 #[repr(C)]
@@ -62,6 +66,7 @@ pub struct PathKey {
     pub path: [u8; PATH_KEY_MAX],
 }
 const _: () = assert!(core::mem::size_of::<PathKey>() == 8 + PATH_KEY_MAX);
+const _: () = assert!(core::mem::size_of::<PathKey>() == 4 + core::mem::size_of::<TrieData>());
 
 impl PathKey {
     /// The key for `path` (at most [`PATH_KEY_MAX`] bytes are used) under `rule_set`.

@@ -15,7 +15,7 @@ use d4c_common::{
 
 use crate::{
     event,
-    maps::{count, TrieData, FILE_RULES},
+    maps::{count, FILE_RULES},
     offsets::{load, load_path, off, read, read_at, read_ptr},
     path::{self, Scratch, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE, TARGET},
 };
@@ -119,7 +119,8 @@ pub fn decide_acting(
     path::set_key(&mut sc.target, sc.meta.rule_set);
     // SAFETY: PathBuf starts with the LPM key layout (prefix_len, rule set, path bytes).
     let key = unsafe {
-        &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
+        &*(core::ptr::from_ref(&sc.target)
+            .cast::<aya_ebpf::maps::lpm_trie::Key<d4c_common::TrieData>>())
     };
     let Some(rule) = FILE_RULES.get(key) else {
         return 0;

@@ -18,7 +18,7 @@ use d4c_common::{
 use crate::{
     event::{self, exe_file_path, interactive},
     file_ops,
-    maps::{count, may_act, TrieData, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
+    maps::{count, may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
     offsets::{off, read, read_path, read_ptr},
     path::{self, Scratch, TARGET},
 };
@@ -38,7 +38,8 @@ fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
     path::set_key(&mut sc.target, rule_set);
     // SAFETY: PathBuf starts with the LPM key layout.
     let key = unsafe {
-        &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
+        &*(core::ptr::from_ref(&sc.target)
+            .cast::<aya_ebpf::maps::lpm_trie::Key<d4c_common::TrieData>>())
     };
     let exe_class = match EXE_RULES.get(key) {
         Some(rule) => match rule

@@ -36,8 +36,8 @@ use std::{
 use d4c::bpf::{AttachRequest, Config, Enforcer};
 use d4c_common::{
     ContainerEntry, ProcDecision, ProcKey, ACTION_ALERT, ACTION_BLOCK, ACTION_LOG, CNT_EVENTS,
-    CNT_RINGBUF_DROPS, OP_CREATE_EXECUTABLE, OP_EXEC, OP_FORK, OP_MODIFY_EXECUTABLE,
-    OP_MODIFY_FILE,
+    CNT_RINGBUF_DROPS, HOOK_FILE_OPEN, HOOK_NAMES, HOOK_PATH_CHMOD, OP_CREATE_EXECUTABLE, OP_EXEC,
+    OP_FORK, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
 };
 use kernel_support::{c, everywhere, root_entry, rule_at, TestCgroup, TestDir};
 
@@ -123,9 +123,9 @@ fn time_once(cg: &Path, op: &Op) -> f64 {
 /// The program each loop runs once per iteration, whose own run time is reported (none
 /// for fork+exec, which runs several).
 const LOOP_PROGRAM: [Option<&str>; 4] = [
-    Some("file_open"),
-    Some("file_open"),
-    Some("path_chmod"),
+    Some(HOOK_NAMES[HOOK_FILE_OPEN as usize]),
+    Some(HOOK_NAMES[HOOK_FILE_OPEN as usize]),
+    Some(HOOK_NAMES[HOOK_PATH_CHMOD as usize]),
     None,
 ];
 

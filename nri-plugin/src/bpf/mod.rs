@@ -27,8 +27,5 @@ pub use fs::{
 pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin};
 
-/// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.
-pub type TrieData = [u8; 4 + d4c_common::PATH_KEY_MAX];
-
 #[cfg(test)]
 mod tests;

@@ -40,9 +40,9 @@ pub struct Args {
     command: Vec<OsString>,
 }
 
-/// Rule-set ids of `d4c exec` live above the daemon's, one range per process.
+/// Rule-set ids of `d4c exec` live above the daemon's, one per process.
 fn exec_rule_set() -> u32 {
-    0x8000_0000 | (std::process::id() & 0x7fff_ffff)
+    d4c_common::exec_rule_set(std::process::id())
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {

@@ -2,9 +2,9 @@
 //! kernel maps: registration at container start, removal, policy reload with no
 //! unprotected moment, and rebuild from a runtime's Synchronize.
 
-use super::kernel::{KernelState, EXEC_RULE_SETS};
+use super::kernel::KernelState;
 use crate::container::ContainerInfo;
-use d4c_common::ContainerEntry;
+use d4c_common::{ContainerEntry, EXEC_RULE_SETS};
 use d4c_policy::compile::{CompileError, RuleSets, Tables};
 use d4c_policy::Policy;
 use std::collections::BTreeMap;

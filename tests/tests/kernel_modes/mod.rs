@@ -45,17 +45,11 @@ fn auto_attaches_in_the_mode_the_kernel_has() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for hook in [
-        "file_open",
-        "path_chmod",
-        "path_mknod",
-        "path_truncate",
-        "path_unlink",
-        "path_link",
-        "path_rename",
-        "bprm_creds_for_exec",
-        "task_alloc",
-    ] {
+    let hooks = d4c_common::PROGRAMS
+        .iter()
+        .filter(|p| p.kind == d4c_common::ProgramKind::Lsm && !p.optional)
+        .map(|p| p.name);
+    for hook in hooks {
         assert!(
             links.iter().any(|l| l == hook),
             "{hook} not attached: {links:?}"
