@@ -13,6 +13,7 @@ mod maps;
 mod offsets;
 mod path;
 mod process_ops;
+mod scratch;
 
 use aya_ebpf::{
     macros::{lsm, raw_tracepoint},

@@ -1,4 +1,5 @@
-//! Every map of the kernel programs. Names are `d4c_common::MAP_*` (the userspace loader
+//! Every map the kernel programs share with userspace (the per-CPU scratch space, which
+//! userspace never opens, is in `scratch.rs`). Names are `d4c_common::MAP_*` (the userspace loader
 //! opens them by the same names; `#[map]` takes a literal, checked against the constant at
 //! compile time); sizes are defaults the loader may override.
 
@@ -11,8 +12,6 @@ use d4c_common::{
     ProcKey, TrieData, COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS,
     MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
 };
-
-use crate::path::Scratch;
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
 /// by the `cgroup_mkdir` tracepoint, removed at `cgroup_rmdir` and container removal.
@@ -65,11 +64,6 @@ const _: () = assert!(same_name(MAP_EVENTS, "D4C_EVENTS"));
 #[map(name = "D4C_COUNTERS")]
 pub static COUNTERS_MAP: PerCpuArray<u64> = PerCpuArray::pinned(COUNTERS, 0);
 const _: () = assert!(same_name(MAP_COUNTERS, "D4C_COUNTERS"));
-
-/// Per-CPU scratch space for path building (too large for the 512-byte BPF stack).
-/// Not pinned: it holds nothing between calls.
-#[map(name = "D4C_SCRATCH")]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to the per-CPU counter `idx`.
 #[inline(always)]
