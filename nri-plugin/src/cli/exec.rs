@@ -59,10 +59,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let policy = if args.policy.is_empty() {
-        match d4c_policy::load_str(
-            "embedded:default.yaml",
-            d4c::daemon::watch::EMBEDDED_DEFAULT,
-        ) {
+        match d4c_policy::load_str("embedded:default.yaml", d4c::config::EMBEDDED_DEFAULT) {
             Ok(l) => l.policy,
             Err(e) => return fail(e),
         }
