@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// The mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup` on unified hosts,
 /// `/sys/fs/cgroup/unified` on hybrid ones), from `/proc/self/mountinfo`.
 pub fn v2_root() -> io::Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = std::fs::read_to_string(crate::paths::MOUNTINFO)?;
     v2_root_in(&info).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,

@@ -8,3 +8,4 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod metrics;
+pub mod paths;

@@ -18,6 +18,8 @@ use d4c_common::{
     PROGRAMS,
 };
 
+use crate::paths;
+
 use super::{
     attach_mode::{AttachMode, AttachRequest},
     btf::Btf,
@@ -34,16 +36,16 @@ pub(super) static OBJECT: &[u8] =
 /// Where things are and what to load.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// bpffs directory for pins (default `/sys/fs/bpf/d4c`).
+    /// bpffs directory for pins (default [`paths::PIN_DIR`]).
     pub pin_dir: PathBuf,
-    /// The kernel's BTF (default `/sys/kernel/btf/vmlinux`).
+    /// The kernel's BTF (default [`paths::KERNEL_BTF`]).
     pub btf: PathBuf,
-    /// The active LSM list (default `/sys/kernel/security/lsm`).
+    /// The active LSM list (default [`paths::LSM_LIST`]).
     pub lsm_list: PathBuf,
     /// Attach the hooks. `false` loads only the cgroup tracepoints: a diagnostic mode for
     /// kernels that refuse the hooks (nothing is enforced).
     pub attach_lsm: bool,
-    /// How the hooks attach: `auto` (LSM where BPF LSM is active, else fmod_ret), or
+    /// How the hooks attach: `auto` (LSM where BPF LSM is active, else `fmod_ret`), or
     /// exactly one mode.
     pub attach: AttachRequest,
     /// Load every program as a no-op that returns 0 at once (the `D4C_NOOP` global): the
@@ -54,9 +56,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            pin_dir: fs::DEFAULT_PIN_DIR.into(),
-            btf: fs::KERNEL_BTF.into(),
-            lsm_list: fs::LSM_LIST.into(),
+            pin_dir: paths::PIN_DIR.into(),
+            btf: paths::KERNEL_BTF.into(),
+            lsm_list: paths::LSM_LIST.into(),
             attach_lsm: true,
             attach: AttachRequest::Auto,
             noop: false,

@@ -71,7 +71,7 @@ fn the_embedded_object_has_every_name_the_loader_uses() {
 }
 
 fn kernel_btf() -> Option<Btf> {
-    let p = Path::new(super::KERNEL_BTF);
+    let p = Path::new(crate::paths::KERNEL_BTF);
     if !p.exists() {
         eprintln!("skipping test - no {}", p.display());
         return None;

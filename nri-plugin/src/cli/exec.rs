@@ -29,10 +29,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     alerts: String,
     /// bpffs directory where the programs and maps are pinned.
-    #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
+    #[arg(long, value_name = "DIR", default_value = d4c::paths::PIN_DIR)]
     bpffs: PathBuf,
     /// How the hooks attach: `auto` (BPF LSM where the kernel's LSM list has `bpf`, else
-    /// fmod_ret on `security_*` functions), `lsm` or `fmod-ret` (never another).
+    /// `fmod_ret` on `security_*` functions), `lsm` or `fmod-ret` (never another).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     enforcement: bpf::AttachRequest,
     /// The command and its arguments.
@@ -71,7 +71,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     if let Err(e) = args
         .enforcement
-        .resolve(std::path::Path::new(bpf::LSM_LIST))
+        .resolve(std::path::Path::new(d4c::paths::LSM_LIST))
     {
         return fail(e);
     }

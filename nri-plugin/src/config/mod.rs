@@ -4,6 +4,7 @@
 
 mod parse;
 
+use crate::paths;
 use std::path::{Path, PathBuf};
 
 /// The default policy compiled into the binary (`config/policies/default.yaml`): enforced
@@ -55,13 +56,13 @@ pub struct Alerts {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            policy_dir: "/etc/d4c/policies".into(),
-            nri_socket: "/var/run/nri/nri.sock".into(),
+            policy_dir: paths::POLICY_DIR.into(),
+            nri_socket: paths::NRI_SOCKET.into(),
             plugin_name: "d4c".into(),
             plugin_index: "50".into(),
             cluster_id: None,
             cluster_name: None,
-            bpffs: "/sys/fs/bpf/d4c".into(),
+            bpffs: paths::PIN_DIR.into(),
             enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
             alerts: Alerts {
                 stdout: true,
@@ -71,7 +72,7 @@ impl Default for Config {
                 elasticsearch: None,
             },
             metrics_address: Some("0.0.0.0:9690".into()),
-            status_socket: "/run/d4c/status.sock".into(),
+            status_socket: paths::STATUS_SOCKET.into(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
         }
