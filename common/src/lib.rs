@@ -3,6 +3,7 @@
 //! All types are `#[repr(C)]`, `Copy`, made of integers and fixed-size arrays with explicit
 //! padding, and carry a size assertion. Map values hold integers, never Rust enums.
 #![no_std]
+#![deny(missing_docs)]
 
 pub mod consts;
 pub mod event;

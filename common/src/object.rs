@@ -23,7 +23,7 @@ pub const GLOBAL_NOOP: &str = "D4C_NOOP";
 /// How a program attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgramKind {
-    /// An LSM hook: `bpf_lsm_<attach>` as BPF LSM, `security_<attach>` as fmod_ret.
+    /// An LSM hook: `bpf_lsm_<attach>` as BPF LSM, `security_<attach>` as `fmod_ret`.
     Lsm,
     /// A raw tracepoint named `attach`.
     RawTracepoint,
