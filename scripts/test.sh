@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole d4c test suite:
+#   formatting and lints (rustfmt, clippy with -D warnings, the workspace and ebpf/);
 #   (a) unit and integration tests, with the 128,000-case property test;
 #   (b) kernel tests and the `d4c exec` scenario, run inside QEMU guests booting Debian's
 #       6.1, 6.12 and newest kernels, each booted once with BPF LSM active and once without
@@ -37,6 +38,15 @@ if cargo fmt --all -- --check >/dev/null && (cd ebpf && cargo fmt -- --check >/d
     echo "fmt: 1 passed, 0 failed" | tee -a "$log"
 else
     echo "fmt: 0 passed, 1 failed (run cargo fmt --all, and in ebpf/)" | tee -a "$log"
+    status=1
+fi
+
+step "cargo clippy -D warnings (workspace, pedantic as Cargo.toml declares; and ebpf/)"
+if cargo clippy --workspace --all-targets -- -D warnings \
+    && (cd ebpf && RUSTC_BOOTSTRAP=1 cargo clippy --release --target bpfel-unknown-none -Z build-std=core -- -D warnings); then
+    echo "clippy: 1 passed, 0 failed" | tee -a "$log"
+else
+    echo "clippy: 0 passed, 1 failed (see the warnings above)" | tee -a "$log"
     status=1
 fi
 

@@ -5,27 +5,50 @@
 /// caps LPM trie data at 256 bytes (`LPM_DATA_SIZE_MAX`), 4 of which are the rule set.
 pub const PATH_KEY_MAX: usize = 252;
 
+/// Rule-set ids from here up belong to `d4c exec` runs ([`exec_rule_set`]), below it to the
+/// daemon; each leaves the other's entries alone in the shared maps.
+pub const EXEC_RULE_SETS: u32 = 0x8000_0000;
+
+/// The rule-set id of the `d4c exec` run with process id `pid`: one per process, in the
+/// [`EXEC_RULE_SETS`] range.
+#[must_use]
+pub const fn exec_rule_set(pid: u32) -> u32 {
+    EXEC_RULE_SETS | (pid & !EXEC_RULE_SETS)
+}
+
 /// Bytes of a process name as the kernel keeps it (`TASK_COMM_LEN`), NUL included.
 pub const COMM_LEN: usize = 16;
 
 // File operations: indices into [`crate::FileRule::actions`].
+/// createExecutable: a new file with an x bit, or an x bit added to a file.
 pub const OP_CREATE_EXECUTABLE: usize = 0;
+/// modifyExecutable: a file with an x bit written, truncated or replaced.
 pub const OP_MODIFY_EXECUTABLE: usize = 1;
+/// execMemFd: a program run from a memfd.
 pub const OP_EXEC_MEMFD: usize = 2;
+/// createFile: a new regular file (or a new name for one).
 pub const OP_CREATE_FILE: usize = 3;
+/// modifyFile: a regular file written, truncated, chmod-ed or replaced.
 pub const OP_MODIFY_FILE: usize = 4;
+/// deleteFile: a regular file unlinked or renamed away.
 pub const OP_DELETE_FILE: usize = 5;
 /// Slots reserved for file operations in a rule value (6 used).
 pub const FILE_OP_SLOTS: usize = 8;
 
 // Process operations: indices into [`crate::ProcDecision::actions`].
+/// fork: a new process (not a thread).
 pub const OP_FORK: usize = 0;
+/// exec: a program run (`execve`).
 pub const OP_EXEC: usize = 1;
+/// Slots for process operations in a decision value.
 pub const PROC_OP_SLOTS: usize = 2;
 
 // Action bits of a decision.
+/// Log the event.
 pub const ACTION_LOG: u8 = 1;
+/// Alert on the event.
 pub const ACTION_ALERT: u8 = 2;
+/// Deny the operation (`-EPERM`); blocking events are alerts too.
 pub const ACTION_BLOCK: u8 = 4;
 
 // The class of the rest R of a path P after its longest stored prefix K (R = P - K).
@@ -35,10 +58,13 @@ pub const REST_EMPTY: usize = 0;
 pub const REST_NAME: usize = 1;
 /// R holds a `/`.
 pub const REST_DEEP: usize = 2;
+/// Number of rest classes.
 pub const REST_CLASSES: usize = 3;
 
 // Event kinds.
+/// A file operation ([`crate::Event::op`] is an `OP_*` file operation).
 pub const EVENT_FILE: u8 = 1;
+/// A process operation ([`crate::Event::op`] is `OP_FORK` or `OP_EXEC`).
 pub const EVENT_PROCESS: u8 = 2;
 
 // Indices of the per-CPU counters in [`crate::MAP_COUNTERS`].
@@ -52,18 +78,29 @@ pub const CNT_EVENTS: u32 = 2;
 pub const CNT_RINGBUF_DROPS: u32 = 3;
 /// Paths that could not be resolved (the decision then used the path's fallback).
 pub const CNT_PATH_ERRORS: u32 = 4;
+/// Slots of the counters map (5 used).
 pub const COUNTERS: u32 = 8;
 
 // Hooks, for `Event::hook` (the userspace side names them with [`HOOK_NAMES`]).
+/// `path_chmod`.
 pub const HOOK_PATH_CHMOD: u16 = 0;
+/// `path_mknod` (also `open(O_CREAT)`).
 pub const HOOK_PATH_MKNOD: u16 = 1;
+/// `file_open` (write opens).
 pub const HOOK_FILE_OPEN: u16 = 2;
+/// `path_truncate`.
 pub const HOOK_PATH_TRUNCATE: u16 = 3;
+/// `path_unlink`.
 pub const HOOK_PATH_UNLINK: u16 = 4;
+/// `path_link`.
 pub const HOOK_PATH_LINK: u16 = 5;
+/// `path_rename`.
 pub const HOOK_PATH_RENAME: u16 = 6;
+/// `bprm_creds_for_exec` (exec and execMemFd).
 pub const HOOK_BPRM_CREDS_FOR_EXEC: u16 = 7;
+/// `task_alloc` (fork).
 pub const HOOK_TASK_ALLOC: u16 = 8;
+/// `file_truncate` (6.2+: `O_TRUNC` and `ftruncate`).
 pub const HOOK_FILE_TRUNCATE: u16 = 9;
 /// `HOOK_NAMES[hook]` is the LSM hook's name as ECS `cloud_defend.hook_point` shows it.
 pub const HOOK_NAMES: [&str; 10] = [

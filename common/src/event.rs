@@ -28,29 +28,40 @@ pub struct Event {
     pub actions: u8,
     /// `FLAG_*` bits.
     pub flags: u8,
+    /// The rule set the decision was made under.
     pub rule_set: u32,
+    /// The acting task's cgroup id.
     pub cgroup_id: u64,
     /// The registered container's cgroup id (`ContainerEntry::owner`): `cgroup_id` itself,
     /// or its ancestor for a cgroup created inside the container; 0 if the entry was gone.
     pub owner_cgroup_id: u64,
     /// `bpf_ktime_get_boot_ns` at the decision.
     pub boot_ns: u64,
+    /// The acting thread's id (the kernel's pid).
     pub pid: u32,
+    /// The acting process's id (the kernel's tgid).
     pub tgid: u32,
+    /// The parent process's id.
     pub ppid: u32,
+    /// The acting task's user id.
     pub uid: u32,
+    /// The acting task's group id.
     pub gid: u32,
     /// File mode (type and permission bits): the target's, or the requested new mode for
     /// `path_chmod` / `path_mknod`.
     pub mode: u32,
     /// Which hook decided (an index into the loader's hook list).
     pub hook: u16,
+    /// Bytes of `path` that hold the path.
     pub path_len: u16,
+    /// Bytes of `exe` that hold the executable path.
     pub exe_len: u16,
+    /// 1 when the session has a controlling terminal.
     pub interactive: u8,
     /// Every operation this event is, as bits `1 << OP_*` (a `chmod +x` is both
     /// createExecutable and modifyFile); `actions` is the union of their actions.
     pub ops: u8,
+    /// The acting task's name (`comm`), NUL-padded.
     pub comm: [u8; COMM_LEN],
     /// File events: the target path as the container sees it (`memfd:NAME` for execMemFd).
     /// Process events: the executable being run (exec) or running (fork).

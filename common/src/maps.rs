@@ -52,16 +52,24 @@ impl ContainerEntry {
     }
 }
 
+/// The data of an LPM trie key after its `prefix_len` (the layout of [`PathKey`] after
+/// its first field): the rule set (big-endian) then the path bytes.
+pub type TrieData = [u8; 4 + PATH_KEY_MAX];
+
 /// Key of the two LPM tries: a rule-set id (big-endian, so it is the leading 32 bits of
 /// the prefix) followed by path bytes. `prefix_len` counts bits: 32 + 8 * path bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PathKey {
+    /// Bits of the key that count: `32 + 8 * path bytes`.
     pub prefix_len: u32,
+    /// The rule set, big-endian (the leading 32 bits of the prefix).
     pub rule_set_be: [u8; 4],
+    /// The path bytes, zero after the prefix.
     pub path: [u8; PATH_KEY_MAX],
 }
 const _: () = assert!(core::mem::size_of::<PathKey>() == 8 + PATH_KEY_MAX);
+const _: () = assert!(core::mem::size_of::<PathKey>() == 4 + core::mem::size_of::<TrieData>());
 
 impl PathKey {
     /// The key for `path` (at most [`PATH_KEY_MAX`] bytes are used) under `rule_set`.
@@ -103,7 +111,8 @@ impl PathKey {
 pub struct FileRule {
     /// Length in bytes of the stored prefix K (the kernel needs it to classify the rest).
     pub prefix_len: u16,
-    pub _pad: [u8; 2],
+    /// Reserved, zero.
+    pub pad: [u8; 2],
     /// `actions[rest class][file operation]`: `ACTION_*` bits.
     pub actions: [[u8; FILE_OP_SLOTS]; REST_CLASSES],
 }
@@ -113,8 +122,10 @@ const _: () = assert!(core::mem::size_of::<FileRule>() == 4 + FILE_OP_SLOTS * RE
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ExeRule {
+    /// Length in bytes of the stored prefix K (the kernel needs it to classify the rest).
     pub prefix_len: u16,
-    pub _pad: [u8; 2],
+    /// Reserved, zero.
+    pub pad: [u8; 2],
     /// `class[rest class]`: an executable-class id (0 = no executable condition holds).
     pub class: [u32; REST_CLASSES],
 }
@@ -124,7 +135,9 @@ const _: () = assert!(core::mem::size_of::<ExeRule>() == 4 + 4 * REST_CLASSES);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CommKey {
+    /// The rule set the name class belongs to.
     pub rule_set: u32,
+    /// The process name (`comm`), NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
 const _: () = assert!(core::mem::size_of::<CommKey>() == 4 + COMM_LEN);
@@ -133,6 +146,7 @@ const _: () = assert!(core::mem::size_of::<CommKey>() == 4 + COMM_LEN);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct NameClass {
+    /// The class id.
     pub class: u32,
 }
 const _: () = assert!(core::mem::size_of::<NameClass>() == 4);
@@ -141,8 +155,11 @@ const _: () = assert!(core::mem::size_of::<NameClass>() == 4);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ProcKey {
+    /// The task's rule set.
     pub rule_set: u32,
+    /// The executable's class in the rule set ([`ExeRule::class`]).
     pub exe_class: u32,
+    /// The process name's class in the rule set ([`NameClass`]).
     pub name_class: u32,
 }
 const _: () = assert!(core::mem::size_of::<ProcKey>() == 12);

@@ -9,6 +9,7 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
+    /// `fields[OFF_X]`: the byte offset of field `OFF_X`.
     pub fields: [u32; 64],
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 256);
@@ -22,49 +23,75 @@ impl Default for KernelOffsets {
 /// Set by the loader to [`OFFSETS_MAGIC`] once every field is filled; the programs allow
 /// everything while it is not (an artifact loaded without offsets never dereferences junk).
 pub const OFF_MAGIC: usize = 0;
+/// The value of `fields[OFF_MAGIC]` once the loader filled the offsets.
 pub const OFFSETS_MAGIC: u32 = 0xd4c0_0001;
 // struct task_struct
+/// `task_struct.fs`.
 pub const OFF_TASK_FS: usize = 1;
+/// `task_struct.mm`.
 pub const OFF_TASK_MM: usize = 2;
+/// `task_struct.signal`.
 pub const OFF_TASK_SIGNAL: usize = 3;
+/// `task_struct.real_parent`.
 pub const OFF_TASK_REAL_PARENT: usize = 4;
+/// `task_struct.tgid`.
 pub const OFF_TASK_TGID: usize = 5;
 // struct fs_struct
+/// `fs_struct.root`.
 pub const OFF_FS_ROOT: usize = 6;
 // struct path
+/// `path.mnt`.
 pub const OFF_PATH_MNT: usize = 7;
+/// `path.dentry`.
 pub const OFF_PATH_DENTRY: usize = 8;
 // struct dentry
+/// `dentry.d_parent`.
 pub const OFF_DENTRY_PARENT: usize = 9;
 /// `d_name.len` (inside the anonymous union of `struct qstr`).
 pub const OFF_DENTRY_NAME_LEN: usize = 10;
 /// `d_name.name`.
 pub const OFF_DENTRY_NAME_PTR: usize = 11;
+/// `dentry.d_inode`.
 pub const OFF_DENTRY_INODE: usize = 12;
+/// `dentry.d_sb`.
 pub const OFF_DENTRY_SB: usize = 13;
 // struct vfsmount
+/// `vfsmount.mnt_root`.
 pub const OFF_VFSMOUNT_ROOT: usize = 14;
 // struct mount
 /// Offset of the embedded `struct vfsmount mnt` in `struct mount` (`container_of`).
 pub const OFF_MOUNT_MNT: usize = 15;
+/// `mount.mnt_parent`.
 pub const OFF_MOUNT_PARENT: usize = 16;
+/// `mount.mnt_mountpoint`.
 pub const OFF_MOUNT_MOUNTPOINT: usize = 17;
 // struct file
+/// `file.f_path`.
 pub const OFF_FILE_PATH: usize = 18;
+/// `file.f_inode`.
 pub const OFF_FILE_INODE: usize = 19;
+/// `file.f_mode`.
 pub const OFF_FILE_MODE: usize = 20;
 // struct inode
+/// `inode.i_mode`.
 pub const OFF_INODE_MODE: usize = 21;
+/// `inode.i_sb`.
 pub const OFF_INODE_SB: usize = 22;
 // struct super_block
+/// `super_block.s_magic`.
 pub const OFF_SB_MAGIC: usize = 23;
+/// `super_block.s_flags`.
 pub const OFF_SB_FLAGS: usize = 24;
 // struct mm_struct
+/// `mm_struct.exe_file`.
 pub const OFF_MM_EXE_FILE: usize = 25;
 // struct signal_struct
+/// `signal_struct.tty`.
 pub const OFF_SIGNAL_TTY: usize = 26;
 // struct linux_binprm
+/// `linux_binprm.file`.
 pub const OFF_BPRM_FILE: usize = 27;
+/// `linux_binprm.filename`.
 pub const OFF_BPRM_FILENAME: usize = 28;
 // struct cgroup, struct cgroup_subsys_state, struct kernfs_node
 /// `cgroup.self.parent` (a `struct cgroup_subsys_state *`; `self` is a cgroup's first member).

@@ -10,9 +10,18 @@ use crate::{
     offsets,
 };
 
-/// The task's cgroup id and rule set, or `None` for an unmanaged task.
+/// A task in a managed container: its cgroup and the rule set it is checked against.
+#[derive(Clone, Copy)]
+pub struct Cgroup {
+    /// The task's cgroup id (a nested cgroup's own, not its container's).
+    pub id: u64,
+    /// The rule set of the cgroup's `D4C_CONTAINERS` entry.
+    pub rule_set: u32,
+}
+
+/// The task's cgroup and rule set, or `None` for an unmanaged task.
 #[inline(always)]
-pub fn rule_set() -> Option<(u64, u32)> {
+pub fn rule_set() -> Option<Cgroup> {
     // SAFETY: the helper has no preconditions.
     let id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once; map values stay valid during the program.
@@ -22,5 +31,5 @@ pub fn rule_set() -> Option<(u64, u32)> {
         return None;
     }
     count(CNT_MANAGED);
-    Some((id, rule_set))
+    Some(Cgroup { id, rule_set })
 }

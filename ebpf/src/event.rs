@@ -11,13 +11,14 @@ use d4c_common::{
         OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
         OFF_TASK_SIGNAL, OFF_TASK_TGID,
     },
-    Event, ACTION_BLOCK, CNT_EVENTS, CNT_RINGBUF_DROPS, EVENT_FILE,
+    Event, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_RINGBUF_DROPS, EVENT_FILE,
 };
 
 use crate::{
     maps::{count, CONTAINERS, EVENTS},
     offsets::{off, read, read_path, read_ptr},
-    path::{self, Scratch, EXE, PATH_BUF},
+    path,
+    scratch::{Scratch, EXE, PATH_BUF},
 };
 
 /// Whether the current task's session has a controlling terminal (`signal->tty`).
@@ -32,13 +33,11 @@ pub fn interactive() -> u8 {
 
 /// Builds the path of the current task's executable into `s.exe` (empty if it has none).
 #[inline(always)]
-pub fn current_exe(s: *mut Scratch) {
+pub fn current_exe(s: &mut Scratch) {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     if let Ok((mnt, dentry)) = exe_file_path(task) {
         path::build(s, EXE, mnt, dentry);
     } else {
-        // SAFETY: `s` is this CPU's scratch value.
-        let s = unsafe { &mut *s };
         s.exe.len = 0;
         s.exe.last_slash = -1;
     }
@@ -59,15 +58,29 @@ pub fn exe_file_path(task: *const u8) -> Result<(*const u8, *const u8), i64> {
     read_path(p)
 }
 
+/// The end of every decision with an action bit: records `actions` of operation `op`
+/// (the first of `ops`) in `s.meta`, emits the event, and counts a denial when `actions`
+/// block. Returns 1 to deny, else 0.
+#[inline(always)]
+pub fn verdict(s: &mut Scratch, actions: u8, op: u8, ops: u8) -> u32 {
+    s.meta.actions = actions;
+    s.meta.ops = ops;
+    s.meta.op = op;
+    emit(s);
+    if actions & ACTION_BLOCK != 0 {
+        count(CNT_DENIED);
+        return 1;
+    }
+    0
+}
+
 /// Writes one event from `s.meta`, `s.target` and `s.exe` (built here unless
 /// `meta.exe_ready`).
 #[inline(never)]
-pub fn emit(s: *mut Scratch) -> u32 {
-    // SAFETY: `s` is this CPU's scratch value.
-    if unsafe { (*s).meta.exe_ready } == 0 {
+pub fn emit(s: &mut Scratch) -> u32 {
+    if s.meta.exe_ready == 0 {
         current_exe(s);
     }
-    let s = unsafe { &mut *s };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         count(CNT_RINGBUF_DROPS);
         return 0;

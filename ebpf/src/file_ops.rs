@@ -7,17 +7,19 @@ use d4c_common::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
         OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
     },
-    ACTION_BLOCK, CNT_DENIED, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE,
-    HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE,
-    HOOK_PATH_UNLINK, OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD,
-    OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
+    CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
+    HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK,
+    OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD, OP_MODIFY_EXECUTABLE,
+    OP_MODIFY_FILE,
 };
 
 use crate::{
+    container::Cgroup,
     event,
-    maps::{count, TrieData, FILE_RULES},
+    maps::{count, FILE_RULES},
     offsets::{load, load_path, off, read, read_at, read_ptr},
-    path::{self, Scratch, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE, TARGET},
+    path::{self, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE},
+    scratch::{scratch, Scratch, TARGET},
 };
 
 const S_IFMT: u32 = 0o170_000;
@@ -61,9 +63,9 @@ fn dentry_mode(dentry: *const u8) -> Option<u32> {
 
 /// Fills the event metadata shared by every decision of one hook call.
 #[inline(always)]
-fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
-    s.meta.cgroup_id = cg.0;
-    s.meta.rule_set = cg.1;
+fn meta(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) {
+    s.meta.cgroup_id = cg.id;
+    s.meta.rule_set = cg.rule_set;
     s.meta.hook = hook;
     s.meta.mode = mode;
     s.meta.kind = EVENT_FILE;
@@ -74,14 +76,13 @@ fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
 /// [`decide_acting`] unless the rule set never acts on `ops` (then nothing is built).
 #[inline(always)]
 pub fn decide(
-    s: *mut Scratch,
+    s: &mut Scratch,
     mnt: *const u8,
     dentry: *const u8,
     ops: u32,
     skip_unreachable: u32,
 ) -> u32 {
-    // SAFETY: this CPU's scratch value.
-    if !crate::maps::may_act(unsafe { (*s).meta.rule_set }, ops) {
+    if !crate::maps::may_act(s.meta.rule_set, ops) {
         return 0;
     }
     decide_acting(s, mnt, dentry, ops, skip_unreachable)
@@ -92,7 +93,7 @@ pub fn decide(
 /// any bit is set. Returns 1 to deny. The caller has checked the rule set's operation mask.
 #[inline(never)]
 pub fn decide_acting(
-    s: *mut Scratch,
+    s: &mut Scratch,
     mnt: *const u8,
     dentry: *const u8,
     ops: u32,
@@ -106,25 +107,17 @@ pub fn decide_acting(
         }
         if flags & (PATH_TOO_DEEP | PATH_FAULT) != 0 {
             count(CNT_PATH_ERRORS);
-            // SAFETY: this CPU's scratch value. Fall back to the rule set's root entry,
-            // classed as a deep path: only patterns covering every path apply.
-            unsafe {
-                (*s).target.len = 1;
-                (*s).target.last_slash = 0;
-            }
+            // Fall back to the rule set's root entry, classed as a deep path: only patterns
+            // covering every path apply.
+            s.target.len = 1;
+            s.target.last_slash = 0;
         }
     }
-    // SAFETY: this CPU's scratch value.
-    let sc = unsafe { &mut *s };
-    path::set_key(&mut sc.target, sc.meta.rule_set);
-    // SAFETY: PathBuf starts with the LPM key layout (prefix_len, rule set, path bytes).
-    let key = unsafe {
-        &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
-    };
-    let Some(rule) = FILE_RULES.get(key) else {
+    path::set_key(&mut s.target, s.meta.rule_set);
+    let Some(rule) = FILE_RULES.get(s.target.key()) else {
         return 0;
     };
-    let class = path::rest_class(&sc.target, rule.prefix_len);
+    let class = path::rest_class(&s.target, rule.prefix_len);
     let row = match rule.actions.get(class) {
         Some(r) => r,
         None => return 0,
@@ -143,25 +136,12 @@ pub fn decide_acting(
     if actions == 0 {
         return 0;
     }
-    sc.meta.actions = actions;
-    sc.meta.ops = ops;
-    sc.meta.op = first;
-    event::emit(s);
-    if actions & ACTION_BLOCK != 0 {
-        count(CNT_DENIED);
-        return 1;
-    }
-    0
-}
-
-#[inline(always)]
-fn scratch() -> Result<*mut Scratch, i64> {
-    crate::maps::SCRATCH.get_ptr_mut(0).ok_or(0)
+    event::verdict(s, actions, first, ops)
 }
 
 /// `path_chmod(const struct path *path, umode_t mode)`: adding an x bit to a regular file
 /// is createExecutable; every chmod of a regular file is modifyFile.
-pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn path_chmod(ctx: &LsmContext, cg: Cgroup) -> R {
     let path: *const u8 = ctx.arg(0);
     let mode = ctx.arg::<u64>(1) as u32;
     let (mnt, dentry) = load_path(path);
@@ -175,20 +155,15 @@ pub fn path_chmod(ctx: &LsmContext, cg: (u64, u32)) -> R {
     if !has_x(old) && has_x(mode) {
         ops |= CREATE_EXE;
     }
-    let s = scratch()?;
-    meta(
-        unsafe { &mut *s },
-        cg,
-        HOOK_PATH_CHMOD,
-        (old & S_IFMT) | (mode & 0o7777),
-    );
+    let s = scratch().ok_or(0)?;
+    meta(s, cg, HOOK_PATH_CHMOD, (old & S_IFMT) | (mode & 0o7777));
     Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
 }
 
 /// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned dev)`:
 /// also fires for `open(O_CREAT)`. A regular file is createFile, with an x bit also
 /// createExecutable.
-pub fn path_mknod(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn path_mknod(ctx: &LsmContext, cg: Cgroup) -> R {
     let dir: *const u8 = ctx.arg(0);
     let dentry: *const u8 = ctx.arg(1);
     let mode = ctx.arg::<u64>(2) as u32;
@@ -201,13 +176,8 @@ pub fn path_mknod(ctx: &LsmContext, cg: (u64, u32)) -> R {
         ops |= CREATE_EXE;
     }
     let mnt: *const u8 = load(dir, OFF_PATH_MNT);
-    let s = scratch()?;
-    meta(
-        unsafe { &mut *s },
-        cg,
-        HOOK_PATH_MKNOD,
-        S_IFREG | (mode & 0o7777),
-    );
+    let s = scratch().ok_or(0)?;
+    meta(s, cg, HOOK_PATH_MKNOD, S_IFREG | (mode & 0o7777));
     Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
 }
 
@@ -224,10 +194,10 @@ fn modify_ops(mode: u32) -> u8 {
 
 /// Modification of a regular file: modifyFile, with an x bit also modifyExecutable.
 #[inline(always)]
-fn modify(cg: (u64, u32), hook: u16, mnt: *const u8, dentry: *const u8, mode: u32, skip: u32) -> R {
+fn modify(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8, mode: u32, skip: u32) -> R {
     let ops = modify_ops(mode);
-    let s = scratch()?;
-    meta(unsafe { &mut *s }, cg, hook, mode);
+    let s = scratch().ok_or(0)?;
+    meta(s, cg, hook, mode);
     Ok(decide(s, mnt, dentry, u32::from(ops), skip) != 0)
 }
 
@@ -253,11 +223,11 @@ pub fn write_open(ctx: &LsmContext) -> Option<WriteOpen> {
 /// `file_open(struct file *file)` for a managed task's [`write_open`]. Overlayfs backing
 /// files (a second open of the same file) are skipped.
 #[inline(always)]
-pub fn file_open(open: WriteOpen, cg: (u64, u32)) -> R {
+pub fn file_open(open: WriteOpen, cg: Cgroup) -> R {
     let (file, inode, mode) = open;
     // Most write opens in a drift-only rule set end here, before any path work.
     let ops = u32::from(modify_ops(mode));
-    if !crate::maps::may_act(cg.1, ops) {
+    if !crate::maps::may_act(cg.rule_set, ops) {
         return Ok(false);
     }
     let fpath = file.wrapping_add(off(OFF_FILE_PATH));
@@ -268,18 +238,18 @@ pub fn file_open(open: WriteOpen, cg: (u64, u32)) -> R {
     if load::<u64>(inode, OFF_INODE_SB) != load::<u64>(dentry, OFF_DENTRY_SB) {
         return Ok(false);
     }
-    let s = scratch()?;
-    meta(unsafe { &mut *s }, cg, HOOK_FILE_OPEN, mode);
+    let s = scratch().ok_or(0)?;
+    meta(s, cg, HOOK_FILE_OPEN, mode);
     // The kernel's d_path where it gives the same path as the walk (a null dentry tells
     // `decide_acting` the path is built); the operation mask is checked above.
-    let built = path::d_path(unsafe { &mut *s }, fpath, mnt, dentry);
+    let built = path::d_path(s, fpath, mnt, dentry);
     let dentry = if built { core::ptr::null() } else { dentry };
     Ok(decide_acting(s, mnt, dentry, ops, 1) != 0)
 }
 
 /// `path_truncate(const struct path *path)`: truncate(2); on 6.1 also O_TRUNC and
 /// ftruncate.
-pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn path_truncate(ctx: &LsmContext, cg: Cgroup) -> R {
     let (mnt, dentry) = load_path(ctx.arg(0));
     let Some(mode) = dentry_mode(dentry) else {
         return Ok(false);
@@ -291,7 +261,7 @@ pub fn path_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 }
 
 /// `file_truncate(struct file *file)` (6.2+): O_TRUNC and ftruncate.
-pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn file_truncate(ctx: &LsmContext, cg: Cgroup) -> R {
     let file: *const u8 = ctx.arg(0);
     let (mnt, dentry) = load_path(file.wrapping_add(off(OFF_FILE_PATH)));
     let Some(mode) = dentry_mode(dentry) else {
@@ -304,7 +274,7 @@ pub fn file_truncate(ctx: &LsmContext, cg: (u64, u32)) -> R {
 }
 
 /// `path_unlink(const struct path *dir, struct dentry *dentry)`: deleteFile.
-pub fn path_unlink(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn path_unlink(ctx: &LsmContext, cg: Cgroup) -> R {
     let dir: *const u8 = ctx.arg(0);
     let dentry: *const u8 = ctx.arg(1);
     let Some(mode) = dentry_mode(dentry) else {
@@ -314,15 +284,15 @@ pub fn path_unlink(ctx: &LsmContext, cg: (u64, u32)) -> R {
         return Ok(false);
     }
     let mnt: *const u8 = load(dir, OFF_PATH_MNT);
-    let s = scratch()?;
-    meta(unsafe { &mut *s }, cg, HOOK_PATH_UNLINK, mode);
+    let s = scratch().ok_or(0)?;
+    meta(s, cg, HOOK_PATH_UNLINK, mode);
     Ok(decide(s, mnt, dentry, u32::from(DELETE), 0) != 0)
 }
 
 /// `path_link(struct dentry *old, const struct path *new_dir, struct dentry *new)`: a new
 /// name for a regular file is createFile, for an executable also createExecutable (this
 /// is how an `O_TMPFILE` file gets its first name).
-pub fn path_link(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn path_link(ctx: &LsmContext, cg: Cgroup) -> R {
     let old: *const u8 = ctx.arg(0);
     let new_dir: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(2);
@@ -337,8 +307,8 @@ pub fn path_link(ctx: &LsmContext, cg: (u64, u32)) -> R {
         ops |= CREATE_EXE;
     }
     let mnt: *const u8 = load(new_dir, OFF_PATH_MNT);
-    let s = scratch()?;
-    meta(unsafe { &mut *s }, cg, HOOK_PATH_LINK, mode);
+    let s = scratch().ok_or(0)?;
+    meta(s, cg, HOOK_PATH_LINK, mode);
     Ok(decide(s, mnt, new, u32::from(ops), 0) != 0)
 }
 
@@ -369,7 +339,7 @@ fn arrival_ops(moved: Option<u32>, replaced: Option<u32>) -> u8 {
 /// `path_rename(old_dir, old_dentry, new_dir, new_dentry, flags)`: deleteFile of the old
 /// name, createFile(+createExecutable) of the new one, modifyFile/deleteFile
 /// (+modifyExecutable) of a file it replaces; `RENAME_EXCHANGE` both ways.
-pub fn path_rename(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn path_rename(ctx: &LsmContext, cg: Cgroup) -> R {
     let old_dir: *const u8 = ctx.arg(0);
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
@@ -389,24 +359,14 @@ pub fn path_rename(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let new_ops = arrival_ops(old_mode, new_mode);
     // Both names are on one mount (rename never crosses mounts).
     let mnt: *const u8 = load(old_dir, OFF_PATH_MNT);
-    let s = scratch()?;
+    let s = scratch().ok_or(0)?;
     let mut deny = 0;
     if old_ops != 0 {
-        meta(
-            unsafe { &mut *s },
-            cg,
-            HOOK_PATH_RENAME,
-            old_mode.unwrap_or(0),
-        );
+        meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
         deny |= decide(s, mnt, old, u32::from(old_ops), 0);
     }
     if new_ops != 0 {
-        meta(
-            unsafe { &mut *s },
-            cg,
-            HOOK_PATH_RENAME,
-            old_mode.unwrap_or(0),
-        );
+        meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
         deny |= decide(s, mnt, new, u32::from(new_ops), 0);
     }
     Ok(deny != 0)
@@ -427,8 +387,8 @@ pub fn is_memfd(dentry: *const u8) -> Result<bool, i64> {
 
 /// execMemFd for `bprm_creds_for_exec`: `s.target` already holds `memfd:NAME`.
 #[inline(always)]
-pub fn exec_memfd(s: *mut Scratch, cg: (u64, u32), hook: u16, mode: u32) -> bool {
-    meta(unsafe { &mut *s }, cg, hook, mode);
+pub fn exec_memfd(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) -> bool {
+    meta(s, cg, hook, mode);
     decide(
         s,
         core::ptr::null(),

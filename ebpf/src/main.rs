@@ -13,14 +13,19 @@ mod maps;
 mod offsets;
 mod path;
 mod process_ops;
+mod scratch;
 
 use aya_ebpf::{
     macros::{lsm, raw_tracepoint},
     programs::{LsmContext, RawTracePointContext},
 };
-use d4c_common::offsets::{
-    OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_ROOT, OFF_CGROUP_ROOT_HIERARCHY_ID,
-    OFF_CGROUP_SELF, OFF_KERNFS_ID,
+use d4c_common::{
+    object::{is_program, same_name},
+    offsets::{
+        OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_ROOT, OFF_CGROUP_ROOT_HIERARCHY_ID,
+        OFF_CGROUP_SELF, OFF_KERNFS_ID,
+    },
+    GLOBAL_NOOP,
 };
 
 const EPERM: i32 = 1;
@@ -28,9 +33,10 @@ const EPERM: i32 = 1;
 /// Benchmark floor: when the loader sets this frozen read-only global to non-zero, every
 /// program returns 0 at once (the verifier prunes the rest: it is a known constant). The
 /// object holds 0 and d4c never changes it; only the overhead benchmark does
-/// (`Config::noop`).
+/// (`Config::noop`). The global `d4c_common::GLOBAL_NOOP`.
 #[no_mangle]
 static D4C_NOOP: u32 = 0;
+const _: () = assert!(same_name(GLOBAL_NOOP, stringify!(D4C_NOOP)));
 
 /// Whether this object was loaded as the benchmark's no-op floor.
 #[inline(always)]
@@ -49,8 +55,11 @@ fn verdict(r: Result<bool, i64>) -> i32 {
     }
 }
 
+/// One LSM hook's entry; its name and hook must be a program of `d4c_common::PROGRAMS`
+/// (checked at compile time: the loader attaches that list).
 macro_rules! hook {
     ($name:ident, $hook:literal, $helper:path) => {
+        const _: () = assert!(is_program(stringify!($name), $hook));
         #[lsm(hook = $hook)]
         pub fn $name(ctx: LsmContext) -> i32 {
             if noop() {
@@ -81,6 +90,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         Some(cg) => verdict(file_ops::file_open(open, cg)),
     }
 }
+const _: () = assert!(is_program("file_open", "file_open"));
 hook!(path_truncate, "path_truncate", file_ops::path_truncate);
 hook!(file_truncate, "file_truncate", file_ops::file_truncate);
 hook!(path_unlink, "path_unlink", file_ops::path_unlink);
@@ -118,6 +128,7 @@ pub fn d4c_cgroup_mkdir(ctx: RawTracePointContext) -> i32 {
     let _ = try_cgroup_mkdir(&ctx);
     0
 }
+const _: () = assert!(is_program("d4c_cgroup_mkdir", "cgroup_mkdir"));
 
 fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
     if !offsets::ready() {
@@ -155,6 +166,7 @@ pub fn d4c_cgroup_rmdir(ctx: RawTracePointContext) -> i32 {
     }
     0
 }
+const _: () = assert!(is_program("d4c_cgroup_rmdir", "cgroup_rmdir"));
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,44 +1,48 @@
-//! Every map of the kernel programs. Names come from `d4c_common::MAP_*` (the userspace
-//! loader opens them by the same names); sizes are defaults the loader may override.
+//! Every map the kernel programs share with userspace (the per-CPU scratch space, which
+//! userspace never opens, is in `scratch.rs`). Names are `d4c_common::MAP_*` (the userspace loader
+//! opens them by the same names; `#[map]` takes a literal, checked against the constant at
+//! compile time); sizes are defaults the loader may override.
 
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use d4c_common::{
-    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, COUNTERS,
-    PATH_KEY_MAX,
+    object::same_name, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
+    ProcKey, TrieData, COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS,
+    MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
 };
-
-use crate::path::Scratch;
-
-/// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.
-pub type TrieData = [u8; 4 + PATH_KEY_MAX];
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
 /// by the `cgroup_mkdir` tracepoint, removed at `cgroup_rmdir` and container removal.
 #[map(name = "D4C_CONTAINERS")]
 pub static CONTAINERS: HashMap<u64, ContainerEntry> = HashMap::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_CONTAINERS, "D4C_CONTAINERS"));
 
 /// (rule set, path prefix) -> file decisions per rest class and operation.
 #[map(name = "D4C_FILE_RULES")]
 pub static FILE_RULES: LpmTrie<TrieData, FileRule> = LpmTrie::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_FILE_RULES, "D4C_FILE_RULES"));
 
 /// (rule set, executable path prefix) -> executable class per rest class.
 #[map(name = "D4C_EXE_RULES")]
 pub static EXE_RULES: LpmTrie<TrieData, ExeRule> = LpmTrie::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_EXE_RULES, "D4C_EXE_RULES"));
 
 /// (rule set, process name) -> name class; a miss is class 0.
 #[map(name = "D4C_COMM_RULES")]
 pub static COMM_RULES: HashMap<CommKey, NameClass> = HashMap::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_COMM_RULES, "D4C_COMM_RULES"));
 
 /// (rule set, executable class, name class) -> process decision; a miss is no action.
 #[map(name = "D4C_PROC_DECISIONS")]
 pub static PROC_DECISIONS: HashMap<ProcKey, ProcDecision> = HashMap::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_PROC_DECISIONS, "D4C_PROC_DECISIONS"));
 
 /// Rule set -> operations with any action (`d4c_common::MAP_RULESET_OPS`).
 #[map(name = "D4C_RULESET_OPS")]
 pub static RULESET_OPS: HashMap<u32, u32> = HashMap::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_RULESET_OPS, "D4C_RULESET_OPS"));
 
 /// Whether rule set `rule_set` may have an action for any operation in `mask` (a missing
 /// summary means it may).
@@ -54,15 +58,12 @@ pub fn may_act(rule_set: u32, mask: u32) -> bool {
 /// Events of decisions that log, alert or block (`d4c_common::Event`).
 #[map(name = "D4C_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(4 << 20, 0);
+const _: () = assert!(same_name(MAP_EVENTS, "D4C_EVENTS"));
 
 /// Per-CPU counters, indexed by `d4c_common::CNT_*`.
 #[map(name = "D4C_COUNTERS")]
 pub static COUNTERS_MAP: PerCpuArray<u64> = PerCpuArray::pinned(COUNTERS, 0);
-
-/// Per-CPU scratch space for path building (too large for the 512-byte BPF stack).
-/// Not pinned: it holds nothing between calls.
-#[map(name = "D4C_SCRATCH")]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+const _: () = assert!(same_name(MAP_COUNTERS, "D4C_COUNTERS"));
 
 /// Adds one to the per-CPU counter `idx`.
 #[inline(always)]

@@ -3,13 +3,16 @@
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use d4c_common::{
+    object::same_name,
     offsets::{OFFSETS_MAGIC, OFF_MAGIC, OFF_PATH_DENTRY, OFF_PATH_MNT},
-    KernelOffsets,
+    KernelOffsets, GLOBAL_OFFSETS,
 };
 
-/// The running kernel's field offsets (see `d4c_common::offsets`).
+/// The running kernel's field offsets (see `d4c_common::offsets`), the global
+/// `d4c_common::GLOBAL_OFFSETS`.
 #[no_mangle]
 static D4C_OFFSETS: KernelOffsets = KernelOffsets { fields: [0; 64] };
+const _: () = assert!(same_name(GLOBAL_OFFSETS, stringify!(D4C_OFFSETS)));
 
 /// The byte offset of field `idx` (an `OFF_*` index).
 #[inline(always)]

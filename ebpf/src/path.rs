@@ -12,27 +12,19 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::{bpf_get_current_task, generated as gen};
 use d4c_common::{
-    event::EVENT_PATH_MAX,
     offsets::{
         OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME_PTR, OFF_DENTRY_PARENT, OFF_FS_ROOT, OFF_MOUNT_MNT,
         OFF_MOUNT_MNT_NS, OFF_MOUNT_MOUNTPOINT, OFF_MOUNT_PARENT, OFF_NSPROXY_MNT_NS, OFF_PATH_MNT,
         OFF_TASK_FS, OFF_TASK_NSPROXY, OFF_VFSMOUNT_ROOT,
     },
-    Event, PATH_KEY_MAX,
+    PATH_KEY_MAX,
 };
 
 use crate::{
-    maps::SCRATCH,
     offsets::{load, off, read, read_path, read_ptr},
+    scratch::{scratch, PathBuf, Scratch, PATH_BUF, TARGET, WORK},
 };
 
-/// Path bytes kept (the rest of a longer path is only measured).
-pub const PATH_BUF: usize = EVENT_PATH_MAX;
-/// Room after `PATH_BUF` so that a component copy starting below it never needs a check.
-const SLACK: usize = 256;
-/// Bytes of the work buffer the path is prepended into; a longer path is flagged
-/// `PATH_TOO_DEEP` (its leading bytes, which the lookup needs, are lost).
-const WORK: usize = 1024;
 /// Dentries and mount crossings visited; a deeper path is flagged `PATH_TOO_DEEP`.
 const WALK_STEPS: usize = 128;
 
@@ -45,103 +37,20 @@ pub const PATH_TOO_DEEP: u32 = 2;
 /// A kernel read failed.
 pub const PATH_FAULT: u32 = 4;
 
-/// A path being built; its first `8 + PATH_KEY_MAX` bytes are an LPM trie key.
-#[repr(C)]
-pub struct PathBuf {
-    /// LPM key: bits of (rule set + path) that count, `32 + 8 * min(len, PATH_KEY_MAX)`.
-    pub prefix_len: u32,
-    /// LPM key: the rule set, big-endian.
-    pub rule_set_be: [u8; 4],
-    /// The path bytes (`len` of them are valid when `len <= PATH_BUF`).
-    pub buf: [u8; PATH_BUF + SLACK],
-    /// The full path length (may exceed `PATH_BUF`).
-    pub len: u32,
-    /// Index of the last `/`, or -1.
-    pub last_slash: i32,
-    /// `PATH_*` flags.
-    pub flags: u32,
-    pub _pad: u32,
-}
-
-/// What `emit` needs besides the paths (filled by the hook before it calls `emit`).
-#[repr(C)]
-pub struct Meta {
-    pub cgroup_id: u64,
-    pub rule_set: u32,
-    pub mode: u32,
-    pub hook: u16,
-    pub kind: u8,
-    pub op: u8,
-    pub ops: u8,
-    pub actions: u8,
-    pub interactive: u8,
-    /// 1: `exe` already holds the executable path (else `emit` builds it from the task).
-    pub exe_ready: u8,
-}
-
-/// Per-CPU scratch space.
-#[repr(C)]
-pub struct Scratch {
-    pub target: PathBuf,
-    pub exe: PathBuf,
-    /// The path is prepended here, ending at `WORK`; the slack keeps every copy in bounds.
-    pub work: [u8; WORK + PATH_BUF],
-    /// `bprm->filename` for exec.
-    pub fname: [u8; 256],
-    pub meta: Meta,
-    pub walk: Walk,
-    /// Room to assemble an event before it is known to be needed (unused today).
-    pub _event: [u8; 0],
-}
-const _: () = assert!(core::mem::size_of::<Event>() <= 1024);
-const _: () = assert!(PATH_KEY_MAX <= PATH_BUF);
-
-/// Which buffer of the scratch space to build into.
-pub const TARGET: u32 = 0;
-pub const EXE: u32 = 1;
-
-/// State of a path walk, kept in the scratch space so that the `bpf_loop` callbacks (each
-/// verified once, whatever the path) can reach it.
-#[repr(C)]
-pub struct Walk {
-    dentry: u64,
-    mnt: u64,
-    mnt_root: u64,
-    root_dentry: u64,
-    root_mnt: u64,
-    /// Components written.
-    n: u32,
-    flags: u32,
-    /// Where the path written so far starts in `work`.
-    pos: u32,
-    leaf_len: u32,
-    /// Start of the basename (exec name scan).
-    pub base: u32,
-}
-
-#[inline(always)]
-fn scratch() -> Option<&'static mut Scratch> {
-    // SAFETY: this CPU's scratch value, valid while the program runs.
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
-}
-
 /// Builds the path of `dentry` on mount `vfsmnt` into `s.target` (`which == TARGET`) or
 /// `s.exe`. Never fails: problems are recorded in the returned `PATH_*` flags, and the
 /// bytes are a best effort.
 #[inline(never)]
-pub fn build(s: *mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) -> u32 {
-    // SAFETY: `s` is this CPU's scratch value, valid for the whole program run.
-    let s = unsafe { &mut *s };
+pub fn build(s: &mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) -> u32 {
     if start(s, vfsmnt, dentry).is_err() {
         s.walk.flags = PATH_FAULT;
         s.walk.n = 0;
     } else {
-        // The callback gets the scratch pointer through a context on this stack (saves a
+        // The callback gets the scratch space through a context on this stack (saves a
         // map lookup per step).
-        let mut ctx = LoopCtx {
-            s: core::ptr::from_mut(s),
-        };
-        // SAFETY: the callback is a static function; `ctx` outlives the call.
+        let mut ctx = LoopCtx { s };
+        // SAFETY: the callback is a static function taking a `LoopCtx`; `ctx` outlives the
+        // call.
         unsafe {
             gen::bpf_loop(
                 WALK_STEPS as u32,
@@ -204,17 +113,19 @@ fn start(s: &mut Scratch, vfsmnt: *const u8, dentry: *const u8) -> Result<(), i6
     Ok(())
 }
 
-/// The `bpf_loop` context of the walk.
+/// The `bpf_loop` context of the walk: the scratch space of the program that loops.
 #[repr(C)]
-struct LoopCtx {
-    s: *mut Scratch,
+struct LoopCtx<'a> {
+    s: &'a mut Scratch,
 }
 
 /// One step: up one dentry (prepending its name) or across one mount point.
 /// Returns 0 to go on, 1 to stop.
 extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's `LoopCtx`, holding this CPU's scratch pointer.
-    let s = unsafe { &mut *(*ctx.cast::<LoopCtx>()).s };
+    // SAFETY: `bpf_loop` hands back the `LoopCtx` that `build` passed it, alive on
+    // `build`'s stack for the whole loop, and nothing else uses it meanwhile.
+    let ctx = unsafe { &mut *ctx.cast::<LoopCtx<'_>>() };
+    let s: &mut Scratch = ctx.s;
     match step(s) {
         Ok(true) => 0,
         Ok(false) => 1,

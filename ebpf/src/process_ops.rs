@@ -11,16 +11,18 @@ use aya_ebpf::{
 };
 use d4c_common::{
     offsets::{OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH, OFF_INODE_MODE},
-    CommKey, ProcKey, ACTION_BLOCK, CNT_DENIED, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC,
-    HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, RULESET_PROC_SHIFT,
+    CommKey, ProcKey, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC,
+    OP_FORK, RULESET_PROC_SHIFT,
 };
 
 use crate::{
+    container::Cgroup,
     event::{self, exe_file_path, interactive},
     file_ops,
-    maps::{count, may_act, TrieData, COMM_RULES, EXE_RULES, PROC_DECISIONS, SCRATCH},
+    maps::{may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS},
     offsets::{off, read, read_path, read_ptr},
-    path::{self, Scratch, TARGET},
+    path,
+    scratch::{scratch, Scratch, TARGET},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -30,21 +32,11 @@ type R = Result<bool, i64>;
 /// Looks up the process decision for the executable path in `s.target` and the name in
 /// `comm`; emits an event when it has any bit. Returns 1 to deny.
 #[inline(never)]
-fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
-    // SAFETY: this CPU's scratch value; `comm` points to the caller's stack.
-    let sc = unsafe { &mut *s };
-    let comm = unsafe { &*comm };
-    let rule_set = sc.meta.rule_set;
-    path::set_key(&mut sc.target, rule_set);
-    // SAFETY: PathBuf starts with the LPM key layout.
-    let key = unsafe {
-        &*(core::ptr::from_ref(&sc.target).cast::<aya_ebpf::maps::lpm_trie::Key<TrieData>>())
-    };
-    let exe_class = match EXE_RULES.get(key) {
-        Some(rule) => match rule
-            .class
-            .get(path::rest_class(&sc.target, rule.prefix_len))
-        {
+fn decide(s: &mut Scratch, comm: &CommKey, op: u32) -> u32 {
+    let rule_set = s.meta.rule_set;
+    path::set_key(&mut s.target, rule_set);
+    let exe_class = match EXE_RULES.get(s.target.key()) {
+        Some(rule) => match rule.class.get(path::rest_class(&s.target, rule.prefix_len)) {
             Some(c) => *c,
             None => 0,
         },
@@ -61,27 +53,19 @@ fn decide(s: *mut Scratch, comm: *const CommKey, op: u32) -> u32 {
     let Some(decision) = (unsafe { PROC_DECISIONS.get(pkey) }) else {
         return 0;
     };
-    let inter = sc.meta.interactive as usize & 1;
+    let inter = s.meta.interactive as usize & 1;
     let actions = decision.actions[inter][op as usize & 1];
     if actions == 0 {
         return 0;
     }
-    sc.meta.actions = actions;
-    sc.meta.op = op as u8;
-    sc.meta.ops = 1 << op;
-    sc.meta.kind = EVENT_PROCESS;
-    event::emit(s);
-    if actions & ACTION_BLOCK != 0 {
-        count(CNT_DENIED);
-        return 1;
-    }
-    0
+    s.meta.kind = EVENT_PROCESS;
+    event::verdict(s, actions, op as u8, 1 << op)
 }
 
 #[inline(always)]
-fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
-    s.meta.cgroup_id = cg.0;
-    s.meta.rule_set = cg.1;
+fn meta(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) {
+    s.meta.cgroup_id = cg.id;
+    s.meta.rule_set = cg.rule_set;
     s.meta.hook = hook;
     s.meta.mode = mode;
     s.meta.interactive = interactive();
@@ -90,27 +74,25 @@ fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
 /// `bprm_creds_for_exec(struct linux_binprm *bprm)`: execMemFd when the file is a memfd,
 /// then the exec decision. The name is the basename of `bprm->filename` (what the kernel
 /// sets as comm), cut to 15 bytes.
-pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
     let bprm: *const u8 = ctx.arg(0);
     let file = read_ptr(bprm, OFF_BPRM_FILE)?;
     let p = file.wrapping_add(off(OFF_FILE_PATH));
     let (mnt, dentry) = read_path(p)?;
     let inode = read_ptr(file, OFF_FILE_INODE)?;
     let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
-    let s = SCRATCH.get_ptr_mut(0).ok_or(0)?;
-    // SAFETY: this CPU's scratch value.
-    let sc = unsafe { &mut *s };
+    let s = scratch().ok_or(0)?;
 
     // The file name as passed (for the name class and the event's `exe`).
     let filename = read::<u64>(bprm, OFF_BPRM_FILENAME)?;
     let n = unsafe {
-        gen::bpf_probe_read_kernel_str(sc.fname.as_mut_ptr().cast(), 256, filename as *const _)
+        gen::bpf_probe_read_kernel_str(s.fname.as_mut_ptr().cast(), 256, filename as *const _)
     };
     let n = if n > 0 { (n as usize - 1) & 0xff } else { 0 };
-    path::basename_start(sc, n as u32);
-    let base = sc.walk.base as usize & 0xff;
+    path::basename_start(s, n as u32);
+    let base = s.walk.base as usize & 0xff;
     let mut comm = CommKey {
-        rule_set: cg.1,
+        rule_set: cg.rule_set,
         comm: [0; COMM_LEN],
     };
     for i in 0..COMM_LEN - 1 {
@@ -119,24 +101,24 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
         if j >= n {
             break;
         }
-        comm.comm[i] = sc.fname[j & 0xff];
+        comm.comm[i] = s.fname[j & 0xff];
     }
     let mut deny = 0;
     if file_ops::is_memfd(dentry)? {
-        path::name_only(sc, dentry)?;
+        path::name_only(s, dentry)?;
         if file_ops::exec_memfd(s, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode) {
             deny = 1;
         }
         // `exec_memfd` left s.target as the memfd's name; the exe class uses it too.
-    } else if may_act(cg.1, 1 << (RULESET_PROC_SHIFT + OP_EXEC as u32)) {
+    } else if may_act(cg.rule_set, 1 << (RULESET_PROC_SHIFT + OP_EXEC as u32)) {
         path::build(s, TARGET, mnt, dentry);
     } else {
         return Ok(deny != 0);
     }
-    meta(sc, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode);
-    sc.exe.buf[..256].copy_from_slice(&sc.fname);
-    sc.exe.len = n as u32;
-    sc.meta.exe_ready = 1;
+    meta(s, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode);
+    s.exe.buf[..256].copy_from_slice(&s.fname);
+    s.exe.len = n as u32;
+    s.meta.exe_ready = 1;
     deny |= decide(s, &comm, OP_EXEC as u32);
     Ok(deny != 0)
 }
@@ -144,7 +126,7 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: (u64, u32)) -> R {
 /// `task_alloc(struct task_struct *task, unsigned long clone_flags)`: a new process (not
 /// a thread) forked by the current task; executable = `current->mm->exe_file`, name =
 /// current comm.
-pub fn task_alloc(ctx: &LsmContext, cg: (u64, u32)) -> R {
+pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     let clone_flags: u64 = ctx.arg(1);
     if clone_flags & CLONE_THREAD != 0 {
         return Ok(false);
@@ -153,22 +135,20 @@ pub fn task_alloc(ctx: &LsmContext, cg: (u64, u32)) -> R {
     let Ok((mnt, dentry)) = exe_file_path(task) else {
         return Ok(false);
     };
-    if !may_act(cg.1, 1 << (RULESET_PROC_SHIFT + OP_FORK as u32)) {
+    if !may_act(cg.rule_set, 1 << (RULESET_PROC_SHIFT + OP_FORK as u32)) {
         return Ok(false);
     }
-    let s = SCRATCH.get_ptr_mut(0).ok_or(0)?;
+    let s = scratch().ok_or(0)?;
     path::build(s, TARGET, mnt, dentry);
-    // SAFETY: this CPU's scratch value.
-    let sc = unsafe { &mut *s };
     let mut comm = CommKey {
-        rule_set: cg.1,
+        rule_set: cg.rule_set,
         comm: [0; COMM_LEN],
     };
     comm.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    meta(sc, cg, HOOK_TASK_ALLOC, 0);
+    meta(s, cg, HOOK_TASK_ALLOC, 0);
     // The event's `exe` is the same executable.
-    sc.exe.buf[..256].copy_from_slice(&sc.target.buf[..256]);
-    sc.exe.len = sc.target.len;
-    sc.meta.exe_ready = 1;
+    s.exe.buf[..256].copy_from_slice(&s.target.buf[..256]);
+    s.exe.len = s.target.len;
+    s.meta.exe_ready = 1;
     Ok(decide(s, &comm, OP_FORK as u32) != 0)
 }

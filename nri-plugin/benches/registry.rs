@@ -1,11 +1,12 @@
-//! Daemon-core benchmarks: registering a container (what StartContainer waits for, kernel
+//! Daemon-core benchmarks: registering a container (what `StartContainer` waits for, kernel
 //! writes excluded) and reloading the policy with 500 registered containers.
 //!
 //! Run: `cargo bench -p d4c --bench registry`.
 
 use criterion::{criterion_group, Criterion};
+use d4c::container::ContainerInfo;
 use d4c::daemon::kernel::MemoryKernel;
-use d4c::daemon::registry::{ContainerInfo, Registry};
+use d4c::daemon::registry::Registry;
 use d4c_policy::{load_str, Container, ImageRef, Policy};
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -94,12 +95,13 @@ fn summary() {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize] * 1e6;
+    // The p-th percentile (p in percent), rounded down to a sample.
+    let pct = |p: usize| times[(times.len() - 1) * p / 100] * 1e6;
     let t = Instant::now();
     r.reload(policy("b")).unwrap();
     let reload = t.elapsed();
     println!("\nsummary (one run):");
-    println!("registry start over 500 containers: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (kernel writes excluded)", pct(0.5), pct(0.99), pct(1.0));
+    println!("registry start over 500 containers: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (kernel writes excluded)", pct(50), pct(99), pct(100));
     println!(
         "reload with 500 containers ({} rule sets): {reload:?} = {:.3}x of the 50 ms target",
         r.rule_sets(),

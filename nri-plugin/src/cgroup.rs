@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// The mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup` on unified hosts,
 /// `/sys/fs/cgroup/unified` on hybrid ones), from `/proc/self/mountinfo`.
 pub fn v2_root() -> io::Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = std::fs::read_to_string(crate::paths::MOUNTINFO)?;
     v2_root_in(&info).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
@@ -25,9 +25,11 @@ fn v2_root_in(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-/// The cgroup id of the group at `path` (the inode number, as the NRI side reads it).
+/// The cgroup id of the cgroup v2 directory `path`: its inode number, which the kernel
+/// reports as the cgroup id (`bpf_get_current_cgroup_id`).
 pub fn id(path: &Path) -> io::Result<u64> {
-    d4c_nri::cgroup::cgroup_id(path)
+    use std::os::unix::fs::MetadataExt as _;
+    Ok(std::fs::metadata(path)?.ino())
 }
 
 /// The cgroup ids (inode numbers) of the directories strictly below `dir`, visiting at
@@ -153,5 +155,14 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
         assert_eq!(v2_root_in("1 2 0:1 / /proc rw - proc proc rw\n"), None);
+    }
+
+    #[test]
+    fn ids_are_inodes() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let got = id(dir.path()).unwrap();
+        assert_eq!(got, std::fs::metadata(dir.path()).unwrap().ino());
+        assert!(id(&dir.path().join("missing")).is_err());
     }
 }

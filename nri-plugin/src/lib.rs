@@ -5,5 +5,7 @@ pub mod alerts;
 pub mod bpf;
 pub mod cgroup;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod metrics;
+pub mod paths;

@@ -2,12 +2,12 @@
 //!
 //! - [`mux`]: the multiplexed socket (two ttrpc connections over one stream);
 //! - [`api`]: messages and services generated from `proto/nri.proto`;
-//! - [`Handler`]: what the daemon implements; [`run`] / [`run_with_reconnect`] drive it;
-//! - [`attrs`]: NRI pod + container -> the policy's container attributes and cgroup.
+//! - [`Handler`]: what the daemon implements; [`run`] / [`run_with_reconnect`] drive it.
+//!
+//! It knows nothing of d4c's policies: what a container's metadata means to d4c (its
+//! attributes, its cgroup) is the daemon's business (`nri-plugin/src/container`).
 
 pub mod api;
-pub mod attrs;
-pub mod cgroup;
 mod error;
 mod events;
 mod handler;

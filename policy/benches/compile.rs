@@ -128,7 +128,7 @@ fn benches(c: &mut Criterion) {
     });
     let maps = KernelMaps::from_tables(&compile_rule_set(&small, &small_spec, 1).unwrap());
     c.bench_function("emulated kernel lookup, same event", |b| {
-        b.iter(|| maps.decide(1, black_box(&ev)))
+        b.iter(|| maps.decide(1, black_box(&ev)));
     });
 }
 

@@ -15,14 +15,21 @@ pub struct Mount {
 /// Container attributes. Absent attributes match no condition on them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Container {
+    /// The image it runs.
     pub image: Option<ImageRef>,
+    /// Its pod's namespace.
     pub namespace: Option<String>,
+    /// Its pod's name.
     pub pod_name: Option<String>,
+    /// Its pod's labels.
     pub labels: BTreeMap<String, String>,
+    /// The cluster's id (from the daemon's configuration).
     pub cluster_id: Option<String>,
+    /// The cluster's name (from the daemon's configuration).
     pub cluster_name: Option<String>,
     /// `kubernetes` for containers of a pod; `None` for a bare container.
     pub orchestrator: Option<String>,
+    /// Its volume mounts, sorted by destination.
     pub mounts: Vec<Mount>,
 }
 

@@ -6,35 +6,47 @@ use std::fmt;
 /// A position in a source file: 1-based line and column (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub struct Pos {
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column, in characters.
     pub col: usize,
 }
 
 impl Pos {
+    /// The position at `line`, `col`.
     #[must_use]
     pub fn new(line: usize, col: usize) -> Self {
         Pos { line, col }
     }
 }
 
+/// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The policy is refused.
     Error,
+    /// The policy is accepted; the finding is worth a look.
     Warning,
 }
 
 /// One finding about a policy file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
+    /// The file, as given.
     pub file: String,
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column, in characters.
     pub column: usize,
+    /// Error or warning.
     pub severity: Severity,
+    /// What is wrong, and where it helps, how to fix it.
     pub message: String,
 }
 
 impl Diagnostic {
+    /// Whether this finding refuses the policy.
     #[must_use]
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error

@@ -40,6 +40,7 @@ impl KernelMaps {
         m
     }
 
+    /// Adds entries (replacing those with the same key, as map updates do).
     pub fn insert(&mut self, tables: &Tables) {
         for (k, v) in &tables.file_rules {
             self.file

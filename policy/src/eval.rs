@@ -9,6 +9,7 @@ use crate::pattern::any_glob;
 /// What a policy decides for one event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
+    /// The union of the firing responses' actions.
     pub actions: Actions,
     /// Indices of the matching selectors of the event's block, in policy order.
     pub selectors: Vec<usize>,

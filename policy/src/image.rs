@@ -18,10 +18,13 @@ use std::fmt;
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
+    /// The registry host, e.g. `docker.io`.
     pub registry: String,
     /// The repository path without the registry, e.g. `library/nginx`.
     pub repository: String,
+    /// The tag, when the reference names one.
     pub tag: Option<String>,
+    /// The digest (`sha256:...`), when the reference names one.
     pub digest: Option<String>,
 }
 

@@ -5,6 +5,8 @@
 //! parse -> validate ([`load_paths`]) -> [`evaluate`] (reference) / [`compile`] (kernel
 //! tables) -> [`emulate`] (the kernel's lookup, in userspace, for tests and `d4c explain`).
 
+#![deny(missing_docs)]
+
 pub mod compile;
 pub mod container;
 pub mod diag;

@@ -14,20 +14,39 @@ pub const MAX_FILES: usize = 1_000;
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// A file or directory cannot be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// A directory holds no policy file.
     #[error("{path}: no policy files (*.yaml or *.yml) found")]
-    NoFiles { path: PathBuf },
+    NoFiles {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A directory holds more than [`MAX_FILES`] policy files.
     #[error("{path}: more than {MAX_FILES} policy files")]
-    TooManyFiles { path: PathBuf },
+    TooManyFiles {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A file is not UTF-8 text.
     #[error("{path}: not valid UTF-8 text")]
-    NotText { path: PathBuf },
+    NotText {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The files were read, and the policy has errors.
     #[error("the policy has {} error(s):\n{}", count_errors(.diagnostics), render(.diagnostics))]
-    Invalid { diagnostics: Vec<Diagnostic> },
+    Invalid {
+        /// Every error and warning, with its position.
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 fn count_errors(d: &[Diagnostic]) -> usize {
@@ -44,7 +63,9 @@ fn render(d: &[Diagnostic]) -> String {
 /// A valid policy and its warnings.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The policy.
     pub policy: Policy,
+    /// What is worth a look, though the policy is valid.
     pub warnings: Vec<Diagnostic>,
 }
 

@@ -13,6 +13,7 @@ pub enum Generation {
 }
 
 impl Generation {
+    /// `generation 1` or `generation 2`, for messages.
     #[must_use]
     pub fn label(self) -> &'static str {
         match self {
@@ -25,11 +26,14 @@ impl Generation {
 /// The two kinds of block; a response only references selectors of its own block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlockKind {
+    /// `file:` selectors and responses (and every generation 1 one).
     File,
+    /// `process:` selectors and responses.
     Process,
 }
 
 impl BlockKind {
+    /// `file` or `process`, as the policy spells the block.
     #[must_use]
     pub fn word(self) -> &'static str {
         match self {
@@ -42,15 +46,22 @@ impl BlockKind {
 /// File operations; the discriminant is the kernel's operation index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileOp {
+    /// `createExecutable`: a new file with an x bit, or an x bit added to a file.
     CreateExecutable = 0,
+    /// `modifyExecutable`: a file with an x bit written, truncated or replaced.
     ModifyExecutable = 1,
+    /// `execMemFd`: a program run from a memfd.
     ExecMemFd = 2,
+    /// `createFile`: a new regular file (or a new name for one).
     CreateFile = 3,
+    /// `modifyFile`: a regular file written, truncated, chmod-ed or replaced.
     ModifyFile = 4,
+    /// `deleteFile`: a regular file unlinked or renamed away.
     DeleteFile = 5,
 }
 
 impl FileOp {
+    /// Every file operation, in kernel index order.
     pub const ALL: [FileOp; 6] = [
         FileOp::CreateExecutable,
         FileOp::ModifyExecutable,
@@ -60,6 +71,7 @@ impl FileOp {
         FileOp::DeleteFile,
     ];
 
+    /// The operation's name in a policy.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -72,6 +84,7 @@ impl FileOp {
         }
     }
 
+    /// The operation a policy names `name`.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.name() == name)
@@ -86,6 +99,7 @@ impl FileOp {
         )
     }
 
+    /// The operation's bit in an operation mask (`1 << index`).
     #[must_use]
     pub fn bit(self) -> u8 {
         1 << (self as u8)
@@ -95,13 +109,17 @@ impl FileOp {
 /// Process operations; the discriminant is the kernel's operation index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProcessOp {
+    /// `fork`: a new process (not a thread).
     Fork = 0,
+    /// `exec`: a program run.
     Exec = 1,
 }
 
 impl ProcessOp {
+    /// Every process operation, in kernel index order.
     pub const ALL: [ProcessOp; 2] = [ProcessOp::Fork, ProcessOp::Exec];
 
+    /// The operation's name in a policy.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -110,11 +128,13 @@ impl ProcessOp {
         }
     }
 
+    /// The operation a policy names `name`.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.name() == name)
     }
 
+    /// The operation's bit in an operation mask (`1 << index`).
     #[must_use]
     pub fn bit(self) -> u8 {
         1 << (self as u8)
@@ -126,8 +146,11 @@ impl ProcessOp {
 pub struct Actions(pub u8);
 
 impl Actions {
+    /// `log`.
     pub const LOG: u8 = d4c_common::ACTION_LOG;
+    /// `alert`.
     pub const ALERT: u8 = d4c_common::ACTION_ALERT;
+    /// `block` (the kernel denies the operation).
     pub const BLOCK: u8 = d4c_common::ACTION_BLOCK;
     const NAMES: [(u8, &'static str); 3] = [
         (Self::ALERT, "alert"),
@@ -135,6 +158,7 @@ impl Actions {
         (Self::LOG, "log"),
     ];
 
+    /// The bit of the action a policy names `name`.
     #[must_use]
     pub fn bit_of(name: &str) -> Option<u8> {
         Self::NAMES
@@ -143,6 +167,7 @@ impl Actions {
             .map(|(b, _)| *b)
     }
 
+    /// Whether the set holds the action `bit`.
     #[must_use]
     pub fn contains(self, bit: u8) -> bool {
         self.0 & bit != 0
@@ -163,27 +188,45 @@ impl Actions {
 /// and the values inside one condition are `ORed`.
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
+    /// `name`: what responses reference it by.
     pub name: String,
     /// Index of the source file in [`Policy::sources`].
     pub source: usize,
+    /// The block it was written in (`None`: generation 1, a file selector).
     pub block: Option<BlockKind>,
+    /// Where it starts in its file.
     pub pos: Pos,
     /// Operation bits (`FileOp::bit` / `ProcessOp::bit`); `None` means every operation.
     pub ops: Option<u8>,
+    /// `containerImageName`.
     pub image_name: Option<Vec<String>>,
+    /// `containerImageFullName`.
     pub image_full_name: Option<Vec<String>>,
+    /// `containerImageTag`.
     pub image_tag: Option<Vec<String>>,
+    /// `kubernetesClusterId` / `orchestratorClusterId`.
     pub cluster_id: Option<Vec<String>>,
+    /// `kubernetesClusterName` / `orchestratorClusterName`.
     pub cluster_name: Option<Vec<String>>,
+    /// `kubernetesNamespace` / `orchestratorNamespace`.
     pub namespace: Option<Vec<String>>,
+    /// `kubernetesPodName` / `orchestratorResourceName`.
     pub pod_name: Option<Vec<String>>,
+    /// `kubernetesPodLabel` / `orchestratorResourceLabel`.
     pub pod_label: Option<Vec<LabelPattern>>,
+    /// `orchestratorType`.
     pub orchestrator_type: Option<Vec<String>>,
+    /// `targetFilePath`.
     pub target_path: Option<Vec<PathPattern>>,
+    /// `ignoreVolumeMounts`: paths on a volume mount do not match.
     pub ignore_volume_mounts: bool,
+    /// `ignoreVolumeFiles`: paths on a file volume mount do not match.
     pub ignore_volume_files: bool,
+    /// `processExecutable`.
     pub executable: Option<Vec<PathPattern>>,
+    /// `processName`.
     pub process_name: Option<Vec<String>>,
+    /// `sessionLeaderInteractive`.
     pub interactive: Option<bool>,
 }
 
@@ -218,19 +261,26 @@ impl Selector {
 /// One response: fires when any `matches` selector matches and no `excludes` one does.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// Index of the source file in [`Policy::sources`].
     pub source: usize,
+    /// The block it was written in.
     pub block: BlockKind,
+    /// Where it starts in its file.
     pub pos: Pos,
-    /// Indices into [`Policy::selectors`].
+    /// `match`: indices into [`Policy::selectors`].
     pub matches: Vec<usize>,
+    /// `exclude`: indices into [`Policy::selectors`].
     pub excludes: Vec<usize>,
+    /// `actions`.
     pub actions: Actions,
 }
 
 /// One policy file that contributed to a [`Policy`].
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The file's path, as given.
     pub path: String,
+    /// The format generation it is written in.
     pub generation: Generation,
 }
 
@@ -238,8 +288,11 @@ pub struct Source {
 /// its own: a response references selectors of its own file only.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
+    /// The files, in load order.
     pub sources: Vec<Source>,
+    /// Every file's selectors.
     pub selectors: Vec<Selector>,
+    /// Every file's responses.
     pub responses: Vec<Response>,
 }
 

@@ -51,8 +51,11 @@ pub enum PathKind {
 /// A `targetFilePath` / `processExecutable` value, split into its fixed prefix and kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PathPattern {
+    /// The value as written.
     pub text: String,
+    /// The fixed prefix K (what is stored as a trie key).
     pub prefix: String,
+    /// What may follow the prefix.
     pub kind: PathKind,
 }
 
@@ -120,7 +123,9 @@ impl PathPattern {
 /// A `kubernetesPodLabel` value: `key:value`, the value possibly with `*`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LabelPattern {
+    /// The label's key, exact.
     pub key: String,
+    /// The value pattern (`*` matches any run of characters).
     pub value: String,
 }
 

@@ -15,17 +15,23 @@ pub const MAX_DEPTH: usize = 32;
 /// A YAML node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// Where the node starts.
     pub pos: Pos,
+    /// What it is.
     pub kind: NodeKind,
 }
 
+/// The three kinds of YAML node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     /// A scalar; `plain` is false for quoted and block scalars (so `"true"` stays a string).
     Scalar {
+        /// The text.
         value: String,
+        /// Whether it was written unquoted.
         plain: bool,
     },
+    /// A sequence, in file order.
     Seq(Vec<Node>),
     /// Pairs in file order; keys are nodes so that their positions are kept.
     Map(Vec<(Node, Node)>),
@@ -63,7 +69,9 @@ impl Node {
 /// Why a text is not a YAML tree we accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
+    /// Where the problem is.
     pub pos: Pos,
+    /// What it is.
     pub message: String,
 }
 

@@ -33,11 +33,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use d4c::bpf::{AttachRequest, Config, Enforcer};
+use d4c::bpf::{AttachRequest, Config, Enforcer, EventReader};
 use d4c_common::{
     ContainerEntry, ProcDecision, ProcKey, ACTION_ALERT, ACTION_BLOCK, ACTION_LOG, CNT_EVENTS,
-    CNT_RINGBUF_DROPS, OP_CREATE_EXECUTABLE, OP_EXEC, OP_FORK, OP_MODIFY_EXECUTABLE,
-    OP_MODIFY_FILE,
+    CNT_RINGBUF_DROPS, HOOK_FILE_OPEN, HOOK_NAMES, HOOK_PATH_CHMOD, OP_CREATE_EXECUTABLE, OP_EXEC,
+    OP_FORK, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
 };
 use kernel_support::{c, everywhere, root_entry, rule_at, TestCgroup, TestDir};
 
@@ -123,9 +123,9 @@ fn time_once(cg: &Path, op: &Op) -> f64 {
 /// The program each loop runs once per iteration, whose own run time is reported (none
 /// for fork+exec, which runs several).
 const LOOP_PROGRAM: [Option<&str>; 4] = [
-    Some("file_open"),
-    Some("file_open"),
-    Some("path_chmod"),
+    Some(HOOK_NAMES[HOOK_FILE_OPEN as usize]),
+    Some(HOOK_NAMES[HOOK_FILE_OPEN as usize]),
+    Some(HOOK_NAMES[HOOK_PATH_CHMOD as usize]),
     None,
 ];
 
@@ -178,7 +178,8 @@ fn attach() -> AttachRequest {
 /// Loads the programs (`noop`: as the floor) under a fresh pin directory.
 fn load(noop: bool, round: usize) -> Enforcer {
     let pin_dir = PathBuf::from(format!(
-        "/sys/fs/bpf/d4c-bench-{}-{round}-{noop}",
+        "{}-bench-{}-{round}-{noop}",
+        d4c::paths::PIN_DIR,
         std::process::id()
     ));
     let t = Instant::now();
@@ -351,7 +352,7 @@ fn main() {
 
         let mut e = load(false, round);
         write_tables(&mut e);
-        let mut reader = e.take_events().expect("event reader");
+        let reader = e.take_events().expect("event reader");
         measure(2, &mut best, &mut in_prog);
         e.register(cg_id, ContainerEntry::new(RS_ALLOWED, cg_id))
             .unwrap();
@@ -362,23 +363,7 @@ fn main() {
         // The drain thread runs only here: in (b) and (c) it would only compete for the
         // guest's CPUs (nothing is written).
         let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let drain = std::thread::spawn(move || {
-            let mut n = 0u64;
-            loop {
-                let mut any = false;
-                while reader.try_next().is_some() {
-                    n += 1;
-                    any = true;
-                }
-                if !any {
-                    if stop2.load(Ordering::Relaxed) {
-                        return n;
-                    }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            }
-        });
+        let drain = drain(reader, stop.clone());
         e.register(cg_id, ContainerEntry::new(RS_LOG, cg_id))
             .unwrap();
         measure(4, &mut best, &mut in_prog);
@@ -396,8 +381,61 @@ fn main() {
         measure(0, &mut best, &mut in_prog);
     }
 
+    report(&Report {
+        ops: &ops,
+        best: &best,
+        in_prog: &in_prog,
+        n_file,
+        n_exec,
+        events: (written, read, drops),
+    });
+}
+
+/// Reads events on a thread until `stop` is set and nothing is left; returns how many.
+fn drain(mut reader: EventReader, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut n = 0u64;
+        loop {
+            let mut any = false;
+            while reader.try_next().is_some() {
+                n += 1;
+                any = true;
+            }
+            if !any {
+                if stop.load(Ordering::Relaxed) {
+                    return n;
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+    })
+}
+
+/// What the rounds measured.
+struct Report<'a> {
+    ops: &'a [Op; 4],
+    /// Best ns per iteration, per configuration and loop.
+    best: &'a [[f64; 4]; CONFIGS.len()],
+    /// Best ns inside the program per call, per configuration and loop.
+    in_prog: &'a [[f64; 4]; CONFIGS.len()],
+    n_file: u32,
+    n_exec: u32,
+    /// Events written, read, and dropped by the ring buffer.
+    events: (u64, u64, u64),
+}
+
+/// The tables and the targets.
+fn report(r: &Report<'_>) {
+    let Report {
+        ops,
+        best,
+        in_prog,
+        n_file,
+        n_exec,
+        events: (written, read, drops),
+    } = *r;
     let mode = attach()
-        .resolve(Path::new(d4c::bpf::LSM_LIST))
+        .resolve(Path::new(d4c::paths::LSM_LIST))
         .map_or_else(|e| e.to_string(), |m| m.name().to_owned());
     println!(
         "kernel {} | attach mode {mode} | N = {n_file} (file loops), {n_exec} (fork+exec) | best of {ROUNDS} interleaved rounds",

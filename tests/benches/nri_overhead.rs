@@ -1,4 +1,4 @@
-//! What d4c adds to a real containerd: CRI StartContainer latency over 200 containers
+//! What d4c adds to a real containerd: CRI `StartContainer` latency over 200 containers
 //! without and with the `d4c nri` daemon (p50, p99, their difference), and the daemon's
 //! resident memory with 500 registered containers. Needs root and containerd 1.7 with NRI
 //! (`tests/containerd/setup.sh`); prints a skip line otherwise.
@@ -23,7 +23,7 @@ fn d4c_bin() -> std::path::PathBuf {
     exe.parent().and_then(Path::parent).unwrap().join("d4c")
 }
 
-/// Starts `n` containers in pods of at most 50; returns each StartContainer latency (s).
+/// Starts `n` containers in pods of at most 50; returns each `StartContainer` latency (s).
 async fn start_many(
     cri: &mut containerd_support::pods::Cri,
     ctd: &Containerd,
@@ -56,13 +56,14 @@ async fn start_many(
     out
 }
 
-fn pct(v: &[f64], p: f64) -> f64 {
+/// The p-th percentile (p in percent, the nearest sample) in milliseconds.
+fn pct(v: &[f64], p: usize) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    s[((s.len() as f64 - 1.0) * p).round() as usize] * 1e3
+    s[((s.len() - 1) * p + 50) / 100] * 1e3
 }
 
-/// The plugin's own StartContainer handling time, from its latency histogram: the bucket
+/// The plugin's own `StartContainer` handling time, from its latency histogram: the bucket
 /// bounds that hold p50 and p99, and the mean.
 fn plugin_time(port: u16) -> String {
     use std::io::{Read, Write};
@@ -184,19 +185,19 @@ async fn main() {
     println!("StartContainer over 200 containers (ms):");
     println!(
         "  without d4c: p50 {:.2} p99 {:.2}",
-        pct(&without, 0.5),
-        pct(&without, 0.99)
+        pct(&without, 50),
+        pct(&without, 99)
     );
     println!(
         "  with d4c:    p50 {:.2} p99 {:.2}",
-        pct(&with, 0.5),
-        pct(&with, 0.99)
+        pct(&with, 50),
+        pct(&with, 99)
     );
     println!(
         "  added by d4c: p50 {:+.2} ms, p99 {:+.2} ms; ratio with/without p50 {:.3}x",
-        pct(&with, 0.5) - pct(&without, 0.5),
-        pct(&with, 0.99) - pct(&without, 0.99),
-        pct(&with, 0.5) / pct(&without, 0.5)
+        pct(&with, 50) - pct(&without, 50),
+        pct(&with, 99) - pct(&without, 99),
+        pct(&with, 50) / pct(&without, 50)
     );
     println!("  time inside the plugin (its StartContainer histogram): {inside}");
     println!("daemon RSS: idle {} KiB, with 500 registered containers {} KiB ({:.1} MiB; target < 30 MiB)", rss_idle, rss_500, rss_500 as f64 / 1024.0);

@@ -113,7 +113,7 @@ async fn run(policies: Vec<PathBuf>) -> bool {
         std::fs::copy(p, policy_dir.join(&name)).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         names.push(name.to_string_lossy().into_owned());
     }
-    let bpffs = PathBuf::from(format!("/sys/fs/bpf/d4c-demo-{id}"));
+    let bpffs = PathBuf::from(format!("{}-demo-{id}", d4c::paths::PIN_DIR));
     let _unload = Unload(bpffs.clone());
     let config = dir.join("d4c.yaml");
     let status_sock = dir.join("status.sock");

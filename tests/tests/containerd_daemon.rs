@@ -1,5 +1,5 @@
 //! End-to-end: `d4c nri` (the real daemon binary) against a real containerd 1.7. Pods
-//! created through CRI are registered at StartContainer with the rule set their labels
+//! created through CRI are registered at `StartContainer` with the rule set their labels
 //! select (checked through `d4c status`), removed on removal, rebuilt after a daemon
 //! restart and after a containerd restart; policy reloads switch rule sets and an invalid
 //! change keeps the last good policy. The kernel maps are the daemon's in-memory stand-in

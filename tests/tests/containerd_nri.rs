@@ -8,9 +8,9 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use containerd_support::pods::{container_config, sandbox_config, SLEEP};
 use containerd_support::{cgroup2_root, skip_reason, unique_id, Containerd};
+use d4c::container::{attributes, host_is_file, Attributes};
 use d4c_nri::{
     api::{Container, PodSandbox},
-    attrs::{attributes, host_is_file, Attributes},
     Handler, PluginConfig,
 };
 use k8s_cri::v1::{
@@ -95,7 +95,7 @@ fn check_started(seen: &Started, ctd: &Containerd, cid: &str) -> (PathBuf, u64) 
         procs.lines().any(|p| p == seen.container.pid.to_string()),
         "{procs}"
     );
-    let id = d4c_nri::cgroup::cgroup_id(&cgroup).unwrap();
+    let id = d4c::cgroup::id(&cgroup).unwrap();
     (cgroup, id)
 }
 

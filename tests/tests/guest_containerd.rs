@@ -143,7 +143,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("protect.yaml"), PROTECT_POLICY).unwrap();
     std::fs::write(policies.join("memfd.yaml"), MEMFD).unwrap();
-    let bpffs = PathBuf::from(format!("/sys/fs/bpf/d4c-e2e-{id}"));
+    let bpffs = PathBuf::from(format!("{}-e2e-{id}", d4c::paths::PIN_DIR));
     let _unload = Unload(bpffs.clone());
     let config = dir.join("d4c.yaml");
     let status_sock = dir.join("status.sock");
@@ -407,7 +407,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         .unwrap();
     }
     daemon.restart();
-    daemon.wait_log("this build enforces alone", Duration::from_secs(60));
+    daemon.wait_log("this build enforces alone", Duration::from_mins(1));
     assert!(
         daemon.log().contains("taking over"),
         "no takeover logged:\n{}",

@@ -1,9 +1,9 @@
-//! The shipped DaemonSet, run the way a kubelet runs it, protects pods: the d4c image
+//! The shipped `DaemonSet`, run the way a kubelet runs it, protects pods: the d4c image
 //! (install/image/build.py) started through CRI with exactly the manifest's args,
-//! capabilities (drop ALL, add BPF, PERFMON, SYS_ADMIN, SYS_RESOURCE), read-only root,
-//! no new privileges, seccomp RuntimeDefault and volumes (hostPath /sys/fs/bpf,
+//! capabilities (drop ALL, add BPF, PERFMON, `SYS_ADMIN`, `SYS_RESOURCE`), read-only root,
+//! no new privileges, seccomp `RuntimeDefault` and volumes (hostPath /sys/fs/bpf,
 //! /sys/kernel/btf, /sys/kernel/security, /sys/fs/cgroup, the NRI socket directory; the
-//! config and policy ConfigMaps as shipped plus one blocking policy a user would add).
+//! config and policy `ConfigMaps` as shipped plus one blocking policy a user would add).
 //! Then, inside a QEMU guest with a real containerd:
 //!
 //! - the daemon loads and pins its programs with those privileges only (its effective
@@ -32,7 +32,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x"];
-const PINS: &str = "/sys/fs/bpf/d4c";
+const PINS: &str = d4c::paths::PIN_DIR;
 
 /// Capability numbers (linux/capability.h) of the names a manifest uses.
 fn cap_bit(name: &str) -> u32 {

@@ -1,5 +1,5 @@
 //! Privileged kernel tests: the eBPF programs loaded through `d4c::bpf::Enforcer` (as BPF
-//! LSM programs, or fmod_ret where the guest boots without `bpf` in `lsm=`), exercised by
+//! LSM programs, or `fmod_ret` where the guest boots without `bpf` in `lsm=`), exercised by
 //! forked children placed in test cgroups. Run as root (in practice: `cargo xtask vm --kernel 6.1|6.12|newest --with <this binary> -- ...`);
 //! elsewhere they print `skipping test - <reason>`, or fail with `D4C_REQUIRE_BPF_LSM=1`.
 // Operation indices and byte counts here are small constants.
@@ -579,14 +579,17 @@ fn an_upgrade_takes_over_without_an_unprotected_moment() {
         build_id, build_marker, pinned_builds, retiring_dirs, Config, Enforcer, Origin,
     };
     let Some(_k) = kernel() else { return };
-    let pin_dir =
-        std::path::PathBuf::from(format!("/sys/fs/bpf/d4c-test-build-{}", std::process::id()));
+    let pin_dir = std::path::PathBuf::from(format!(
+        "{}-test-build-{}",
+        d4c::paths::PIN_DIR,
+        std::process::id()
+    ));
     let config = Config {
         pin_dir: pin_dir.clone(),
         ..Default::default()
     };
     let mode = d4c::bpf::AttachRequest::Auto
-        .resolve(std::path::Path::new(d4c::bpf::LSM_LIST))
+        .resolve(std::path::Path::new(d4c::paths::LSM_LIST))
         .unwrap();
     let this = build_id(false, mode);
     let cg = TestCgroup::new("upgrade");

@@ -102,7 +102,7 @@ fn shipped_config_and_policy_are_accepted() {
             .ends_with(&format!(":{port}")),
         "probes reach the metrics port"
     );
-    assert_eq!(config.policy_dir, Path::new("/etc/d4c/policies"));
+    assert_eq!(config.policy_dir, Path::new(d4c::paths::POLICY_DIR));
     let pol = load("policies.yaml");
     if let NodeKind::Map(files) = &get(&pol, "data").kind {
         for (name, body) in files {
@@ -120,7 +120,7 @@ fn runtime_snippets_enable_nri_on_the_socket_d4c_uses() {
         "crio/10-nri.conf",
     ] {
         let s = std::fs::read_to_string(install().join(f)).unwrap();
-        assert!(s.contains("/var/run/nri/nri.sock"), "{f}");
+        assert!(s.contains(d4c::paths::NRI_SOCKET), "{f}");
         assert!(
             s.contains("disable = false") || s.contains("enable_nri = true"),
             "{f}"

@@ -37,6 +37,6 @@ pub fn event_id(boot_ns: u64) -> String {
 /// This host's name, for `host.name`.
 #[must_use]
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    std::fs::read_to_string(crate::paths::HOSTNAME)
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
 }

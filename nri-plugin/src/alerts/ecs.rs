@@ -3,7 +3,7 @@
 //! process events in `logs-cloud_defend.process-*`.
 
 use super::record::{Operation, Record};
-use crate::daemon::registry::ContainerInfo;
+use crate::container::ContainerInfo;
 use d4c_policy::{evaluate, Actions, Event, Policy};
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
@@ -103,22 +103,66 @@ fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
     idx.into_iter().map(|i| policy.selector_label(i)).collect()
 }
 
-/// The ECS document for one decision.
+/// Where a document goes and what it is: an alert (any alert or block action) or an
+/// event, of the file or the process category.
+struct Class {
+    alert: bool,
+    category: &'static str,
+    dataset: &'static str,
+}
+
+impl Class {
+    fn of(r: &Record) -> Class {
+        let alert = r.actions.contains(Actions::ALERT) || r.actions.contains(Actions::BLOCK);
+        let category = match r.operation {
+            Operation::File(_) => "file",
+            Operation::Process(_) => "process",
+        };
+        let dataset = match (alert, &r.operation) {
+            (true, _) => "cloud_defend.alerts",
+            (false, Operation::File(_)) => "cloud_defend.file",
+            (false, Operation::Process(_)) => "cloud_defend.process",
+        };
+        Class {
+            alert,
+            category,
+            dataset,
+        }
+    }
+}
+
+/// The ECS document for one decision, section by section.
 #[must_use]
 pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
-    let alert = r.actions.contains(Actions::ALERT) || r.actions.contains(Actions::BLOCK);
-    let (category, dataset) = match &r.operation {
-        _ if alert => (
-            if matches!(r.operation, Operation::File(_)) {
-                "file"
-            } else {
-                "process"
-            },
-            "cloud_defend.alerts",
-        ),
-        Operation::File(_) => ("file", "cloud_defend.file"),
-        Operation::Process(_) => ("process", "cloud_defend.process"),
-    };
+    let class = Class::of(r);
+    let mut d = Map::new();
+    set(&mut d, "@timestamp", json!(rfc3339(ctx.timestamp)));
+    set(
+        &mut d,
+        "data_stream",
+        json!({"type": "logs", "dataset": class.dataset, "namespace": "default"}),
+    );
+    set(&mut d, "event", event(r, ctx, &class));
+    if let Operation::File(_) = r.operation {
+        set(&mut d, "file", file(r));
+    }
+    set(&mut d, "process", process(r));
+    set(&mut d, "user.id", json!(r.uid.to_string()));
+    set(&mut d, "group.id", json!(r.gid.to_string()));
+    set(&mut d, "host.name", json!(ctx.host_name));
+    set(&mut d, "host.hostname", json!(ctx.host_name));
+    if let Some(c) = ctx.container {
+        set(&mut d, "container", container(c));
+        if let Some(o) = orchestrator(c) {
+            set(&mut d, "orchestrator", o);
+        }
+    }
+    set(&mut d, "cloud_defend", cloud_defend(r, ctx));
+    Value::Object(d)
+}
+
+/// `event`: kind, category, type (with `denied`), action (the operations), outcome.
+fn event(r: &Record, ctx: &Context<'_>, class: &Class) -> Value {
     let (action, mut types): (String, Vec<&str>) = match &r.operation {
         Operation::File(ops) => {
             let t = if ops.iter().any(|o| o.name().starts_with("create")) {
@@ -140,91 +184,81 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
     if r.denied {
         types.push("denied");
     }
-    let mut d = Map::new();
-    set(&mut d, "@timestamp", json!(rfc3339(ctx.timestamp)));
-    set(
-        &mut d,
-        "data_stream",
-        json!({"type": "logs", "dataset": dataset, "namespace": "default"}),
-    );
-    set(
-        &mut d,
-        "event",
-        json!({
-            "kind": if alert { "alert" } else { "event" },
-            "category": [category],
-            "type": types,
-            "action": action,
-            "outcome": if r.denied { "failure" } else { "success" },
-            "id": ctx.event_id,
-            "module": "cloud_defend",
-            "dataset": dataset,
-        }),
-    );
-    let mut process = json!({
+    json!({
+        "kind": if class.alert { "alert" } else { "event" },
+        "category": [class.category],
+        "type": types,
+        "action": action,
+        "outcome": if r.denied { "failure" } else { "success" },
+        "id": ctx.event_id,
+        "module": "cloud_defend",
+        "dataset": class.dataset,
+    })
+}
+
+/// `file`: the path the file operation acted on, its name, extension and mode.
+fn file(r: &Record) -> Value {
+    let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+    let mut file = json!({"path": r.path, "name": name, "mode": format!("{:o}", r.mode & 0o7777)});
+    if let Some((_, ext)) = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
+        file["extension"] = json!(ext);
+    }
+    file
+}
+
+/// `process`: the task; its executable is the program run for exec and fork, the task's
+/// own for a file operation.
+fn process(r: &Record) -> Value {
+    let executable = match r.operation {
+        Operation::File(_) => &r.exe,
+        Operation::Process(_) => &r.path,
+    };
+    json!({
         "pid": r.pid,
         "name": process_name(r),
         "interactive": r.interactive,
         "parent": {"pid": r.ppid},
-    });
-    match &r.operation {
-        Operation::File(_) => {
-            process["executable"] = json!(r.exe);
-            let name = r.path.rsplit('/').next().unwrap_or(&r.path);
-            let mut file =
-                json!({"path": r.path, "name": name, "mode": format!("{:o}", r.mode & 0o7777)});
-            if let Some((_, ext)) = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
-                file["extension"] = json!(ext);
-            }
-            set(&mut d, "file", file);
-        }
-        Operation::Process(_) => {
-            process["executable"] = json!(r.path);
-        }
+        "executable": executable,
+    })
+}
+
+/// `container`: id, name and image.
+fn container(c: &ContainerInfo) -> Value {
+    let mut container = json!({"id": c.id, "name": c.name});
+    if let Some(img) = &c.attrs.image {
+        container["image"] = json!({"name": img.full_names()[0], "tag": img.effective_tag()});
     }
-    set(&mut d, "process", process);
-    set(&mut d, "user.id", json!(r.uid.to_string()));
-    set(&mut d, "group.id", json!(r.gid.to_string()));
-    set(&mut d, "host.name", json!(ctx.host_name));
-    set(&mut d, "host.hostname", json!(ctx.host_name));
-    if let Some(c) = ctx.container {
-        let mut container = json!({"id": c.id, "name": c.name});
-        if let Some(img) = &c.attrs.image {
-            container["image"] = json!({"name": img.full_names()[0], "tag": img.effective_tag()});
-        }
-        set(&mut d, "container", container);
-        if let Some(o) = &c.attrs.orchestrator {
-            let labels: Vec<String> = c
-                .attrs
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect();
-            set(
-                &mut d,
-                "orchestrator",
-                json!({
-                    "type": o,
-                    "namespace": c.attrs.namespace,
-                    "cluster": {"id": c.attrs.cluster_id, "name": c.attrs.cluster_name},
-                    "resource": {"type": "pod", "name": c.attrs.pod_name, "label": labels},
-                }),
-            );
-        }
-    }
-    set(
-        &mut d,
-        "cloud_defend",
-        json!({
-            "matched_selectors": matched_selectors(r, ctx),
-            "hook_point": r.hook,
-            "actions": r.actions.names(),
-            "rule_set": r.rule_set,
-            "policy_revision": ctx.policy_revision,
-            "truncated": r.truncated,
-        }),
-    );
-    Value::Object(d)
+    container
+}
+
+/// `orchestrator`: namespace, cluster and pod, for a container an orchestrator runs.
+fn orchestrator(c: &ContainerInfo) -> Option<Value> {
+    let o = c.attrs.orchestrator.as_ref()?;
+    let labels: Vec<String> = c
+        .attrs
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
+    Some(json!({
+        "type": o,
+        "namespace": c.attrs.namespace,
+        "cluster": {"id": c.attrs.cluster_id, "name": c.attrs.cluster_name},
+        "resource": {"type": "pod", "name": c.attrs.pod_name, "label": labels},
+    }))
+}
+
+/// `cloud_defend`: the selectors that matched, the hook, the actions, the rule set and
+/// the policy revision.
+fn cloud_defend(r: &Record, ctx: &Context<'_>) -> Value {
+    json!({
+        "matched_selectors": matched_selectors(r, ctx),
+        "hook_point": r.hook,
+        "actions": r.actions.names(),
+        "rule_set": r.rule_set,
+        "policy_revision": ctx.policy_revision,
+        "truncated": r.truncated,
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! How the hooks attach: as BPF LSM programs where the kernel runs them, else as fmod_ret
+//! How the hooks attach: as BPF LSM programs where the kernel runs them, else as `fmod_ret`
 //! programs on the kernel's `security_*` functions. The programs are the same bytecode
 //! either way; only the program type and the attach point differ.
 
@@ -78,7 +78,7 @@ impl fmt::Display for AttachMode {
 /// What the configuration asks for (`enforcement:` in d4c.yaml, `d4c exec --attach`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttachRequest {
-    /// LSM where BPF LSM is active, else fmod_ret.
+    /// LSM where BPF LSM is active, else `fmod_ret`.
     #[default]
     Auto,
     /// Exactly this mode; never another.

@@ -15,7 +15,7 @@ pub enum BpfError {
     )]
     LsmUnavailable { reason: String },
 
-    /// The kernel refused the hooks as fmod_ret programs (or they could not be prepared).
+    /// The kernel refused the hooks as `fmod_ret` programs (or they could not be prepared).
     #[error(
         "fmod_ret: program {program} on {function}: {reason}. fmod_ret needs kernel BTF \
          (CONFIG_DEBUG_INFO_BTF=y), BPF trampolines (x86_64, or arm64 from 6.4) and \

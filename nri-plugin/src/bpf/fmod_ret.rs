@@ -1,4 +1,4 @@
-//! The hooks as fmod_ret programs, which aya 0.14 cannot load: the embedded object's
+//! The hooks as `fmod_ret` programs, which aya 0.14 cannot load: the embedded object's
 //! programs are relocated (aya-obj) against the maps aya created, then loaded as
 //! `BPF_PROG_TYPE_TRACING` with `BPF_MODIFY_RETURN` on `security_<hook>`, attached with
 //! `BPF_RAW_TRACEPOINT_OPEN` and the link pinned with `BPF_OBJ_PIN`, as aya pins LSM links.
@@ -118,15 +118,15 @@ fn owned_fd(r: libc::c_long) -> io::Result<OwnedFd> {
 
 /// The descriptor of one of aya's maps (the kinds the object defines).
 fn map_fd(map: &Map) -> Option<RawFd> {
-    let data = match map {
-        Map::Array(d)
-        | Map::HashMap(d)
-        | Map::LpmTrie(d)
-        | Map::PerCpuArray(d)
-        | Map::RingBuf(d)
-        | Map::LruHashMap(d)
-        | Map::PerCpuHashMap(d) => d,
-        _ => return None,
+    let (Map::Array(data)
+    | Map::HashMap(data)
+    | Map::LpmTrie(data)
+    | Map::PerCpuArray(data)
+    | Map::RingBuf(data)
+    | Map::LruHashMap(data)
+    | Map::PerCpuHashMap(data)) = map
+    else {
+        return None;
     };
     Some(data.fd().as_fd().as_raw_fd())
 }
@@ -197,7 +197,7 @@ impl Relocated {
         Ok(Relocated { obj, btf })
     }
 
-    /// Loads `program` as fmod_ret on the kernel function whose BTF id is `btf_id`
+    /// Loads `program` as `fmod_ret` on the kernel function whose BTF id is `btf_id`
     /// (`function` names it in errors), attaches it and pins the link at `pin`.
     pub fn attach_and_pin(
         &self,
@@ -234,20 +234,16 @@ impl Relocated {
                 log,
             )
         };
-        let prog_fd = match load(None) {
-            Ok(fd) => fd,
-            Err(_) => {
-                // Again with the verifier's log, which says why.
-                let mut log = vec![0u8; LOG_SIZE];
-                match load(Some(&mut log)) {
-                    Ok(fd) => fd,
-                    Err(e) => {
-                        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                        let text = String::from_utf8_lossy(&log[..end]).trim().to_owned();
-                        return Err(fail(format!("BPF_PROG_LOAD: {e}"), text));
-                    }
-                }
-            }
+        let prog_fd = if let Ok(fd) = load(None) {
+            fd
+        } else {
+            // Again with the verifier's log, which says why.
+            let mut log = vec![0u8; LOG_SIZE];
+            load(Some(&mut log)).map_err(|e| {
+                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                let text = String::from_utf8_lossy(&log[..end]).trim().to_owned();
+                fail(format!("BPF_PROG_LOAD: {e}"), text)
+            })?
         };
         let mut attr = RawTpAttr {
             prog_fd: u32::try_from(prog_fd.as_raw_fd()).unwrap_or_default(),

@@ -1,5 +1,5 @@
-//! The filesystem around the kernel programs: default paths, the BPF LSM probe, and the
-//! bpffs that holds the pins.
+//! The filesystem around the kernel programs: the BPF LSM probe, and the bpffs that holds
+//! the pins (default paths in `crate::paths`).
 
 use std::{
     ffi::CString,
@@ -9,15 +9,8 @@ use std::{
 };
 
 use super::{attach_mode::AttachMode, error::BpfError};
+use crate::paths::BPFFS_ROOT;
 
-/// Where d4c pins its maps and links unless told otherwise.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/d4c";
-/// The running kernel's BTF.
-pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
-/// The active LSMs, comma-separated.
-pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
-/// The standard bpffs mount point.
-const BPFFS_ROOT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Pin sub-directories.
@@ -201,7 +194,8 @@ fn rename(from: &Path, to: &Path) -> Result<(), BpfError> {
 /// their own maps until [`remove_pins`] removes that directory. Returns it.
 pub fn retire(pin_dir: &Path) -> Result<PathBuf, BpfError> {
     let n = retiring_dirs(pin_dir).len();
-    let to = (n..)
+    // Indices are four digits; past them the plain prefix is the fallback.
+    let to = (n..10_000)
         .map(|i| pin_dir.join(format!("{RETIRING_PREFIX}{i:04}")))
         .find(|p| !p.exists())
         .unwrap_or_else(|| pin_dir.join(RETIRING_PREFIX));

@@ -8,7 +8,8 @@ use d4c_common::{
     MAP_COMM_RULES, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
 };
 
-use super::{error::BpfError, loader::Enforcer, TrieData};
+use super::{error::BpfError, loader::Enforcer};
+use d4c_common::TrieData;
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
     move |source| BpfError::Map {

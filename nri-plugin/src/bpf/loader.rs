@@ -12,10 +12,13 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use d4c_common::{
-    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, MAP_COMM_RULES,
-    MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
-    MAP_RULESET_OPS,
+    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, Program,
+    ProgramKind, TrieData, GLOBAL_NOOP, GLOBAL_OFFSETS, MAP_COMM_RULES, MAP_CONTAINERS,
+    MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
+    PROGRAMS,
 };
+
+use crate::paths;
 
 use super::{
     attach_mode::{AttachMode, AttachRequest},
@@ -24,87 +27,25 @@ use super::{
     fmod_ret::Relocated,
     fs::{self, links_dir, maps_dir},
     handover::Handover,
-    TrieData,
 };
 
 /// The eBPF object built by `build.rs` from `ebpf/`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/d4c-ebpf"));
-
-/// Name of the offsets global in the object (see `ebpf/src/offsets.rs`).
-const OFFSETS_GLOBAL: &str = "D4C_OFFSETS";
-
-/// Name of the benchmark's no-op switch in the object (see `ebpf/src/main.rs`).
-const NOOP_GLOBAL: &str = "D4C_NOOP";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Lsm,
-    RawTracepoint,
-}
-
-/// One program of the object: its function name, where it attaches, and whether a kernel
-/// may lack the hook.
-struct Prog {
-    name: &'static str,
-    attach: &'static str,
-    kind: Kind,
-    optional: bool,
-}
-
-const fn lsm(name: &'static str) -> Prog {
-    Prog {
-        name,
-        attach: name,
-        kind: Kind::Lsm,
-        optional: false,
-    }
-}
-
-/// Tracepoints first (so nested cgroups are tracked before any deny), then the hooks.
-const PROGRAMS: &[Prog] = &[
-    Prog {
-        name: "d4c_cgroup_mkdir",
-        attach: "cgroup_mkdir",
-        kind: Kind::RawTracepoint,
-        optional: false,
-    },
-    Prog {
-        name: "d4c_cgroup_rmdir",
-        attach: "cgroup_rmdir",
-        kind: Kind::RawTracepoint,
-        optional: false,
-    },
-    lsm("path_chmod"),
-    lsm("path_mknod"),
-    lsm("file_open"),
-    lsm("path_truncate"),
-    // 6.2+: O_TRUNC and ftruncate call this instead of path_truncate.
-    Prog {
-        name: "file_truncate",
-        attach: "file_truncate",
-        kind: Kind::Lsm,
-        optional: true,
-    },
-    lsm("path_unlink"),
-    lsm("path_link"),
-    lsm("path_rename"),
-    lsm("bprm_creds_for_exec"),
-    lsm("task_alloc"),
-];
+pub(super) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/d4c-ebpf"));
 
 /// Where things are and what to load.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// bpffs directory for pins (default `/sys/fs/bpf/d4c`).
+    /// bpffs directory for pins (default [`paths::PIN_DIR`]).
     pub pin_dir: PathBuf,
-    /// The kernel's BTF (default `/sys/kernel/btf/vmlinux`).
+    /// The kernel's BTF (default [`paths::KERNEL_BTF`]).
     pub btf: PathBuf,
-    /// The active LSM list (default `/sys/kernel/security/lsm`).
+    /// The active LSM list (default [`paths::LSM_LIST`]).
     pub lsm_list: PathBuf,
     /// Attach the hooks. `false` loads only the cgroup tracepoints: a diagnostic mode for
     /// kernels that refuse the hooks (nothing is enforced).
     pub attach_lsm: bool,
-    /// How the hooks attach: `auto` (LSM where BPF LSM is active, else fmod_ret), or
+    /// How the hooks attach: `auto` (LSM where BPF LSM is active, else `fmod_ret`), or
     /// exactly one mode.
     pub attach: AttachRequest,
     /// Load every program as a no-op that returns 0 at once (the `D4C_NOOP` global): the
@@ -115,9 +56,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            pin_dir: fs::DEFAULT_PIN_DIR.into(),
-            btf: fs::KERNEL_BTF.into(),
-            lsm_list: fs::LSM_LIST.into(),
+            pin_dir: paths::PIN_DIR.into(),
+            btf: paths::KERNEL_BTF.into(),
+            lsm_list: paths::LSM_LIST.into(),
             attach_lsm: true,
             attach: AttachRequest::Auto,
             noop: false,
@@ -170,7 +111,7 @@ pub fn build_id(noop: bool, mode: AttachMode) -> u64 {
     h
 }
 
-fn program_pin(pin_dir: &Path, p: &Prog) -> PathBuf {
+fn program_pin(pin_dir: &Path, p: &Program) -> PathBuf {
     links_dir(pin_dir).join(p.name)
 }
 
@@ -187,7 +128,7 @@ impl Enforcer {
         let complete = PROGRAMS.iter().all(|p| {
             program_pin(&config.pin_dir, p).exists()
                 || p.optional
-                || (!config.attach_lsm && p.kind == Kind::Lsm)
+                || (!config.attach_lsm && p.kind == ProgramKind::Lsm)
         }) && PROGRAMS
             .iter()
             .any(|p| program_pin(&config.pin_dir, p).exists());
@@ -321,9 +262,9 @@ impl Enforcer {
         loader
             .btf(Some(&aya_btf))
             .default_map_pin_directory(maps_dir(&config.pin_dir))
-            .override_global(OFFSETS_GLOBAL, offsets, true);
+            .override_global(GLOBAL_OFFSETS, offsets, true);
         if config.noop {
-            loader.override_global(NOOP_GLOBAL, &noop, true);
+            loader.override_global(GLOBAL_NOOP, &noop, true);
         }
         let mut ebpf: Ebpf = loader.load(OBJECT).map_err(|source| BpfError::Object {
             source: Box::new(source),
@@ -331,16 +272,16 @@ impl Enforcer {
         // fmod_ret hooks are loaded here, from the object relocated against aya's maps
         // (after the tracepoints, whose load gives the object's BTF to the kernel).
         let mut relocated: Option<Relocated> = None;
-        for p in PROGRAMS {
-            if p.kind == Kind::Lsm && !config.attach_lsm {
+        for p in &PROGRAMS {
+            if p.kind == ProgramKind::Lsm && !config.attach_lsm {
                 continue;
             }
             let function = mode.kernel_function(p.attach);
-            if p.kind == Kind::Lsm && p.optional && !btf.has_func(&function) {
+            if p.kind == ProgramKind::Lsm && p.optional && !btf.has_func(&function) {
                 continue;
             }
             let path = program_pin(&config.pin_dir, p);
-            if p.kind == Kind::Lsm && mode == AttachMode::FmodRet {
+            if p.kind == ProgramKind::Lsm && mode == AttachMode::FmodRet {
                 let relocated = match &mut relocated {
                     Some(r) => r,
                     None => relocated.insert(Relocated::new(OBJECT, &ebpf, PROGRAMS[0].name)?),
@@ -409,7 +350,7 @@ fn wrap(name: &str, md: MapData) -> Map {
 }
 
 /// Loads and attaches one program; returns its link (not yet pinned).
-fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfError> {
+fn attach(ebpf: &mut Ebpf, p: &Program, aya_btf: &aya::Btf) -> Result<FdLink, BpfError> {
     let prog = ebpf
         .program_mut(p.name)
         .ok_or(BpfError::NoProgram { program: p.name })?;
@@ -419,13 +360,13 @@ fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfEr
         source: Box::new(source),
     };
     match p.kind {
-        Kind::Lsm => {
+        ProgramKind::Lsm => {
             let prog: &mut Lsm = prog.try_into().map_err(attach_err)?;
             prog.load(p.attach, aya_btf).map_err(load_err)?;
             let id = prog.attach().map_err(attach_err)?;
             Ok(prog.take_link(id).map_err(attach_err)?.into())
         }
-        Kind::RawTracepoint => {
+        ProgramKind::RawTracepoint => {
             let prog: &mut RawTracePoint = prog.try_into().map_err(attach_err)?;
             prog.load().map_err(load_err)?;
             let id = prog.attach(p.attach).map_err(attach_err)?;
@@ -436,7 +377,7 @@ fn attach(ebpf: &mut Ebpf, p: &Prog, aya_btf: &aya::Btf) -> Result<FdLink, BpfEr
 
 /// A load failure; an LSM program refused with EPERM/EINVAL and no verifier output means
 /// the kernel does not run BPF LSM programs at all.
-fn load_error(p: &Prog, source: aya::programs::ProgramError) -> BpfError {
+fn load_error(p: &Program, source: aya::programs::ProgramError) -> BpfError {
     if let aya::programs::ProgramError::LoadError {
         io_error,
         verifier_log,
@@ -444,7 +385,7 @@ fn load_error(p: &Prog, source: aya::programs::ProgramError) -> BpfError {
     {
         let log = verifier_log.to_string();
         let code = io_error.raw_os_error();
-        if p.kind == Kind::Lsm
+        if p.kind == ProgramKind::Lsm
             && log.trim().is_empty()
             && (code == Some(libc::EPERM) || code == Some(libc::EINVAL))
         {

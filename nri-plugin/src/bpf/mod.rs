@@ -1,5 +1,5 @@
 //! The kernel half seen from userspace: load (or adopt) the embedded eBPF programs with
-//! the running kernel's struct offsets, attach them as BPF LSM or fmod_ret programs
+//! the running kernel's struct offsets, attach them as BPF LSM or `fmod_ret` programs
 //! ([`AttachMode`]), pin them under bpffs, write the compiled tables and
 //! container registrations, read decisions back.
 //!
@@ -20,15 +20,9 @@ pub use attach_mode::{usable_mode, AttachMode, AttachRequest};
 pub use btf::Btf;
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
-pub use fs::{
-    build_marker, check_bpf_lsm, links_dir, pinned_builds, pinned_mode, retiring_dirs,
-    DEFAULT_PIN_DIR, KERNEL_BTF, LSM_LIST,
-};
+pub use fs::{build_marker, check_bpf_lsm, links_dir, pinned_builds, pinned_mode, retiring_dirs};
 pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin};
-
-/// The LPM trie key data after `prefix_len`: rule set (big-endian) then path bytes.
-pub type TrieData = [u8; 4 + d4c_common::PATH_KEY_MAX];
 
 #[cfg(test)]
 mod tests;

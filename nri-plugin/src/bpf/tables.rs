@@ -7,7 +7,8 @@ use d4c_common::{
     MAP_PROC_DECISIONS, MAP_RULESET_OPS, PATH_KEY_MAX, RULESET_PROC_SHIFT,
 };
 
-use super::{error::BpfError, loader::Enforcer, TrieData};
+use super::{error::BpfError, loader::Enforcer};
+use d4c_common::TrieData;
 
 /// The aya LPM key of a [`PathKey`] (the same bytes).
 fn trie_key(k: &PathKey) -> Key<TrieData> {

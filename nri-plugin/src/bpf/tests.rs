@@ -1,4 +1,5 @@
-//! Unprivileged tests of the userspace side (BTF parsing of the running kernel).
+//! Unprivileged tests of the userspace side: the embedded object holds every name the
+//! loader uses; BTF parsing of the running kernel.
 
 use std::path::Path;
 
@@ -6,8 +7,71 @@ use d4c_common::offsets::{FIELDS, OFFSETS_MAGIC, OFF_MAGIC};
 
 use super::{btf::Btf, check_bpf_lsm, BpfError};
 
+/// Every map, program and global the loader looks up by name is in the embedded object,
+/// with the kind of program and the size of global it expects.
+#[test]
+fn the_embedded_object_has_every_name_the_loader_uses() {
+    use aya_obj::ProgramSection;
+    use d4c_common::{
+        KernelOffsets, ProgramKind, GLOBAL_NOOP, GLOBAL_OFFSETS, MAP_COMM_RULES, MAP_CONTAINERS,
+        MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
+        MAP_RULESET_OPS, PROGRAMS,
+    };
+    if super::loader::OBJECT.is_empty() {
+        eprintln!("skipping test - the eBPF object was not built (AYA_BUILD_SKIP)");
+        return;
+    }
+    let mut object = aya_obj::Object::parse(super::loader::OBJECT).expect("parse the object");
+    for map in [
+        MAP_CONTAINERS,
+        MAP_FILE_RULES,
+        MAP_EXE_RULES,
+        MAP_COMM_RULES,
+        MAP_PROC_DECISIONS,
+        MAP_RULESET_OPS,
+        MAP_COUNTERS,
+        MAP_EVENTS,
+    ] {
+        assert!(object.maps.contains_key(map), "no map {map}");
+    }
+    for p in &PROGRAMS {
+        let section = &object
+            .programs
+            .get(p.name)
+            .unwrap_or_else(|| panic!("no program {}", p.name))
+            .section;
+        match p.kind {
+            ProgramKind::Lsm => assert!(
+                matches!(section, ProgramSection::Lsm { .. }),
+                "{}: {section:?}",
+                p.name
+            ),
+            ProgramKind::RawTracepoint => assert!(
+                matches!(section, ProgramSection::RawTracePoint),
+                "{}: {section:?}",
+                p.name
+            ),
+        }
+    }
+    // What the loader writes: the patch fails on a missing symbol or a size mismatch.
+    // KernelOffsets is its `fields` array (common's size assertion).
+    let offsets: Vec<u8> = KernelOffsets::default()
+        .fields
+        .iter()
+        .flat_map(|f| f.to_ne_bytes())
+        .collect();
+    assert_eq!(offsets.len(), std::mem::size_of::<KernelOffsets>());
+    let noop = 1u32.to_ne_bytes();
+    object
+        .patch_map_data(std::collections::HashMap::from([
+            (GLOBAL_OFFSETS, (&offsets[..], true)),
+            (GLOBAL_NOOP, (&noop[..], true)),
+        ]))
+        .expect("the globals exist with the loader's sizes");
+}
+
 fn kernel_btf() -> Option<Btf> {
-    let p = Path::new(super::KERNEL_BTF);
+    let p = Path::new(crate::paths::KERNEL_BTF);
     if !p.exists() {
         eprintln!("skipping test - no {}", p.display());
         return None;

@@ -5,8 +5,8 @@ use super::container_args::ContainerArgs;
 use d4c::alerts::{clock, ecs, record};
 use d4c::bpf::{self, Enforcer, Origin};
 use d4c::cgroup::{self, OwnedCgroup};
+use d4c::container::ContainerInfo;
 use d4c::daemon::kernel::KernelState;
-use d4c::daemon::registry::ContainerInfo;
 use d4c_common::ContainerEntry;
 use d4c_policy::compile::{compile_rule_set, RuleSetSpec, Tables};
 use d4c_policy::Policy;
@@ -29,10 +29,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     alerts: String,
     /// bpffs directory where the programs and maps are pinned.
-    #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
+    #[arg(long, value_name = "DIR", default_value = d4c::paths::PIN_DIR)]
     bpffs: PathBuf,
     /// How the hooks attach: `auto` (BPF LSM where the kernel's LSM list has `bpf`, else
-    /// fmod_ret on `security_*` functions), `lsm` or `fmod-ret` (never another).
+    /// `fmod_ret` on `security_*` functions), `lsm` or `fmod-ret` (never another).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     enforcement: bpf::AttachRequest,
     /// The command and its arguments.
@@ -40,9 +40,9 @@ pub struct Args {
     command: Vec<OsString>,
 }
 
-/// Rule-set ids of `d4c exec` live above the daemon's, one range per process.
+/// Rule-set ids of `d4c exec` live above the daemon's, one per process.
 fn exec_rule_set() -> u32 {
-    0x8000_0000 | (std::process::id() & 0x7fff_ffff)
+    d4c_common::exec_rule_set(std::process::id())
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -59,10 +59,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let policy = if args.policy.is_empty() {
-        match d4c_policy::load_str(
-            "embedded:default.yaml",
-            d4c::daemon::watch::EMBEDDED_DEFAULT,
-        ) {
+        match d4c_policy::load_str("embedded:default.yaml", d4c::config::EMBEDDED_DEFAULT) {
             Ok(l) => l.policy,
             Err(e) => return fail(e),
         }
@@ -74,7 +71,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     if let Err(e) = args
         .enforcement
-        .resolve(std::path::Path::new(bpf::LSM_LIST))
+        .resolve(std::path::Path::new(d4c::paths::LSM_LIST))
     {
         return fail(e);
     }

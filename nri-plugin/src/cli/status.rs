@@ -3,6 +3,7 @@
 //! registered cgroups and counters, read from the pinned maps.
 
 use d4c::bpf::{self, Enforcer};
+use d4c::paths;
 use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_MANAGED, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS};
 use serde_json::json;
 use std::path::PathBuf;
@@ -15,10 +16,10 @@ pub struct Args {
     format: Format,
     /// bpffs directory where the programs and maps are pinned (read when no daemon
     /// answers; a running daemon reports its own).
-    #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
+    #[arg(long, value_name = "DIR", default_value = paths::PIN_DIR)]
     bpffs: PathBuf,
     /// The daemon's status socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/d4c/status.sock")]
+    #[arg(long, value_name = "PATH", default_value = paths::STATUS_SOCKET)]
     socket: PathBuf,
 }
 

@@ -1,13 +1,14 @@
 //! `d4c unload`: end enforcement: detach the programs and remove everything d4c pinned.
 
-use d4c::bpf::{self, Enforcer};
+use d4c::bpf::Enforcer;
+use d4c::paths;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// bpffs directory where the programs and maps are pinned.
-    #[arg(long, value_name = "DIR", default_value = bpf::DEFAULT_PIN_DIR)]
+    #[arg(long, value_name = "DIR", default_value = paths::PIN_DIR)]
     bpffs: PathBuf,
 }
 

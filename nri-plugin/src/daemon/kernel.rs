@@ -2,12 +2,9 @@
 //! unregister container cgroups. The eBPF enforcer implements it; [`MemoryKernel`] is the
 //! userspace stand-in for hosts that cannot load LSM programs and for unit tests.
 
-use d4c_common::ContainerEntry;
+use d4c_common::{ContainerEntry, EXEC_RULE_SETS};
 use d4c_policy::compile::Tables;
 use std::collections::BTreeMap;
-
-/// Rule-set ids from here up belong to `d4c exec` runs; the daemon never touches them.
-pub const EXEC_RULE_SETS: u32 = 0x8000_0000;
 
 /// The kernel maps as the daemon drives them.
 pub trait KernelState {

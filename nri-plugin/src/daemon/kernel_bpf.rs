@@ -1,8 +1,9 @@
 //! The eBPF enforcer as the daemon's [`KernelState`].
 
-use super::kernel::{KernelState, EXEC_RULE_SETS};
+use super::kernel::KernelState;
 use crate::bpf::{BpfError, Enforcer};
 use d4c_common::ContainerEntry;
+use d4c_common::EXEC_RULE_SETS;
 use d4c_policy::compile::Tables;
 
 impl KernelState for Enforcer {

@@ -3,10 +3,10 @@
 //! when that fails and a blocking policy covers it).
 
 use super::owner::Handle;
-use super::registry::{ContainerInfo, Started};
+use super::registry::{RegistryError, Started};
+use crate::container::{self, ContainerInfo};
 use crate::metrics::Metrics;
 use d4c_nri::api::{Container, PodSandbox};
-use d4c_nri::{attrs, cgroup};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ impl NriHandler {
     /// The registry's view of a runtime container. A container whose cgroup cannot be
     /// found gets cgroup id 0, which the registry treats as "cannot register".
     fn info(&self, pod: &PodSandbox, c: &Container) -> ContainerInfo {
-        let a = attrs::attributes(pod, c, &self.cgroup_root, attrs::host_is_file);
+        let a = container::attributes(pod, c, &self.cgroup_root, container::host_is_file);
         for w in &a.warnings {
             tracing::warn!(container = %c.id, pod = %pod.name, namespace = %pod.namespace, "{w}");
         }
@@ -36,7 +36,7 @@ impl NriHandler {
         let cgroup_id = a
             .cgroup
             .as_deref()
-            .and_then(|d| cgroup::cgroup_id(d).ok())
+            .and_then(|d| crate::cgroup::id(d).ok())
             .unwrap_or(0);
         ContainerInfo {
             id: c.id.clone(),
@@ -47,20 +47,20 @@ impl NriHandler {
         }
     }
 
-    fn log(&self, info: &ContainerInfo, outcome: &Result<Started, String>) {
+    fn log(&self, info: &ContainerInfo, outcome: &Result<Started, RegistryError>) {
         let (ns, pod) = (
             info.attrs.namespace.as_deref().unwrap_or("-"),
             info.attrs.pod_name.as_deref().unwrap_or("-"),
         );
         match outcome {
             Ok(Started::Protected { rule_set }) => {
-                tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, rule_set, "protected")
+                tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, rule_set, "protected");
             }
             Ok(Started::NoPolicy) => {
-                tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, "no policy applies")
+                tracing::info!(container = %info.id, name = %info.name, namespace = ns, pod, "no policy applies");
             }
             Ok(Started::Unprotected { reason }) => {
-                tracing::warn!(container = %info.id, name = %info.name, namespace = ns, pod, reason = %reason, "running WITHOUT alerts: registration failed")
+                tracing::warn!(container = %info.id, name = %info.name, namespace = ns, pod, reason = %reason, "running WITHOUT alerts: registration failed");
             }
             Err(e) => {
                 self.metrics
@@ -88,7 +88,12 @@ impl d4c_nri::Handler for NriHandler {
             })
             .collect();
         let n = infos.len();
-        let outcomes = self.handle.synchronize(infos).await?;
+        // The NRI reply is text: the registry's typed errors are written out here, once.
+        let outcomes = self
+            .handle
+            .synchronize(infos)
+            .await
+            .map_err(|e| e.to_string())?;
         for (id, r) in &outcomes {
             if let Err(e) = r {
                 tracing::error!(container = %id, error = %e, "a running container could not be protected");

@@ -2,7 +2,8 @@
 //! it commands and wait for the reply, so nothing shares the maps behind a lock.
 
 use super::kernel::KernelState;
-use super::registry::{ContainerInfo, Registry, Started};
+use super::registry::{Registry, RegistryError, Started};
+use crate::container::ContainerInfo;
 use d4c_policy::Policy;
 use serde::Serialize;
 use std::sync::Arc;
@@ -10,19 +11,22 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A request to the owner task.
 pub enum Command {
-    Start(Box<ContainerInfo>, oneshot::Sender<Result<Started, String>>),
-    Remove(String),
-    Synchronize(
-        Vec<ContainerInfo>,
-        oneshot::Sender<Vec<(String, Result<Started, String>)>>,
+    Start(
+        Box<ContainerInfo>,
+        oneshot::Sender<Result<Started, RegistryError>>,
     ),
-    Reload(Arc<Policy>, oneshot::Sender<Result<u64, String>>),
+    Remove(String),
+    Synchronize(Vec<ContainerInfo>, oneshot::Sender<Vec<Outcome>>),
+    Reload(Arc<Policy>, oneshot::Sender<Result<u64, RegistryError>>),
     Lookup(
         u64,
         oneshot::Sender<Option<(ContainerInfo, Arc<Policy>, u64)>>,
     ),
     Status(oneshot::Sender<Snapshot>),
 }
+
+/// One container's answer to a Synchronize: its id and how its registration went.
+pub type Outcome = (String, Result<Started, RegistryError>);
 
 /// What `d4c status` shows of a running daemon.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -61,16 +65,20 @@ pub struct Handle {
     tx: mpsc::Sender<Command>,
 }
 
-const GONE: &str = "the d4c registry task has stopped";
-
 impl Handle {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RegistryError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| GONE.to_owned())?;
-        rx.await.map_err(|_| GONE.to_owned())
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| RegistryError::Stopped)?;
+        rx.await.map_err(|_| RegistryError::Stopped)
     }
 
-    pub async fn start(&self, info: ContainerInfo) -> Result<Started, String> {
+    pub async fn start(&self, info: ContainerInfo) -> Result<Started, RegistryError> {
         self.ask(|tx| Command::Start(Box::new(info), tx)).await?
     }
 
@@ -81,11 +89,11 @@ impl Handle {
     pub async fn synchronize(
         &self,
         infos: Vec<ContainerInfo>,
-    ) -> Result<Vec<(String, Result<Started, String>)>, String> {
+    ) -> Result<Vec<Outcome>, RegistryError> {
         self.ask(|tx| Command::Synchronize(infos, tx)).await
     }
 
-    pub async fn reload(&self, policy: Arc<Policy>) -> Result<u64, String> {
+    pub async fn reload(&self, policy: Arc<Policy>) -> Result<u64, RegistryError> {
         self.ask(|tx| Command::Reload(policy, tx)).await?
     }
 
@@ -97,7 +105,7 @@ impl Handle {
             .flatten()
     }
 
-    pub async fn status(&self) -> Result<Snapshot, String> {
+    pub async fn status(&self) -> Result<Snapshot, RegistryError> {
         self.ask(Command::Status).await
     }
 }
@@ -150,21 +158,16 @@ async fn run<K: KernelState + Counters>(
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Start(info, reply) => {
-                let _ = reply.send(registry.start(*info).map_err(|e| e.to_string()));
+                let _ = reply.send(registry.start(*info));
             }
             Command::Remove(id) => {
                 registry.remove(&id);
             }
             Command::Synchronize(infos, reply) => {
-                let out = registry
-                    .synchronize(infos)
-                    .into_iter()
-                    .map(|(id, r)| (id, r.map_err(|e| e.to_string())))
-                    .collect();
-                let _ = reply.send(out);
+                let _ = reply.send(registry.synchronize(infos));
             }
             Command::Reload(policy, reply) => {
-                let _ = reply.send(registry.reload(policy).map_err(|e| e.to_string()));
+                let _ = reply.send(registry.reload(policy));
             }
             Command::Lookup(cgroup_id, reply) => {
                 let found = registry.by_cgroup(cgroup_id).map(|m| {

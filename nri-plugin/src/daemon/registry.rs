@@ -3,24 +3,12 @@
 //! unprotected moment, and rebuild from a runtime's Synchronize.
 
 use super::kernel::KernelState;
-use d4c_common::ContainerEntry;
+use crate::container::ContainerInfo;
+use d4c_common::{ContainerEntry, EXEC_RULE_SETS};
 use d4c_policy::compile::{CompileError, RuleSets, Tables};
-use d4c_policy::{Container, Policy};
+use d4c_policy::Policy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// A container as the runtime describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub attrs: Container,
-    /// The container's cgroup v2 id (inode of its cgroup directory).
-    pub cgroup_id: u64,
-    /// Its cgroup directory as this process sees it, when known (nested cgroups are
-    /// found below it).
-    pub cgroup_dir: Option<std::path::PathBuf>,
-}
 
 /// A managed container and the rule set it is registered under (`None`: no policy
 /// applies to it, so it is not in the kernel map).
@@ -60,6 +48,9 @@ pub enum RegistryError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The owner task ([`super::owner`]) is gone: no command reaches the registry.
+    #[error("the d4c registry task has stopped")]
+    Stopped,
 }
 
 /// One policy revision: its rule sets and their entries.
@@ -83,7 +74,10 @@ impl Revision {
     }
 
     /// The rule set of `attrs`, and its tables if they were compiled just now.
-    fn assign(&mut self, attrs: &Container) -> Result<(u32, Option<&Tables>), CompileError> {
+    fn assign(
+        &mut self,
+        attrs: &d4c_policy::Container,
+    ) -> Result<(u32, Option<&Tables>), CompileError> {
         let (id, new) = self.sets.assign(&self.policy, attrs)?;
         let fresh = new.is_some();
         if let Some(t) = new {
@@ -114,7 +108,7 @@ impl<K: KernelState> Registry<K> {
     #[must_use]
     pub fn new(kernel: K, policy: Arc<Policy>) -> Self {
         let highest = kernel.highest_rule_set();
-        let first = highest.saturating_add(1).min(0x7fff_ffff).max(1);
+        let first = highest.saturating_add(1).clamp(1, EXEC_RULE_SETS - 1);
         Registry {
             kernel,
             rev: Revision::new(1, policy, first),

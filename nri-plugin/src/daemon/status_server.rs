@@ -22,7 +22,7 @@ pub async fn serve(path: &Path, handle: Handle) -> io::Result<()> {
         tokio::spawn(async move {
             let body = match handle.status().await {
                 Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
-                Err(e) => serde_json::json!({ "error": e }).to_string(),
+                Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
             };
             let _ = conn.write_all(body.as_bytes()).await;
             let _ = conn.write_all(b"\n").await;

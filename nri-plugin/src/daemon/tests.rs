@@ -2,7 +2,8 @@
 //! reload without an unprotected moment, synchronize.
 
 use super::kernel::MemoryKernel;
-use super::registry::{ContainerInfo, Registry, RegistryError, Started};
+use super::registry::{Registry, RegistryError, Started};
+use crate::container::ContainerInfo;
 use d4c_policy::{load_str, Container, Policy};
 use std::sync::Arc;
 

@@ -1,13 +1,20 @@
 //! Watching the policy directory: a content fingerprint polled every few seconds (robust
-//! to editors and to Kubernetes `ConfigMap` updates, which swap a symlink), and loading of
-//! the embedded default policy when the directory does not exist.
+//! to editors and to Kubernetes `ConfigMap` updates, which swap a symlink), loading of
+//! the embedded default policy when the directory does not exist, and the task that
+//! applies each valid change ([`follow`]).
 
+use super::owner::Handle;
+use crate::config::EMBEDDED_DEFAULT;
+use crate::metrics::Metrics;
 use d4c_policy::{load_paths, load_str, Loaded, PolicyError};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// The default policy compiled into the binary (`config/policies/default.yaml`).
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/policies/default.yaml");
+/// How often [`follow`] looks at the policy directory.
+const POLL: Duration = Duration::from_secs(2);
 
 /// Where the policy in force came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +89,41 @@ impl Watcher {
         }
         self.last = now;
         Some(load(&self.dir))
+    }
+}
+
+/// Polls the policy directory; a valid change is applied, an invalid one is logged with
+/// its positions and the last good policy stays in force.
+pub async fn follow(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
+    let mut watcher = Watcher::new(&dir);
+    loop {
+        tokio::time::sleep(POLL).await;
+        let Some((_, result)) = watcher.poll() else {
+            continue;
+        };
+        let rejected = |metrics: &Metrics| {
+            metrics
+                .policy_reload_failures
+                .fetch_add(1, Ordering::Relaxed);
+            metrics.policy_valid.store(0, Ordering::Relaxed);
+        };
+        match result {
+            Ok(loaded) => match handle.reload(Arc::new(loaded.policy)).await {
+                Ok(rev) => {
+                    metrics.policy_revision.store(rev, Ordering::Relaxed);
+                    metrics.policy_valid.store(1, Ordering::Relaxed);
+                    tracing::info!(revision = rev, "policy reloaded");
+                }
+                Err(e) => {
+                    rejected(&metrics);
+                    tracing::error!(error = %e, "policy reload failed; the previous policy stays in force");
+                }
+            },
+            Err(e) => {
+                rejected(&metrics);
+                tracing::error!("policy change rejected; the previous policy stays in force:\n{e}");
+            }
+        }
     }
 }
 

@@ -75,9 +75,13 @@ impl RuleSetSpec {
 /// The map entries of one or more rule sets.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tables {
+    /// Entries of `D4C_FILE_RULES`.
     pub file_rules: Vec<(PathKey, FileRule)>,
+    /// Entries of `D4C_EXE_RULES`.
     pub exe_rules: Vec<(PathKey, ExeRule)>,
+    /// Entries of `D4C_COMM_RULES`.
     pub comm_rules: Vec<(CommKey, NameClass)>,
+    /// Entries of `D4C_PROC_DECISIONS`.
     pub proc_decisions: Vec<(ProcKey, ProcDecision)>,
 }
 
@@ -101,11 +105,13 @@ impl Tables {
             + self.proc_decisions.len()
     }
 
+    /// Whether there is no entry at all.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Appends `other`'s entries.
     pub fn extend(&mut self, other: Tables) {
         self.file_rules.extend(other.file_rules);
         self.exe_rules.extend(other.exe_rules);
@@ -117,10 +123,14 @@ impl Tables {
 /// Why a rule set cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
+    /// The rule set's process decisions would exceed [`MAX_PROCESS_COMBINATIONS`].
     #[error("rule set {rule_set}: {exe_classes} executable classes x {name_classes} process-name classes exceed {MAX_PROCESS_COMBINATIONS} process decisions; split the process selectors into fewer distinct processExecutable/processName values")]
     TooManyProcessClasses {
+        /// The rule set.
         rule_set: u32,
+        /// Its executable classes.
         exe_classes: usize,
+        /// Its process-name classes.
         name_classes: usize,
     },
 }

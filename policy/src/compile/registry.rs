@@ -52,6 +52,7 @@ impl RuleSets {
         self.ids.len()
     }
 
+    /// Whether no rule set is registered.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()

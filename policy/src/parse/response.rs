@@ -1,6 +1,6 @@
 //! One response: `match`, optional `exclude`, and `actions`.
 
-use super::values::{mapping, string_list};
+use super::values::{mapping, string_list, Spanned};
 use super::FileParser;
 use crate::model::{Actions, BlockKind, Generation, Response};
 use crate::yaml::Node;
@@ -60,30 +60,7 @@ impl FileParser<'_> {
                         ok = false;
                         continue;
                     };
-                    let allowed: &[&str] = match self.generation {
-                        Generation::One => &["alert", "block"],
-                        Generation::Two => &["log", "alert", "block"],
-                    };
-                    for item in items {
-                        if let Some(bit) = Actions::bit_of(&item.text)
-                            .filter(|_| allowed.contains(&item.text.as_str()))
-                        {
-                            resp.actions.0 |= bit
-                        } else {
-                            ok = false;
-                            let hint = if item.text == "log" {
-                                "; `log` exists only in generation 2 policies".to_owned()
-                            } else if let Some(near) =
-                                super::closest(&item.text, allowed.iter().copied())
-                            {
-                                format!("; did you mean `{near}`?")
-                            } else {
-                                format!("; expected one of: {}", allowed.join(", "))
-                            };
-                            self.sink
-                                .error(item.pos, format!("unknown action `{}`{hint}", item.text));
-                        }
-                    }
+                    ok &= self.actions(&items, &mut resp.actions);
                 }
                 other => {
                     let hint = super::closest(other, ["match", "exclude", "actions"].into_iter())
@@ -117,6 +94,35 @@ impl FileParser<'_> {
             ok = false;
         }
         (ok && has_match && has_actions).then_some(resp)
+    }
+
+    /// ORs the actions `items` name into `actions`; false when one is unknown to this
+    /// generation (reported with a hint).
+    fn actions(&mut self, items: &[Spanned], actions: &mut Actions) -> bool {
+        let allowed: &[&str] = match self.generation {
+            Generation::One => &["alert", "block"],
+            Generation::Two => &["log", "alert", "block"],
+        };
+        let mut ok = true;
+        for item in items {
+            if let Some(bit) =
+                Actions::bit_of(&item.text).filter(|_| allowed.contains(&item.text.as_str()))
+            {
+                actions.0 |= bit;
+            } else {
+                ok = false;
+                let hint = if item.text == "log" {
+                    "; `log` exists only in generation 2 policies".to_owned()
+                } else if let Some(near) = super::closest(&item.text, allowed.iter().copied()) {
+                    format!("; did you mean `{near}`?")
+                } else {
+                    format!("; expected one of: {}", allowed.join(", "))
+                };
+                self.sink
+                    .error(item.pos, format!("unknown action `{}`{hint}", item.text));
+            }
+        }
+        ok
     }
 
     fn unknown_reference_hint(

@@ -126,10 +126,10 @@ impl FileParser<'_> {
         match field {
             Field::Name => {}
             Field::IgnoreVolumeMounts => {
-                sel.ignore_volume_mounts = boolean(self.sink, key, value).unwrap_or(false)
+                sel.ignore_volume_mounts = boolean(self.sink, key, value).unwrap_or(false);
             }
             Field::IgnoreVolumeFiles => {
-                sel.ignore_volume_files = boolean(self.sink, key, value).unwrap_or(false)
+                sel.ignore_volume_files = boolean(self.sink, key, value).unwrap_or(false);
             }
             Field::SessionLeaderInteractive => sel.interactive = boolean(self.sink, key, value),
             _ => {

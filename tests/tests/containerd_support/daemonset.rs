@@ -19,7 +19,7 @@ use k8s_cri::v1::{
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The d4c container of the DaemonSet, ready to be created through CRI.
+/// The d4c container of the `DaemonSet`, ready to be created through CRI.
 pub struct Spec {
     pub name: String,
     pub image: String,
@@ -49,7 +49,7 @@ fn strings(node: &Node) -> Vec<String> {
     items(node).iter().map(|n| text(n).to_owned()).collect()
 }
 
-/// Writes every `data` entry of ConfigMap `name` (from install/kubernetes/) into `dir`.
+/// Writes every `data` entry of `ConfigMap` `name` (from install/kubernetes/) into `dir`.
 fn config_map_dir(name: &str, dir: &Path) {
     let file = ["config.yaml", "policies.yaml"]
         .into_iter()
@@ -63,9 +63,9 @@ fn config_map_dir(name: &str, dir: &Path) {
 }
 
 impl Spec {
-    /// Reads the DaemonSet's d4c container. Volumes: a hostPath is mounted from
+    /// Reads the `DaemonSet`'s d4c container. Volumes: a hostPath is mounted from
     /// `host_paths[path]` when given, else from its own path; an emptyDir and each
-    /// ConfigMap get a directory under `scratch` (ConfigMaps filled from the manifests,
+    /// `ConfigMap` get a directory under `scratch` (`ConfigMaps` filled from the manifests,
     /// then `extra` files added: a user's own policies).
     pub fn load(
         scratch: &Path,

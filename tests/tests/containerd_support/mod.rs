@@ -71,15 +71,16 @@ pub fn missing_prerequisite() -> Option<String> {
             setup_dir().display()
         ));
     }
-    if !cgroup2_root().join("cgroup.procs").exists() {
+    if !d4c::cgroup::v2_root().is_ok_and(|r| r.join("cgroup.procs").exists()) {
         return Some("no cgroup v2 hierarchy".into());
     }
     None
 }
 
-/// The cgroup v2 hierarchy (unified or the `unified` child of a hybrid layout).
+/// The cgroup v2 hierarchy (unified or the `unified` child of a hybrid layout), found
+/// as the daemon finds it; [`skip_reason`] checks that there is one.
 pub fn cgroup2_root() -> PathBuf {
-    d4c_nri::cgroup::cgroup2_root(Path::new("/sys/fs/cgroup"))
+    d4c::cgroup::v2_root().expect("a cgroup v2 hierarchy (skip_reason checks it)")
 }
 
 /// The directory of the containerd test files (`containerd.toml`, `runc-guard.sh`,

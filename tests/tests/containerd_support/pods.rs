@@ -118,11 +118,12 @@ impl Pod {
 
     /// Creates a container from a full config; returns its id.
     pub async fn create_config(&self, cri: &mut Cri, config: ContainerConfig) -> String {
-        cri.create_container(CreateContainerRequest {
+        // Boxed: the request future is large (about 16 KiB), and every caller awaits it.
+        Box::pin(cri.create_container(CreateContainerRequest {
             pod_sandbox_id: self.id.clone(),
             config: Some(config),
             sandbox_config: Some(self.config.clone()),
-        })
+        }))
         .await
         .unwrap_or_else(|e| panic!("CreateContainer: {e}"))
         .into_inner()

@@ -1,10 +1,11 @@
 //! Kernel tests of the attach modes: `auto` picks the mode the guest was booted for, an
-//! explicit `lsm` never falls back, and the hooks enforce as fmod_ret programs next to a
+//! explicit `lsm` never falls back, and the hooks enforce as `fmod_ret` programs next to a
 //! running enforcer of either mode (each enforcer acts on its own registrations only).
 
 use std::path::{Path, PathBuf};
 
-use d4c::bpf::{pinned_mode, AttachMode, AttachRequest, BpfError, Config, Enforcer, LSM_LIST};
+use d4c::bpf::{pinned_mode, AttachMode, AttachRequest, BpfError, Config, Enforcer};
+use d4c::paths::{LSM_LIST, PIN_DIR};
 use d4c_common::{ContainerEntry, ACTION_ALERT, ACTION_BLOCK, OP_CREATE_EXECUTABLE};
 
 use crate::kernel_support::{
@@ -45,17 +46,11 @@ fn auto_attaches_in_the_mode_the_kernel_has() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for hook in [
-        "file_open",
-        "path_chmod",
-        "path_mknod",
-        "path_truncate",
-        "path_unlink",
-        "path_link",
-        "path_rename",
-        "bprm_creds_for_exec",
-        "task_alloc",
-    ] {
+    let hooks = d4c_common::PROGRAMS
+        .iter()
+        .filter(|p| p.kind == d4c_common::ProgramKind::Lsm && !p.optional)
+        .map(|p| p.name);
+    for hook in hooks {
         assert!(
             links.iter().any(|l| l == hook),
             "{hook} not attached: {links:?}"
@@ -76,7 +71,7 @@ fn an_explicit_lsm_never_falls_back() {
     let text = e.to_string();
     assert_eq!(text.lines().count(), 1, "one line: {text}");
     // Loading with `lsm` fails the same way and pins nothing.
-    let pin_dir = PathBuf::from(format!("/sys/fs/bpf/d4c-test-lsm-{}", std::process::id()));
+    let pin_dir = PathBuf::from(format!("{PIN_DIR}-test-lsm-{}", std::process::id()));
     let config = Config {
         pin_dir: pin_dir.clone(),
         attach: AttachRequest::Only(AttachMode::Lsm),
@@ -92,7 +87,7 @@ fn an_explicit_lsm_never_falls_back() {
 #[test]
 fn fmod_ret_enforces_next_to_another_enforcer() {
     let Some(_k) = kernel() else { return };
-    let pin_dir = PathBuf::from(format!("/sys/fs/bpf/d4c-test-fmod-{}", std::process::id()));
+    let pin_dir = PathBuf::from(format!("{PIN_DIR}-test-fmod-{}", std::process::id()));
     let config = Config {
         pin_dir: pin_dir.clone(),
         attach: AttachRequest::Only(AttachMode::FmodRet),

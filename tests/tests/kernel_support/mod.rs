@@ -67,7 +67,11 @@ pub fn kernel() -> Option<MutexGuard<'static, Shared>> {
         return None;
     }
     let shared = SHARED.get_or_init(|| {
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/d4c-test-{}", std::process::id()));
+        let pin_dir = PathBuf::from(format!(
+            "{}-test-{}",
+            d4c::paths::PIN_DIR,
+            std::process::id()
+        ));
         let config = Config {
             pin_dir: pin_dir.clone(),
             ..Config::default()
@@ -271,7 +275,7 @@ pub fn rule_at(
 ) -> (PathKey, FileRule) {
     let mut v = FileRule {
         prefix_len: u16::try_from(prefix.len()).unwrap(),
-        _pad: [0; 2],
+        pad: [0; 2],
         actions: [[0; FILE_OP_SLOTS]; REST_CLASSES],
     };
     for &cl in classes {

@@ -180,15 +180,15 @@ fn send(config: &BulkConfig, agent: &ureq::Agent, payload: &str, stats: &BulkSta
     }
     match req.send(payload) {
         Err(e) => Outcome::Retry(e.to_string()),
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
-            if status == 429 || status >= 500 {
-                return Outcome::Retry(format!("HTTP {status}"));
+        Ok(mut response) => {
+            let code = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            if code == 429 || code >= 500 {
+                return Outcome::Retry(format!("HTTP {code}"));
             }
-            if status >= 300 {
+            if code >= 300 {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(status, body = %text.chars().take(500).collect::<String>(), "Elasticsearch refused a bulk request; its documents are dropped");
+                tracing::error!(status = code, body = %text.chars().take(500).collect::<String>(), "Elasticsearch refused a bulk request; its documents are dropped");
                 return Outcome::Done;
             }
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();

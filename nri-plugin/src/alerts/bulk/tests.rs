@@ -5,9 +5,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Mutex;
 
+/// Each request a test server received: its head and its body.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A tiny HTTP/1.1 server: answers the first `fail` requests with 503, then 200 with a
 /// bulk response; records each request's headers and body.
-fn server(fail: usize) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn server(fail: usize) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use d4c_common::ContainerEntry;
+use d4c_common::{ContainerEntry, EXEC_RULE_SETS};
 
 use super::{ContainerInfo, KernelState, Registry, NESTED_BUDGET};
 
@@ -39,7 +39,7 @@ impl<K: KernelState> Registry<K> {
         let claimed: std::collections::BTreeSet<u64> =
             self.containers.values().map(|m| m.info.cgroup_id).collect();
         for (&cgroup, e) in before {
-            if claimed.contains(&cgroup) || e.rule_set >= super::super::kernel::EXEC_RULE_SETS {
+            if claimed.contains(&cgroup) || e.rule_set >= EXEC_RULE_SETS {
                 continue;
             }
             if e.owner == cgroup || e.owner == 0 {
@@ -68,7 +68,7 @@ impl<K: KernelState> Registry<K> {
             .collect();
         for _ in 0..2 {
             for (cgroup, e) in self.kernel.registrations() {
-                if e.owner == cgroup || e.rule_set >= super::super::kernel::EXEC_RULE_SETS {
+                if e.owner == cgroup || e.rule_set >= EXEC_RULE_SETS {
                     continue;
                 }
                 let r = match by_cgroup.get(&e.owner).copied().flatten() {

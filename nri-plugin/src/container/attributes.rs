@@ -10,7 +10,7 @@
 //! | labels | `PodSandbox.labels` (the pod's labels; the kubelet adds `io.kubernetes.pod.*`) |
 //! | orchestrator | `kubernetes` when a namespace or pod name was found |
 //! | cluster id / name | not in NRI: left to the daemon's configuration |
-//! | cgroup | `Container.linux.cgroups_path`, see [`crate::cgroup`] |
+//! | cgroup | `Container.linux.cgroups_path`, see [`super::cgroup_path`] |
 //!
 //! **Volumes** (for `ignoreVolumeMounts` / `ignoreVolumeFiles`): a mount counts when it is a
 //! bind mount (type `bind`, or option `bind`/`rbind`: kubelet volumes, configMap/secret
@@ -27,12 +27,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use d4c_nri::api::{Container, Mount, PodSandbox};
 use d4c_policy::{Container as Attrs, ImageRef, Mount as Volume};
 
-use crate::{
-    api::{Container, Mount, PodSandbox},
-    cgroup,
-};
+use super::cgroup_path::cgroup_dir;
 
 /// What d4c knows about a container when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +65,7 @@ const PLUMBING: [(&str, bool); 6] = [
 ];
 
 /// The attributes of `container` in `pod`. `cgroup_root` is the cgroup v2 root
-/// ([`crate::cgroup::cgroup2_root`]); `is_file` says whether a host path is a regular file
+/// ([`crate::cgroup::v2_root`]); `is_file` says whether a host path is a regular file
 /// ([`host_is_file`] on the host).
 pub fn attributes(
     pod: &PodSandbox,
@@ -97,7 +95,7 @@ pub fn attributes(
         .linux
         .as_ref()
         .map_or("", |l| l.cgroups_path.as_str());
-    let cgroup = cgroup::cgroup_dir(cgroups_path, cgroup_root)
+    let cgroup = cgroup_dir(cgroups_path, cgroup_root)
         .map_err(|e| warnings.push(format!("no cgroup: {e}")))
         .ok();
     Attributes {

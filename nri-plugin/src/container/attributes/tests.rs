@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::Path};
 
 use super::*;
-use crate::api::{Image, LinuxContainer, LinuxPodSandbox};
+use d4c_nri::api::{Image, LinuxContainer, LinuxPodSandbox};
 
 const UID: &str = "6f1e2a3b-0000-4c1d-9e8f-123456789abc";
 const SANDBOX: &str = "5f3c9a0d1e2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5";

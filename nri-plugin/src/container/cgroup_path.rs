@@ -9,61 +9,57 @@
 //! | `relative/path` | refused: runc resolves it against its own cgroup, unknowable here |
 //!
 //! The v2 root is `/sys/fs/cgroup` on unified hosts and `/sys/fs/cgroup/unified` on hybrid
-//! ones (runc creates the container's v2 directory there too).
+//! ones (runc creates the container's v2 directory there too); [`crate::cgroup::v2_root`]
+//! finds it.
 
-use std::{
-    io,
-    os::unix::fs::MetadataExt,
-    path::{Component, Path, PathBuf},
-};
+use std::path::{Component, Path, PathBuf};
 
-/// The cgroup v2 hierarchy under `sys_fs_cgroup` (normally `/sys/fs/cgroup`): the directory
-/// itself on a unified host, its `unified` child on a hybrid host.
-#[must_use]
-pub fn cgroup2_root(sys_fs_cgroup: &Path) -> PathBuf {
-    if sys_fs_cgroup.join("cgroup.controllers").exists() {
-        sys_fs_cgroup.to_path_buf()
-    } else {
-        sys_fs_cgroup.join("unified")
-    }
+/// Why a `cgroupsPath` does not name a cgroup v2 directory d4c can find.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CgroupPathError {
+    #[error("the container has no cgroups path")]
+    Empty,
+    #[error("cgroups path `{path}` is relative: the runtime resolves it against its own cgroup")]
+    Relative { path: String },
+    #[error("cgroups path `{path}` holds `..` or `.` components")]
+    DotComponents { path: String },
+    #[error("systemd cgroup name `{name}` is empty or holds `/`")]
+    SystemdName { name: String },
+    #[error("`{slice}` is not a systemd slice name")]
+    SystemdSlice { slice: String },
 }
 
-/// The cgroup id of a cgroup v2 directory: its inode number.
-pub fn cgroup_id(dir: &Path) -> io::Result<u64> {
-    Ok(std::fs::metadata(dir)?.ino())
-}
-
-/// The directory of `cgroups_path` under the cgroup v2 root `root`; the error says why
-/// the path is not understood.
-pub fn cgroup_dir(cgroups_path: &str, root: &Path) -> Result<PathBuf, String> {
+/// The directory of `cgroups_path` under the cgroup v2 root `root`
+/// ([`crate::cgroup::v2_root`]); the error says why the path is not understood.
+pub fn cgroup_dir(cgroups_path: &str, root: &Path) -> Result<PathBuf, CgroupPathError> {
     let relative = if cgroups_path.is_empty() {
-        return Err("the container has no cgroups path".into());
+        return Err(CgroupPathError::Empty);
     } else if cgroups_path.starts_with('/') {
         PathBuf::from(cgroups_path.trim_start_matches('/'))
     } else if let [slice, prefix, name] = cgroups_path.split(':').collect::<Vec<_>>()[..] {
         systemd_path(slice, prefix, name)?
     } else {
-        return Err(format!(
-            "cgroups path `{cgroups_path}` is relative: the runtime resolves it against its own cgroup"
-        ));
+        return Err(CgroupPathError::Relative {
+            path: cgroups_path.to_owned(),
+        });
     };
     if relative
         .components()
         .any(|c| !matches!(c, Component::Normal(_)))
     {
-        return Err(format!(
-            "cgroups path `{cgroups_path}` holds `..` or `.` components"
-        ));
+        return Err(CgroupPathError::DotComponents {
+            path: cgroups_path.to_owned(),
+        });
     }
     Ok(root.join(relative))
 }
 
 /// `slice:prefix:name` as runc's systemd driver lays it out.
-fn systemd_path(slice: &str, prefix: &str, name: &str) -> Result<PathBuf, String> {
+fn systemd_path(slice: &str, prefix: &str, name: &str) -> Result<PathBuf, CgroupPathError> {
     if name.is_empty() || name.contains('/') {
-        return Err(format!(
-            "systemd cgroup name `{name}` is empty or holds `/`"
-        ));
+        return Err(CgroupPathError::SystemdName {
+            name: name.to_owned(),
+        });
     }
     let slice = if slice.is_empty() {
         "system.slice"
@@ -82,11 +78,13 @@ fn systemd_path(slice: &str, prefix: &str, name: &str) -> Result<PathBuf, String
 }
 
 /// `a-b-c.slice` -> `a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root.
-fn expand_slice(slice: &str) -> Result<PathBuf, String> {
+fn expand_slice(slice: &str) -> Result<PathBuf, CgroupPathError> {
     if slice == "-.slice" {
         return Ok(PathBuf::new());
     }
-    let bad = || format!("`{slice}` is not a systemd slice name");
+    let bad = || CgroupPathError::SystemdSlice {
+        slice: slice.to_owned(),
+    };
     let base = slice.strip_suffix(".slice").ok_or_else(bad)?;
     if base.is_empty()
         || base.contains('/')
@@ -136,20 +134,9 @@ mod tests {
             let got = cgroup_dir(input, root);
             match (got, want) {
                 (Ok(p), Ok(w)) => assert_eq!(p, root.join(w), "{input}"),
-                (Err(e), Err(w)) => assert!(e.contains(w), "{input}: {e}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{input}: {e}"),
                 (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
             }
         }
-    }
-
-    #[test]
-    fn root_detection_and_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(cgroup2_root(dir.path()), dir.path().join("unified"));
-        std::fs::write(dir.path().join("cgroup.controllers"), "").unwrap();
-        assert_eq!(cgroup2_root(dir.path()), dir.path());
-        let id = cgroup_id(dir.path()).unwrap();
-        assert_eq!(id, std::fs::metadata(dir.path()).unwrap().ino());
-        assert!(cgroup_id(&dir.path().join("missing")).is_err());
     }
 }

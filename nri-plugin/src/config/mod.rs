@@ -1,0 +1,112 @@
+//! The daemon's configuration: the file (`config/d4c.yaml`: every field optional with a
+//! documented default, unknown keys refused with their position, see [`parse`]) and the
+//! policy compiled into the binary for a node without a policy directory.
+
+mod parse;
+
+use crate::paths;
+use std::path::{Path, PathBuf};
+
+/// The default policy compiled into the binary (`config/policies/default.yaml`): enforced
+/// when the policy directory does not exist.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/policies/default.yaml");
+
+/// Where the daemon finds things and what it does; see `config/d4c.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub policy_dir: PathBuf,
+    pub nri_socket: PathBuf,
+    pub plugin_name: String,
+    pub plugin_index: String,
+    pub cluster_id: Option<String>,
+    pub cluster_name: Option<String>,
+    pub bpffs: PathBuf,
+    pub enforcement: Enforcement,
+    pub alerts: Alerts,
+    pub metrics_address: Option<String>,
+    pub status_socket: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// `enforcement:`: the kernel programs attached in a mode (`auto`, `lsm`, `fmod-ret`;
+/// `bpf` is the earlier name of `auto`), or `none` (nothing enforced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    Kernel(crate::bpf::AttachRequest),
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alerts {
+    pub stdout: bool,
+    pub file: Option<PathBuf>,
+    pub file_max_bytes: u64,
+    pub file_keep: u32,
+    /// An Elasticsearch-compatible `_bulk` endpoint (`None`: off).
+    pub elasticsearch: Option<crate::alerts::bulk::BulkConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy_dir: paths::POLICY_DIR.into(),
+            nri_socket: paths::NRI_SOCKET.into(),
+            plugin_name: "d4c".into(),
+            plugin_index: "50".into(),
+            cluster_id: None,
+            cluster_name: None,
+            bpffs: paths::PIN_DIR.into(),
+            enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
+            alerts: Alerts {
+                stdout: true,
+                file: None,
+                file_max_bytes: 100 << 20,
+                file_keep: 5,
+                elasticsearch: None,
+            },
+            metrics_address: Some("0.0.0.0:9690".into()),
+            status_socket: paths::STATUS_SOCKET.into(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A problem in the configuration file, with its position.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: error: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses configuration text (named `file` in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        parse::parse(file, text)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+//! The shipped file, values and error positions.
+
+use super::*;
+use crate::bpf::{AttachMode, AttachRequest};
+
+#[test]
+fn the_shipped_file_is_the_defaults() {
+    let text = include_str!("../../../config/d4c.yaml");
+    assert_eq!(Config::parse("d4c.yaml", text).unwrap(), Config::default());
+    assert_eq!(Config::parse("empty.yaml", "").unwrap(), Config::default());
+}
+
+#[test]
+fn values_and_errors() {
+    let c = Config::parse("c.yaml", "clusterName: prod\nalerts:\n  file: /var/log/d4c.ndjson\n  stdout: false\nenforcement: none\n").unwrap();
+    assert_eq!(c.cluster_name.as_deref(), Some("prod"));
+    assert_eq!(
+        c.alerts.file.as_deref(),
+        Some(Path::new("/var/log/d4c.ndjson"))
+    );
+    assert!(!c.alerts.stdout);
+    assert_eq!(c.enforcement, Enforcement::None);
+    for (text, want) in [
+        ("auto", AttachRequest::Auto),
+        ("bpf", AttachRequest::Auto),
+        ("lsm", AttachRequest::Only(AttachMode::Lsm)),
+        ("fmod-ret", AttachRequest::Only(AttachMode::FmodRet)),
+    ] {
+        let c = Config::parse("c.yaml", &format!("enforcement: {text}\n")).unwrap();
+        assert_eq!(c.enforcement, Enforcement::Kernel(want), "{text}");
+    }
+    let e = Config::parse("c.yaml", "enforcement: kprobe\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("`enforcement` is `auto`, `lsm`, `fmod-ret` or `none`, not `kprobe`"),
+        "{e}"
+    );
+    let e = Config::parse("c.yaml", "policydir: /x\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c.yaml:1:1: error: unknown key `policydir`; did you mean `policyDir`?"
+    );
+    let e = Config::parse("c.yaml", "pluginIndex: 5\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("c.yaml:1:14: error: `pluginIndex` is two digits"),
+        "{e}"
+    );
+    let c = Config::parse(
+        "c.yaml",
+        "alerts:\n  elasticsearchUrl: https://es:9200\n  elasticsearchApiKey: k\n",
+    )
+    .unwrap();
+    let es = c.alerts.elasticsearch.unwrap();
+    assert_eq!(
+        (es.url.as_str(), es.api_key.as_deref()),
+        ("https://es:9200", Some("k"))
+    );
+    let e = Config::parse("c.yaml", "alerts:\n  elasticsearchUrl: es:9200\n").unwrap_err();
+    assert!(e.to_string().contains("must start with http"), "{e}");
+    let e = Config::parse("c.yaml", "alerts:\n  fileKeep: many\n").unwrap_err();
+    assert!(e.to_string().contains("2:13"), "{e}");
+}

@@ -1,0 +1,176 @@
+//! The daemon's wiring (`d4c nri`): load the policy, load or adopt the kernel programs,
+//! start the owner task and the tasks around it (alerts, counters, metrics, status socket,
+//! policy watcher), then serve the runtime over NRI until shutdown.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::kernel::MemoryKernel;
+use super::nri_handler::NriHandler;
+use super::owner::{self, Handle};
+use super::registry::Registry;
+use super::watch::{self, PolicySource};
+use super::{alerts_task, status_server, DaemonError};
+use crate::alerts::sink::{Fanout, RotatingFile, Stdout};
+use crate::bpf::{self, AttachRequest, Enforcer};
+use crate::config::{Config, Enforcement};
+use crate::metrics::{self, Metrics};
+use d4c_policy::Policy;
+
+/// Runs the daemon until `shutdown` completes (then the kernel keeps enforcing what is
+/// pinned) or a step fails.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let policy = load_policy(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    metrics.policy_revision.store(1, Ordering::Relaxed);
+    metrics.policy_valid.store(1, Ordering::Relaxed);
+    let handle = match config.enforcement {
+        Enforcement::Kernel(attach) => enforce(&config, attach, policy, &metrics)?,
+        Enforcement::None => {
+            tracing::warn!(
+                "enforcement: none: containers are registered in memory only; NOTHING IS ENFORCED"
+            );
+            owner::spawn(Registry::new(MemoryKernel::default(), policy))
+        }
+    };
+    tokio::spawn(alerts_task::poll_counters(handle.clone(), metrics.clone()));
+    if let Some(address) = &config.metrics_address {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| DaemonError::Metrics {
+                address: address.clone(),
+                source,
+            })?;
+        tracing::info!(address = %address, "serving /metrics and /healthz");
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
+    }
+    {
+        let (path, handle) = (config.status_socket.clone(), handle.clone());
+        tokio::spawn(async move {
+            if let Err(e) = status_server::serve(&path, handle).await {
+                tracing::error!(socket = %path.display(), error = %e, "the status socket failed");
+            }
+        });
+    }
+    tokio::spawn(watch::follow(
+        config.policy_dir.clone(),
+        handle.clone(),
+        metrics.clone(),
+    ));
+    serve_runtime(&config, handle, metrics, shutdown).await?;
+    tracing::info!("stopping; the kernel keeps enforcing what is pinned");
+    Ok(())
+}
+
+/// The policy of the policy directory, or the embedded default where there is none.
+fn load_policy(config: &Config) -> Result<Arc<Policy>, DaemonError> {
+    let (source, loaded) = watch::load(&config.policy_dir);
+    let loaded = loaded.map_err(DaemonError::Policy)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    match &source {
+        PolicySource::EmbeddedDefault => {
+            tracing::warn!(dir = %config.policy_dir.display(), "policy directory not found: enforcing the embedded default policy");
+        }
+        PolicySource::Directory(d) => {
+            tracing::info!(dir = %d.display(), selectors = loaded.policy.selectors.len(), "policy loaded");
+        }
+    }
+    Ok(Arc::new(loaded.policy))
+}
+
+/// Loads (or adopts) the kernel programs, starts the owner task over them and the alerts
+/// task over their ring buffer.
+fn enforce(
+    config: &Config,
+    attach: AttachRequest,
+    policy: Arc<Policy>,
+    metrics: &Arc<Metrics>,
+) -> Result<Handle, DaemonError> {
+    let bpf_config = bpf::Config {
+        pin_dir: config.bpffs.clone(),
+        attach,
+        ..bpf::Config::default()
+    };
+    let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;
+    metrics.set_attach_mode(Some(enforcer.mode()));
+    tracing::info!(origin = ?enforcer.origin(), mode = %enforcer.mode(), requested = %attach, pinned = %config.bpffs.display(), "kernel programs ready");
+    let reader = enforcer
+        .take_events()
+        .ok_or(DaemonError::RingBufferTaken)?
+        .into_async()?;
+    let handle = owner::spawn(Registry::new(enforcer, policy));
+    tokio::spawn(alerts_task::forward(
+        reader,
+        handle.clone(),
+        sinks(config, metrics)?,
+        metrics.clone(),
+        crate::alerts::clock::host_name(),
+    ));
+    Ok(handle)
+}
+
+/// Alert sinks from the configuration.
+fn sinks(config: &Config, metrics: &Metrics) -> Result<Fanout, DaemonError> {
+    let mut f = Fanout::default();
+    if config.alerts.stdout {
+        f.push(Box::new(Stdout));
+    }
+    if let Some(path) = &config.alerts.file {
+        let file = RotatingFile::open(path, config.alerts.file_max_bytes, config.alerts.file_keep)
+            .map_err(|source| DaemonError::AlertsFile {
+                path: path.clone(),
+                source,
+            })?;
+        f.push(Box::new(file));
+    }
+    if let Some(es) = &config.alerts.elasticsearch {
+        tracing::info!(url = %es.url, "sending alerts to Elasticsearch");
+        let sink = crate::alerts::bulk::BulkSink::start(es.clone())?;
+        let _ = metrics.elasticsearch.set(sink.stats.clone());
+        f.push(Box::new(sink));
+    }
+    Ok(f)
+}
+
+/// Serves the runtime over NRI (reconnecting) until `shutdown` completes.
+async fn serve_runtime(
+    config: &Config,
+    handle: Handle,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let cgroup_root = crate::cgroup::v2_root().map_err(DaemonError::CgroupRoot)?;
+    let handler = NriHandler {
+        handle,
+        metrics,
+        cluster_id: config.cluster_id.clone(),
+        cluster_name: config.cluster_name.clone(),
+        cgroup_root,
+    };
+    let plugin = d4c_nri::PluginConfig::from_env(
+        &config.plugin_name,
+        &config.plugin_index,
+        config.nri_socket.clone(),
+    )?;
+    tracing::info!(socket = %config.nri_socket.display(), name = %config.plugin_name, index = %config.plugin_index, "connecting to the runtime");
+    d4c_nri::run_with_reconnect(
+        plugin,
+        Arc::new(handler),
+        d4c_nri::Backoff::default(),
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
