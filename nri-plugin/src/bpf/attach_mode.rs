@@ -131,8 +131,8 @@ impl fmt::Display for AttachRequest {
 /// The mode `auto` chooses on this kernel, checked by loading a probe program of it: what
 /// a test (or an operator) asks before relying on the kernel to run d4c's hooks.
 pub fn usable_mode() -> Result<AttachMode, BpfError> {
-    let mode = AttachRequest::Auto.resolve(Path::new(fs::LSM_LIST))?;
-    let btf = Btf::from_file(Path::new(fs::KERNEL_BTF))?;
+    let mode = AttachRequest::Auto.resolve(Path::new(crate::paths::LSM_LIST))?;
+    let btf = Btf::from_file(Path::new(crate::paths::KERNEL_BTF))?;
     mode.probe(&btf)?;
     Ok(mode)
 }

