@@ -16,6 +16,12 @@ pub struct Config {
     pub cluster_name: Option<String>,
     pub bpffs: PathBuf,
     pub enforcement: Enforcement,
+    /// What applies to a container the daemon has not registered yet (it started while no
+    /// daemon was connected, or before its StartContainer was answered).
+    pub unregistered: Unregistered,
+    /// The runtime's pod cgroup parents, relative to the cgroup v2 root: cgroups created
+    /// below them are guarded by [`Unregistered::Policy`].
+    pub pod_cgroup_parents: Vec<PathBuf>,
     pub alerts: Alerts,
     pub metrics_address: Option<String>,
     pub status_socket: PathBuf,
@@ -29,6 +35,17 @@ pub struct Config {
 pub enum Enforcement {
     Kernel(crate::bpf::AttachRequest),
     None,
+}
+
+/// `unregisteredContainers:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unregistered {
+    /// The rule set the policy gives a container with no known attributes (only selectors
+    /// without container conditions apply), from the container's first instruction, in
+    /// the kernel, with or without a running daemon.
+    Policy,
+    /// Nothing applies until the daemon registers the container.
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +75,8 @@ impl Default for Config {
             cluster_name: None,
             bpffs: "/sys/fs/bpf/d4c".into(),
             enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
+            unregistered: Unregistered::Policy,
+            pod_cgroup_parents: vec!["kubepods".into(), "kubepods.slice".into()],
             alerts: Alerts {
                 stdout: true,
                 file: None,
@@ -92,6 +111,8 @@ const KEYS: &[&str] = &[
     "clusterName",
     "bpffs",
     "enforcement",
+    "unregisteredContainers",
+    "podCgroupParents",
     "alerts",
     "metricsAddress",
     "statusSocket",
@@ -177,6 +198,42 @@ impl Config {
                                 ),
                             )
                         })?),
+                    }
+                }
+                "unregisteredContainers" => {
+                    c.unregistered = match s()?.as_str() {
+                        "policy" => Unregistered::Policy,
+                        "allow" => Unregistered::Allow,
+                        other => {
+                            return Err(err(
+                                value,
+                                format!(
+                                    "`unregisteredContainers` is `policy` or `allow`, not `{other}`"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                "podCgroupParents" => {
+                    let NodeKind::Seq(items) = &value.kind else {
+                        return Err(err(
+                            value,
+                            "`podCgroupParents` is a list of directories under the cgroup v2 root, e.g. [kubepods, kubepods.slice]".into(),
+                        ));
+                    };
+                    c.pod_cgroup_parents = Vec::new();
+                    for item in items {
+                        let v = scalar(item).map_err(|m| err(item, format!("`podCgroupParents`: {m}")))?;
+                        let p = PathBuf::from(v.trim_matches('/'));
+                        if v.trim_matches('/').is_empty()
+                            || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+                        {
+                            return Err(err(
+                                item,
+                                format!("`podCgroupParents`: `{v}` is not a directory below the cgroup v2 root"),
+                            ));
+                        }
+                        c.pod_cgroup_parents.push(p);
                     }
                 }
                 "metricsAddress" => c.metrics_address = Some(s()?).filter(|v| !v.is_empty()),
@@ -351,6 +408,20 @@ mod tests {
             let c = Config::parse("c.yaml", &format!("enforcement: {text}\n")).unwrap();
             assert_eq!(c.enforcement, Enforcement::Kernel(want), "{text}");
         }
+        let c = Config::parse(
+            "c.yaml",
+            "unregisteredContainers: allow\npodCgroupParents: [kubepods, /custom/pods/]\n",
+        )
+        .unwrap();
+        assert_eq!(c.unregistered, Unregistered::Allow);
+        assert_eq!(
+            c.pod_cgroup_parents,
+            vec![PathBuf::from("kubepods"), PathBuf::from("custom/pods")]
+        );
+        let e = Config::parse("c.yaml", "podCgroupParents: [../up]\n").unwrap_err();
+        assert!(e.to_string().starts_with("c.yaml:1:20: error:"), "{e}");
+        let e = Config::parse("c.yaml", "unregisteredContainers: deny\n").unwrap_err();
+        assert!(e.to_string().contains("`policy` or `allow`"), "{e}");
         let e = Config::parse("c.yaml", "enforcement: kprobe\n").unwrap_err();
         assert!(
             e.to_string()

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, Context as _};
 use d4c::alerts::sink::{Fanout, RotatingFile, Stdout};
 use d4c::bpf::{self, Enforcer};
-use d4c::config::{Config, Enforcement, LogFormat};
+use d4c::config::{Config, Enforcement, LogFormat, Unregistered};
 use d4c::daemon::kernel::MemoryKernel;
 use d4c::daemon::nri_handler::NriHandler;
 use d4c::daemon::owner::{self, Handle};
@@ -139,13 +139,21 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    let cgroup_root = d4c::cgroup::v2_root().context("finding the cgroup v2 hierarchy")?;
+    // Before the runtime connects: containers not registered yet are guarded in the kernel.
+    if matches!(config.enforcement, Enforcement::Kernel(_))
+        && config.unregistered == Unregistered::Policy
+    {
+        d4c::daemon::guards::register(&handle, &cgroup_root, &config.pod_cgroup_parents).await;
+    } else if config.unregistered == Unregistered::Allow {
+        tracing::warn!("unregisteredContainers: allow: a container started while no daemon is connected runs unenforced until the next Synchronize");
+    }
     tokio::spawn(watch_policy(
         config.policy_dir.clone(),
         handle.clone(),
         metrics.clone(),
     ));
 
-    let cgroup_root = d4c::cgroup::v2_root().context("finding the cgroup v2 hierarchy")?;
     let handler = NriHandler {
         handle,
         metrics,

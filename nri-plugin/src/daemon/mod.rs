@@ -2,6 +2,7 @@
 //! with the kernel maps.
 
 pub mod alerts_task;
+pub mod guards;
 pub mod kernel;
 mod kernel_bpf;
 pub mod nested;
@@ -11,5 +12,7 @@ pub mod registry;
 pub mod status_server;
 pub mod watch;
 
+#[cfg(test)]
+mod guard_tests;
 #[cfg(test)]
 mod tests;

@@ -77,8 +77,19 @@ impl Daemon {
 
     /// Kills the daemon (no clean stop, as a crash) and starts it again on the same files.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the daemon, as a crash (the pinned programs keep enforcing);
+    /// [`Daemon::start_again`] brings it back.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the daemon again on the same files, after [`Daemon::kill`].
+    pub fn start_again(&mut self) {
         *self = Daemon::start(
             &self.config.clone(),
             &self.status.clone(),
@@ -222,6 +233,18 @@ pub fn write_config(
     bpffs: Option<&Path>,
     status: &Path,
 ) {
+    write_config_with(path, policies, nri_socket, bpffs, status, "");
+}
+
+/// [`write_config`] with more settings (`extra`: YAML lines, each ending in a newline).
+pub fn write_config_with(
+    path: &Path,
+    policies: &Path,
+    nri_socket: &Path,
+    bpffs: Option<&Path>,
+    status: &Path,
+    extra: &str,
+) {
     let enforcement = bpffs.map_or_else(
         || "enforcement: none\n".to_owned(),
         |b| format!("enforcement: auto\nbpffs: {}\n", b.display()),
@@ -229,7 +252,7 @@ pub fn write_config(
     std::fs::write(
         path,
         format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\nalerts:\n  stdout: true\n",
+            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\n{extra}alerts:\n  stdout: true\n",
             policies.display(),
             nri_socket.display(),
             status.display()

@@ -13,12 +13,27 @@ impl<K: KernelState> Registry<K> {
     /// Registers the cgroups that already exist below a container's own (it ran before
     /// this registration: a daemon restart, an upgrade's new maps). Cgroups created from
     /// now on inherit the container's entry in the kernel.
-    pub(super) fn register_descendants(&mut self, info: &ContainerInfo, rule_set: u32) {
+    /// With `gaps_only`, cgroups that have a kernel entry already keep it.
+    pub(super) fn register_descendants(
+        &mut self,
+        info: &ContainerInfo,
+        rule_set: u32,
+        gaps_only: bool,
+    ) {
         let Some(dir) = &info.cgroup_dir else {
             return;
         };
         let (ids, complete) = crate::cgroup::descendants(dir, NESTED_BUDGET);
-        for cgroup in ids {
+        let taken: std::collections::BTreeSet<u64> = if gaps_only {
+            self.kernel
+                .registrations()
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect()
+        } else {
+            std::collections::BTreeSet::new()
+        };
+        for cgroup in ids.into_iter().filter(|c| !taken.contains(c)) {
             if let Err(e) = self
                 .kernel
                 .register(cgroup, ContainerEntry::new(rule_set, info.cgroup_id))
