@@ -33,6 +33,7 @@ case $mode in
     fmod_ret) append=${NO_BPF_LSM:-lsm=landlock,lockdown,yama,integrity,apparmor}; bins="guest_containerd guest_unregistered" ;;
     *) echo "guest-e2e: MODE is lsm or fmod_ret, not $mode" >&2; exit 2 ;;
 esac
+bins=${D4C_GUEST_TESTS:-$bins}   # a subset, for a quicker run by hand
 stage=target/guest-e2e
 require_bpf=${D4C_REQUIRE_BPF_LSM:-${D4C_REQUIRE_PRIVILEGED:-0}}
 

@@ -87,6 +87,15 @@ fn meta(s: &mut Scratch, cg: (u64, u32), hook: u16, mode: u32) {
     s.meta.interactive = interactive();
 }
 
+/// Whether the exec of `bprm_creds_for_exec(struct linux_binprm *bprm)` runs a memfd.
+#[inline(always)]
+pub fn runs_memfd(ctx: &LsmContext) -> Result<bool, i64> {
+    let bprm: *const u8 = ctx.arg(0);
+    let file = read_ptr(bprm, OFF_BPRM_FILE)?;
+    let (_, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    file_ops::is_memfd(dentry)
+}
+
 /// `bprm_creds_for_exec(struct linux_binprm *bprm)`: execMemFd when the file is a memfd,
 /// then the exec decision. The name is the basename of `bprm->filename` (what the kernel
 /// sets as comm), cut to 15 bytes.

@@ -83,6 +83,13 @@ fn a_guard_covers_the_gaps_below_it_and_follows_the_registry() {
         t.ino("kubepods/besteffort/podA/ctrA"),
         t.ino("kubepods/besteffort/podB/ctrB"),
     );
+    // A pod cgroup with no process yet, and a container cgroup with one.
+    std::fs::write(t.path("kubepods/besteffort/podA/cgroup.procs"), "").unwrap();
+    std::fs::write(
+        t.path("kubepods/besteffort/podA/ctrA/cgroup.procs"),
+        "4242\n",
+    )
+    .unwrap();
     let mut r = Registry::new(MemoryKernel::default(), policy("modifyExecutable"));
     // A container registered before the guard keeps its own entry.
     let b = container("b", "prod", &t.path("kubepods/besteffort/podB/ctrB"));
@@ -98,14 +105,16 @@ fn a_guard_covers_the_gaps_below_it_and_follows_the_registry() {
         "a container without attributes has its own rule set"
     );
     let k = r.kernel();
-    assert_eq!(k.containers[&kube], ContainerEntry::new(rs_guard, kube));
-    for gap in [qos, t.ino("kubepods/besteffort/podA"), ctr_a] {
-        assert_eq!(
-            k.containers[&gap],
-            ContainerEntry::new(rs_guard, kube),
-            "{gap}"
-        );
-    }
+    // The guard and the cgroups without processes apply from their first exec (the
+    // runtime sets a container up in its cgroup first); a running one at once.
+    assert_eq!(k.containers[&kube], ContainerEntry::pending(rs_guard, kube));
+    assert_eq!(
+        k.containers[&t.ino("kubepods/besteffort/podA")],
+        ContainerEntry::pending(rs_guard, kube)
+    );
+    assert_eq!(k.containers[&ctr_a], ContainerEntry::new(rs_guard, kube));
+    // Unreadable `cgroup.procs` (a plain directory here) counts as running.
+    assert_eq!(k.containers[&qos], ContainerEntry::new(rs_guard, kube));
     assert_eq!(
         k.containers[&ctr_b],
         ContainerEntry::new(rs_b, ctr_b),
@@ -130,8 +139,18 @@ fn a_guard_covers_the_gaps_below_it_and_follows_the_registry() {
     let new_guard = r.kernel().containers[&kube].rule_set;
     assert_ne!(new_guard, rs_guard);
     assert_eq!(
+        r.kernel().containers[&kube],
+        ContainerEntry::pending(new_guard, kube),
+        "still pending"
+    );
+    assert_eq!(
         r.kernel().containers[&qos],
         ContainerEntry::new(new_guard, kube)
+    );
+    assert_eq!(
+        r.kernel().containers[&t.ino("kubepods/besteffort/podA")],
+        ContainerEntry::pending(new_guard, kube),
+        "a nested entry keeps its flag when it follows"
     );
     assert!(
         !r.kernel().entries.contains_key(&rs_guard),

@@ -35,6 +35,18 @@ pub struct Managed {
     pub guard: bool,
 }
 
+impl Managed {
+    /// The kernel entry of a container's (or a guard's) own cgroup: a guard's applies only
+    /// from the first exec in a cgroup (`ENTRY_PENDING`), after the runtime's set-up.
+    fn entry(guard: bool, rule_set: u32, cgroup: u64) -> ContainerEntry {
+        if guard {
+            ContainerEntry::pending(rule_set, cgroup)
+        } else {
+            ContainerEntry::new(rule_set, cgroup)
+        }
+    }
+}
+
 /// What happened at a container start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
@@ -233,7 +245,7 @@ impl<K: KernelState> Registry<K> {
         }
         if let Err(e) = self
             .kernel
-            .register(info.cgroup_id, ContainerEntry::new(id, info.cgroup_id))
+            .register(info.cgroup_id, Managed::entry(guard, id, info.cgroup_id))
         {
             let can_block = tables.can_block();
             if !self.rev.users.contains_key(&id) {
@@ -340,18 +352,20 @@ impl<K: KernelState> Registry<K> {
         for (cid, new_rs) in &plan {
             let m = &self.containers[cid];
             let r = match new_rs {
-                Some(rs) => self
-                    .kernel
-                    .register(m.info.cgroup_id, ContainerEntry::new(*rs, m.info.cgroup_id)),
+                Some(rs) => self.kernel.register(
+                    m.info.cgroup_id,
+                    Managed::entry(m.guard, *rs, m.info.cgroup_id),
+                ),
                 None => self.kernel.unregister(m.info.cgroup_id),
             };
             if let Err(e) = r {
                 for back in &switched {
                     let m = &self.containers[*back];
                     let _ = match m.rule_set {
-                        Some(rs) => self
-                            .kernel
-                            .register(m.info.cgroup_id, ContainerEntry::new(rs, m.info.cgroup_id)),
+                        Some(rs) => self.kernel.register(
+                            m.info.cgroup_id,
+                            Managed::entry(m.guard, rs, m.info.cgroup_id),
+                        ),
                         None => self.kernel.unregister(m.info.cgroup_id),
                     };
                 }

@@ -33,11 +33,15 @@ impl<K: KernelState> Registry<K> {
         } else {
             std::collections::BTreeSet::new()
         };
-        for cgroup in ids.into_iter().filter(|c| !taken.contains(c)) {
-            if let Err(e) = self
-                .kernel
-                .register(cgroup, ContainerEntry::new(rule_set, info.cgroup_id))
-            {
+        for (cgroup, cgroup_dir) in ids.into_iter().filter(|(c, _)| !taken.contains(c)) {
+            // Below a guard, a cgroup with no process yet (a pod's, or one the runtime is
+            // setting up) waits for its first exec; one with processes runs already.
+            let entry = if gaps_only && !crate::cgroup::has_processes(&cgroup_dir) {
+                ContainerEntry::pending(rule_set, info.cgroup_id)
+            } else {
+                ContainerEntry::new(rule_set, info.cgroup_id)
+            };
+            if let Err(e) = self.kernel.register(cgroup, entry) {
                 tracing::warn!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container");
             }
         }
@@ -88,9 +92,7 @@ impl<K: KernelState> Registry<K> {
                 }
                 let r = match by_cgroup.get(&e.owner).copied().flatten() {
                     Some(rs) if rs == e.rule_set => continue,
-                    Some(rs) => self
-                        .kernel
-                        .register(cgroup, ContainerEntry::new(rs, e.owner)),
+                    Some(rs) => self.kernel.register(cgroup, e.with_rule_set(rs)),
                     None => self.kernel.unregister(cgroup),
                 };
                 if let Err(err) = r {
