@@ -40,11 +40,12 @@ pub struct ContainerEntry {
 }
 const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 16);
 
-/// An entry that applies only from the first exec in its cgroup that does not run a
-/// memfd: a guard's (a pod cgroup parent's) and the cgroups the kernel creates below it,
-/// where the container runtime sets a container up (creating mount points, re-executing
-/// itself from a memfd) before it executes the container's entrypoint, which arms the
-/// entry for every task of that cgroup. A child cgroup copies the entry, flag included.
+/// An entry that applies only from the first exec in its cgroup that is not the task
+/// re-executing itself (from a memfd copy, or its own file): a guard's (a pod cgroup
+/// parent's) and the cgroups the kernel creates below it, where the container runtime
+/// sets a container up (creating mount points, re-executing itself) before it executes the
+/// container's entrypoint, which arms the entry for every task of that cgroup. A child
+/// cgroup copies the entry, flag included.
 pub const ENTRY_PENDING: u32 = 1;
 
 impl ContainerEntry {

@@ -26,11 +26,11 @@ pub fn rule_set() -> Option<(u64, u32)> {
     Some((id, rule_set))
 }
 
-/// [`rule_set`] for an exec: the first exec in a pending cgroup that does not run a memfd
-/// (`runs_memfd` says; an error counts as no) is the container's entrypoint. It arms the
-/// entry for every task of the cgroup and is itself decided.
+/// [`rule_set`] for an exec: in a pending cgroup, the first exec that is not the runtime
+/// re-executing itself (`runtime_reexec` says; an error counts as no) is the container's
+/// entrypoint. It arms the entry for every task of the cgroup and is itself decided.
 #[inline(always)]
-pub fn rule_set_at_exec(runs_memfd: impl FnOnce() -> Result<bool, i64>) -> Option<(u64, u32)> {
+pub fn rule_set_at_exec(runtime_reexec: impl FnOnce() -> Result<bool, i64>) -> Option<(u64, u32)> {
     // SAFETY: the helper has no preconditions.
     let id = unsafe { bpf_get_current_cgroup_id() };
     let entry = CONTAINERS.get_ptr_mut(id)?;
@@ -41,7 +41,7 @@ pub fn rule_set_at_exec(runs_memfd: impl FnOnce() -> Result<bool, i64>) -> Optio
         return None;
     }
     if flags & ENTRY_PENDING != 0 {
-        if runs_memfd().unwrap_or(false) {
+        if runtime_reexec().unwrap_or(false) {
             return None;
         }
         // SAFETY: as above.

@@ -71,18 +71,52 @@ async fn outcome(cri: &mut Cri, id: &str) -> String {
     }
 }
 
+/// The cgroups below `dir` with their processes and kernel entries: what a failure shows.
+fn dump(dir: &Path, bpffs: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let entries = d4c::bpf::Enforcer::adopt(bpffs)
+        .and_then(|e| e.registered())
+        .unwrap_or_default();
+    let mut out = String::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let id = std::fs::metadata(&d).map(|m| m.ino()).unwrap_or(0);
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        let entry = entries.iter().find(|(c, _)| *c == id).map(|(_, e)| *e);
+        out += &format!(
+            "{} id {id} procs [{}] entry {entry:?}\n",
+            d.display(),
+            procs.trim().replace('\n', " ")
+        );
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            stack.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
 /// Runs a pod with the drop-and-run entrypoint; returns the pod and the container id.
 async fn drifting_pod(
     cri: &mut Cri,
     ctd: &Containerd,
     name: &str,
     namespace: &str,
+    bpffs: &Path,
 ) -> (Pod, String) {
     let pod = Pod::run(cri, ctd, name, namespace, &[("app", name)]).await;
     let id = pod.create(cri, "drift", &DROP_AND_RUN).await;
-    Pod::start(cri, &id)
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", ctd.log()));
+    let base = cgroup2_root().join(ctd.cgroup_base.trim_start_matches('/'));
+    Pod::start(cri, &id).await.unwrap_or_else(|e| {
+        panic!(
+            "StartContainer {name}: {e}\ncgroups:\n{}\n{}",
+            dump(&base, bpffs),
+            ctd.log()
+        )
+    });
     (pod, id)
 }
 
@@ -138,7 +172,7 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
     // 1. The daemon is down: a new pod's drift is refused from its first instruction.
     daemon.kill();
     let mut cri = ctd.cri().await;
-    let (late, late_ctr) = drifting_pod(&mut cri, &ctd, "late", "d4c-relaxed").await;
+    let (late, late_ctr) = drifting_pod(&mut cri, &ctd, "late", "d4c-relaxed", &bpffs).await;
     let rc = outcome(&mut cri, &late_ctr).await;
     assert_ne!(rc, "0", "the entrypoint's copy worked while no daemon ran");
     let r = exec_sync(&mut cri, &late_ctr, &["test", "-e", "/tmp/x"], 20)
@@ -179,7 +213,7 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
         .unwrap();
     }
     daemon.kill();
-    let (during, during_ctr) = drifting_pod(&mut cri, &ctd, "during", "d4c-strict").await;
+    let (during, during_ctr) = drifting_pod(&mut cri, &ctd, "during", "d4c-strict", &bpffs).await;
     assert_ne!(
         outcome(&mut cri, &during_ctr).await,
         "0",
@@ -206,7 +240,7 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
     let status = daemon.status().unwrap();
     assert!(container_status(&status, &guard_id).is_none(), "{status}");
     daemon.kill();
-    let (open, open_ctr) = drifting_pod(&mut cri, &ctd, "open", "d4c-strict").await;
+    let (open, open_ctr) = drifting_pod(&mut cri, &ctd, "open", "d4c-strict", &bpffs).await;
     assert_eq!(
         outcome(&mut cri, &open_ctr).await,
         "0",

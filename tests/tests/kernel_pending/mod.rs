@@ -1,7 +1,8 @@
 //! Kernel tests of pending entries (what a guard of a pod cgroup parent registers):
-//! nothing applies in the cgroup until its first exec that does not run a memfd (the
-//! container runtime sets a container up in its cgroup, then executes the entrypoint),
-//! which arms the entry for every task of the cgroup; a nested cgroup copies the flag.
+//! nothing applies in the cgroup until its first exec that is not the runtime re-executing
+//! itself (a memfd, or its own file): the container runtime sets a container up in its
+//! cgroup, then executes the entrypoint, which arms the entry for every task of the
+//! cgroup; a nested cgroup copies the flag.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -25,6 +26,20 @@ fn exec_true() -> i32 {
     let path = CString::new(BUSYBOX).unwrap();
     let arg0 = CString::new("true").unwrap();
     let argv = [arg0.as_ptr(), std::ptr::null()];
+    // SAFETY: NUL-terminated strings and a NULL-terminated argv.
+    unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+    errno()
+}
+
+/// In a forked child: this test binary again (`/proc/self/exe --list`, which only lists
+/// the tests): a process re-executing its own file, as runc does through a bind mount.
+fn exec_self() -> i32 {
+    let path = CString::new("/proc/self/exe").unwrap();
+    let (arg0, arg1) = (
+        CString::new("kernel").unwrap(),
+        CString::new("--list").unwrap(),
+    );
+    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
     // SAFETY: NUL-terminated strings and a NULL-terminated argv.
     unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
     errno()
@@ -57,7 +72,7 @@ fn entry_of(k: &mut crate::kernel_support::Shared, id: u64) -> Option<ContainerE
 }
 
 #[test]
-fn a_pending_entry_applies_from_the_first_exec_that_is_not_a_memfd() {
+fn a_pending_entry_applies_from_the_first_exec_that_is_not_the_runtime() {
     let Some(mut k) = kernel() else { return };
     if !Path::new(BUSYBOX).exists() {
         eprintln!("skipping test - no {BUSYBOX}");
@@ -89,14 +104,16 @@ fn a_pending_entry_applies_from_the_first_exec_that_is_not_a_memfd() {
         entry_of(&mut k, nested_id).map(|e| e.flags & ENTRY_PENDING),
         Some(ENTRY_PENDING)
     );
-    // Running a memfd (a runtime re-executing itself) does not arm it.
-    assert_eq!(run_in(Some(&cg.path), exec_true_from_memfd), 0);
-    assert_eq!(
-        run_in(Some(&cg.path), || chmod(&f, 0o755)),
-        0,
-        "still pending"
-    );
-    back();
+    // A runtime re-executing itself (from a memfd copy, or its own file) does not arm it.
+    for reexec in [exec_true_from_memfd as fn() -> i32, exec_self] {
+        assert_eq!(run_in(Some(&cg.path), reexec), 0);
+        assert_eq!(
+            run_in(Some(&cg.path), || chmod(&f, 0o755)),
+            0,
+            "still pending"
+        );
+        back();
+    }
     // The first other exec (the entrypoint) arms it for every task of the cgroup.
     assert_eq!(run_in(Some(&cg.path), exec_true), 0);
     assert_eq!(entry_of(&mut k, cg.id()).map(|e| e.flags), Some(0));
