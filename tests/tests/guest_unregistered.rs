@@ -26,8 +26,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Drift is blocked everywhere except in namespace `d4c-relaxed`: a container without
-/// attributes (an unregistered one) is blocked, a registered one in `d4c-relaxed` is not.
+/// Drift is blocked everywhere except in namespace `d4c-relaxed`, where it only alerts: a
+/// container without attributes (an unregistered one) is blocked, a registered one in
+/// `d4c-relaxed` is not (its own rule set alerts).
 const POLICY: &str = "\
 file:
   selectors:
@@ -35,10 +36,15 @@ file:
       operation: [createExecutable, modifyExecutable]
     - name: relaxed
       kubernetesNamespace: [d4c-relaxed]
+    - name: relaxedDrift
+      operation: [createExecutable, modifyExecutable]
+      kubernetesNamespace: [d4c-relaxed]
   responses:
     - match: [drift]
       exclude: [relaxed]
       actions: [alert, block]
+    - match: [relaxedDrift]
+      actions: [alert]
 ";
 
 /// Drops a binary and runs it, records the outcome in /tmp/rc, then stays up.
