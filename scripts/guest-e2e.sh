@@ -6,10 +6,12 @@
 #   scripts/guest-e2e.sh [KERNEL] [MODE]   # KERNEL: 6.1, 6.12 (default) or newest
 #                                          # MODE: lsm (default) or fmod_ret
 #
-# Two tests: guest_containerd.rs (the daemon binary) and guest_daemonset.rs (the shipped
-# DaemonSet's container spec with the d4c image, through CRI). MODE fmod_ret boots the
+# Three tests: guest_containerd.rs (the daemon binary), guest_daemonset.rs (the shipped
+# DaemonSet's container spec with the d4c image, through CRI) and guest_unregistered.rs
+# (containers started while no daemon runs). The containerd, its shim, ctr and runc are
+# the ones first on PATH (scripts/test.sh puts containerd 2.x there for the fmod_ret run). MODE fmod_ret boots the
 # guest with Ubuntu's `lsm=` list (no `bpf`), where the daemon's `auto` attaches as
-# fmod_ret, and runs guest_containerd.rs only.
+# fmod_ret, and runs guest_containerd.rs and guest_unregistered.rs.
 # On the host it builds the test binaries (stripped copies), the d4c image
 # (install/image/build.py), the two test image archives
 # (tests/containerd/mkimage.py: the guest has no python3) and collects containerd,
@@ -27,10 +29,11 @@ cd "$(dirname "$0")/.."
 kernel=${1:-6.12}
 mode=${2:-lsm}
 case $mode in
-    lsm) append=""; bins="guest_containerd guest_daemonset" ;;
-    fmod_ret) append=${NO_BPF_LSM:-lsm=landlock,lockdown,yama,integrity,apparmor}; bins="guest_containerd" ;;
+    lsm) append=""; bins="guest_containerd guest_daemonset guest_unregistered" ;;
+    fmod_ret) append=${NO_BPF_LSM:-lsm=landlock,lockdown,yama,integrity,apparmor}; bins="guest_containerd guest_unregistered" ;;
     *) echo "guest-e2e: MODE is lsm or fmod_ret, not $mode" >&2; exit 2 ;;
 esac
+bins=${D4C_GUEST_TESTS:-$bins}   # a subset, for a quicker run by hand
 stage=target/guest-e2e
 require_bpf=${D4C_REQUIRE_BPF_LSM:-${D4C_REQUIRE_PRIVILEGED:-0}}
 
@@ -48,7 +51,7 @@ source scripts/lib/containerd-stage.sh
 stage_containerd "$stage" || skip "$stage_missing"
 
 echo "[guest-e2e] building the test binaries and the d4c image" >&2
-for t in guest_containerd guest_daemonset; do
+for t in guest_containerd guest_daemonset guest_unregistered; do
     bin=$(cargo_binary "$t" test -p d4c-tests --test "$t" --no-run)
     [[ -n $bin && -x $bin ]] || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (the test binary $t did not build)"; exit 1; }
     strip -o "$stage/$t.tmp" "$bin" && mv -f "$stage/$t.tmp" "$stage/$t"
@@ -60,13 +63,14 @@ python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_late
     || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (the d4c image did not build)"; exit 1; }
 rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes "$stage/install/"
 
-echo "[guest-e2e] running in a $kernel guest ($mode)" >&2
+echo "[guest-e2e] running in a $kernel guest ($mode, $(containerd --version | cut -d' ' -f2-3))" >&2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
-# Both test binaries in one boot; the exit status is the first failure's.
+# The test binaries in one boot; the exit status is the first failure's.
 cargo xtask vm --kernel "$kernel" --append "$append" --timeout 900 \
-    --with "$stage/guest_containerd" --with "$stage/guest_daemonset" --with "$stage/d4c-containerd" \
+    --with "$stage/guest_containerd" --with "$stage/guest_daemonset" --with "$stage/guest_unregistered" \
+    --with "$stage/d4c-containerd" \
     --with "$stage/install" "${tools[@]}" -- \
     env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd D4C_INSTALL_DIR=/opt/with/install \
     D4C_REQUIRE_BPF_LSM="$require_bpf" D4C_EXPECT_ATTACH="$mode" sh -c \

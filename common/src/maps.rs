@@ -32,13 +32,21 @@ pub const MAP_COUNTERS: &str = "D4C_COUNTERS";
 pub struct ContainerEntry {
     /// The rule set the container's tasks are checked against.
     pub rule_set: u32,
-    /// Reserved, zero.
+    /// [`ENTRY_PENDING`] or 0.
     pub flags: u32,
     /// The cgroup id the daemon registered: the container's own. A nested cgroup inherits
     /// its parent's entry whole, so events from it still name the container's cgroup.
     pub owner: u64,
 }
 const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 16);
+
+/// An entry that applies only from the first exec in its cgroup that is not the task
+/// re-executing itself (from a memfd copy, or its own file): a guard's (a pod cgroup
+/// parent's) and the cgroups the kernel creates below it, where the container runtime
+/// sets a container up (creating mount points, re-executing itself) before it executes the
+/// container's entrypoint, which arms the entry for every task of that cgroup. A child
+/// cgroup copies the entry, flag included.
+pub const ENTRY_PENDING: u32 = 1;
 
 impl ContainerEntry {
     /// The entry of a container whose cgroup is `owner`, checked against `rule_set`.
@@ -49,6 +57,22 @@ impl ContainerEntry {
             flags: 0,
             owner,
         }
+    }
+
+    /// Like [`ContainerEntry::new`], applying from the first exec ([`ENTRY_PENDING`]).
+    #[must_use]
+    pub const fn pending(rule_set: u32, owner: u64) -> Self {
+        ContainerEntry {
+            rule_set,
+            flags: ENTRY_PENDING,
+            owner,
+        }
+    }
+
+    /// The same entry under another rule set (flags and owner kept).
+    #[must_use]
+    pub const fn with_rule_set(self, rule_set: u32) -> Self {
+        ContainerEntry { rule_set, ..self }
     }
 }
 

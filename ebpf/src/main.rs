@@ -96,11 +96,18 @@ hook!(file_truncate, "file_truncate", file_ops::file_truncate);
 hook!(path_unlink, "path_unlink", file_ops::path_unlink);
 hook!(path_link, "path_link", file_ops::path_link);
 hook!(path_rename, "path_rename", file_ops::path_rename);
-hook!(
-    bprm_creds_for_exec,
-    "bprm_creds_for_exec",
-    process_ops::bprm_creds_for_exec
-);
+/// `bprm_creds_for_exec` also arms a pending entry (see `container::rule_set_at_exec`):
+/// at the first exec that is not the runtime re-executing itself.
+#[lsm(hook = "bprm_creds_for_exec")]
+pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    match container::rule_set_at_exec(|| process_ops::runtime_reexec(&ctx)) {
+        None => 0,
+        Some(cg) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg)),
+    }
+}
 hook!(task_alloc, "task_alloc", process_ops::task_alloc);
 
 /// Whether a `struct cgroup *` is on the default (v2) hierarchy, the one whose ids

@@ -10,7 +10,10 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use d4c_common::{
-    offsets::{OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_FILE_INODE, OFF_FILE_PATH, OFF_INODE_MODE},
+    offsets::{
+        OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_DENTRY_INODE, OFF_FILE_INODE, OFF_FILE_PATH,
+        OFF_INODE_MODE,
+    },
     CommKey, ProcKey, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC,
     OP_FORK, RULESET_PROC_SHIFT,
 };
@@ -69,6 +72,22 @@ fn meta(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) {
     s.meta.hook = hook;
     s.meta.mode = mode;
     s.meta.interactive = interactive();
+}
+
+/// Whether the exec of `bprm_creds_for_exec(struct linux_binprm *bprm)` is a container
+/// runtime re-executing itself: a memfd (a copy of itself), or the very file the task runs
+/// already (the same inode, as through a bind mount of `/proc/self/exe`).
+#[inline(always)]
+pub fn runtime_reexec(ctx: &LsmContext) -> Result<bool, i64> {
+    let bprm: *const u8 = ctx.arg(0);
+    let file = read_ptr(bprm, OFF_BPRM_FILE)?;
+    let (_, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    if file_ops::is_memfd(dentry)? {
+        return Ok(true);
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let (_, own) = exe_file_path(task)?;
+    Ok(read_ptr(dentry, OFF_DENTRY_INODE)? == read_ptr(own, OFF_DENTRY_INODE)?)
 }
 
 /// `bprm_creds_for_exec(struct linux_binprm *bprm)`: execMemFd when the file is a memfd,

@@ -32,10 +32,17 @@ pub fn id(path: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.ino())
 }
 
-/// The cgroup ids (inode numbers) of the directories strictly below `dir`, visiting at
-/// most `budget` directories; the flag is false when the budget ran out first.
+/// Whether a cgroup directory has processes (`cgroup.procs` not empty); unreadable counts
+/// as yes.
 #[must_use]
-pub fn descendants(dir: &Path, mut budget: usize) -> (Vec<u64>, bool) {
+pub fn has_processes(dir: &Path) -> bool {
+    std::fs::read(dir.join("cgroup.procs")).map_or(true, |procs| !procs.is_empty())
+}
+
+/// The cgroup ids (inode numbers) and directories strictly below `dir`, visiting at most
+/// `budget` directories; the flag is false when the budget ran out first.
+#[must_use]
+pub fn descendants(dir: &Path, mut budget: usize) -> (Vec<(u64, PathBuf)>, bool) {
     use std::os::unix::fs::MetadataExt as _;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -52,7 +59,7 @@ pub fn descendants(dir: &Path, mut budget: usize) -> (Vec<u64>, bool) {
             }
             budget -= 1;
             if let Ok(m) = e.metadata() {
-                out.push(m.ino());
+                out.push((m.ino(), e.path()));
             }
             stack.push(e.path());
         }

@@ -6,6 +6,7 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 mod kernel_modes;
+mod kernel_pending;
 mod kernel_support;
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path};

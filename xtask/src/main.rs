@@ -21,12 +21,19 @@ enum Task {
     /// Run CMD as root in a QEMU guest booting a stock Debian cloud kernel, with the
     /// freshly built d4c on PATH; exits with CMD's exit status (125 if the harness fails).
     Vm(vm::VmArgs),
+    /// Fetch a containerd release from Debian's packages into the harness cache (never
+    /// installed) and print the directory of its binaries.
+    Containerd(vm::containerd::ContainerdArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.task {
         Task::Vm(args) => vm::run(args),
+        Task::Containerd(args) => vm::containerd::fetch(args).map(|bin| {
+            println!("{}", bin.display());
+            0
+        }),
     };
     match result {
         Ok(status) => ExitCode::from(status),

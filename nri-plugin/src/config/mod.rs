@@ -22,6 +22,12 @@ pub struct Config {
     pub cluster_name: Option<String>,
     pub bpffs: PathBuf,
     pub enforcement: Enforcement,
+    /// What applies to a container the daemon has not registered yet (it started while no
+    /// daemon was connected, or before its `StartContainer` was answered).
+    pub unregistered: Unregistered,
+    /// The runtime's pod cgroup parents, relative to the cgroup v2 root: cgroups created
+    /// below them are guarded by [`Unregistered::Policy`].
+    pub pod_cgroup_parents: Vec<PathBuf>,
     pub alerts: Alerts,
     pub metrics_address: Option<String>,
     pub status_socket: PathBuf,
@@ -35,6 +41,17 @@ pub struct Config {
 pub enum Enforcement {
     Kernel(crate::bpf::AttachRequest),
     None,
+}
+
+/// `unregisteredContainers:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unregistered {
+    /// The rule set the policy gives a container with no known attributes (only selectors
+    /// without container conditions apply), from the container's first instruction, in
+    /// the kernel, with or without a running daemon.
+    Policy,
+    /// Nothing applies until the daemon registers the container.
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +81,8 @@ impl Default for Config {
             cluster_name: None,
             bpffs: paths::PIN_DIR.into(),
             enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
+            unregistered: Unregistered::Policy,
+            pod_cgroup_parents: vec!["kubepods".into(), "kubepods.slice".into()],
             alerts: Alerts {
                 stdout: true,
                 file: None,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use d4c_policy::parse::closest;
 use d4c_policy::yaml::{self, Node, NodeKind};
 
-use super::{Alerts, Config, ConfigError, Enforcement, LogFormat};
+use super::{Alerts, Config, ConfigError, Enforcement, LogFormat, Unregistered};
 use crate::bpf::AttachRequest;
 
 /// Sets a field from any value of its key.
@@ -23,10 +23,12 @@ enum Field {
     Checked(Check<Config>),
     /// The `alerts:` section ([`ALERT_FIELDS`]).
     Alerts,
+    /// `podCgroupParents:`, a list ([`pod_cgroup_parents`]).
+    PodCgroupParents,
 }
 
 /// Every top-level key, in the order `config/d4c.yaml` documents them.
-const FIELDS: [(&str, Field); 13] = [
+const FIELDS: [(&str, Field); 15] = [
     ("policyDir", Field::Value(|c, v| c.policy_dir = v.into())),
     ("nriSocket", Field::Value(|c, v| c.nri_socket = v.into())),
     ("pluginName", Field::Value(|c, v| c.plugin_name = v)),
@@ -41,6 +43,8 @@ const FIELDS: [(&str, Field); 13] = [
     ),
     ("bpffs", Field::Value(|c, v| c.bpffs = v.into())),
     ("enforcement", Field::Checked(enforcement)),
+    ("unregisteredContainers", Field::Checked(unregistered)),
+    ("podCgroupParents", Field::PodCgroupParents),
     ("alerts", Field::Alerts),
     (
         "metricsAddress",
@@ -111,6 +115,10 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             Some((_, Field::Alerts)) => {
                 alerts(value, &mut c.alerts).map_err(|(node, m)| err(&node, m))?;
             }
+            Some((_, Field::PodCgroupParents)) => {
+                c.pod_cgroup_parents =
+                    pod_cgroup_parents(value).map_err(|(node, m)| err(node, m))?;
+            }
             None => return Err(err(key, unknown(k, FIELDS.iter().map(|f| f.0)))),
         }
     }
@@ -133,6 +141,48 @@ fn alerts(section: &Node, a: &mut Alerts) -> Result<(), (Node, String)> {
     }
     a.elasticsearch = elasticsearch(&es)?;
     Ok(())
+}
+
+fn unregistered(c: &mut Config, v: &str) -> Result<(), String> {
+    c.unregistered = match v {
+        "policy" => Unregistered::Policy,
+        "allow" => Unregistered::Allow,
+        other => {
+            return Err(format!(
+                "`unregisteredContainers` is `policy` or `allow`, not `{other}`"
+            ))
+        }
+    };
+    Ok(())
+}
+
+/// `podCgroupParents:`: directories below the cgroup v2 root; an error names its node.
+fn pod_cgroup_parents(value: &Node) -> Result<Vec<PathBuf>, (&Node, String)> {
+    let NodeKind::Seq(items) = &value.kind else {
+        return Err((
+            value,
+            "`podCgroupParents` is a list of directories under the cgroup v2 root, e.g. [kubepods, kubepods.slice]".into(),
+        ));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let v = scalar(item).map_err(|m| (item, format!("`podCgroupParents`: {m}")))?;
+            let p = PathBuf::from(v.trim_matches('/'));
+            if p.as_os_str().is_empty()
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err((
+                    item,
+                    format!(
+                        "`podCgroupParents`: `{v}` is not a directory below the cgroup v2 root"
+                    ),
+                ));
+            }
+            Ok(p)
+        })
+        .collect()
 }
 
 fn non_empty(v: String) -> Option<String> {

@@ -29,6 +29,23 @@ fn values_and_errors() {
         let c = Config::parse("c.yaml", &format!("enforcement: {text}\n")).unwrap();
         assert_eq!(c.enforcement, Enforcement::Kernel(want), "{text}");
     }
+    let c = Config::parse(
+        "c.yaml",
+        "unregisteredContainers: allow\npodCgroupParents: [kubepods, /custom/pods/]\n",
+    )
+    .unwrap();
+    assert_eq!(c.unregistered, super::Unregistered::Allow);
+    assert_eq!(
+        c.pod_cgroup_parents,
+        vec![
+            std::path::PathBuf::from("kubepods"),
+            std::path::PathBuf::from("custom/pods")
+        ]
+    );
+    let e = Config::parse("c.yaml", "podCgroupParents: [../up]\n").unwrap_err();
+    assert!(e.to_string().starts_with("c.yaml:1:20: error:"), "{e}");
+    let e = Config::parse("c.yaml", "unregisteredContainers: deny\n").unwrap_err();
+    assert!(e.to_string().contains("`policy` or `allow`"), "{e}");
     let e = Config::parse("c.yaml", "enforcement: kprobe\n").unwrap_err();
     assert!(
         e.to_string()

@@ -13,6 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long alerts wait for the runtime's first Synchronize before flowing regardless.
+const SYNC_WAIT: Duration = Duration::from_secs(30);
+
 /// Forwards decisions until the reader fails.
 pub async fn forward(
     mut reader: AsyncEventReader,
@@ -22,6 +25,16 @@ pub async fn forward(
     host: String,
 ) {
     let mut nested = super::nested::NestedOwners::default();
+    // Decisions the kernel kept while no daemon read (a container started then runs under
+    // a guard's rule set) name their container only once the runtime's Synchronize has
+    // registered it: wait for that, a bounded time. The kernel holds them meanwhile
+    // (`d4c_ringbuf_drops_total` counts what did not fit).
+    if !handle.synchronized_within(SYNC_WAIT).await {
+        tracing::warn!(
+            waited = ?SYNC_WAIT,
+            "no Synchronize from the runtime yet: forwarding decisions without waiting for it (those of unregistered containers lack pod metadata)"
+        );
+    }
     loop {
         let ev = match reader.next().await {
             Ok(ev) => ev,

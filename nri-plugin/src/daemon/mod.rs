@@ -3,6 +3,7 @@
 
 pub mod alerts_task;
 mod error;
+pub mod guards;
 pub mod kernel;
 mod kernel_bpf;
 pub mod nested;
@@ -16,5 +17,7 @@ pub mod watch;
 pub use error::DaemonError;
 pub use run::{run, shutdown_signal};
 
+#[cfg(test)]
+mod guard_tests;
 #[cfg(test)]
 mod tests;

@@ -54,7 +54,10 @@ impl NestedOwners {
 /// most `budget` directories.
 #[must_use]
 pub fn holds(dir: &Path, id: u64, budget: usize) -> bool {
-    crate::cgroup::descendants(dir, budget).0.contains(&id)
+    crate::cgroup::descendants(dir, budget)
+        .0
+        .iter()
+        .any(|(d, _)| *d == id)
 }
 
 #[cfg(test)]

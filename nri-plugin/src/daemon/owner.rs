@@ -7,11 +7,15 @@ use crate::container::ContainerInfo;
 use d4c_policy::Policy;
 use serde::Serialize;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A request to the owner task.
 pub enum Command {
     Start(
+        Box<ContainerInfo>,
+        oneshot::Sender<Result<Started, RegistryError>>,
+    ),
+    Guard(
         Box<ContainerInfo>,
         oneshot::Sender<Result<Started, RegistryError>>,
     ),
@@ -54,6 +58,9 @@ pub struct ContainerStatus {
     pub cgroup_id: u64,
     /// `None`: no policy applies to it.
     pub rule_set: Option<u32>,
+    /// A pod cgroup parent guarding containers not registered yet, not a container.
+    #[serde(default)]
+    pub guard: bool,
     /// Its cgroup directory as the daemon sees it, when known.
     #[serde(default)]
     pub cgroup_dir: Option<std::path::PathBuf>,
@@ -63,6 +70,7 @@ pub struct ContainerStatus {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Command>,
+    synchronized: watch::Receiver<bool>,
 }
 
 impl Handle {
@@ -80,6 +88,20 @@ impl Handle {
 
     pub async fn start(&self, info: ContainerInfo) -> Result<Started, RegistryError> {
         self.ask(|tx| Command::Start(Box::new(info), tx)).await?
+    }
+
+    /// Registers a pod cgroup parent as a guard ([`Registry::guard`]).
+    pub async fn guard(&self, info: ContainerInfo) -> Result<Started, RegistryError> {
+        self.ask(|tx| Command::Guard(Box::new(info), tx)).await?
+    }
+
+    /// Waits until the runtime's first Synchronize has been applied, or `limit` passed;
+    /// true when it has.
+    pub async fn synchronized_within(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.synchronized.clone();
+        tokio::time::timeout(limit, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub async fn remove(&self, id: String) {
@@ -147,24 +169,30 @@ where
     K: KernelState + Counters + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(run(registry, rx));
-    Handle { tx }
+    let (synced_tx, synchronized) = watch::channel(false);
+    tokio::spawn(run(registry, rx, synced_tx));
+    Handle { tx, synchronized }
 }
 
 async fn run<K: KernelState + Counters>(
     mut registry: Registry<K>,
     mut rx: mpsc::Receiver<Command>,
+    synchronized: watch::Sender<bool>,
 ) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Start(info, reply) => {
                 let _ = reply.send(registry.start(*info));
             }
+            Command::Guard(info, reply) => {
+                let _ = reply.send(registry.guard(*info));
+            }
             Command::Remove(id) => {
                 registry.remove(&id);
             }
             Command::Synchronize(infos, reply) => {
                 let _ = reply.send(registry.synchronize(infos));
+                synchronized.send_replace(true);
             }
             Command::Reload(policy, reply) => {
                 let _ = reply.send(registry.reload(policy));
@@ -204,6 +232,7 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
                 .collect(),
             cgroup_id: m.info.cgroup_id,
             rule_set: m.rule_set,
+            guard: m.guard,
             cgroup_dir: m.info.cgroup_dir.clone(),
         })
         .collect();

@@ -16,6 +16,23 @@ use std::sync::Arc;
 pub struct Managed {
     pub info: ContainerInfo,
     pub rule_set: Option<u32>,
+    /// A guard, not a container: the runtime's pod cgroup parent, registered under the
+    /// rule set of a container with no known attributes, so the kernel gives every cgroup
+    /// created below it that rule set until the daemon registers the container (see
+    /// [`Registry::guard`]). The runtime never lists it; Synchronize keeps it.
+    pub guard: bool,
+}
+
+impl Managed {
+    /// The kernel entry of a container's (or a guard's) own cgroup: a guard's applies only
+    /// from the first exec in a cgroup (`ENTRY_PENDING`), after the runtime's set-up.
+    fn entry(guard: bool, rule_set: u32, cgroup: u64) -> ContainerEntry {
+        if guard {
+            ContainerEntry::pending(rule_set, cgroup)
+        } else {
+            ContainerEntry::new(rule_set, cgroup)
+        }
+    }
 }
 
 /// What happened at a container start.
@@ -124,11 +141,31 @@ impl<K: KernelState> Registry<K> {
     /// old registration's rule set released, so it is never unenforced in between.
     pub fn start(&mut self, info: ContainerInfo) -> Result<Started, RegistryError> {
         let previous = self.containers.remove(&info.id);
-        let result = self.register_new(info);
+        let result = self.register_new(info, false);
         if let Some(prev) = previous {
             self.drop_replaced(&prev);
         }
         result
+    }
+
+    /// Guards the pod cgroup parent `info` describes (its cgroup and directory; no
+    /// attributes): it and every cgroup below it that has no kernel entry yet are
+    /// registered under the rule set of a container with no known attributes. The kernel
+    /// copies a cgroup's entry to each new child cgroup, so a container created below it
+    /// later, while no daemon runs included, is under that rule set from its first
+    /// instruction, until [`Registry::start`] registers it under its own (in place).
+    pub fn guard(&mut self, info: ContainerInfo) -> Result<Started, RegistryError> {
+        let previous = self.containers.remove(&info.id);
+        let result = self.register_new(info, true);
+        if let Some(prev) = previous {
+            self.drop_replaced(&prev);
+        }
+        result
+    }
+
+    /// Whether any guard is registered.
+    fn guarding(&self) -> bool {
+        self.containers.values().any(|m| m.guard)
     }
 
     /// The old registration of a container registered anew: its kernel entry goes unless
@@ -154,7 +191,7 @@ impl<K: KernelState> Registry<K> {
         }
     }
 
-    fn register_new(&mut self, info: ContainerInfo) -> Result<Started, RegistryError> {
+    fn register_new(&mut self, info: ContainerInfo, guard: bool) -> Result<Started, RegistryError> {
         let (id, fresh) =
             self.rev
                 .assign(&info.attrs)
@@ -174,11 +211,17 @@ impl<K: KernelState> Registry<K> {
         }
         let tables = &self.rev.tables[&id];
         if tables.is_empty() {
+            if self.guarding() {
+                // Its cgroup may hold a guard's entry (copied when it was created): nothing
+                // of the policy applies to it, so neither may the guard's rule set.
+                let _ = self.kernel.unregister(info.cgroup_id);
+            }
             self.containers.insert(
                 info.id.clone(),
                 Managed {
                     info,
                     rule_set: None,
+                    guard: false,
                 },
             );
             return Ok(Started::NoPolicy);
@@ -196,7 +239,7 @@ impl<K: KernelState> Registry<K> {
         }
         if let Err(e) = self
             .kernel
-            .register(info.cgroup_id, ContainerEntry::new(id, info.cgroup_id))
+            .register(info.cgroup_id, Managed::entry(guard, id, info.cgroup_id))
         {
             let can_block = tables.can_block();
             if !self.rev.users.contains_key(&id) {
@@ -204,13 +247,16 @@ impl<K: KernelState> Registry<K> {
             }
             return self.failed(info, can_block, Box::new(e));
         }
-        self.register_descendants(&info, id);
+        // A guard fills only the gaps: cgroups below it registered already (containers,
+        // their nested cgroups) keep their own entries.
+        self.register_descendants(&info, id, guard);
         *self.rev.users.entry(id).or_default() += 1;
         self.containers.insert(
             info.id.clone(),
             Managed {
                 info,
                 rule_set: Some(id),
+                guard,
             },
         );
         Ok(Started::Protected { rule_set: id })
@@ -234,6 +280,7 @@ impl<K: KernelState> Registry<K> {
             Managed {
                 info,
                 rule_set: None,
+                guard: false,
             },
         );
         Ok(Started::Unprotected { reason })
@@ -299,18 +346,20 @@ impl<K: KernelState> Registry<K> {
         for (cid, new_rs) in &plan {
             let m = &self.containers[cid];
             let r = match new_rs {
-                Some(rs) => self
-                    .kernel
-                    .register(m.info.cgroup_id, ContainerEntry::new(*rs, m.info.cgroup_id)),
+                Some(rs) => self.kernel.register(
+                    m.info.cgroup_id,
+                    Managed::entry(m.guard, *rs, m.info.cgroup_id),
+                ),
                 None => self.kernel.unregister(m.info.cgroup_id),
             };
             if let Err(e) = r {
                 for back in &switched {
                     let m = &self.containers[*back];
                     let _ = match m.rule_set {
-                        Some(rs) => self
-                            .kernel
-                            .register(m.info.cgroup_id, ContainerEntry::new(rs, m.info.cgroup_id)),
+                        Some(rs) => self.kernel.register(
+                            m.info.cgroup_id,
+                            Managed::entry(m.guard, rs, m.info.cgroup_id),
+                        ),
                         None => self.kernel.unregister(m.info.cgroup_id),
                     };
                 }
@@ -366,9 +415,9 @@ impl<K: KernelState> Registry<K> {
             infos.iter().map(|i| i.id.clone()).collect();
         let gone: Vec<String> = self
             .containers
-            .keys()
-            .filter(|k| !listed.contains(*k))
-            .cloned()
+            .iter()
+            .filter(|(k, m)| !m.guard && !listed.contains(*k))
+            .map(|(k, _)| k.clone())
             .collect();
         for id in gone {
             self.remove(&id);

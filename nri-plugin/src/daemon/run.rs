@@ -14,7 +14,7 @@ use super::watch::{self, PolicySource};
 use super::{alerts_task, status_server, DaemonError};
 use crate::alerts::sink::{Fanout, RotatingFile, Stdout};
 use crate::bpf::{self, AttachRequest, Enforcer};
-use crate::config::{Config, Enforcement};
+use crate::config::{Config, Enforcement, Unregistered};
 use crate::metrics::{self, Metrics};
 use d4c_policy::Policy;
 
@@ -34,6 +34,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             owner::spawn(Registry::new(MemoryKernel::default(), policy))
         }
     };
+    // Before the runtime connects: containers not registered yet are guarded in the kernel.
+    match (config.enforcement, config.unregistered) {
+        (_, Unregistered::Allow) => tracing::warn!("unregisteredContainers: allow: a container started while no daemon is connected runs unenforced until the next Synchronize"),
+        (Enforcement::Kernel(_), Unregistered::Policy) => match crate::cgroup::v2_root() {
+            Ok(root) => {
+                super::guards::register(&handle, &root, &config.pod_cgroup_parents).await;
+            }
+            Err(e) => tracing::error!(error = %e, "no cgroup v2 hierarchy: containers started while no daemon runs are not guarded"),
+        },
+        (Enforcement::None, Unregistered::Policy) => {}
+    }
     tokio::spawn(alerts_task::poll_counters(handle.clone(), metrics.clone()));
     if let Some(address) = &config.metrics_address {
         let listener = tokio::net::TcpListener::bind(address)

@@ -77,8 +77,19 @@ impl Daemon {
 
     /// Kills the daemon (no clean stop, as a crash) and starts it again on the same files.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the daemon, as a crash (the pinned programs keep enforcing);
+    /// [`Daemon::start_again`] brings it back.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the daemon again on the same files, after [`Daemon::kill`].
+    pub fn start_again(&mut self) {
         *self = Daemon::start(
             &self.config.clone(),
             &self.status.clone(),
@@ -89,6 +100,25 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where the log ends now: [`Daemon::wait_log_since`] looks only after it.
+    pub fn log_mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until the log after `mark` contains `needle` (a line of a restarted daemon,
+    /// not an earlier one's); panics with the log after `limit`.
+    pub fn wait_log_since(&self, mark: usize, needle: &str, limit: Duration) {
+        let t = Instant::now();
+        while !self.log().get(mark..).is_some_and(|l| l.contains(needle)) {
+            assert!(
+                t.elapsed() < limit,
+                "d4c nri never logged {needle:?} again:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until the log contains `needle` (panics with the log after `limit`).
@@ -222,6 +252,18 @@ pub fn write_config(
     bpffs: Option<&Path>,
     status: &Path,
 ) {
+    write_config_with(path, policies, nri_socket, bpffs, status, "");
+}
+
+/// [`write_config`] with more settings (`extra`: YAML lines, each ending in a newline).
+pub fn write_config_with(
+    path: &Path,
+    policies: &Path,
+    nri_socket: &Path,
+    bpffs: Option<&Path>,
+    status: &Path,
+    extra: &str,
+) {
     let enforcement = bpffs.map_or_else(
         || "enforcement: none\n".to_owned(),
         |b| format!("enforcement: auto\nbpffs: {}\n", b.display()),
@@ -229,7 +271,7 @@ pub fn write_config(
     std::fs::write(
         path,
         format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\nalerts:\n  stdout: true\n",
+            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\n{extra}alerts:\n  stdout: true\n",
             policies.display(),
             nri_socket.display(),
             status.display()

@@ -26,7 +26,7 @@ impl Cache {
         let root = std::env::var_os("D4C_CACHE_DIR")
             .filter(|d| !d.is_empty())
             .map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from);
-        for sub in ["", "debs", "kernels", "initramfs"] {
+        for sub in ["", "debs", "kernels", "initramfs", "containerd"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -51,7 +51,7 @@ impl Cache {
             flock(&file, FlockOperation::LockExclusive)
                 .with_context(|| format!("cannot lock {}", path.display()))?;
         }
-        for sub in ["debs", "kernels", "initramfs"] {
+        for sub in ["debs", "kernels", "initramfs", "containerd"] {
             remove_temporaries(&self.root.join(sub));
         }
         Ok(CacheLock(file))

@@ -4,6 +4,7 @@
 mod apt;
 mod binaries;
 mod cache;
+pub mod containerd;
 mod cpio;
 mod debver;
 mod initramfs;

@@ -13,16 +13,35 @@ impl<K: KernelState> Registry<K> {
     /// Registers the cgroups that already exist below a container's own (it ran before
     /// this registration: a daemon restart, an upgrade's new maps). Cgroups created from
     /// now on inherit the container's entry in the kernel.
-    pub(super) fn register_descendants(&mut self, info: &ContainerInfo, rule_set: u32) {
+    /// With `gaps_only`, cgroups that have a kernel entry already keep it.
+    pub(super) fn register_descendants(
+        &mut self,
+        info: &ContainerInfo,
+        rule_set: u32,
+        gaps_only: bool,
+    ) {
         let Some(dir) = &info.cgroup_dir else {
             return;
         };
         let (ids, complete) = crate::cgroup::descendants(dir, NESTED_BUDGET);
-        for cgroup in ids {
-            if let Err(e) = self
-                .kernel
-                .register(cgroup, ContainerEntry::new(rule_set, info.cgroup_id))
-            {
+        let taken: std::collections::BTreeSet<u64> = if gaps_only {
+            self.kernel
+                .registrations()
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect()
+        } else {
+            std::collections::BTreeSet::new()
+        };
+        for (cgroup, cgroup_dir) in ids.into_iter().filter(|(c, _)| !taken.contains(c)) {
+            // Below a guard, a cgroup with no process yet (a pod's, or one the runtime is
+            // setting up) waits for its first exec; one with processes runs already.
+            let entry = if gaps_only && !crate::cgroup::has_processes(&cgroup_dir) {
+                ContainerEntry::pending(rule_set, info.cgroup_id)
+            } else {
+                ContainerEntry::new(rule_set, info.cgroup_id)
+            };
+            if let Err(e) = self.kernel.register(cgroup, entry) {
                 tracing::warn!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container");
             }
         }
@@ -73,9 +92,7 @@ impl<K: KernelState> Registry<K> {
                 }
                 let r = match by_cgroup.get(&e.owner).copied().flatten() {
                     Some(rs) if rs == e.rule_set => continue,
-                    Some(rs) => self
-                        .kernel
-                        .register(cgroup, ContainerEntry::new(rs, e.owner)),
+                    Some(rs) => self.kernel.register(cgroup, e.with_rule_set(rs)),
                     None => self.kernel.unregister(cgroup),
                 };
                 if let Err(err) = r {
