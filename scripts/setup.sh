@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building and testing d4c needs on a Debian 12 / Ubuntu machine. Idempotent:
+# Installs what building and testing d4c needs on a Debian 12 machine with bookworm-security
+# (it has llvm-22-dev) or a later Debian. Idempotent:
 # each step checks first and says what it does. Needs root for apt (skipped with a note
 # otherwise). Toolchain pieces: the Rust toolchain pinned in rust-toolchain.toml with
 # rust-src (it builds the eBPF object too), bpf-linker built against that toolchain's LLVM
@@ -50,7 +51,7 @@ fi
 linker_llvm() {
     local bin
     bin=$(command -v bpf-linker) || return 0
-    ldd "$bin" 2>/dev/null | sed -n 's/.*libLLVM[.-]\{0,1\}\([0-9][0-9]*\).*/\1/p' | head -n1 | grep . && return 0
+    ldd "$bin" 2>/dev/null | sed -n 's/.*libLLVM\(\.so\)\{0,1\}[.-]\([0-9][0-9]*\).*/\2/p' | head -n1 | grep . && return 0
     grep -o '"bpf-linker [^"]*"[^}]*"features":\[[^]]*\]' "${CARGO_HOME:-$HOME/.cargo}/.crates2.json" 2>/dev/null \
         | grep -o 'llvm-[0-9]*' | head -n1 | cut -d- -f2 || true
 }

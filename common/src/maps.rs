@@ -25,6 +25,9 @@ pub const RULESET_PROC_SHIFT: u32 = 8;
 pub const MAP_EVENTS: &str = "D4C_EVENTS";
 /// Per-CPU array of u64 counters, indexed by the `CNT_*` constants.
 pub const MAP_COUNTERS: &str = "D4C_COUNTERS";
+/// Cgroups whose pending entry ([`ENTRY_PENDING`]) the kernel armed: written only by the
+/// kernel, so a daemon rewriting an entry can never make an armed cgroup pending again.
+pub const MAP_ARMED: &str = "D4C_ARMED";
 
 /// What the kernel knows of a managed container.
 #[repr(C)]
@@ -44,8 +47,9 @@ const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 16);
 /// re-executing itself (from a memfd copy, or its own file): a guard's (a pod cgroup
 /// parent's) and the cgroups the kernel creates below it, where the container runtime
 /// sets a container up (creating mount points, re-executing itself) before it executes the
-/// container's entrypoint, which arms the entry for every task of that cgroup. A child
-/// cgroup copies the entry, flag included.
+/// container's entrypoint, which arms the entry for every task of that cgroup (recorded in
+/// [`MAP_ARMED`], which only the kernel writes). A child cgroup copies the entry: pending
+/// while its parent's is, armed otherwise.
 pub const ENTRY_PENDING: u32 = 1;
 
 impl ContainerEntry {

@@ -3,10 +3,10 @@
 //! "not ours" and the hook returns at once.
 
 use aya_ebpf::helpers::bpf_get_current_cgroup_id;
-use d4c_common::{CNT_MANAGED, ENTRY_PENDING};
+use d4c_common::{CNT_DENIED, CNT_MANAGED, ENTRY_PENDING};
 
 use crate::{
-    maps::{count, CONTAINERS},
+    maps::{count, ARMED, CONTAINERS},
     offsets,
 };
 
@@ -19,6 +19,15 @@ pub struct Cgroup {
     pub rule_set: u32,
 }
 
+/// Whether a cgroup whose entry has `flags` is pending: [`ENTRY_PENDING`] and not armed
+/// yet (`ARMED`, which only the kernel writes, so a daemon rewriting the entry cannot make
+/// an armed cgroup pending again).
+#[inline(always)]
+pub fn pending(id: u64, flags: u32) -> bool {
+    // SAFETY: only presence is read.
+    flags & ENTRY_PENDING != 0 && unsafe { ARMED.get(id) }.is_none()
+}
+
 /// The task's cgroup and rule set, or `None` for an unmanaged task.
 #[inline(always)]
 pub fn rule_set() -> Option<Cgroup> {
@@ -28,7 +37,7 @@ pub fn rule_set() -> Option<Cgroup> {
     let entry = unsafe { CONTAINERS.get(id) }?;
     let (rule_set, flags) = (entry.rule_set, entry.flags);
     // A cgroup the runtime is still setting up: the container's own code has not run.
-    if flags & ENTRY_PENDING != 0 || !offsets::ready() {
+    if !offsets::ready() || pending(id, flags) {
         return None;
     }
     count(CNT_MANAGED);
@@ -37,25 +46,32 @@ pub fn rule_set() -> Option<Cgroup> {
 
 /// [`rule_set`] for an exec: in a pending cgroup, the first exec that is not the runtime
 /// re-executing itself (`runtime_reexec` says; an error counts as no) is the container's
-/// entrypoint. It arms the entry for every task of the cgroup and is itself decided.
+/// entrypoint. It arms the cgroup (in `ARMED`) for every task in it, and is itself decided.
+/// `Err`: the kernel could not record that (a full `ARMED`), so the exec is refused (and
+/// counted): a cgroup must never stay pending past its entrypoint.
 #[inline(always)]
-pub fn rule_set_at_exec(runtime_reexec: impl FnOnce() -> Result<bool, i64>) -> Option<Cgroup> {
+pub fn rule_set_at_exec(
+    runtime_reexec: impl FnOnce() -> Result<bool, i64>,
+) -> Result<Option<Cgroup>, ()> {
     // SAFETY: the helper has no preconditions.
     let id = unsafe { bpf_get_current_cgroup_id() };
-    let entry = CONTAINERS.get_ptr_mut(id)?;
-    // SAFETY: a live map value; only its flags word is written, a plain store that racing
-    // readers see before or after (both are safe: pending only ever turns into armed).
-    let (rule_set, flags) = unsafe { ((*entry).rule_set, (*entry).flags) };
+    // SAFETY: the value is copied out at once.
+    let Some(entry) = (unsafe { CONTAINERS.get(id) }) else {
+        return Ok(None);
+    };
+    let (rule_set, flags) = (entry.rule_set, entry.flags);
     if !offsets::ready() {
-        return None;
+        return Ok(None);
     }
-    if flags & ENTRY_PENDING != 0 {
+    if pending(id, flags) {
         if runtime_reexec().unwrap_or(false) {
-            return None;
+            return Ok(None);
         }
-        // SAFETY: as above.
-        unsafe { (*entry).flags = flags & !ENTRY_PENDING };
+        if ARMED.insert(id, 1, 0).is_err() {
+            count(CNT_DENIED);
+            return Err(());
+        }
     }
     count(CNT_MANAGED);
-    Some(Cgroup { id, rule_set })
+    Ok(Some(Cgroup { id, rule_set }))
 }

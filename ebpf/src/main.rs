@@ -25,7 +25,7 @@ use d4c_common::{
         OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_ROOT, OFF_CGROUP_ROOT_HIERARCHY_ID,
         OFF_CGROUP_SELF, OFF_KERNFS_ID,
     },
-    GLOBAL_NOOP,
+    ENTRY_PENDING, GLOBAL_NOOP,
 };
 
 const EPERM: i32 = 1;
@@ -104,8 +104,9 @@ pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
         return 0;
     }
     match container::rule_set_at_exec(|| process_ops::runtime_reexec(&ctx)) {
-        None => 0,
-        Some(cg) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg)),
+        Ok(None) => 0,
+        Ok(Some(cg)) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg)),
+        Err(()) => verdict(Ok(true)),
     }
 }
 hook!(task_alloc, "task_alloc", process_ops::task_alloc);
@@ -152,9 +153,13 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
     let parent = parent_css.wrapping_sub(offsets::off(OFF_CGROUP_SELF));
     let parent_id = cgroup_id(parent)?;
     // SAFETY: the value is copied out before the insert.
-    let Some(entry) = (unsafe { maps::CONTAINERS.get(parent_id) }).copied() else {
+    let Some(mut entry) = (unsafe { maps::CONTAINERS.get(parent_id) }).copied() else {
         return Ok(());
     };
+    // Below an armed cgroup a new one is armed at once (the container's code runs there).
+    if entry.flags & ENTRY_PENDING != 0 && !container::pending(parent_id, entry.flags) {
+        entry.flags &= !ENTRY_PENDING;
+    }
     let id = cgroup_id(cgrp)?;
     maps::CONTAINERS.insert(id, entry, 0).map_err(i64::from)
 }
@@ -169,6 +174,7 @@ pub fn d4c_cgroup_rmdir(ctx: RawTracePointContext) -> i32 {
     if offsets::ready() && on_default_hierarchy(cgrp) {
         if let Ok(id) = cgroup_id(cgrp) {
             let _ = maps::CONTAINERS.remove(id);
+            let _ = maps::ARMED.remove(id);
         }
     }
     0

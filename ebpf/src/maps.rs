@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use d4c_common::{
     object::same_name, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
-    ProcKey, TrieData, COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS,
-    MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
+    ProcKey, TrieData, COUNTERS, MAP_ARMED, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS,
+    MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
 };
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
@@ -18,6 +18,12 @@ use d4c_common::{
 #[map(name = "D4C_CONTAINERS")]
 pub static CONTAINERS: HashMap<u64, ContainerEntry> = HashMap::pinned(65_536, 0);
 const _: () = assert!(same_name(MAP_CONTAINERS, "D4C_CONTAINERS"));
+
+/// cgroup id -> 1: the cgroups whose pending entry was armed by their first exec. Only
+/// the kernel writes it (`container::rule_set_at_exec`, `cgroup_rmdir`).
+#[map(name = "D4C_ARMED")]
+pub static ARMED: HashMap<u64, u8> = HashMap::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_ARMED, "D4C_ARMED"));
 
 /// (rule set, path prefix) -> file decisions per rest class and operation.
 #[map(name = "D4C_FILE_RULES")]

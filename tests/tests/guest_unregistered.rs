@@ -51,7 +51,7 @@ file:
 const DROP_AND_RUN: [&str; 3] = [
     "sh",
     "-c",
-    "cp /bin/busybox /tmp/x && /tmp/x true; echo $? > /tmp/rc; exec sleep 2147483647",
+    "cp /bin/busybox /tmp/true && /tmp/true; echo $? > /tmp/rc; exec sleep 2147483647",
 ];
 
 fn container_status<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
@@ -183,10 +183,10 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
     let (late, late_ctr) = drifting_pod(&mut cri, &ctd, "late", "d4c-relaxed", &bpffs).await;
     let rc = outcome(&mut cri, &late_ctr).await;
     assert_ne!(rc, "0", "the entrypoint's copy worked while no daemon ran");
-    let r = exec_sync(&mut cri, &late_ctr, &["test", "-e", "/tmp/x"], 20)
+    let r = exec_sync(&mut cri, &late_ctr, &["test", "-e", "/tmp/true"], 20)
         .await
         .unwrap();
-    assert_ne!(r.exit_code, 0, "/tmp/x was created while no daemon ran");
+    assert_ne!(r.exit_code, 0, "/tmp/true was created while no daemon ran");
     step("daemon down: the new pod's copy was refused");
 
     // 2. The daemon is back: the container gets its own rule set, the alert names it.
@@ -203,7 +203,7 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
     assert_ne!(own["rule_set"], guard["rule_set"], "{status}");
     assert_eq!(own["guard"], false, "{status}");
     let alert = daemon.wait_alert(
-        |a| a["file"]["path"] == "/tmp/x" && a["container"]["id"] == late_ctr.as_str(),
+        |a| a["file"]["path"] == "/tmp/true" && a["container"]["id"] == late_ctr.as_str(),
         "the copy refused while no daemon ran",
     );
     assert_eq!(alert["orchestrator"]["resource"]["name"], "late", "{alert}");

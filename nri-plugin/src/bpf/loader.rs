@@ -231,8 +231,9 @@ impl Enforcer {
         let offsets = btf.kernel_offsets()?;
         fs::ensure_pin_dir(&config.pin_dir)?;
         let result = Self::load_inner(config, btf, &offsets, mode)
-            .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e))
-            .and_then(|e| fs::mark_mode(&config.pin_dir, mode).map(|()| e));
+            // The mode first: pins that carry a build marker are complete and adoptable.
+            .and_then(|e| fs::mark_mode(&config.pin_dir, mode).map(|()| e))
+            .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e));
         if result.is_err() {
             // Leave no half-attached state behind; a previous build's handover stays.
             let _ = if fs::retiring_dirs(&config.pin_dir).is_empty() {

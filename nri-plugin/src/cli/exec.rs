@@ -69,11 +69,23 @@ pub fn run(args: &Args) -> ExitCode {
         };
         policy
     };
-    if let Err(e) = args
+    let mode = match args
         .enforcement
         .resolve(std::path::Path::new(d4c::paths::LSM_LIST))
     {
-        return fail(e);
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    // Programs of another build or attach mode pinned there belong to a daemon (or another
+    // `d4c exec`): taking them over and handing them back could race with that daemon's
+    // own restart and leave the node without programs. Refuse instead.
+    let pinned = bpf::pinned_builds(&args.bpffs);
+    let ours = bpf::build_id(false, mode);
+    if pinned.iter().any(|b| *b != ours) {
+        return fail(format!(
+            "{} holds programs of another d4c build or attach mode (a running daemon's?); use that d4c and mode, or --bpffs with another directory",
+            args.bpffs.display()
+        ));
     }
     let rule_set = exec_rule_set();
     let tables = match compile_rule_set(

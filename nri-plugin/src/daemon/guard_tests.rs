@@ -164,8 +164,9 @@ fn a_guard_covers_the_gaps_below_it_and_follows_the_registry() {
 
 #[test]
 fn a_container_no_policy_covers_leaves_the_guard_rule_set() {
-    let tree = Tree::new("nopolicy", &["kubepods/podD/ctrD"]);
+    let tree = Tree::new("nopolicy", &["kubepods/podD/ctrD/inner"]);
     let ctr_d = tree.ino("kubepods/podD/ctrD");
+    let inner = tree.ino("kubepods/podD/ctrD/inner");
     let mut reg = Registry::new(MemoryKernel::default(), policy("modifyExecutable"));
     reg.guard(guard_of(&tree.path("kubepods"))).unwrap();
     assert!(
@@ -177,4 +178,41 @@ fn a_container_no_policy_covers_leaves_the_guard_rule_set() {
     let d = container("d", "dev", &tree.path("kubepods/podD/ctrD"));
     assert_eq!(reg.start(d).unwrap(), Started::NoPolicy);
     assert!(!reg.kernel().containers.contains_key(&ctr_d));
+    assert!(
+        !reg.kernel().containers.contains_key(&inner),
+        "a cgroup inside it leaves the guard too"
+    );
+    assert!(reg
+        .kernel()
+        .containers
+        .contains_key(&tree.ino("kubepods/podD")));
+}
+
+#[test]
+fn a_guard_covers_its_cgroups_again_after_a_policy_that_gave_it_none() {
+    let tree = Tree::new("refill", &["kubepods/besteffort"]);
+    let qos = tree.ino("kubepods/besteffort");
+    let mut reg = Registry::new(MemoryKernel::default(), policy("modifyExecutable"));
+    reg.guard(guard_of(&tree.path("kubepods"))).unwrap();
+    assert!(reg.kernel().containers.contains_key(&qos));
+    // A policy with container conditions only: nothing applies to the guard.
+    let scoped = Arc::new(
+        load_str(
+            "p.yaml",
+            "file:\n  selectors:\n    - name: s\n      operation: [createExecutable]\n      kubernetesNamespace: [prod]\n  responses:\n    - match: [s]\n      actions: [alert]\n",
+        )
+        .unwrap()
+        .policy,
+    );
+    reg.reload(scoped).unwrap();
+    assert!(!reg.kernel().containers.contains_key(&qos));
+    assert!(reg.containers().any(|m| m.guard), "still a guard");
+    reg.reload(policy("modifyExecutable")).unwrap();
+    let kube = tree.ino("kubepods");
+    let rs = reg.kernel().containers[&kube].rule_set;
+    assert_eq!(
+        reg.kernel().containers.get(&qos),
+        Some(&ContainerEntry::new(rs, kube)),
+        "covered again"
+    );
 }

@@ -163,11 +163,6 @@ impl<K: KernelState> Registry<K> {
         result
     }
 
-    /// Whether any guard is registered.
-    fn guarding(&self) -> bool {
-        self.containers.values().any(|m| m.guard)
-    }
-
     /// The old registration of a container registered anew: its kernel entry goes unless
     /// the new registration overwrote it; its rule set goes when nothing uses it.
     fn drop_replaced(&mut self, prev: &Managed) {
@@ -205,23 +200,23 @@ impl<K: KernelState> Registry<K> {
                     let can_block = tables.can_block();
                     self.rev.tables.remove(&id);
                     self.rev.sets.forget(id);
-                    return self.failed(info, can_block, Box::new(e));
+                    return self.failed(info, guard, can_block, Box::new(e));
                 }
             }
         }
         let tables = &self.rev.tables[&id];
         if tables.is_empty() {
-            if self.guarding() {
-                // Its cgroup may hold a guard's entry (copied when it was created): nothing
-                // of the policy applies to it, so neither may the guard's rule set.
-                let _ = self.kernel.unregister(info.cgroup_id);
+            if !guard {
+                // Nothing of the policy applies to it, so neither may a guard's rule set
+                // (its cgroups hold a guard's entry when they were created unregistered).
+                self.leave_guard(&info);
             }
             self.containers.insert(
                 info.id.clone(),
                 Managed {
                     info,
                     rule_set: None,
-                    guard: false,
+                    guard,
                 },
             );
             return Ok(Started::NoPolicy);
@@ -233,6 +228,7 @@ impl<K: KernelState> Registry<K> {
             }
             return self.failed(
                 info,
+                guard,
                 can_block,
                 "the container's cgroup could not be found".into(),
             );
@@ -245,7 +241,7 @@ impl<K: KernelState> Registry<K> {
             if !self.rev.users.contains_key(&id) {
                 self.release(id);
             }
-            return self.failed(info, can_block, Box::new(e));
+            return self.failed(info, guard, can_block, Box::new(e));
         }
         // A guard fills only the gaps: cgroups below it registered already (containers,
         // their nested cgroups) keep their own entries.
@@ -265,6 +261,7 @@ impl<K: KernelState> Registry<K> {
     fn failed(
         &mut self,
         info: ContainerInfo,
+        guard: bool,
         can_block: bool,
         source: Box<dyn std::error::Error + Send + Sync>,
     ) -> Result<Started, RegistryError> {
@@ -275,12 +272,16 @@ impl<K: KernelState> Registry<K> {
             });
         }
         let reason = source.to_string();
+        if !guard {
+            // Reported as without a rule set: so it is, not under a guard's.
+            self.leave_guard(&info);
+        }
         self.containers.insert(
             info.id.clone(),
             Managed {
                 info,
                 rule_set: None,
-                guard: false,
+                guard,
             },
         );
         Ok(Started::Unprotected { reason })
@@ -382,6 +383,7 @@ impl<K: KernelState> Registry<K> {
         }
         let old = std::mem::replace(&mut self.rev, next);
         self.follow_nested();
+        self.refill_guards();
         // A rule set the kernel still references (a nested cgroup that could not be
         // switched) stays: deleting it would leave that cgroup unenforced.
         let referenced: std::collections::BTreeSet<u32> = self

@@ -1,7 +1,8 @@
 //! Watching the policy directory: a content fingerprint polled every few seconds (robust
 //! to editors and to Kubernetes `ConfigMap` updates, which swap a symlink), loading of
-//! the embedded default policy when the directory does not exist, and the task that
-//! applies each valid change ([`follow`]).
+//! the embedded default policy when the directory does not exist at start, and the task
+//! that applies each valid change ([`follow`]). A directory that vanishes later is an
+//! error, never a switch to the (alert-only) embedded default: the last good policy stays.
 
 use super::owner::Handle;
 use crate::config::EMBEDDED_DEFAULT;
@@ -66,6 +67,15 @@ impl Hasher for Fnv {
     }
 }
 
+/// What changed in the policy directory.
+#[derive(Debug)]
+pub enum Change {
+    /// Its files changed: the policy they hold, or why it cannot be loaded.
+    Policy(Result<Loaded, PolicyError>),
+    /// The directory is gone (the embedded default is for a node that never had one).
+    Vanished,
+}
+
 /// Tells when the directory's content changed since the last look.
 pub struct Watcher {
     dir: PathBuf,
@@ -81,14 +91,17 @@ impl Watcher {
         }
     }
 
-    /// The new policy, if the files changed.
-    pub fn poll(&mut self) -> Option<(PolicySource, Result<Loaded, PolicyError>)> {
+    /// What changed since the last look, if anything.
+    pub fn poll(&mut self) -> Option<Change> {
         let now = fingerprint(&self.dir);
         if now == self.last {
             return None;
         }
         self.last = now;
-        Some(load(&self.dir))
+        Some(match load(&self.dir) {
+            (PolicySource::Directory(_), result) => Change::Policy(result),
+            (PolicySource::EmbeddedDefault, _) => Change::Vanished,
+        })
     }
 }
 
@@ -98,7 +111,7 @@ pub async fn follow(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
     let mut watcher = Watcher::new(&dir);
     loop {
         tokio::time::sleep(POLL).await;
-        let Some((_, result)) = watcher.poll() else {
+        let Some(change) = watcher.poll() else {
             continue;
         };
         let rejected = |metrics: &Metrics| {
@@ -106,6 +119,14 @@ pub async fn follow(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
                 .policy_reload_failures
                 .fetch_add(1, Ordering::Relaxed);
             metrics.policy_valid.store(0, Ordering::Relaxed);
+        };
+        let result = match change {
+            Change::Policy(result) => result,
+            Change::Vanished => {
+                rejected(&metrics);
+                tracing::error!(dir = %dir.display(), "the policy directory is gone; the last good policy stays in force until it is back");
+                continue;
+            }
         };
         match result {
             Ok(loaded) => match handle.reload(Arc::new(loaded.policy)).await {
@@ -144,11 +165,26 @@ mod tests {
         let mut w = Watcher::new(&dir);
         assert!(w.poll().is_none());
         std::fs::write(dir.join("a.yaml"), "file: [oops\n").unwrap();
-        let (_, r) = w.poll().expect("a change");
-        assert!(matches!(r, Err(PolicyError::Invalid { .. })));
+        let r = w.poll().expect("a change");
+        assert!(matches!(
+            r,
+            Change::Policy(Err(PolicyError::Invalid { .. }))
+        ));
         assert!(w.poll().is_none(), "no change since");
         std::fs::write(dir.join("b.yml"), EMBEDDED_DEFAULT).unwrap();
-        assert!(w.poll().is_some());
+        assert!(
+            matches!(w.poll(), Some(Change::Policy(Err(_)))),
+            "a.yaml is still bad"
+        );
+        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        assert!(matches!(w.poll(), Some(Change::Policy(Ok(_)))));
+        // Gone: reported as such (never the embedded default), once; then back.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(w.poll(), Some(Change::Vanished)));
+        assert!(w.poll().is_none(), "no change since");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        assert!(matches!(w.poll(), Some(Change::Policy(Ok(_)))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

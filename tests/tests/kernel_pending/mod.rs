@@ -116,7 +116,12 @@ fn a_pending_entry_applies_from_the_first_exec_that_is_not_the_runtime() {
     }
     // The first other exec (the entrypoint) arms it for every task of the cgroup.
     assert_eq!(run_in(Some(&cg.path), exec_true), 0);
-    assert_eq!(entry_of(&mut k, cg.id()).map(|e| e.flags), Some(0));
+    assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), libc::EPERM);
+    // The kernel keeps the armed state itself: a daemon writing the pending entry again
+    // (a reload racing with the entrypoint) does not make the cgroup pending again.
+    k.enforcer()
+        .register(cg.id(), ContainerEntry::pending(rs, cg.id()))
+        .unwrap();
     assert_eq!(run_in(Some(&cg.path), || chmod(&f, 0o755)), libc::EPERM);
     // The nested copy stays pending until its own first exec.
     assert_eq!(run_in(Some(&nested), || chmod(&f, 0o755)), 0);

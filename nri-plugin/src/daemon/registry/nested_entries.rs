@@ -50,6 +50,52 @@ impl<K: KernelState> Registry<K> {
         }
     }
 
+    /// A container that ends up without a rule set of its own leaves the guard's: its
+    /// cgroup and the cgroups below it that hold a guard's entry are unregistered.
+    pub(super) fn leave_guard(&mut self, info: &ContainerInfo) {
+        let guards: std::collections::BTreeSet<u64> = self
+            .containers
+            .values()
+            .filter(|m| m.guard)
+            .map(|m| m.info.cgroup_id)
+            .collect();
+        if guards.is_empty() {
+            return;
+        }
+        let entries: BTreeMap<u64, ContainerEntry> =
+            self.kernel.registrations().into_iter().collect();
+        let mut ids = vec![info.cgroup_id];
+        if let Some(dir) = &info.cgroup_dir {
+            ids.extend(
+                crate::cgroup::descendants(dir, NESTED_BUDGET)
+                    .0
+                    .into_iter()
+                    .map(|(id, _)| id),
+            );
+        }
+        for id in ids {
+            if entries.get(&id).is_some_and(|e| guards.contains(&e.owner)) {
+                if let Err(e) = self.kernel.unregister(id) {
+                    tracing::warn!(container = %info.id, cgroup = id, error = %e, "could not remove a guard's entry");
+                }
+            }
+        }
+    }
+
+    /// After a reload: each guard with a rule set registers again the cgroups below it
+    /// that have no entry (a reload to a policy that gave it none had removed them).
+    pub(super) fn refill_guards(&mut self) {
+        let guards: Vec<(ContainerInfo, u32)> = self
+            .containers
+            .values()
+            .filter(|m| m.guard)
+            .filter_map(|m| m.rule_set.map(|rs| (m.info.clone(), rs)))
+            .collect();
+        for (info, rs) in guards {
+            self.register_descendants(&info, rs, true);
+        }
+    }
+
     /// After the first synchronize over state an earlier daemon left: cgroups it had
     /// registered as containers that no listed container claims are gone (removed); nested
     /// cgroups follow their container ([`Self::follow_nested`]); rule sets nothing uses any
