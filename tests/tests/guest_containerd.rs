@@ -22,7 +22,7 @@
 
 mod containerd_support;
 
-use containerd_support::daemon::{write_config, Daemon, Unload};
+use containerd_support::daemon::{pretend_previous_build, write_config, Daemon, Unload};
 use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, wait_exit, Pod, SLEEP};
 use containerd_support::{cgroup2_root, ensure_etc_files, unique_id, Containerd, PROTECT_POLICY};
@@ -399,13 +399,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     // An upgrade: the daemon restarts and finds another build's programs pinned. It
     // attaches its own next to them, and detaches the previous ones only once the runtime's
     // Synchronize has registered the containers in its maps.
-    for b in d4c::bpf::pinned_builds(&bpffs) {
-        std::fs::rename(
-            d4c::bpf::build_marker(&bpffs, b),
-            d4c::bpf::build_marker(&bpffs, b ^ 1),
-        )
-        .unwrap();
-    }
+    pretend_previous_build(&bpffs);
     daemon.restart();
     daemon.wait_log("this build enforces alone", Duration::from_mins(1));
     assert!(

@@ -18,7 +18,7 @@
 
 mod containerd_support;
 
-use containerd_support::daemon::{write_config_with, Daemon, Unload};
+use containerd_support::daemon::{pretend_previous_build, write_config_with, Daemon, Unload};
 use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, Cri, Pod};
 use containerd_support::{cgroup2_root, ensure_etc_files, unique_id, Containerd};
@@ -190,10 +190,8 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
     step("daemon down: the new pod's copy was refused");
 
     // 2. The daemon is back: the container gets its own rule set, the alert names it.
-    let mark = daemon.log_mark();
-    daemon.start_again();
-    daemon.wait_log_since(
-        mark,
+    daemon.start_until(
+        false,
         "synchronized with the runtime",
         Duration::from_secs(30),
     );
@@ -218,13 +216,7 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
     step("daemon back: own rule set, the window's alert names the pod");
 
     // 3. An upgrade with a pod starting while no daemon runs.
-    for b in d4c::bpf::pinned_builds(&bpffs) {
-        std::fs::rename(
-            d4c::bpf::build_marker(&bpffs, b),
-            d4c::bpf::build_marker(&bpffs, b ^ 1),
-        )
-        .unwrap();
-    }
+    pretend_previous_build(&bpffs);
     daemon.kill();
     let (during, during_ctr) = drifting_pod(&mut cri, &ctd, "during", "d4c-strict", &bpffs).await;
     assert_ne!(
@@ -232,9 +224,7 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
         "0",
         "copy worked during the upgrade"
     );
-    let mark = daemon.log_mark();
-    daemon.start_again();
-    daemon.wait_log_since(mark, "this build enforces alone", Duration::from_mins(1));
+    daemon.start_until(false, "this build enforces alone", Duration::from_mins(1));
     let status = daemon.status().unwrap();
     let own = container_status(&status, &during_ctr).unwrap_or_else(|| panic!("{status}"));
     assert!(
@@ -249,10 +239,8 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
 
     // 4. `allow`: a pod started while the daemon is down is not guarded.
     write("allow");
-    let mark = daemon.log_mark();
-    daemon.restart();
-    daemon.wait_log_since(
-        mark,
+    daemon.start_until(
+        true,
         "synchronized with the runtime",
         Duration::from_secs(30),
     );
@@ -265,10 +253,8 @@ async fn containers_started_while_no_daemon_runs_are_guarded() {
         "0",
         "unregisteredContainers: allow still refused the copy"
     );
-    let mark = daemon.log_mark();
-    daemon.start_again();
-    daemon.wait_log_since(
-        mark,
+    daemon.start_until(
+        false,
         "synchronized with the runtime",
         Duration::from_secs(30),
     );

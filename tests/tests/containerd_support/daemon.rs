@@ -88,6 +88,18 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// [`Daemon::start_again`] (`restart`: [`Daemon::restart`]), then waits until the new
+    /// daemon logs `needle`.
+    pub fn start_until(&mut self, restart: bool, needle: &str, limit: Duration) {
+        let mark = self.log_mark();
+        if restart {
+            self.restart();
+        } else {
+            self.start_again();
+        }
+        self.wait_log_since(mark, needle, limit);
+    }
+
     /// Starts the daemon again on the same files, after [`Daemon::kill`].
     pub fn start_again(&mut self) {
         *self = Daemon::start(
@@ -278,4 +290,16 @@ pub fn write_config_with(
         ),
     )
     .unwrap();
+}
+
+/// Makes the programs pinned under `bpffs` look like another d4c build's (their build
+/// marker changes), so the next daemon takes them over as in an upgrade.
+pub fn pretend_previous_build(bpffs: &Path) {
+    for b in d4c::bpf::pinned_builds(bpffs) {
+        std::fs::rename(
+            d4c::bpf::build_marker(bpffs, b),
+            d4c::bpf::build_marker(bpffs, b ^ 1),
+        )
+        .unwrap();
+    }
 }

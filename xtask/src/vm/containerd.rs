@@ -44,7 +44,9 @@ pub fn fetch(args: &ContainerdArgs) -> Result<PathBuf> {
             format!("apt knows no containerd {prefix}x (`apt-cache madison containerd`)")
         })?
     };
-    let dest = cache.dir("containerd").join(safe(&c.version));
+    let dest = cache
+        .dir("containerd")
+        .join(super::kernel::safe_name(&c.version));
     let bin = dest.join("usr/bin");
     if bin.join("containerd").is_file() {
         return Ok(bin);
@@ -76,17 +78,4 @@ pub fn fetch(args: &ContainerdArgs) -> Result<PathBuf> {
     }
     fs::rename(&root, &dest).with_context(|| format!("cannot create {}", dest.display()))?;
     Ok(bin)
-}
-
-/// A file name for a Debian version.
-fn safe(v: &str) -> String {
-    v.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

@@ -294,7 +294,7 @@ fn unpack(cache: &Cache, debs: &Path, dest: &Path) -> Result<()> {
 }
 
 /// A file name for `s`: keeps `[A-Za-z0-9.+_-]`, replaces the rest with `_`.
-fn safe_name(s: &str) -> String {
+pub(super) fn safe_name(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._+-".contains(c) {
