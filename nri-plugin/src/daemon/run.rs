@@ -39,7 +39,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         (_, Unregistered::Allow) => tracing::warn!("unregisteredContainers: allow: a container started while no daemon is connected runs unenforced until the next Synchronize"),
         (Enforcement::Kernel(_), Unregistered::Policy) => match crate::cgroup::v2_root() {
             Ok(root) => {
-                super::guards::register(&handle, &root, &config.pod_cgroup_parents).await;
+                let parents = config.pod_cgroup_parents.clone();
+                let done = super::guards::register(&handle, &root, &parents, false).await;
+                tokio::spawn(super::guards::keep_guarding(
+                    handle.clone(),
+                    root,
+                    parents,
+                    done,
+                    super::guards::RETRY,
+                ));
             }
             Err(e) => tracing::error!(error = %e, "no cgroup v2 hierarchy: containers started while no daemon runs are not guarded"),
         },
