@@ -22,7 +22,7 @@ use d4c_common::{
 
 use crate::{
     offsets::{load, off, read, read_path, read_ptr},
-    scratch::{scratch, PathBuf, Scratch, PATH_BUF, TARGET, WORK},
+    scratch::{PathBuf, Scratch, PATH_BUF, TARGET, WORK},
 };
 
 /// Dentries and mount crossings visited; a deeper path is flagged `PATH_TOO_DEEP`.
@@ -214,12 +214,24 @@ fn dentry_head(d: *const u8) -> Result<(*const u8, u64, u32), i64> {
 pub fn basename_start(s: &mut Scratch, n: u32) {
     s.walk.base = 0;
     s.walk.n = n;
-    // SAFETY: static callback, no context.
-    unsafe { gen::bpf_loop(256, base_step as *mut c_void, core::ptr::null_mut(), 0) };
+    // The callback reaches the scratch space through `s` (a context on this stack), so the
+    // compiler sees the loop may write `s.walk.base`.
+    let mut ctx = LoopCtx { s };
+    // SAFETY: the callback is a static function taking a `LoopCtx`; `ctx` outlives the call.
+    unsafe {
+        gen::bpf_loop(
+            256,
+            base_step as *mut c_void,
+            core::ptr::from_mut(&mut ctx).cast(),
+            0,
+        )
+    };
 }
 
-extern "C" fn base_step(i: u64, _ctx: *mut c_void) -> i64 {
-    let Some(s) = scratch() else { return 1 };
+extern "C" fn base_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `bpf_loop` hands back the `LoopCtx` that `basename_start` passed it, alive on
+    // its stack for the whole loop, and nothing else uses it meanwhile.
+    let s: &mut Scratch = unsafe { &mut *ctx.cast::<LoopCtx<'_>>() }.s;
     if i >= u64::from(s.walk.n) {
         return 1;
     }

@@ -32,8 +32,8 @@ pub fn scratch() -> Option<&'static mut Scratch> {
     // SAFETY: `get_ptr_mut` gives this CPU's slot of a per-CPU array, which the kernel keeps
     // valid (and never moves) for as long as any program runs. A d4c program runs on one
     // CPU without migrating and does not call another d4c program, so the value is used by
-    // one program run at a time; within that run the references this function hands out
-    // (the hook's, the `bpf_loop` callbacks') are used one after another, never at once.
+    // one program run at a time; within that run it is called once (by the hook), and the
+    // `bpf_loop` callbacks reach the value through a context derived from that reference.
     // The value holds plain integers and byte arrays, so any contents are valid: a run
     // writes each field before it reads it. (A run preempted on a preemptible kernel can
     // find its buffers rewritten by another task's run on this CPU: a wrong path in that
