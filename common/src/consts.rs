@@ -76,9 +76,13 @@ pub const CNT_DENIED: u32 = 1;
 pub const CNT_EVENTS: u32 = 2;
 /// Events lost because the ring buffer was full.
 pub const CNT_RINGBUF_DROPS: u32 = 3;
-/// Paths that could not be resolved (the decision then used the path's fallback).
+/// Paths that could not be resolved from the task's root (not below it, too deep, a failed
+/// read): decided by the rule set's most restrictive path class.
 pub const CNT_PATH_ERRORS: u32 = 4;
-/// Slots of the counters map (5 used).
+/// Hook calls of managed tasks that failed (a kernel read, the scratch space): denied when
+/// the rule set can block, else allowed; counted either way.
+pub const CNT_HOOK_ERRORS: u32 = 5;
+/// Slots of the counters map (6 used).
 pub const COUNTERS: u32 = 8;
 
 // Hooks, for `Event::hook` (the userspace side names them with [`HOOK_NAMES`]).
@@ -102,8 +106,13 @@ pub const HOOK_BPRM_CREDS_FOR_EXEC: u16 = 7;
 pub const HOOK_TASK_ALLOC: u16 = 8;
 /// `file_truncate` (6.2+: `O_TRUNC` and `ftruncate`).
 pub const HOOK_FILE_TRUNCATE: u16 = 9;
+/// `inode_setxattr` (6.1: a POSIX access ACL arrives as the `system.posix_acl_access`
+/// xattr).
+pub const HOOK_INODE_SETXATTR: u16 = 10;
+/// `inode_set_acl` (6.2+: every way of setting a POSIX ACL).
+pub const HOOK_INODE_SET_ACL: u16 = 11;
 /// `HOOK_NAMES[hook]` is the LSM hook's name as ECS `cloud_defend.hook_point` shows it.
-pub const HOOK_NAMES: [&str; 10] = [
+pub const HOOK_NAMES: [&str; 12] = [
     "path_chmod",
     "path_mknod",
     "file_open",
@@ -114,4 +123,6 @@ pub const HOOK_NAMES: [&str; 10] = [
     "bprm_creds_for_exec",
     "task_alloc",
     "file_truncate",
+    "inode_setxattr",
+    "inode_set_acl",
 ];

@@ -14,6 +14,10 @@ pub const FLAG_PATH_TRUNCATED: u8 = 1;
 pub const FLAG_EXE_TRUNCATED: u8 = 2;
 /// The operation was denied.
 pub const FLAG_DENIED: u8 = 4;
+/// The path could not be built from the task's root (another mount namespace, a detached
+/// mount, a chroot's outside, too deep): `path` is a best effort and the decision was the
+/// rule set's most restrictive path class.
+pub const FLAG_PATH_UNREACHABLE: u8 = 8;
 
 /// One decision, as the kernel saw it.
 #[repr(C)]

@@ -21,6 +21,9 @@ pub const MAP_PROC_DECISIONS: &str = "D4C_PROC_DECISIONS";
 pub const MAP_RULESET_OPS: &str = "D4C_RULESET_OPS";
 /// Where the process-operation bits start in a [`MAP_RULESET_OPS`] mask.
 pub const RULESET_PROC_SHIFT: u32 = 8;
+/// The [`MAP_RULESET_OPS`] bit of a rule set with a `block` action somewhere: a hook that
+/// fails for one of its tasks denies (a missing summary counts as "can block").
+pub const RULESET_BLOCKS: u32 = 1 << 31;
 /// Ring buffer of [`crate::Event`]s.
 pub const MAP_EVENTS: &str = "D4C_EVENTS";
 /// Per-CPU array of u64 counters, indexed by the `CNT_*` constants.

@@ -114,8 +114,17 @@ pub const OFF_TASK_NSPROXY: usize = 35;
 pub const OFF_NSPROXY_MNT_NS: usize = 36;
 /// `mount.mnt_ns`.
 pub const OFF_MOUNT_MNT_NS: usize = 37;
+// POSIX ACLs (`inode_set_acl`) and hooks that get a dentry without its mount.
+/// `posix_acl.a_count`.
+pub const OFF_ACL_COUNT: usize = 38;
+/// `posix_acl.a_entries` (an array of `struct posix_acl_entry`, 8 bytes each).
+pub const OFF_ACL_ENTRIES: usize = 39;
+/// `vfsmount.mnt_sb`.
+pub const OFF_VFSMOUNT_SB: usize = 40;
+/// `inode.i_nlink` (0 for an `O_TMPFILE` file until it is linked).
+pub const OFF_INODE_NLINK: usize = 41;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 38;
+pub const OFF_COUNT: usize = 42;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -157,5 +166,9 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_TASK_NSPROXY, "task_struct", "nsproxy"),
     (OFF_NSPROXY_MNT_NS, "nsproxy", "mnt_ns"),
     (OFF_MOUNT_MNT_NS, "mount", "mnt_ns"),
+    (OFF_ACL_COUNT, "posix_acl", "a_count"),
+    (OFF_ACL_ENTRIES, "posix_acl", "a_entries"),
+    (OFF_VFSMOUNT_SB, "vfsmount", "mnt_sb"),
+    (OFF_INODE_NLINK, "inode", "i_nlink"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

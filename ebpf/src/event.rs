@@ -6,7 +6,10 @@ use aya_ebpf::helpers::{
     bpf_ktime_get_boot_ns, generated as gen,
 };
 use d4c_common::{
-    event::{EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED},
+    event::{
+        EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED,
+        FLAG_PATH_UNREACHABLE,
+    },
     offsets::{
         OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
         OFF_TASK_SIGNAL, OFF_TASK_TGID,
@@ -105,6 +108,9 @@ pub fn emit(s: &mut Scratch) -> u32 {
     }
     if s.exe.len as usize > EVENT_EXE_MAX {
         flags |= FLAG_EXE_TRUNCATED;
+    }
+    if m.kind == EVENT_FILE && s.target.flags != 0 {
+        flags |= FLAG_PATH_UNREACHABLE;
     }
     // SAFETY: `ev` points to a reserved, writable record of `size_of::<Event>()` bytes.
     unsafe {

@@ -5,12 +5,12 @@ use aya_ebpf::programs::LsmContext;
 use d4c_common::{
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
-        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_SB, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
+        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_NLINK, OFF_INODE_SB, OFF_MOUNT_MNT, OFF_MOUNT_MNT_NS, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
     },
     CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
     HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK,
     OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD, OP_MODIFY_EXECUTABLE,
-    OP_MODIFY_FILE,
+    OP_MODIFY_FILE, REST_EMPTY,
 };
 
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
     event,
     maps::{count, FILE_RULES},
     offsets::{load, load_path, off, read, read_at, read_ptr},
-    path::{self, PATH_FAULT, PATH_TOO_DEEP, PATH_UNREACHABLE},
+    path::{self, PATH_UNREACHABLE},
     scratch::{scratch, Scratch, TARGET},
 };
 
@@ -31,7 +31,7 @@ const FMODE_CREATED: u32 = 0x10_0000;
 const SB_KERNMOUNT: u64 = 1 << 22;
 const RENAME_EXCHANGE: u64 = 2;
 
-const CREATE_EXE: u8 = 1 << OP_CREATE_EXECUTABLE;
+pub const CREATE_EXE: u8 = 1 << OP_CREATE_EXECUTABLE;
 const MODIFY_EXE: u8 = 1 << OP_MODIFY_EXECUTABLE;
 const CREATE: u8 = 1 << OP_CREATE_FILE;
 const MODIFY: u8 = 1 << OP_MODIFY_FILE;
@@ -41,18 +41,18 @@ pub const EXEC_MEMFD: u8 = 1 << OP_EXEC_MEMFD;
 type R = Result<bool, i64>;
 
 #[inline(always)]
-fn is_reg(mode: u32) -> bool {
+pub fn is_reg(mode: u32) -> bool {
     mode & S_IFMT == S_IFREG
 }
 
 #[inline(always)]
-fn has_x(mode: u32) -> bool {
+pub fn has_x(mode: u32) -> bool {
     mode & S_IXUGO != 0
 }
 
 /// `i_mode` of a dentry's inode, or `None` for a negative dentry.
 #[inline(always)]
-fn dentry_mode(dentry: *const u8) -> Option<u32> {
+pub fn dentry_mode(dentry: *const u8) -> Option<u32> {
     // Direct loads: every caller's dentry is a hook argument or loaded from one.
     let inode: *const u8 = load(dentry, OFF_DENTRY_INODE);
     if inode.is_null() {
@@ -63,7 +63,7 @@ fn dentry_mode(dentry: *const u8) -> Option<u32> {
 
 /// Fills the event metadata shared by every decision of one hook call.
 #[inline(always)]
-fn meta(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) {
+pub fn meta(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) {
     s.meta.cgroup_id = cg.id;
     s.meta.rule_set = cg.rule_set;
     s.meta.hook = hook;
@@ -75,49 +75,50 @@ fn meta(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) {
 
 /// [`decide_acting`] unless the rule set never acts on `ops` (then nothing is built).
 #[inline(always)]
-pub fn decide(
-    s: &mut Scratch,
-    mnt: *const u8,
-    dentry: *const u8,
-    ops: u32,
-    skip_unreachable: u32,
-) -> u32 {
+pub fn decide(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32) -> u32 {
     if !crate::maps::may_act(s.meta.rule_set, ops) {
         return 0;
     }
-    decide_acting(s, mnt, dentry, ops, skip_unreachable)
+    decide_acting(s, mnt, dentry, ops)
 }
 
 /// Builds the path of (`mnt`, `dentry`) into `s.target` unless `dentry` is null (then the
 /// caller already wrote it), looks it up, ORs the actions of `ops`, emits an event when
 /// any bit is set. Returns 1 to deny. The caller has checked the rule set's operation mask.
+///
+/// A path that could not be built from the task's root (another mount namespace, a
+/// detached mount, outside a chroot, too deep, a failed read) is decided by the rule set's
+/// most restrictive path class (the root entry's empty-rest row, which no real path
+/// reaches), never as "no match". The one exception is a file on a kernel-private mount
+/// ([`kernel_private`]), which no task reaches by a path.
 #[inline(never)]
-pub fn decide_acting(
-    s: &mut Scratch,
-    mnt: *const u8,
-    dentry: *const u8,
-    ops: u32,
-    skip_unreachable: u32,
-) -> u32 {
+pub fn decide_acting(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32) -> u32 {
     let ops = ops as u8;
     if !dentry.is_null() {
-        let flags = path::build(s, TARGET, mnt, dentry);
-        if flags & PATH_UNREACHABLE != 0 && skip_unreachable != 0 {
+        path::build(s, TARGET, mnt, dentry);
+    }
+    let (rule, class) = if s.target.flags != 0 {
+        if s.target.flags & PATH_UNREACHABLE != 0
+            && !dentry.is_null()
+            && kernel_private(mnt).unwrap_or(false)
+        {
             return 0;
         }
-        if flags & (PATH_TOO_DEEP | PATH_FAULT) != 0 {
-            count(CNT_PATH_ERRORS);
-            // Fall back to the rule set's root entry, classed as a deep path: only patterns
-            // covering every path apply.
-            s.target.len = 1;
-            s.target.last_slash = 0;
+        count(CNT_PATH_ERRORS);
+        // The root entry (empty prefix) under an empty rest: the rule set's worst row.
+        s.target.prefix_len = 32;
+        s.target.rule_set_be = s.meta.rule_set.to_be_bytes();
+        (FILE_RULES.get(s.target.key()), REST_EMPTY)
+    } else {
+        path::set_key(&mut s.target, s.meta.rule_set);
+        match FILE_RULES.get(s.target.key()) {
+            Some(rule) => (Some(rule), path::rest_class(&s.target, rule.prefix_len)),
+            None => (None, REST_EMPTY),
         }
-    }
-    path::set_key(&mut s.target, s.meta.rule_set);
-    let Some(rule) = FILE_RULES.get(s.target.key()) else {
+    };
+    let Some(rule) = rule else {
         return 0;
     };
-    let class = path::rest_class(&s.target, rule.prefix_len);
     let row = match rule.actions.get(class) {
         Some(r) => r,
         None => return 0,
@@ -139,6 +140,20 @@ pub fn decide_acting(
     event::verdict(s, actions, first, ops)
 }
 
+/// `MNT_NS_INTERNAL` (`ERR_PTR(-EINVAL)`): the `mnt_ns` of the mounts the kernel keeps for
+/// itself (`kern_mount`, `clone_private_mount`), the same from 6.1 to 7.2.
+const MNT_NS_INTERNAL: u64 = -22i64 as u64;
+
+/// Whether `vfsmnt` is a kernel-private mount: an internal one (memfd and SysV shm files,
+/// which are memory: running one is execMemFd) or an overlayfs layer's private clone
+/// (6.6+ opens the real file of every overlay write there, after the overlay file itself
+/// was decided). No task can mount one or reach it by a path.
+#[inline(always)]
+fn kernel_private(vfsmnt: *const u8) -> Result<bool, i64> {
+    let mount = vfsmnt.wrapping_sub(off(OFF_MOUNT_MNT));
+    Ok(read::<u64>(mount, OFF_MOUNT_MNT_NS)? == MNT_NS_INTERNAL)
+}
+
 /// `path_chmod(const struct path *path, umode_t mode)`: adding an x bit to a regular file
 /// is createExecutable; every chmod of a regular file is modifyFile.
 pub fn path_chmod(ctx: &LsmContext, cg: Cgroup) -> R {
@@ -157,7 +172,7 @@ pub fn path_chmod(ctx: &LsmContext, cg: Cgroup) -> R {
     }
     let s = scratch().ok_or(0)?;
     meta(s, cg, HOOK_PATH_CHMOD, (old & S_IFMT) | (mode & 0o7777));
-    Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
+    Ok(decide(s, mnt, dentry, u32::from(ops)) != 0)
 }
 
 /// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned dev)`:
@@ -178,7 +193,7 @@ pub fn path_mknod(ctx: &LsmContext, cg: Cgroup) -> R {
     let mnt: *const u8 = load(dir, OFF_PATH_MNT);
     let s = scratch().ok_or(0)?;
     meta(s, cg, HOOK_PATH_MKNOD, S_IFREG | (mode & 0o7777));
-    Ok(decide(s, mnt, dentry, u32::from(ops), 0) != 0)
+    Ok(decide(s, mnt, dentry, u32::from(ops)) != 0)
 }
 
 /// The operations a modification of a regular file of `mode` is: modifyFile, with an x bit
@@ -194,11 +209,11 @@ fn modify_ops(mode: u32) -> u8 {
 
 /// Modification of a regular file: modifyFile, with an x bit also modifyExecutable.
 #[inline(always)]
-fn modify(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8, mode: u32, skip: u32) -> R {
+fn modify(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8, mode: u32) -> R {
     let ops = modify_ops(mode);
     let s = scratch().ok_or(0)?;
     meta(s, cg, hook, mode);
-    Ok(decide(s, mnt, dentry, u32::from(ops), skip) != 0)
+    Ok(decide(s, mnt, dentry, u32::from(ops)) != 0)
 }
 
 /// A write open of an existing regular file (the only opens `file_open` acts on): the
@@ -221,12 +236,21 @@ pub fn write_open(ctx: &LsmContext) -> Option<WriteOpen> {
 }
 
 /// `file_open(struct file *file)` for a managed task's [`write_open`]. Overlayfs backing
-/// files (a second open of the same file) are skipped.
+/// files (a second open of the same file) are skipped. A file without a name (`O_TMPFILE`,
+/// whose open `path_mknod` never sees) is created by this open: createFile, with an x bit
+/// also createExecutable (`execveat` could run it without a link).
 #[inline(always)]
 pub fn file_open(open: WriteOpen, cg: Cgroup) -> R {
     let (file, inode, mode) = open;
+    let mut ops = modify_ops(mode);
+    if load::<u32>(inode, OFF_INODE_NLINK) == 0 {
+        ops |= CREATE;
+        if has_x(mode) {
+            ops |= CREATE_EXE;
+        }
+    }
     // Most write opens in a drift-only rule set end here, before any path work.
-    let ops = u32::from(modify_ops(mode));
+    let ops = u32::from(ops);
     if !crate::maps::may_act(cg.rule_set, ops) {
         return Ok(false);
     }
@@ -244,7 +268,7 @@ pub fn file_open(open: WriteOpen, cg: Cgroup) -> R {
     // `decide_acting` the path is built); the operation mask is checked above.
     let built = path::d_path(s, fpath, mnt, dentry);
     let dentry = if built { core::ptr::null() } else { dentry };
-    Ok(decide_acting(s, mnt, dentry, ops, 1) != 0)
+    Ok(decide_acting(s, mnt, dentry, ops) != 0)
 }
 
 /// `path_truncate(const struct path *path)`: truncate(2); on 6.1 also O_TRUNC and
@@ -257,7 +281,7 @@ pub fn path_truncate(ctx: &LsmContext, cg: Cgroup) -> R {
     if !is_reg(mode) {
         return Ok(false);
     }
-    modify(cg, HOOK_PATH_TRUNCATE, mnt, dentry, mode, 0)
+    modify(cg, HOOK_PATH_TRUNCATE, mnt, dentry, mode)
 }
 
 /// `file_truncate(struct file *file)` (6.2+): O_TRUNC and ftruncate.
@@ -270,7 +294,7 @@ pub fn file_truncate(ctx: &LsmContext, cg: Cgroup) -> R {
     if !is_reg(mode) {
         return Ok(false);
     }
-    modify(cg, HOOK_FILE_TRUNCATE, mnt, dentry, mode, 1)
+    modify(cg, HOOK_FILE_TRUNCATE, mnt, dentry, mode)
 }
 
 /// `path_unlink(const struct path *dir, struct dentry *dentry)`: deleteFile.
@@ -286,7 +310,7 @@ pub fn path_unlink(ctx: &LsmContext, cg: Cgroup) -> R {
     let mnt: *const u8 = load(dir, OFF_PATH_MNT);
     let s = scratch().ok_or(0)?;
     meta(s, cg, HOOK_PATH_UNLINK, mode);
-    Ok(decide(s, mnt, dentry, u32::from(DELETE), 0) != 0)
+    Ok(decide(s, mnt, dentry, u32::from(DELETE)) != 0)
 }
 
 /// `path_link(struct dentry *old, const struct path *new_dir, struct dentry *new)`: a new
@@ -309,7 +333,7 @@ pub fn path_link(ctx: &LsmContext, cg: Cgroup) -> R {
     let mnt: *const u8 = load(new_dir, OFF_PATH_MNT);
     let s = scratch().ok_or(0)?;
     meta(s, cg, HOOK_PATH_LINK, mode);
-    Ok(decide(s, mnt, new, u32::from(ops), 0) != 0)
+    Ok(decide(s, mnt, new, u32::from(ops)) != 0)
 }
 
 /// Operations on the destination name of a rename: the moved file is created there; a
@@ -363,11 +387,11 @@ pub fn path_rename(ctx: &LsmContext, cg: Cgroup) -> R {
     let mut deny = 0;
     if old_ops != 0 {
         meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
-        deny |= decide(s, mnt, old, u32::from(old_ops), 0);
+        deny |= decide(s, mnt, old, u32::from(old_ops));
     }
     if new_ops != 0 {
         meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
-        deny |= decide(s, mnt, new, u32::from(new_ops), 0);
+        deny |= decide(s, mnt, new, u32::from(new_ops));
     }
     Ok(deny != 0)
 }
@@ -385,15 +409,9 @@ pub fn is_memfd(dentry: *const u8) -> Result<bool, i64> {
     Ok(&prefix == b"memfd:")
 }
 
-/// execMemFd for `bprm_creds_for_exec`: `s.target` already holds `memfd:NAME`.
+/// execMemFd for `bprm_creds_for_exec`: `s.target` already holds `/memfd:NAME`.
 #[inline(always)]
 pub fn exec_memfd(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) -> bool {
     meta(s, cg, hook, mode);
-    decide(
-        s,
-        core::ptr::null(),
-        core::ptr::null(),
-        u32::from(EXEC_MEMFD),
-        0,
-    ) != 0
+    decide(s, core::ptr::null(), core::ptr::null(), u32::from(EXEC_MEMFD)) != 0
 }

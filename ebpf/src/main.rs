@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod acl;
 mod container;
 mod event;
 mod file_ops;
@@ -25,7 +26,7 @@ use d4c_common::{
         OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_ROOT, OFF_CGROUP_ROOT_HIERARCHY_ID,
         OFF_CGROUP_SELF, OFF_KERNFS_ID,
     },
-    ENTRY_PENDING, GLOBAL_NOOP,
+    CNT_DENIED, CNT_HOOK_ERRORS, ENTRY_PENDING, GLOBAL_NOOP,
 };
 
 const EPERM: i32 = 1;
@@ -46,13 +47,35 @@ fn noop() -> bool {
     unsafe { core::ptr::read_volatile(&raw const D4C_NOOP) != 0 }
 }
 
-/// The hook's answer: -EPERM (a constant, as the verifier wants) to deny, else 0.
+/// The hook's answer: -EPERM (a constant, as the verifier wants) to deny, else 0. A hook
+/// that failed (`Err`: a kernel read, the scratch space) is counted, and denies when the
+/// task's rule set can block: an error never lets a blockable operation through.
 #[inline(always)]
-fn verdict(r: Result<bool, i64>) -> i32 {
-    match r {
-        Ok(true) => core::hint::black_box(-EPERM),
-        _ => 0,
+fn verdict(r: Result<bool, i64>, cg: container::Cgroup) -> i32 {
+    let deny = match r {
+        Ok(deny) => deny,
+        Err(_) => {
+            maps::count(CNT_HOOK_ERRORS);
+            let deny = maps::can_block(cg.rule_set);
+            if deny {
+                maps::count(CNT_DENIED);
+            }
+            deny
+        }
+    };
+    if deny {
+        eperm()
+    } else {
+        0
     }
+}
+
+/// -EPERM, kept opaque to the compiler so that it is returned as a constant the verifier
+/// can see (not folded into arithmetic on a bool), and spilled as 64 bits (a 32-bit spill
+/// reloads as an unknown value, outside the range an LSM program may return).
+#[inline(always)]
+fn eperm() -> i32 {
+    core::hint::black_box(-i64::from(EPERM)) as i32
 }
 
 /// One LSM hook's entry; its name and hook must be a program of `d4c_common::PROGRAMS`
@@ -67,7 +90,7 @@ macro_rules! hook {
             }
             match container::rule_set() {
                 None => 0,
-                Some(cg) => verdict($helper(&ctx, cg)),
+                Some(cg) => verdict($helper(&ctx, cg), cg),
             }
         }
     };
@@ -87,7 +110,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     match container::rule_set() {
         None => 0,
-        Some(cg) => verdict(file_ops::file_open(open, cg)),
+        Some(cg) => verdict(file_ops::file_open(open, cg), cg),
     }
 }
 const _: () = assert!(is_program("file_open", "file_open"));
@@ -105,11 +128,13 @@ pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
     }
     match container::rule_set_at_exec(|| process_ops::runtime_reexec(&ctx)) {
         Ok(None) => 0,
-        Ok(Some(cg)) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg)),
-        Err(()) => verdict(Ok(true)),
+        Ok(Some(cg)) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg), cg),
+        Err(()) => eperm(),
     }
 }
 hook!(task_alloc, "task_alloc", process_ops::task_alloc);
+hook!(inode_setxattr, "inode_setxattr", acl::inode_setxattr);
+hook!(inode_set_acl, "inode_set_acl", acl::inode_set_acl);
 
 /// Whether a `struct cgroup *` is on the default (v2) hierarchy, the one whose ids
 /// `bpf_get_current_cgroup_id` returns. v1 hierarchies number their cgroups separately.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use d4c_common::{
     object::same_name, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
     ProcKey, TrieData, COUNTERS, MAP_ARMED, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS,
-    MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
+    MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, RULESET_BLOCKS,
 };
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
@@ -59,6 +59,12 @@ pub fn may_act(rule_set: u32, mask: u32) -> bool {
         Some(m) => *m & mask != 0,
         None => true,
     }
+}
+
+/// Whether rule set `rule_set` may block anything (a missing summary means it may).
+#[inline(always)]
+pub fn can_block(rule_set: u32) -> bool {
+    may_act(rule_set, RULESET_BLOCKS)
 }
 
 /// Events of decisions that log, alert or block (`d4c_common::Event`).

@@ -96,11 +96,8 @@ pub fn build(s: &mut Scratch, which: u32, vfsmnt: *const u8, dentry: *const u8) 
 
 #[inline(always)]
 fn start(s: &mut Scratch, vfsmnt: *const u8, dentry: *const u8) -> Result<(), i64> {
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let fs = read_ptr(task, OFF_TASK_FS)?;
-    let root = fs.wrapping_add(off(OFF_FS_ROOT));
+    let (root_mnt, root_dentry) = task_root()?;
     let w = &mut s.walk;
-    let (root_mnt, root_dentry) = read_path(root)?;
     w.root_mnt = root_mnt as u64;
     w.root_dentry = root_dentry as u64;
     w.dentry = dentry as u64;
@@ -209,38 +206,6 @@ fn dentry_head(d: *const u8) -> Result<(*const u8, u64, u32), i64> {
     ))
 }
 
-/// Sets `s.walk.base` to the index after the last `/` among the first `n` bytes of
-/// `s.fname`.
-pub fn basename_start(s: &mut Scratch, n: u32) {
-    s.walk.base = 0;
-    s.walk.n = n;
-    // The callback reaches the scratch space through `s` (a context on this stack), so the
-    // compiler sees the loop may write `s.walk.base`.
-    let mut ctx = LoopCtx { s };
-    // SAFETY: the callback is a static function taking a `LoopCtx`; `ctx` outlives the call.
-    unsafe {
-        gen::bpf_loop(
-            256,
-            base_step as *mut c_void,
-            core::ptr::from_mut(&mut ctx).cast(),
-            0,
-        )
-    };
-}
-
-extern "C" fn base_step(i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `bpf_loop` hands back the `LoopCtx` that `basename_start` passed it, alive on
-    // its stack for the whole loop, and nothing else uses it meanwhile.
-    let s: &mut Scratch = unsafe { &mut *ctx.cast::<LoopCtx<'_>>() }.s;
-    if i >= u64::from(s.walk.n) {
-        return 1;
-    }
-    if s.fname[(i as usize) & 0xff] == b'/' {
-        s.walk.base = i as u32 + 1;
-    }
-    0
-}
-
 /// The ` (deleted)` suffix `d_path` gives an unlinked file.
 const DELETED: &[u8; 10] = b" (deleted)";
 
@@ -317,19 +282,59 @@ fn same_mount_ns(vfsmnt: *const u8) -> Result<bool, i64> {
     Ok(load::<*const u8>(nsproxy, OFF_NSPROXY_MNT_NS) == ns)
 }
 
-/// Writes the name of `dentry` alone (no leading `/`) into `s.target` (for a memfd, whose
-/// path is `memfd:NAME`).
+/// Writes d4c's path for the memfd `dentry`, `/memfd:NAME`, into `s.target`, with each
+/// `/` of the name made `_` (as `d4c_policy::pattern::memfd_path` does): one component, so
+/// `/memfd:*` matches every memfd whatever name it was given.
 #[inline(always)]
-pub fn name_only(s: &mut Scratch, dentry: *const u8) -> Result<(), i64> {
+pub fn memfd_path(s: &mut Scratch, dentry: *const u8) -> Result<(), i64> {
     let name = read::<u64>(dentry, OFF_DENTRY_NAME_PTR)?;
     let len = (read::<u32>(dentry, OFF_DENTRY_NAME_LEN)? & 0xff) as usize;
-    let pb = &mut s.target;
-    // SAFETY: len <= 255 < the buffer's size.
-    unsafe { gen::bpf_probe_read_kernel(pb.buf.as_mut_ptr().cast(), len as u32, name as *const _) };
-    pb.len = len as u32;
-    pb.last_slash = -1;
-    pb.flags = 0;
+    {
+        let pb = &mut s.target;
+        pb.buf[0] = b'/';
+        // SAFETY: 1 + len <= 256 < the buffer's size.
+        unsafe {
+            gen::bpf_probe_read_kernel(
+                pb.buf.as_mut_ptr().wrapping_add(1).cast(),
+                len as u32,
+                name as *const _,
+            )
+        };
+        pb.len = len as u32 + 1;
+        pb.last_slash = 0;
+        pb.flags = 0;
+    }
+    let mut ctx = LoopCtx { s };
+    // SAFETY: the callback is a static function taking a `LoopCtx`; `ctx` outlives the call.
+    unsafe {
+        gen::bpf_loop(
+            len as u32,
+            unslash_step as *mut c_void,
+            core::ptr::from_mut(&mut ctx).cast(),
+            0,
+        )
+    };
     Ok(())
+}
+
+/// One byte of a memfd's name (after the leading `/`): a `/` becomes `_`.
+extern "C" fn unslash_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `bpf_loop` hands back the `LoopCtx` that `memfd_path` passed it, alive on its
+    // stack for the whole loop, and nothing else uses it meanwhile.
+    let s: &mut Scratch = unsafe { &mut *ctx.cast::<LoopCtx<'_>>() }.s;
+    let b = &mut s.target.buf[(i as usize + 1) & 0x1ff];
+    if *b == b'/' {
+        *b = b'_';
+    }
+    0
+}
+
+/// The current task's root (`current->fs->root`) as (vfsmount, dentry).
+#[inline(always)]
+pub fn task_root() -> Result<(*const u8, *const u8), i64> {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let fs = read_ptr(task, OFF_TASK_FS)?;
+    read_path(fs.wrapping_add(off(OFF_FS_ROOT)))
 }
 
 /// Makes `pb`'s header the LPM key of its path under `rule_set`.

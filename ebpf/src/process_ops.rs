@@ -6,12 +6,12 @@
 //! session has a controlling terminal; `D4C_PROC_DECISIONS` holds the finished decision.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_task, generated as gen},
+    helpers::{bpf_get_current_task, generated as gen},
     programs::LsmContext,
 };
 use d4c_common::{
     offsets::{
-        OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_DENTRY_INODE, OFF_FILE_INODE, OFF_FILE_PATH,
+        OFF_BPRM_FILE, OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_FILE_INODE, OFF_FILE_PATH,
         OFF_INODE_MODE,
     },
     CommKey, ProcKey, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC,
@@ -90,9 +90,27 @@ pub fn runtime_reexec(ctx: &LsmContext) -> Result<bool, i64> {
     Ok(read_ptr(dentry, OFF_DENTRY_INODE)? == read_ptr(own, OFF_DENTRY_INODE)?)
 }
 
+/// The process name of a task running the file whose dentry is `dentry`: the file's own
+/// name (after symlinks, whatever name the exec used: a symlink, `/proc/self/fd/N`),
+/// at most 15 bytes.
+#[inline(always)]
+fn file_name(rule_set: u32, dentry: *const u8) -> Result<CommKey, i64> {
+    let mut comm = CommKey {
+        rule_set,
+        comm: [0; COMM_LEN],
+    };
+    let name = read::<u64>(dentry, OFF_DENTRY_NAME_PTR)?;
+    // SAFETY: the helper checks the source and writes at most COMM_LEN bytes, NUL included.
+    unsafe {
+        gen::bpf_probe_read_kernel_str(comm.comm.as_mut_ptr().cast(), COMM_LEN as u32, name as *const _)
+    };
+    comm.comm[COMM_LEN - 1] = 0;
+    Ok(comm)
+}
+
 /// `bprm_creds_for_exec(struct linux_binprm *bprm)`: execMemFd when the file is a memfd,
-/// then the exec decision. The name is the basename of `bprm->filename` (what the kernel
-/// sets as comm), cut to 15 bytes.
+/// then the exec decision. The executable is the file actually executed (its path from
+/// the task's root, `/memfd:NAME` for a memfd), the name that file's name.
 pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
     let bprm: *const u8 = ctx.arg(0);
     let file = read_ptr(bprm, OFF_BPRM_FILE)?;
@@ -101,42 +119,23 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
     let inode = read_ptr(file, OFF_FILE_INODE)?;
     let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
     let s = scratch().ok_or(0)?;
-
-    // The file name as passed (for the name class and the event's `exe`).
-    let filename = read::<u64>(bprm, OFF_BPRM_FILENAME)?;
-    let n = unsafe {
-        gen::bpf_probe_read_kernel_str(s.fname.as_mut_ptr().cast(), 256, filename as *const _)
-    };
-    let n = if n > 0 { (n as usize - 1) & 0xff } else { 0 };
-    path::basename_start(s, n as u32);
-    let base = s.walk.base as usize & 0xff;
-    let mut comm = CommKey {
-        rule_set: cg.rule_set,
-        comm: [0; COMM_LEN],
-    };
-    for i in 0..COMM_LEN - 1 {
-        // Masked (not only compared with n) so the verifier sees the bound.
-        let j = (base + i) & 0x1ff;
-        if j >= n {
-            break;
-        }
-        comm.comm[i] = s.fname[j & 0xff];
-    }
+    let comm = file_name(cg.rule_set, dentry)?;
     let mut deny = 0;
     if file_ops::is_memfd(dentry)? {
-        path::name_only(s, dentry)?;
+        path::memfd_path(s, dentry)?;
         if file_ops::exec_memfd(s, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode) {
             deny = 1;
         }
-        // `exec_memfd` left s.target as the memfd's name; the exe class uses it too.
+        // `exec_memfd` left s.target as the memfd's path; the exe class uses it too.
     } else if may_act(cg.rule_set, 1 << (RULESET_PROC_SHIFT + OP_EXEC as u32)) {
         path::build(s, TARGET, mnt, dentry);
     } else {
         return Ok(deny != 0);
     }
     meta(s, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode);
-    s.exe.buf[..256].copy_from_slice(&s.fname);
-    s.exe.len = n as u32;
+    // The event's `exe` is the executed file too.
+    s.exe.buf[..256].copy_from_slice(&s.target.buf[..256]);
+    s.exe.len = s.target.len;
     s.meta.exe_ready = 1;
     deny |= decide(s, &comm, OP_EXEC as u32);
     Ok(deny != 0)
@@ -144,7 +143,7 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
 
 /// `task_alloc(struct task_struct *task, unsigned long clone_flags)`: a new process (not
 /// a thread) forked by the current task; executable = `current->mm->exe_file`, name =
-/// current comm.
+/// that file's name.
 pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     let clone_flags: u64 = ctx.arg(1);
     if clone_flags & CLONE_THREAD != 0 {
@@ -159,11 +158,8 @@ pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     }
     let s = scratch().ok_or(0)?;
     path::build(s, TARGET, mnt, dentry);
-    let mut comm = CommKey {
-        rule_set: cg.rule_set,
-        comm: [0; COMM_LEN],
-    };
-    comm.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // The name of the file the process runs, not its `comm` (which it may set itself).
+    let comm = file_name(cg.rule_set, dentry)?;
     meta(s, cg, HOOK_TASK_ALLOC, 0);
     // The event's `exe` is the same executable.
     s.exe.buf[..256].copy_from_slice(&s.target.buf[..256]);

@@ -103,8 +103,6 @@ pub struct Walk {
     /// Where the path written so far starts in `work`.
     pub pos: u32,
     pub leaf_len: u32,
-    /// Start of the basename (exec name scan).
-    pub base: u32,
 }
 
 /// The per-CPU scratch value.
@@ -114,8 +112,6 @@ pub struct Scratch {
     pub exe: PathBuf,
     /// The path is prepended here, ending at `WORK`; the slack keeps every copy in bounds.
     pub work: [u8; WORK + PATH_BUF],
-    /// `bprm->filename` for exec.
-    pub fname: [u8; 256],
     pub meta: Meta,
     pub walk: Walk,
     /// Room to assemble an event before it is known to be needed (unused today).

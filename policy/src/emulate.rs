@@ -6,6 +6,7 @@
 use crate::compile::Tables;
 use crate::event::Event;
 use crate::model::Actions;
+use crate::pattern::memfd_path;
 use d4c_common::{CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, PATH_KEY_MAX};
 use std::collections::HashMap;
 
@@ -58,6 +59,12 @@ impl KernelMaps {
     pub fn decide(&self, rule_set: u32, event: &Event) -> Actions {
         match event {
             Event::File { op, path } => {
+                // The kernel names a memfd as `memfd_path` does.
+                let path = if *op == crate::model::FileOp::ExecMemFd {
+                    memfd_path(path)
+                } else {
+                    path.into()
+                };
                 let p = path.as_bytes();
                 let Some(rule) = lpm(&self.file, rule_set, p) else {
                     return Actions::default();
@@ -70,6 +77,7 @@ impl KernelMaps {
                 name,
                 interactive,
             } => {
+                let executable = memfd_path(executable);
                 let p = executable.as_bytes();
                 let exe_class = lpm(&self.exe, rule_set, p)
                     .map_or(0, |r| r.class[class(p, usize::from(r.prefix_len))]);

@@ -3,8 +3,8 @@
 
 use crate::container::{Container, Mount};
 use crate::event::Event;
-use crate::model::{Actions, BlockKind, Policy, Response, Selector};
-use crate::pattern::any_glob;
+use crate::model::{Actions, BlockKind, FileOp, Policy, Response, Selector};
+use crate::pattern::{any_glob, memfd_path};
 
 /// What a policy decides for one event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -93,6 +93,12 @@ pub fn on_volume(mounts: &[Mount], path: &str, file_only: bool) -> bool {
 pub fn event_matches(sel: &Selector, mounts: &[Mount], event: &Event) -> bool {
     match event {
         Event::File { op, path } => {
+            // The kernel's name for a memfd (one component), for patterns and volumes alike.
+            let path: &str = &if *op == FileOp::ExecMemFd {
+                memfd_path(path)
+            } else {
+                path.as_str().into()
+            };
             sel.kind() == BlockKind::File
                 && sel.has_op(op.bit())
                 && sel
@@ -110,10 +116,10 @@ pub fn event_matches(sel: &Selector, mounts: &[Mount], event: &Event) -> bool {
         } => {
             sel.kind() == BlockKind::Process
                 && sel.has_op(op.bit())
-                && sel
-                    .executable
-                    .as_ref()
-                    .is_none_or(|ps| ps.iter().any(|p| p.matches(executable)))
+                && sel.executable.as_ref().is_none_or(|ps| {
+                    let executable = memfd_path(executable);
+                    ps.iter().any(|p| p.matches(&executable))
+                })
                 && sel
                     .process_name
                     .as_ref()

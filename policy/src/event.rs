@@ -6,16 +6,17 @@ use crate::model::{FileOp, ProcessOp};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A file operation on `path`, as the container sees it. For `execMemFd` the path is
-    /// `memfd:NAME`, which no `targetFilePath` pattern matches.
+    /// the kernel's name for the memfd, `/memfd:NAME`: one component whatever `/` NAME
+    /// holds (`/**` and `/memfd:*` match it, `/usr/**` does not).
     File {
         /// The operation.
         op: FileOp,
         /// The target's path.
         path: String,
     },
-    /// A process operation. `executable` is the program's path, `name` its process name
-    /// (for exec: the base name of the executed path, at most 15 bytes, as the kernel sets
-    /// it), `interactive` whether the session has a controlling terminal.
+    /// A process operation. `executable` is the path of the file the process runs (after
+    /// symlinks; `/memfd:NAME` for a memfd), `name` that file's name (at most 15 bytes),
+    /// `interactive` whether the session has a controlling terminal.
     Process {
         /// The operation.
         op: ProcessOp,

@@ -35,6 +35,28 @@ pub fn any_glob(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|p| glob_match(p, text))
 }
 
+/// The start of the path d4c gives a memfd: `/memfd:NAME`, where NAME is the name passed
+/// to `memfd_create` with each `/` made `_`, so that it is one path component (`/memfd:*`
+/// matches every memfd), in the kernel and here alike.
+pub const MEMFD_PREFIX: &str = "/memfd:";
+
+/// What a memfd's `/` becomes in its path.
+pub const MEMFD_SLASH: char = '_';
+
+/// `path` as d4c names a memfd when it starts with [`MEMFD_PREFIX`]: every `/` of the
+/// name made [`MEMFD_SLASH`]. Other paths are returned as they are.
+#[must_use]
+pub fn memfd_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(MEMFD_PREFIX) {
+        Some(name) if name.contains('/') => format!(
+            "{MEMFD_PREFIX}{}",
+            name.replace('/', &MEMFD_SLASH.to_string())
+        )
+        .into(),
+        _ => path.into(),
+    }
+}
+
 /// How a path pattern's fixed prefix relates to the paths it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathKind {
@@ -117,6 +139,15 @@ impl PathPattern {
             PathKind::Descendants => !rest.is_empty(),
             PathKind::NamePrefix => !rest.contains('/'),
         }
+    }
+
+    /// Whether some memfd's path (`/memfd:NAME`) can match the pattern.
+    #[must_use]
+    pub fn can_match_memfd(&self) -> bool {
+        if self.prefix.starts_with(MEMFD_PREFIX) {
+            return true;
+        }
+        MEMFD_PREFIX.starts_with(self.prefix.as_str()) && self.kind != PathKind::Exact
     }
 }
 

@@ -26,7 +26,8 @@ fn path() -> impl Strategy<Value = String> {
         8 => prop::collection::vec(component(), 1..5).prop_map(|c| format!("/{}", c.join("/"))),
         1 => Just("/".to_owned()),
         1 => (prop::collection::vec(component(), 1..3), 120usize..140).prop_map(|(c, n)| format!("/{}/{}", "ab/".repeat(n / 3).trim_end_matches('/'), c.join("/"))),
-        1 => component().prop_map(|c| format!("memfd:{c}")),
+        1 => component().prop_map(|c| format!("/memfd:{c}")),
+        1 => (component(), component()).prop_map(|(a, b)| format!("/memfd:{a}/{b}")),
     ]
 }
 

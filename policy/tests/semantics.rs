@@ -1,6 +1,7 @@
 //! Table tests of the reference semantics: every condition, exclusion, unions of responses,
 //! volumes, both generations. Each case is also checked against the compiled kernel tables.
 
+use d4c_common::{ACTION_ALERT, ACTION_BLOCK, ACTION_LOG};
 use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
 use d4c_policy::emulate::KernelMaps;
 use d4c_policy::{
@@ -247,13 +248,47 @@ fn generation1_means_the_same() {
 }
 
 #[test]
-fn memfd_has_no_path() {
-    let p = one_selector("      targetFilePath: ['/**']\n");
-    let q = policy("file:\n  selectors:\n    - name: m\n      operation: [execMemFd]\n  responses:\n    - match: [m]\n      actions: [alert]\n");
+fn memfd_is_matched_by_its_kernel_name() {
+    let sel = |paths: &str| {
+        policy(&format!("file:\n  selectors:\n    - name: m\n      operation: [createExecutable, modifyExecutable, execMemFd]\n      targetFilePath: [{paths}]\n  responses:\n    - match: [m]\n      actions: [alert, block]\n"))
+    };
     let c = Container::default();
-    let ev = file(FileOp::ExecMemFd, "memfd:payload");
-    assert!(actions(&p, &c, &ev).is_empty());
-    assert_eq!(actions(&q, &c, &ev), ["alert"]);
+    let ev = file(FileOp::ExecMemFd, "/memfd:payload");
+    assert_eq!(actions(&sel("'/**'"), &c, &ev), ["alert", "block"]);
+    assert_eq!(actions(&sel("'/memfd:*'"), &c, &ev), ["alert", "block"]);
+    assert!(actions(&sel("'/usr/**'"), &c, &ev).is_empty());
+    // A `/` in the name does not make it two components: `/memfd:*` still matches.
+    let slashed = file(FileOp::ExecMemFd, "/memfd:a/b");
+    assert_eq!(
+        actions(&sel("'/memfd:*'"), &c, &slashed),
+        ["alert", "block"]
+    );
+    assert_eq!(
+        actions(&sel("'/memfd:a_b'"), &c, &slashed),
+        ["alert", "block"]
+    );
+    assert!(actions(&sel("'/memfd:a/*'"), &c, &slashed).is_empty());
+}
+
+#[test]
+fn an_unreachable_path_gets_the_most_restrictive_row() {
+    let p = policy("file:\n  selectors:\n    - name: usr\n      operation: [createExecutable]\n      targetFilePath: ['/usr/**']\n    - name: tmp\n      operation: [createExecutable, modifyFile]\n      targetFilePath: ['/tmp/*']\n  responses:\n    - match: [usr]\n      actions: [alert, block]\n    - match: [tmp]\n      actions: [log]\n");
+    let tables = compile_rule_set(
+        &p,
+        &RuleSetSpec::for_container(&p, &Container::default()),
+        3,
+    )
+    .unwrap();
+    let worst = |op| d4c_policy::compile::unreachable_actions(&tables.file_rules, op);
+    assert_eq!(
+        worst(FileOp::CreateExecutable),
+        ACTION_LOG | ACTION_ALERT | ACTION_BLOCK
+    );
+    assert_eq!(worst(FileOp::ModifyFile), ACTION_LOG);
+    assert_eq!(worst(FileOp::DeleteFile), 0);
+    // No real path reaches that row: `/` itself is decided by its own patterns.
+    let c = Container::default();
+    assert!(actions(&p, &c, &file(FileOp::CreateExecutable, "/")).is_empty());
 }
 
 #[test]

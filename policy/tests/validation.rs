@@ -351,8 +351,18 @@ fn warnings() {
             ALERT,
         ),
         "3:13",
-        "execmemfd events have no file path",
+        "none of its `targetfilepath` patterns can match",
     );
+    // `/**` and `/memfd:*` match a memfd's path (`/memfd:NAME`): no warning.
+    for paths in ["['/**']", "['/memfd:*']", "[/usr/**, '/m*']"] {
+        let p = gen2_file(
+            &format!(
+                "      operation: [createExecutable, execMemFd]\n      targetFilePath: {paths}\n"
+            ),
+            ALERT,
+        );
+        assert!(diags(&p).is_empty(), "{paths}: {:#?}", diags(&p));
+    }
 }
 
 #[test]

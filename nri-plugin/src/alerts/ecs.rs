@@ -60,10 +60,11 @@ fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
     }
 }
 
-/// The process name selectors see: for exec the new program's (the base name of the path
-/// it was run by, at most 15 bytes, as the kernel will set it), else the task's comm.
+/// The process name selectors see: for exec and fork the name of the file the process
+/// runs (the base name of its path, at most 15 bytes, as the kernel decided), else the
+/// task's comm.
 fn process_name(r: &Record) -> String {
-    if r.operation == Operation::Process(d4c_policy::ProcessOp::Exec) && !r.exe.is_empty() {
+    if matches!(r.operation, Operation::Process(_)) && !r.exe.is_empty() {
         let base = r.exe.rsplit('/').next().unwrap_or(&r.exe);
         let mut end = base.len().min(15);
         while !base.is_char_boundary(end) {
@@ -258,6 +259,7 @@ fn cloud_defend(r: &Record, ctx: &Context<'_>) -> Value {
         "rule_set": r.rule_set,
         "policy_revision": ctx.policy_revision,
         "truncated": r.truncated,
+        "path_unreachable": r.unreachable,
     })
 }
 
@@ -313,6 +315,7 @@ mod tests {
             path: "/tmp/x.sh".into(),
             exe: "/bin/busybox".into(),
             truncated: false,
+            unreachable: false,
         };
         let ctx = Context {
             timestamp: SystemTime::UNIX_EPOCH,

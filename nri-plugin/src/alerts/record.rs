@@ -1,6 +1,6 @@
 //! Decoding the kernel's ring-buffer [`Event`] into owned, typed fields.
 
-use d4c_common::event::{FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED};
+use d4c_common::event::{FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_PATH_UNREACHABLE};
 use d4c_common::{Event, EVENT_FILE, HOOK_NAMES};
 use d4c_policy::{Actions, FileOp, ProcessOp};
 
@@ -13,6 +13,9 @@ pub enum Operation {
 }
 
 /// One decoded kernel record.
+// The bools are the kernel's independent flag bits, decoded one field each for the ECS
+// document; a state machine would not fit them.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub operation: Operation,
@@ -34,9 +37,11 @@ pub struct Record {
     pub comm: String,
     /// File events: the target path; process events: the executable.
     pub path: String,
-    /// File events and fork: the acting process's executable; exec: the name it was run by.
+    /// The executable: the acting process's (file events, fork), the executed file (exec).
     pub exe: String,
     pub truncated: bool,
+    /// The path could not be built from the task's root (`FLAG_PATH_UNREACHABLE`).
+    pub unreachable: bool,
 }
 
 fn text(bytes: &[u8], len: u16) -> String {
@@ -84,5 +89,6 @@ pub fn decode(e: &Event) -> Option<Record> {
         path: text(&e.path, e.path_len),
         exe: text(&e.exe, e.exe_len),
         truncated: e.flags & (FLAG_PATH_TRUNCATED | FLAG_EXE_TRUNCATED) != 0,
+        unreachable: e.flags & FLAG_PATH_UNREACHABLE != 0,
     })
 }

@@ -3,8 +3,9 @@
 use aya::maps::lpm_trie::Key;
 use d4c_common::{
     CommKey, ContainerEntry, ExeRule, FileRule, NameClass, PathKey, ProcDecision, ProcKey,
-    COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EXE_RULES, MAP_FILE_RULES,
-    MAP_PROC_DECISIONS, MAP_RULESET_OPS, PATH_KEY_MAX, RULESET_PROC_SHIFT,
+    ACTION_BLOCK, COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EXE_RULES,
+    MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, PATH_KEY_MAX, RULESET_BLOCKS,
+    RULESET_PROC_SHIFT,
 };
 
 use super::{error::BpfError, loader::Enforcer};
@@ -18,7 +19,8 @@ fn trie_key(k: &PathKey) -> Key<TrieData> {
     Key::new(k.prefix_len, data)
 }
 
-/// Bits of the file operations with any action in `v`.
+/// Bits of the file operations with any action in `v`, and `RULESET_BLOCKS` when one
+/// blocks.
 fn file_op_bits(v: &FileRule) -> u32 {
     let mut bits = 0;
     for row in &v.actions {
@@ -26,18 +28,25 @@ fn file_op_bits(v: &FileRule) -> u32 {
             if a != 0 {
                 bits |= 1 << op;
             }
+            if a & ACTION_BLOCK != 0 {
+                bits |= RULESET_BLOCKS;
+            }
         }
     }
     bits
 }
 
-/// Bits (shifted by `RULESET_PROC_SHIFT`) of the process operations with any action.
+/// Bits (shifted by `RULESET_PROC_SHIFT`) of the process operations with any action, and
+/// `RULESET_BLOCKS` when one blocks.
 fn proc_op_bits(v: ProcDecision) -> u32 {
     let mut bits = 0;
     for row in &v.actions {
         for (op, &a) in row.iter().enumerate() {
             if a != 0 {
                 bits |= 1 << (RULESET_PROC_SHIFT as usize + op);
+            }
+            if a & ACTION_BLOCK != 0 {
+                bits |= RULESET_BLOCKS;
             }
         }
     }

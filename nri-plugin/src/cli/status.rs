@@ -4,7 +4,9 @@
 
 use d4c::bpf::{self, Enforcer};
 use d4c::paths;
-use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_MANAGED, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS};
+use d4c_common::{
+    CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MANAGED, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
+};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -193,6 +195,7 @@ pub fn run(args: &Args) -> ExitCode {
             "events": counter(CNT_EVENTS),
             "ringbuf_drops": counter(CNT_RINGBUF_DROPS),
             "path_errors": counter(CNT_PATH_ERRORS),
+            "hook_errors": counter(CNT_HOOK_ERRORS),
         },
     });
     match args.format {
@@ -221,8 +224,8 @@ pub fn run(args: &Args) -> ExitCode {
                 );
             }
             println!(
-                "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors",
-                counter(CNT_MANAGED), counter(CNT_DENIED), counter(CNT_EVENTS), counter(CNT_RINGBUF_DROPS), counter(CNT_PATH_ERRORS)
+                "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors, {} hook errors",
+                counter(CNT_MANAGED), counter(CNT_DENIED), counter(CNT_EVENTS), counter(CNT_RINGBUF_DROPS), counter(CNT_PATH_ERRORS), counter(CNT_HOOK_ERRORS)
             );
         }
     }

@@ -8,7 +8,7 @@ use crate::alerts::sink::Fanout;
 use crate::alerts::{clock, ecs, record};
 use crate::bpf::AsyncEventReader;
 use crate::metrics::Metrics;
-use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_RINGBUF_DROPS};
+use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,7 @@ pub async fn forward(
 /// were dropped because the ring buffer was full.
 pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
     let mut last_drops = 0;
+    let mut last_errors = 0;
     loop {
         if let Ok(snap) = handle.status().await {
             metrics.managed_containers.store(
@@ -122,6 +123,18 @@ pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
                 metrics
                     .kernel_events
                     .store(k[CNT_EVENTS as usize], Ordering::Relaxed);
+                metrics
+                    .kernel_path_errors
+                    .store(k[CNT_PATH_ERRORS as usize], Ordering::Relaxed);
+                let errors = k[CNT_HOOK_ERRORS as usize];
+                metrics.kernel_hook_errors.store(errors, Ordering::Relaxed);
+                if errors > last_errors {
+                    tracing::error!(
+                        failed = errors - last_errors,
+                        "kernel hooks failed for managed tasks (denied where the rule set can block); see d4c_kernel_hook_errors_total"
+                    );
+                    last_errors = errors;
+                }
                 let drops = k[CNT_RINGBUF_DROPS as usize];
                 metrics.ringbuf_drops.store(drops, Ordering::Relaxed);
                 if drops > last_drops {

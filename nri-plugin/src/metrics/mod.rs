@@ -39,6 +39,8 @@ pub struct Metrics {
     pub kernel_denied: AtomicU64,
     pub kernel_events: AtomicU64,
     pub ringbuf_drops: AtomicU64,
+    pub kernel_path_errors: AtomicU64,
+    pub kernel_hook_errors: AtomicU64,
     /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
     pub previous_builds: AtomicU64,
     /// How the hooks are attached: 0 none, 1 + the index in `AttachMode::ALL`.

@@ -117,9 +117,37 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathK
         debug_assert!(FILE_OP_SLOTS >= FileOp::ALL.len());
         out.push((PathKey::new(rule_set, key), rule));
     }
-    if any {
-        out
-    } else {
-        Vec::new()
+    if !any {
+        return Vec::new();
     }
+    unreachable_row(&mut out);
+    out
+}
+
+/// Sets the root entry's empty-rest row (no path reaches it: every path has at least `/`
+/// after the empty prefix) to the most restrictive actions of each operation over every
+/// entry and class: what the kernel decides for a path it cannot build from the task's
+/// root (another mount namespace, a detached mount, outside a chroot, too deep).
+fn unreachable_row(out: &mut [(PathKey, FileRule)]) {
+    let mut worst = [0u8; FILE_OP_SLOTS];
+    for (_, rule) in out.iter() {
+        for row in &rule.actions {
+            for (w, a) in worst.iter_mut().zip(row) {
+                *w |= a;
+            }
+        }
+    }
+    if let Some((_, root)) = out.iter_mut().find(|(k, _)| k.prefix_len == 32) {
+        root.actions[REST_EMPTY] = worst;
+    }
+}
+
+/// The actions the kernel takes for `op` on a path it cannot build, under `rules` (one rule
+/// set's entries): the root entry's empty-rest row.
+#[must_use]
+pub fn unreachable_actions(rules: &[(PathKey, FileRule)], op: FileOp) -> u8 {
+    rules
+        .iter()
+        .find(|(k, _)| k.prefix_len == 32)
+        .map_or(0, |(_, r)| r.actions[REST_EMPTY][op as usize])
 }

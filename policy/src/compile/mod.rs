@@ -12,6 +12,7 @@ pub(crate) mod process;
 mod registry;
 mod responses;
 
+pub use file::unreachable_actions;
 pub use prefixes::rest_class;
 pub use process::comm_bytes;
 pub use registry::RuleSets;

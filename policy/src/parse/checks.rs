@@ -2,7 +2,7 @@
 
 use super::FileParser;
 use crate::model::{Actions, BlockKind, FileOp};
-use crate::pattern::PathKind;
+use crate::pattern::{PathKind, PathPattern};
 
 /// Cross-checks one block whose selectors start at `first_sel` and responses at `first_resp`.
 /// Unused-selector warnings are given only for a block without errors (`clean`).
@@ -29,11 +29,14 @@ pub(super) fn block(
         }
         if sel.has_op(FileOp::ExecMemFd.bit())
             && sel.ops.is_some()
-            && sel.target_path.is_some()
             && kind == BlockKind::File
+            && sel
+                .target_path
+                .as_ref()
+                .is_some_and(|ps| !ps.iter().any(PathPattern::can_match_memfd))
         {
             p.sink.warning(sel.pos, format!(
-                "selector `{}`: execMemFd events have no file path (a memfd has none), so this selector never matches them because of its `targetFilePath`",
+                "selector `{}`: execMemFd events have the path `/memfd:NAME`, which none of its `targetFilePath` patterns can match, so it never matches them; add `/memfd:*` (or drop `targetFilePath`)",
                 sel.name
             ));
         }

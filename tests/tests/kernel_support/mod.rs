@@ -186,7 +186,12 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new(tag: &str) -> Self {
-        let path = Path::new("/tmp").join(unique(tag));
+        Self::under(Path::new("/tmp"), tag)
+    }
+
+    /// A scratch dir under `base` (`/tmp` is its own mount in the guests; `/` is not).
+    pub fn under(base: &Path, tag: &str) -> Self {
+        let path = base.join(unique(tag));
         std::fs::create_dir_all(&path).unwrap();
         TestDir { path }
     }

@@ -1,0 +1,166 @@
+//! POSIX ACL hooks: an access ACL that lets anyone execute a regular file that had no x
+//! bit makes it executable without a chmod, so it is createExecutable, however it is set
+//! (setxattr, fsetxattr on an `O_TMPFILE`, io_uring): `inode_setxattr` on 6.1 (the raw
+//! `system.posix_acl_access` value) and `inode_set_acl` on 6.2+ (the parsed ACL).
+//!
+//! These hooks get a dentry without its mount, so the path is built on the task's root
+//! mount when the file is on that superblock (the container's root filesystem); anywhere
+//! else it is unreachable, and the rule set's most restrictive path class decides.
+
+use aya_ebpf::{programs::LsmContext, EbpfContext};
+use d4c_common::{
+    offsets::{OFF_ACL_COUNT, OFF_ACL_ENTRIES, OFF_DENTRY_SB, OFF_VFSMOUNT_SB},
+    HOOK_INODE_SETXATTR, HOOK_INODE_SET_ACL,
+};
+
+use crate::{
+    container::Cgroup,
+    file_ops::{self, dentry_mode, CREATE_EXE},
+    offsets::{off, read, read_at, read_ptr},
+    path::{self, PATH_UNREACHABLE},
+    scratch::{scratch, TARGET},
+};
+
+type R = Result<bool, i64>;
+
+/// The access ACL's xattr name, NUL included.
+const ACCESS: &[u8; 24] = b"system.posix_acl_access\0";
+/// Entries looked at; an ACL with more is taken as granting execution.
+const MAX_ENTRIES: u32 = 32;
+
+const ACL_USER_OBJ: u16 = 0x01;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
+const ACL_GROUP: u16 = 0x08;
+const ACL_MASK: u16 = 0x10;
+const ACL_OTHER: u16 = 0x20;
+const ACL_EXECUTE: u16 = 0x01;
+
+/// What the entries seen so far say about execution.
+#[derive(Default)]
+struct Grants {
+    owner_or_other: bool,
+    group_class: bool,
+    mask: bool,
+    mask_x: bool,
+}
+
+impl Grants {
+    #[inline(always)]
+    fn add(&mut self, tag: u16, perm: u16) {
+        let x = perm & ACL_EXECUTE != 0;
+        match tag {
+            ACL_USER_OBJ | ACL_OTHER => self.owner_or_other |= x,
+            ACL_USER | ACL_GROUP_OBJ | ACL_GROUP => self.group_class |= x,
+            ACL_MASK => {
+                self.mask = true;
+                self.mask_x = x;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether some user may execute: the owner or others, or the group class through
+    /// the mask (when there is one).
+    #[inline(always)]
+    fn execute(&self) -> bool {
+        self.owner_or_other || (self.group_class && (!self.mask || self.mask_x))
+    }
+}
+
+/// Whether `name` (a kernel string) is the access ACL's xattr name.
+#[inline(always)]
+fn is_access(name: *const u8) -> bool {
+    read_at::<[u8; 24]>(name).is_ok_and(|n| &n == ACCESS)
+}
+
+/// `inode_setxattr(idmap, struct dentry *dentry, const char *name, const void *value,
+/// size_t size, int flags)`: on 6.1, the access ACL in its xattr form (a 4-byte header,
+/// then 8-byte entries `{u16 tag, u16 perm, u32 id}`), already copied into the kernel.
+pub fn inode_setxattr(ctx: &LsmContext, cg: Cgroup) -> R {
+    let dentry: *const u8 = ctx.arg(1);
+    if !is_access(ctx.arg(2)) {
+        return Ok(false);
+    }
+    let Some(mode) = gains_x_candidate(dentry) else {
+        return Ok(false);
+    };
+    let value = void_arg(ctx, 3)?;
+    let size: u64 = ctx.arg(4);
+    let n = size.saturating_sub(4) / 8;
+    let mut g = Grants::default();
+    if n > u64::from(MAX_ENTRIES) {
+        g.owner_or_other = true;
+    } else {
+        for i in 0..MAX_ENTRIES {
+            if u64::from(i) >= n {
+                break;
+            }
+            let e = read_at::<[u16; 2]>(value.wrapping_add(4 + 8 * i as usize))?;
+            g.add(e[0], e[1]);
+        }
+    }
+    decide(cg, HOOK_INODE_SETXATTR, dentry, mode, &g)
+}
+
+/// `inode_set_acl(idmap, struct dentry *dentry, const char *acl_name, struct posix_acl
+/// *kacl)` (6.2+): `kacl` is null when the ACL is removed.
+pub fn inode_set_acl(ctx: &LsmContext, cg: Cgroup) -> R {
+    let dentry: *const u8 = ctx.arg(1);
+    let acl: *const u8 = ctx.arg(3);
+    if acl.is_null() || !is_access(ctx.arg(2)) {
+        return Ok(false);
+    }
+    let Some(mode) = gains_x_candidate(dentry) else {
+        return Ok(false);
+    };
+    let n = read::<u32>(acl, OFF_ACL_COUNT)?;
+    let entries = acl.wrapping_add(off(OFF_ACL_ENTRIES));
+    let mut g = Grants::default();
+    if n > MAX_ENTRIES {
+        g.owner_or_other = true;
+    } else {
+        for i in 0..MAX_ENTRIES {
+            if i >= n {
+                break;
+            }
+            // struct posix_acl_entry { short e_tag; unsigned short e_perm; union id; }
+            let e = read_at::<[u16; 2]>(entries.wrapping_add(8 * i as usize))?;
+            g.add(e[0], e[1]);
+        }
+    }
+    decide(cg, HOOK_INODE_SET_ACL, dentry, mode, &g)
+}
+
+/// Argument `n` of the hook when its type is `void *`, which the verifier does not let a
+/// program load from its context: read from the trampoline's argument array instead.
+#[inline(always)]
+fn void_arg(ctx: &LsmContext, n: usize) -> Result<*const u8, i64> {
+    read_at::<u64>(ctx.as_ptr().cast::<u8>().cast_const().wrapping_add(8 * n)).map(|v| v as *const u8)
+}
+
+/// The mode of `dentry`'s inode when it is a regular file without an x bit (the files an
+/// ACL can make executable), else `None`.
+#[inline(always)]
+fn gains_x_candidate(dentry: *const u8) -> Option<u32> {
+    let mode = dentry_mode(dentry)?;
+    (file_ops::is_reg(mode) && !file_ops::has_x(mode)).then_some(mode)
+}
+
+/// createExecutable of `dentry` when the ACL `g` lets anyone execute it.
+#[inline(always)]
+fn decide(cg: Cgroup, hook: u16, dentry: *const u8, mode: u32, g: &Grants) -> R {
+    if !g.execute() || !crate::maps::may_act(cg.rule_set, u32::from(CREATE_EXE)) {
+        return Ok(false);
+    }
+    let s = scratch().ok_or(0)?;
+    file_ops::meta(s, cg, hook, mode);
+    // The task's root mount, and whether the file is on its superblock.
+    let (root_mnt, _) = path::task_root()?;
+    let same_sb = read_ptr(root_mnt, OFF_VFSMOUNT_SB)? == read_ptr(dentry, OFF_DENTRY_SB)?;
+    path::build(s, TARGET, root_mnt, dentry);
+    if !same_sb {
+        s.target.flags |= PATH_UNREACHABLE;
+    }
+    Ok(file_ops::decide_acting(s, core::ptr::null(), core::ptr::null(), u32::from(CREATE_EXE)) != 0)
+}

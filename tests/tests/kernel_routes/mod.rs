@@ -1,0 +1,410 @@
+//! Kernel tests of the routes around the drift rules that an outside review found (each
+//! ran a dropped or changed program with no alert before its fix): POSIX ACLs that add
+//! an x bit, paths the walk cannot build from the task's root, `O_TMPFILE` executables,
+//! process names picked by the exec, and memfd paths.
+
+use std::{ffi::CString, path::Path};
+
+use d4c_common::{
+    event::FLAG_PATH_UNREACHABLE, ACTION_ALERT, ACTION_BLOCK, OP_CREATE_EXECUTABLE, OP_EXEC,
+    OP_EXEC_MEMFD, OP_FORK, OP_MODIFY_EXECUTABLE, REST_EMPTY, REST_NAME,
+};
+
+use crate::kernel_support::{
+    c, errno, ev_path, kernel, mode_of, rc, register, root_entry, rule_at, rule_set_id, run_in,
+    wait, TestCgroup, TestDir,
+};
+
+const BLOCK: u8 = ACTION_ALERT | ACTION_BLOCK;
+
+const ACL_USER_OBJ: u16 = 0x01;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
+const ACL_MASK: u16 = 0x10;
+const ACL_OTHER: u16 = 0x20;
+
+/// An access ACL in its xattr form: version 2, then `(tag, perm, id)` entries.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    v
+}
+
+/// `u::rwx,g::r,o::r`: the owner may execute.
+fn owner_x() -> Vec<u8> {
+    acl(&[
+        (ACL_USER_OBJ, 7, u32::MAX),
+        (ACL_GROUP_OBJ, 4, u32::MAX),
+        (ACL_OTHER, 4, u32::MAX),
+    ])
+}
+
+/// `u::rw,u:1234:rwx,g::r,m::M,o::r`: user 1234 may execute when the mask `M` lets it.
+fn named_user_x(mask: u16) -> Vec<u8> {
+    acl(&[
+        (ACL_USER_OBJ, 6, u32::MAX),
+        (ACL_USER, 7, 1234),
+        (ACL_GROUP_OBJ, 4, u32::MAX),
+        (ACL_MASK, mask, u32::MAX),
+        (ACL_OTHER, 4, u32::MAX),
+    ])
+}
+
+fn set_acl(p: &CString, value: &[u8]) -> i32 {
+    // SAFETY: NUL-terminated strings and a buffer of `value.len()` bytes.
+    rc(i64::from(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    }))
+}
+
+fn open(p: &CString, flags: i32, mode: u32) -> i32 {
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(p.as_ptr(), flags, mode) };
+    if fd < 0 {
+        errno()
+    } else {
+        // SAFETY: our own fd.
+        unsafe { libc::close(fd) };
+        0
+    }
+}
+
+#[test]
+fn an_acl_that_lets_anyone_execute_is_create_executable() {
+    let Some(mut k) = kernel() else { return };
+    // On the root filesystem (the ACL hooks get no mount: the path is built on the task's
+    // root mount), with the rule on the directory's children only.
+    let dir = TestDir::under(Path::new("/"), "acl");
+    let rs = rule_set_id();
+    let prefix = format!("{}/", dir.path.display());
+    k.enforcer()
+        .write_file_rules(&[
+            root_entry(rs),
+            rule_at(
+                rs,
+                prefix.as_bytes(),
+                &[REST_NAME],
+                &[OP_CREATE_EXECUTABLE],
+                BLOCK,
+            ),
+        ])
+        .unwrap();
+    let cg = TestCgroup::new("acl");
+    register(&mut k, &cg, rs);
+    let f = dir.file("f", 0o644);
+    let cf = c(&f);
+
+    assert_eq!(
+        run_in(Some(&cg.path), || set_acl(&cf, &owner_x())),
+        libc::EPERM
+    );
+    assert_eq!(
+        run_in(Some(&cg.path), || set_acl(&cf, &named_user_x(7))),
+        libc::EPERM
+    );
+    assert_eq!(mode_of(&f), 0o644, "the mode must not change");
+    // ACLs that let nobody execute are no createExecutable.
+    assert_eq!(run_in(Some(&cg.path), || set_acl(&cf, &named_user_x(6))), 0);
+    let plain = acl(&[
+        (ACL_USER_OBJ, 6, u32::MAX),
+        (ACL_GROUP_OBJ, 4, u32::MAX),
+        (ACL_OTHER, 4, u32::MAX),
+    ]);
+    assert_eq!(run_in(Some(&cg.path), || set_acl(&cf, &plain)), 0);
+    assert_eq!(mode_of(&f) & 0o111, 0);
+
+    let ev = k
+        .events()
+        .into_iter()
+        .find(|e| e.op == OP_CREATE_EXECUTABLE as u8)
+        .expect("a createExecutable event");
+    assert_eq!(ev_path(&ev), f.to_str().unwrap());
+    assert!(
+        [
+            d4c_common::HOOK_INODE_SETXATTR,
+            d4c_common::HOOK_INODE_SET_ACL
+        ]
+        .contains(&ev.hook),
+        "hook {}",
+        ev.hook
+    );
+
+    // fsetxattr on an O_TMPFILE (then `execveat` would run it without a name).
+    let d = c(&dir.path);
+    let r = run_in(Some(&cg.path), || unsafe {
+        let fd = libc::open(d.as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o644);
+        if fd < 0 {
+            return 100;
+        }
+        let v = owner_x();
+        rc(i64::from(libc::fsetxattr(
+            fd,
+            c"system.posix_acl_access".as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            0,
+        )))
+    });
+    assert_eq!(r, libc::EPERM, "fsetxattr of an O_TMPFILE");
+
+    // Unmanaged: the same ACL works and makes the file executable (so the kernel and the
+    // filesystem take ACLs, and the refusals above were d4c's).
+    assert_eq!(run_in(None, || set_acl(&cf, &owner_x())), 0);
+    assert_eq!(mode_of(&f) & 0o100, 0o100);
+}
+
+/// A rule set whose only action is in the root entry's empty-rest row (which the compiler
+/// fills with the rule set's most restrictive actions): every path the walk builds is
+/// allowed, every path it cannot build is refused.
+fn unreachable_only(k: &mut crate::kernel_support::Shared, tag: &str) -> (TestCgroup, TestDir) {
+    let rs = rule_set_id();
+    k.enforcer()
+        .write_file_rules(&[rule_at(
+            rs,
+            b"",
+            &[REST_EMPTY],
+            &[OP_MODIFY_EXECUTABLE, OP_CREATE_EXECUTABLE],
+            BLOCK,
+        )])
+        .unwrap();
+    let cg = TestCgroup::new(tag);
+    register(k, &cg, rs);
+    (cg, TestDir::new(tag))
+}
+
+#[test]
+fn a_path_the_walk_cannot_build_gets_the_most_restrictive_class() {
+    let Some(mut k) = kernel() else { return };
+    let (cg, dir) = unreachable_only(&mut k, "unreach");
+    let exe = dir.file("exe", 0o755);
+    let (cexe, cdir) = (c(&exe), c(&dir.path));
+    // Reachable: no rule applies.
+    assert_eq!(run_in(Some(&cg.path), || open(&cexe, libc::O_WRONLY, 0)), 0);
+
+    // A directory fd kept across unshare(CLONE_NEWNS).
+    let across_unshare = || unsafe {
+        let dfd = libc::open(cdir.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY);
+        if dfd < 0 || libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return 100;
+        }
+        let fd = libc::openat(dfd, c"exe".as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            errno()
+        } else {
+            0
+        }
+    };
+    assert_eq!(
+        run_in(Some(&cg.path), across_unshare),
+        libc::EPERM,
+        "dirfd across unshare"
+    );
+    assert_eq!(run_in(None, across_unshare), 0, "unmanaged");
+
+    // A detached mount (open_tree OPEN_TREE_CLONE).
+    let r = run_in(Some(&cg.path), || unsafe {
+        const OPEN_TREE_CLONE: libc::c_long = 1;
+        let t = libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            cdir.as_ptr(),
+            OPEN_TREE_CLONE | libc::c_long::from(libc::O_CLOEXEC),
+        );
+        if t < 0 {
+            return 100;
+        }
+        let fd = libc::openat(t as i32, c"exe".as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            errno()
+        } else {
+            0
+        }
+    });
+    assert_eq!(r, libc::EPERM, "detached mount");
+
+    // /proc/PID/root of a process in another mount namespace.
+    let mut fds = [0i32; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (mut ready, mut go) = ([0i32; 2], [0u8; 1]);
+    assert_eq!(unsafe { libc::pipe(ready.as_mut_ptr()) }, 0);
+    let other = unsafe { libc::fork() };
+    if other == 0 {
+        unsafe {
+            libc::unshare(libc::CLONE_NEWNS);
+            libc::write(ready[1], b"r".as_ptr().cast(), 1);
+            libc::read(fds[0], go.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    unsafe { libc::read(ready[0], go.as_mut_ptr().cast(), 1) };
+    let via_proc = CString::new(format!("/proc/{other}/root{}", exe.display())).unwrap();
+    let r = run_in(Some(&cg.path), || open(&via_proc, libc::O_WRONLY, 0));
+    unsafe { libc::write(fds[1], b"g".as_ptr().cast(), 1) };
+    wait(other);
+    assert_eq!(r, libc::EPERM, "/proc/PID/root of another mount namespace");
+
+    // Deeper than the walk goes (chmod: a hook where only the walk builds paths).
+    let mut deep = dir.path.clone();
+    for _ in 0..140 {
+        deep.push("a");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("f"), b"x").unwrap();
+    let deep_f = c(&deep.join("f"));
+    let chmod_x = || unsafe { rc(i64::from(libc::chmod(deep_f.as_ptr(), 0o755))) };
+    assert_eq!(run_in(Some(&cg.path), chmod_x), libc::EPERM, "too deep");
+
+    let evs = k.events();
+    assert!(
+        evs.iter().any(|e| e.flags & FLAG_PATH_UNREACHABLE != 0),
+        "the events say the path was unreachable"
+    );
+}
+
+#[test]
+fn an_o_tmpfile_with_x_bits_is_create_executable() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = crate::setup(&mut k, "tmpfile", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let d = c(&dir.path);
+    let tmpfile = |mode: u32| {
+        let d = d.clone();
+        move || open(&d, libc::O_TMPFILE | libc::O_WRONLY, mode)
+    };
+    assert_eq!(run_in(Some(&cg.path), tmpfile(0o755)), libc::EPERM);
+    assert_eq!(run_in(Some(&cg.path), tmpfile(0o644)), 0);
+    // Inside a chroot too.
+    let r = run_in(Some(&cg.path), || unsafe {
+        if libc::chroot(d.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+            return 100;
+        }
+        open(
+            &CString::new("/").unwrap(),
+            libc::O_TMPFILE | libc::O_WRONLY,
+            0o755,
+        )
+    });
+    assert_eq!(r, libc::EPERM, "O_TMPFILE 0755 in a chroot");
+    assert_eq!(run_in(None, tmpfile(0o755)), 0, "unmanaged");
+}
+
+/// In a forked child: `execve(p)`; returns errno if it fails.
+fn exec(p: &CString) -> i32 {
+    let argv = [p.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: NUL-terminated strings and NULL-terminated arrays.
+    unsafe { libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    errno()
+}
+
+#[test]
+fn the_process_name_is_the_executed_files() {
+    let Some(mut k) = kernel() else { return };
+    let (rs, cg, dir) = crate::setup(&mut k, "names", &[], 0);
+    crate::proc_rules(&mut k, rs, Some("blocked-name"), OP_EXEC, BLOCK);
+    let script = dir.file("blocked-name", 0o755);
+    let link = dir.path.join("innocent");
+    std::os::unix::fs::symlink(&script, &link).unwrap();
+    let clink = c(&link);
+    assert_eq!(
+        run_in(Some(&cg.path), || exec(&clink)),
+        libc::EPERM,
+        "through a symlink"
+    );
+    let cs = c(&script);
+    let r = run_in(Some(&cg.path), || {
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(cs.as_ptr(), libc::O_RDONLY) };
+        let via = format!("/proc/self/fd/{fd}\0");
+        exec(&CString::from_vec_with_nul(via.into_bytes()).unwrap())
+    });
+    assert_eq!(r, libc::EPERM, "through /proc/self/fd/N");
+
+    // Fork: the name of the file the process runs, not the comm it set itself.
+    let rs2 = rule_set_id();
+    k.enforcer().write_file_rules(&[root_entry(rs2)]).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let name = me.file_name().unwrap().to_str().unwrap();
+    let name = &name[..name.len().min(15)];
+    crate::proc_rules(&mut k, rs2, Some(name), OP_FORK, BLOCK);
+    let cg2 = TestCgroup::new("names-fork");
+    register(&mut k, &cg2, rs2);
+    let r = run_in(Some(&cg2.path), || unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"innocent".as_ptr());
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        if pid < 0 {
+            errno()
+        } else {
+            wait(pid)
+        }
+    });
+    assert_eq!(r, libc::EPERM, "fork after PR_SET_NAME");
+}
+
+#[test]
+fn a_memfd_is_matched_by_its_path() {
+    let Some(mut k) = kernel() else { return };
+    let rs = rule_set_id();
+    // `/memfd:*`: the prefix `/memfd:` with an empty or one-name rest.
+    k.enforcer()
+        .write_file_rules(&[
+            root_entry(rs),
+            rule_at(
+                rs,
+                b"/memfd:",
+                &[REST_EMPTY, REST_NAME],
+                &[OP_EXEC_MEMFD],
+                BLOCK,
+            ),
+        ])
+        .unwrap();
+    let cg = TestCgroup::new("memfd-path");
+    register(&mut k, &cg, rs);
+    // A `/` in the name keeps it one component.
+    let fd = crate::memfd_with_self(c"a/b");
+    let argv = [c"x".as_ptr(), c"--list".as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let r = run_in(Some(&cg.path), || unsafe {
+        libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+        errno()
+    });
+    assert_eq!(r, libc::EPERM);
+    assert!(k
+        .events()
+        .iter()
+        .any(|e| e.op == OP_EXEC_MEMFD as u8 && ev_path(e) == "/memfd:a_b"));
+    // A rule set whose patterns cannot match a memfd lets it run.
+    let rs2 = rule_set_id();
+    k.enforcer()
+        .write_file_rules(&[
+            root_entry(rs2),
+            rule_at(
+                rs2,
+                b"/usr/",
+                &[REST_NAME, d4c_common::REST_DEEP],
+                &[OP_EXEC_MEMFD],
+                BLOCK,
+            ),
+        ])
+        .unwrap();
+    let cg2 = TestCgroup::new("memfd-usr");
+    register(&mut k, &cg2, rs2);
+    let r = run_in(Some(&cg2.path), || unsafe {
+        libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+        errno()
+    });
+    assert_eq!(r, 0);
+    unsafe { libc::close(fd) };
+}
