@@ -109,7 +109,7 @@ pub fn emit(s: &mut Scratch) -> u32 {
     if s.exe.len as usize > EVENT_EXE_MAX {
         flags |= FLAG_EXE_TRUNCATED;
     }
-    if m.kind == EVENT_FILE && s.target.flags != 0 {
+    if s.target.flags != 0 {
         flags |= FLAG_PATH_UNREACHABLE;
     }
     // SAFETY: `ev` points to a reserved, writable record of `size_of::<Event>()` bytes.

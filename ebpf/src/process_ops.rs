@@ -14,15 +14,15 @@ use d4c_common::{
         OFF_BPRM_FILE, OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_FILE_INODE, OFF_FILE_PATH,
         OFF_INODE_MODE,
     },
-    CommKey, ProcKey, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC,
-    OP_FORK, RULESET_PROC_SHIFT,
+    CommKey, ProcKey, CNT_PATH_ERRORS, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC,
+    OP_FORK, REST_EMPTY, RULESET_PROC_SHIFT,
 };
 
 use crate::{
     container::Cgroup,
     event::{self, exe_file_path, interactive},
     file_ops,
-    maps::{may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS},
+    maps::{count, may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS},
     offsets::{off, read, read_path, read_ptr},
     path,
     scratch::{scratch, Scratch, TARGET},
@@ -37,12 +37,28 @@ type R = Result<bool, i64>;
 #[inline(never)]
 fn decide(s: &mut Scratch, comm: &CommKey, op: u32) -> u32 {
     let rule_set = s.meta.rule_set;
-    path::set_key(&mut s.target, rule_set);
+    // A path the walk could not build from the task's root: the root entry's empty-rest
+    // class, which the compiler makes the most restrictive of every executable class.
+    let unreachable = s.target.flags != 0;
+    if unreachable {
+        count(CNT_PATH_ERRORS);
+        s.target.prefix_len = 32;
+        s.target.rule_set_be = rule_set.to_be_bytes();
+    } else {
+        path::set_key(&mut s.target, rule_set);
+    }
     let exe_class = match EXE_RULES.get(s.target.key()) {
-        Some(rule) => match rule.class.get(path::rest_class(&s.target, rule.prefix_len)) {
-            Some(c) => *c,
-            None => 0,
-        },
+        Some(rule) => {
+            let class = if unreachable {
+                REST_EMPTY
+            } else {
+                path::rest_class(&s.target, rule.prefix_len)
+            };
+            match rule.class.get(class) {
+                Some(c) => *c,
+                None => 0,
+            }
+        }
         None => 0,
     };
     // SAFETY: the value is copied out at once.
@@ -157,7 +173,11 @@ pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
         return Ok(false);
     }
     let s = scratch().ok_or(0)?;
-    path::build(s, TARGET, mnt, dentry);
+    if file_ops::is_memfd(dentry)? {
+        path::memfd_path(s, dentry)?;
+    } else {
+        path::build(s, TARGET, mnt, dentry);
+    }
     // The name of the file the process runs, not its `comm` (which it may set itself).
     let comm = file_name(cg.rule_set, dentry)?;
     meta(s, cg, HOOK_TASK_ALLOC, 0);

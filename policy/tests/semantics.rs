@@ -292,6 +292,38 @@ fn an_unreachable_path_gets_the_most_restrictive_row() {
 }
 
 #[test]
+fn an_unreachable_executable_gets_the_most_restrictive_class() {
+    let p = policy("process:\n  selectors:\n    - name: tmp\n      operation: [exec]\n      processExecutable: ['/tmp/**']\n    - name: nc\n      operation: [exec]\n      processName: [nc]\n  responses:\n    - match: [tmp]\n      actions: [alert, block]\n    - match: [nc]\n      actions: [log]\n");
+    let t = compile_rule_set(
+        &p,
+        &RuleSetSpec::for_container(&p, &Container::default()),
+        3,
+    )
+    .unwrap();
+    let root = t
+        .exe_rules
+        .iter()
+        .find(|(k, _)| k.prefix_len == 32)
+        .expect("root entry")
+        .1;
+    let class = root.class[d4c_common::REST_EMPTY];
+    let decision = |name_class: u32| {
+        t.proc_decisions
+            .iter()
+            .find(|(k, _)| k.exe_class == class && k.name_class == name_class)
+            .map_or(0, |(_, d)| d.actions[0][d4c_common::OP_EXEC])
+    };
+    // Any name: the /tmp block; the name `nc` (class 1) adds its log.
+    assert_eq!(decision(0), ACTION_ALERT | ACTION_BLOCK);
+    assert_eq!(decision(1), ACTION_ALERT | ACTION_BLOCK | ACTION_LOG);
+    // A real path never gets that class.
+    assert!(t
+        .exe_rules
+        .iter()
+        .all(|(_, r)| r.class[1] != class && r.class[2] != class));
+}
+
+#[test]
 fn the_longest_paths_compile_exactly() {
     let exact = format!("/{}", "e".repeat(250));
     let dir = format!("/{}", "d".repeat(246));

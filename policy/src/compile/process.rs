@@ -13,7 +13,7 @@ use super::responses::ResponseIndex;
 use super::{CompileError, RuleSetSpec, MAX_PROCESS_COMBINATIONS};
 use crate::model::{BlockKind, Policy, ProcessOp};
 use d4c_common::{
-    CommKey, ExeRule, NameClass, PathKey, ProcDecision, ProcKey, COMM_LEN, REST_CLASSES,
+    CommKey, ExeRule, NameClass, PathKey, ProcDecision, ProcKey, COMM_LEN, REST_CLASSES, REST_EMPTY,
 };
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -116,7 +116,12 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
         ));
     }
 
-    let (ne, nn) = (exe_classes.sets.len(), name_classes.sets.len());
+    // One more executable class for a path the kernel cannot build (see below).
+    let unreachable = !exe_rules.is_empty();
+    let (ne, nn) = (
+        exe_classes.sets.len() + usize::from(unreachable),
+        name_classes.sets.len(),
+    );
     if ne.saturating_mul(nn) > MAX_PROCESS_COMBINATIONS {
         return Err(CompileError::TooManyProcessClasses {
             rule_set,
@@ -156,5 +161,45 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out
     if decisions.is_empty() {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
     }
+    if unreachable {
+        unreachable_class(&mut exe_rules, &mut decisions, &exe_classes, nn, rule_set);
+    }
     Ok((exe_rules, comm_rules, decisions))
+}
+
+/// The executable class of a path the kernel cannot build from the task's root (another
+/// mount namespace, a detached mount, outside a chroot, too deep): one class past the
+/// real ones, whose decision for each name class is the most restrictive of every real
+/// executable class's, stored in the root entry's empty-rest slot (no real path reaches
+/// it: every path has at least `/` after the empty prefix).
+fn unreachable_class(
+    exe_rules: &mut [(PathKey, ExeRule)],
+    decisions: &mut Vec<(ProcKey, ProcDecision)>,
+    exe_classes: &Classes,
+    name_classes: usize,
+    rule_set: u32,
+) {
+    let class = u32::try_from(exe_classes.sets.len()).unwrap_or(u32::MAX);
+    let mut worst = vec![ProcDecision::default(); name_classes];
+    for (k, d) in decisions.iter() {
+        let w = &mut worst[k.name_class as usize];
+        for (wrow, row) in w.actions.iter_mut().zip(&d.actions) {
+            for (wa, a) in wrow.iter_mut().zip(row) {
+                *wa |= a;
+            }
+        }
+    }
+    for (n, d) in worst.into_iter().enumerate() {
+        if d != ProcDecision::default() {
+            let key = ProcKey {
+                rule_set,
+                exe_class: class,
+                name_class: u32::try_from(n).unwrap_or(u32::MAX),
+            };
+            decisions.push((key, d));
+        }
+    }
+    if let Some((_, root)) = exe_rules.iter_mut().find(|(k, _)| k.prefix_len == 32) {
+        root.class[REST_EMPTY] = class;
+    }
 }

@@ -6,8 +6,9 @@
 use std::{ffi::CString, path::Path};
 
 use d4c_common::{
-    event::FLAG_PATH_UNREACHABLE, ACTION_ALERT, ACTION_BLOCK, OP_CREATE_EXECUTABLE, OP_EXEC,
-    OP_EXEC_MEMFD, OP_FORK, OP_MODIFY_EXECUTABLE, REST_EMPTY, REST_NAME,
+    event::FLAG_PATH_UNREACHABLE, ExeRule, PathKey, ProcDecision, ProcKey, ACTION_ALERT,
+    ACTION_BLOCK, OP_CREATE_EXECUTABLE, OP_EXEC, OP_EXEC_MEMFD, OP_FORK, OP_MODIFY_EXECUTABLE,
+    REST_EMPTY, REST_NAME,
 };
 
 use crate::kernel_support::{
@@ -351,6 +352,72 @@ fn the_process_name_is_the_executed_files() {
         }
     });
     assert_eq!(r, libc::EPERM, "fork after PR_SET_NAME");
+}
+
+#[test]
+fn an_executable_the_walk_cannot_reach_gets_the_most_restrictive_class() {
+    let Some(mut k) = kernel() else { return };
+    let (rs, cg, dir) = crate::setup(&mut k, "unreach-exec", &[], 0);
+    // Executable class 1 only in the root entry's empty-rest slot (where the compiler puts
+    // the class of unreachable paths); exec of class 1 is blocked.
+    let mut exe = ExeRule::default();
+    exe.class[REST_EMPTY] = 1;
+    k.enforcer()
+        .write_exe_rules(&[(PathKey::new(rs, b""), exe)])
+        .unwrap();
+    let mut d = ProcDecision::default();
+    d.actions[0][OP_EXEC] = BLOCK;
+    d.actions[1][OP_EXEC] = BLOCK;
+    k.enforcer()
+        .write_proc_decisions(&[(
+            ProcKey {
+                rule_set: rs,
+                exe_class: 1,
+                name_class: 0,
+            },
+            d,
+        )])
+        .unwrap();
+    let script = dir.file("script", 0o755);
+    let cs = c(&script);
+    assert_ne!(
+        run_in(Some(&cg.path), || exec(&cs)),
+        libc::EPERM,
+        "reachable: no rule"
+    );
+    let cdir = c(&dir.path);
+    let via_detached = || unsafe {
+        const OPEN_TREE_CLONE: libc::c_long = 1;
+        let t = libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            cdir.as_ptr(),
+            OPEN_TREE_CLONE,
+        );
+        if t < 0 {
+            return 100;
+        }
+        let argv = [c"script".as_ptr(), std::ptr::null()];
+        let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+        libc::syscall(
+            libc::SYS_execveat,
+            t,
+            c"script".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            0,
+        );
+        errno()
+    };
+    assert_eq!(
+        run_in(Some(&cg.path), via_detached),
+        libc::EPERM,
+        "exec from a detached mount"
+    );
+    assert!(k
+        .events()
+        .iter()
+        .any(|e| e.op == OP_EXEC as u8 && e.flags & FLAG_PATH_UNREACHABLE != 0));
 }
 
 #[test]
