@@ -82,7 +82,11 @@ pub const CNT_PATH_ERRORS: u32 = 4;
 /// Hook calls of managed tasks that failed (a kernel read, the scratch space): denied when
 /// the rule set can block, else allowed; counted either way.
 pub const CNT_HOOK_ERRORS: u32 = 5;
-/// Slots of the counters map (6 used).
+/// Cgroups that could not get an entry because `D4C_CONTAINERS` was full: a `mkdir` of a
+/// cgroup refused in a managed container (or, racing it, a nested cgroup left without an
+/// entry at `cgroup_mkdir`).
+pub const CNT_MAP_FULL: u32 = 6;
+/// Slots of the counters map (7 used).
 pub const COUNTERS: u32 = 8;
 
 // Hooks, for `Event::hook` (the userspace side names them with [`HOOK_NAMES`]).
@@ -111,8 +115,10 @@ pub const HOOK_FILE_TRUNCATE: u16 = 9;
 pub const HOOK_INODE_SETXATTR: u16 = 10;
 /// `inode_set_acl` (6.2+: every way of setting a POSIX ACL).
 pub const HOOK_INODE_SET_ACL: u16 = 11;
+/// `path_mkdir` (a cgroup created inside a managed container needs a map entry).
+pub const HOOK_PATH_MKDIR: u16 = 12;
 /// `HOOK_NAMES[hook]` is the LSM hook's name as ECS `cloud_defend.hook_point` shows it.
-pub const HOOK_NAMES: [&str; 12] = [
+pub const HOOK_NAMES: [&str; 13] = [
     "path_chmod",
     "path_mknod",
     "file_open",
@@ -125,4 +131,5 @@ pub const HOOK_NAMES: [&str; 12] = [
     "file_truncate",
     "inode_setxattr",
     "inode_set_acl",
+    "path_mkdir",
 ];

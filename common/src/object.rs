@@ -9,8 +9,8 @@
 
 use crate::consts::{
     HOOK_BPRM_CREDS_FOR_EXEC, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_INODE_SETXATTR,
-    HOOK_INODE_SET_ACL, HOOK_NAMES, HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKNOD,
-    HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK, HOOK_TASK_ALLOC,
+    HOOK_INODE_SET_ACL, HOOK_NAMES, HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKDIR,
+    HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK, HOOK_TASK_ALLOC,
 };
 
 /// The frozen read-only global holding the kernel's struct offsets
@@ -78,7 +78,7 @@ impl Program {
 
 /// Every program, in load order: the tracepoints first (so nested cgroups are tracked
 /// before any deny), then the hooks.
-pub const PROGRAMS: [Program; 14] = [
+pub const PROGRAMS: [Program; 15] = [
     Program::tracepoint("d4c_cgroup_mkdir", "cgroup_mkdir"),
     Program::tracepoint("d4c_cgroup_rmdir", "cgroup_rmdir"),
     Program::hook(HOOK_PATH_CHMOD),
@@ -95,6 +95,7 @@ pub const PROGRAMS: [Program; 14] = [
     Program::hook(HOOK_INODE_SETXATTR),
     // 6.2+: POSIX ACLs are set through this instead of inode_setxattr.
     Program::optional_hook(HOOK_INODE_SET_ACL),
+    Program::hook(HOOK_PATH_MKDIR),
 ];
 
 /// Whether two names are equal, in a `const` context (for compile-time checks).

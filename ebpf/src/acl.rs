@@ -136,7 +136,8 @@ pub fn inode_set_acl(ctx: &LsmContext, cg: Cgroup) -> R {
 /// program load from its context: read from the trampoline's argument array instead.
 #[inline(always)]
 fn void_arg(ctx: &LsmContext, n: usize) -> Result<*const u8, i64> {
-    read_at::<u64>(ctx.as_ptr().cast::<u8>().cast_const().wrapping_add(8 * n)).map(|v| v as *const u8)
+    read_at::<u64>(ctx.as_ptr().cast::<u8>().cast_const().wrapping_add(8 * n))
+        .map(|v| v as *const u8)
 }
 
 /// The mode of `dentry`'s inode when it is a regular file without an x bit (the files an
@@ -162,5 +163,10 @@ fn decide(cg: Cgroup, hook: u16, dentry: *const u8, mode: u32, g: &Grants) -> R 
     if !same_sb {
         s.target.flags |= PATH_UNREACHABLE;
     }
-    Ok(file_ops::decide_acting(s, core::ptr::null(), core::ptr::null(), u32::from(CREATE_EXE)) != 0)
+    Ok(file_ops::decide_acting(
+        s,
+        core::ptr::null(),
+        core::ptr::null(),
+        u32::from(CREATE_EXE),
+    ) != 0)
 }

@@ -3,7 +3,13 @@
 //! "not ours" and the hook returns at once.
 
 use aya_ebpf::helpers::bpf_get_current_cgroup_id;
-use d4c_common::{CNT_DENIED, CNT_MANAGED, ENTRY_PENDING};
+use d4c_common::{
+    offsets::{OFF_DENTRY_SB, OFF_SB_MAGIC},
+    ContainerEntry, CNT_DENIED, CNT_MANAGED, CNT_MAP_FULL, ENTRY_PENDING,
+};
+
+const BPF_NOEXIST: u32 = 1;
+const EEXIST: i32 = 17;
 
 use crate::{
     maps::{count, ARMED, CONTAINERS},
@@ -74,4 +80,33 @@ pub fn rule_set_at_exec(
     }
     count(CNT_MANAGED);
     Ok(Some(Cgroup { id, rule_set }))
+}
+
+/// `CGROUP2_SUPER_MAGIC`.
+const CGROUP2_MAGIC: u64 = 0x6367_7270;
+
+/// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)` by a managed
+/// task: a new cgroup below its own must get an entry at `cgroup_mkdir`, or its tasks would
+/// be unmanaged. When `D4C_CONTAINERS` has no free slot (a probe insert of cgroup id 0,
+/// which no cgroup has, fails for lack of room), the mkdir is refused and counted.
+#[inline(always)]
+pub fn cgroup_mkdir_has_room(dir: *const u8) -> bool {
+    let (_, dentry) = offsets::load_path(dir);
+    let sb: *const u8 = offsets::load(dentry, OFF_DENTRY_SB);
+    let magic: u64 = offsets::load(sb, OFF_SB_MAGIC);
+    if magic & 0xffff_ffff != CGROUP2_MAGIC {
+        return true;
+    }
+    // EEXIST: another CPU is probing (its slot is taken, so the map is not full).
+    match CONTAINERS.insert(0, ContainerEntry::default(), u64::from(BPF_NOEXIST)) {
+        Ok(()) => {
+            let _ = CONTAINERS.remove(0);
+            true
+        }
+        Err(e) if e == -EEXIST => true,
+        Err(_) => {
+            count(CNT_MAP_FULL);
+            false
+        }
+    }
 }

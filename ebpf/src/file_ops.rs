@@ -5,7 +5,8 @@ use aya_ebpf::programs::LsmContext;
 use d4c_common::{
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
-        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_NLINK, OFF_INODE_SB, OFF_MOUNT_MNT, OFF_MOUNT_MNT_NS, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
+        OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_NLINK, OFF_INODE_SB, OFF_MOUNT_MNT,
+        OFF_MOUNT_MNT_NS, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
     },
     CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
     HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK,
@@ -413,5 +414,10 @@ pub fn is_memfd(dentry: *const u8) -> Result<bool, i64> {
 #[inline(always)]
 pub fn exec_memfd(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) -> bool {
     meta(s, cg, hook, mode);
-    decide(s, core::ptr::null(), core::ptr::null(), u32::from(EXEC_MEMFD)) != 0
+    decide(
+        s,
+        core::ptr::null(),
+        core::ptr::null(),
+        u32::from(EXEC_MEMFD),
+    ) != 0
 }

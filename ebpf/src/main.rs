@@ -135,6 +135,19 @@ pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
 hook!(task_alloc, "task_alloc", process_ops::task_alloc);
 hook!(inode_setxattr, "inode_setxattr", acl::inode_setxattr);
 hook!(inode_set_acl, "inode_set_acl", acl::inode_set_acl);
+/// `path_mkdir`: a managed task may create a cgroup only while `D4C_CONTAINERS` has room
+/// for its entry (else the new cgroup's tasks would be unmanaged).
+#[lsm(hook = "path_mkdir")]
+pub fn path_mkdir(ctx: LsmContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    match container::rule_set() {
+        None => 0,
+        Some(cg) => verdict(Ok(!container::cgroup_mkdir_has_room(ctx.arg(0))), cg),
+    }
+}
+const _: () = assert!(is_program("path_mkdir", "path_mkdir"));
 
 /// Whether a `struct cgroup *` is on the default (v2) hierarchy, the one whose ids
 /// `bpf_get_current_cgroup_id` returns. v1 hierarchies number their cgroups separately.
@@ -186,7 +199,11 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
         entry.flags &= !ENTRY_PENDING;
     }
     let id = cgroup_id(cgrp)?;
-    maps::CONTAINERS.insert(id, entry, 0).map_err(i64::from)
+    // `path_mkdir` refused the mkdir when there was no room; a race past it is counted.
+    maps::CONTAINERS.insert(id, entry, 0).map_err(|e| {
+        maps::count(d4c_common::CNT_MAP_FULL);
+        i64::from(e)
+    })
 }
 
 /// `cgroup_rmdir(struct cgroup *cgrp, const char *path)`: forget a removed cgroup.

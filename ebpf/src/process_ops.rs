@@ -14,8 +14,8 @@ use d4c_common::{
         OFF_BPRM_FILE, OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_FILE_INODE, OFF_FILE_PATH,
         OFF_INODE_MODE,
     },
-    CommKey, ProcKey, CNT_PATH_ERRORS, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC, HOOK_TASK_ALLOC, OP_EXEC,
-    OP_FORK, REST_EMPTY, RULESET_PROC_SHIFT,
+    CommKey, ProcKey, CNT_PATH_ERRORS, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC,
+    HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, REST_EMPTY, RULESET_PROC_SHIFT,
 };
 
 use crate::{
@@ -118,7 +118,11 @@ fn file_name(rule_set: u32, dentry: *const u8) -> Result<CommKey, i64> {
     let name = read::<u64>(dentry, OFF_DENTRY_NAME_PTR)?;
     // SAFETY: the helper checks the source and writes at most COMM_LEN bytes, NUL included.
     unsafe {
-        gen::bpf_probe_read_kernel_str(comm.comm.as_mut_ptr().cast(), COMM_LEN as u32, name as *const _)
+        gen::bpf_probe_read_kernel_str(
+            comm.comm.as_mut_ptr().cast(),
+            COMM_LEN as u32,
+            name as *const _,
+        )
     };
     comm.comm[COMM_LEN - 1] = 0;
     Ok(comm)

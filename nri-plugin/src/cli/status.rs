@@ -5,7 +5,8 @@
 use d4c::bpf::{self, Enforcer};
 use d4c::paths;
 use d4c_common::{
-    CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MANAGED, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
+    CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MANAGED, CNT_MAP_FULL, CNT_PATH_ERRORS,
+    CNT_RINGBUF_DROPS,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -196,6 +197,7 @@ pub fn run(args: &Args) -> ExitCode {
             "ringbuf_drops": counter(CNT_RINGBUF_DROPS),
             "path_errors": counter(CNT_PATH_ERRORS),
             "hook_errors": counter(CNT_HOOK_ERRORS),
+            "map_full": counter(CNT_MAP_FULL),
         },
     });
     match args.format {
@@ -224,8 +226,8 @@ pub fn run(args: &Args) -> ExitCode {
                 );
             }
             println!(
-                "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors, {} hook errors",
-                counter(CNT_MANAGED), counter(CNT_DENIED), counter(CNT_EVENTS), counter(CNT_RINGBUF_DROPS), counter(CNT_PATH_ERRORS), counter(CNT_HOOK_ERRORS)
+                "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors, {} hook errors, {} cgroups refused for a full map",
+                counter(CNT_MANAGED), counter(CNT_DENIED), counter(CNT_EVENTS), counter(CNT_RINGBUF_DROPS), counter(CNT_PATH_ERRORS), counter(CNT_HOOK_ERRORS), counter(CNT_MAP_FULL)
             );
         }
     }

@@ -8,7 +8,9 @@ use crate::alerts::sink::Fanout;
 use crate::alerts::{clock, ecs, record};
 use crate::bpf::AsyncEventReader;
 use crate::metrics::Metrics;
-use d4c_common::{CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS};
+use d4c_common::{
+    CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MAP_FULL, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +100,7 @@ pub async fn forward(
 pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
     let mut last_drops = 0;
     let mut last_errors = 0;
+    let mut last_full = 0;
     loop {
         if let Ok(snap) = handle.status().await {
             metrics.managed_containers.store(
@@ -134,6 +137,15 @@ pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
                         "kernel hooks failed for managed tasks (denied where the rule set can block); see d4c_kernel_hook_errors_total"
                     );
                     last_errors = errors;
+                }
+                let full = k[CNT_MAP_FULL as usize];
+                metrics.kernel_map_full.store(full, Ordering::Relaxed);
+                if full > last_full {
+                    tracing::error!(
+                        refused = full - last_full,
+                        "cgroups could not be created in managed containers: the kernel's containers map is full; see d4c_kernel_map_full_total"
+                    );
+                    last_full = full;
                 }
                 let drops = k[CNT_RINGBUF_DROPS as usize];
                 metrics.ringbuf_drops.store(drops, Ordering::Relaxed);

@@ -106,8 +106,10 @@ impl Revision {
 
 mod nested_entries;
 
-/// Cgroups inside one container registered at its start, at most.
-const NESTED_BUDGET: usize = 4096;
+/// Cgroups inside one container registered at its start, at most: the capacity of the
+/// kernel's containers map (`D4C_CONTAINERS`), which no container can exceed, since the
+/// kernel refuses a managed task's cgroup `mkdir` when the map has no room.
+const NESTED_BUDGET: usize = 65_536;
 
 /// Managed containers and the kernel state that protects them.
 pub struct Registry<K: KernelState> {

@@ -6,9 +6,9 @@
 use std::{ffi::CString, path::Path};
 
 use d4c_common::{
-    event::FLAG_PATH_UNREACHABLE, ExeRule, PathKey, ProcDecision, ProcKey, ACTION_ALERT,
-    ACTION_BLOCK, OP_CREATE_EXECUTABLE, OP_EXEC, OP_EXEC_MEMFD, OP_FORK, OP_MODIFY_EXECUTABLE,
-    REST_EMPTY, REST_NAME,
+    event::FLAG_PATH_UNREACHABLE, ContainerEntry, ExeRule, PathKey, ProcDecision, ProcKey,
+    ACTION_ALERT, ACTION_BLOCK, CNT_MAP_FULL, OP_CREATE_EXECUTABLE, OP_EXEC, OP_EXEC_MEMFD,
+    OP_FORK, OP_MODIFY_EXECUTABLE, REST_EMPTY, REST_NAME,
 };
 
 use crate::kernel_support::{
@@ -474,4 +474,49 @@ fn a_memfd_is_matched_by_its_path() {
     });
     assert_eq!(r, 0);
     unsafe { libc::close(fd) };
+}
+
+#[test]
+fn a_full_containers_map_refuses_a_cgroup_mkdir_in_a_container() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, _dir) = crate::setup(&mut k, "mapfull", &[], 0);
+    // Fill D4C_CONTAINERS with ids no cgroup has.
+    let mut fillers = Vec::new();
+    for i in 0..100_000u64 {
+        let id = (1u64 << 62) + i;
+        if k.enforcer()
+            .register(id, ContainerEntry::new(1, 1))
+            .is_err()
+        {
+            break;
+        }
+        fillers.push(id);
+    }
+    let child = cg.path.join("nested");
+    let nested = c(&child);
+    let mkdir = || unsafe { rc(i64::from(libc::mkdir(nested.as_ptr(), 0o755))) };
+    let before = k.enforcer().counters().unwrap()[CNT_MAP_FULL as usize];
+    let full = run_in(Some(&cg.path), mkdir);
+    let after = k.enforcer().counters().unwrap()[CNT_MAP_FULL as usize];
+    for id in &fillers {
+        k.enforcer().unregister(*id).unwrap();
+    }
+    assert!(fillers.len() < 100_000, "the map must fill up");
+    assert_eq!(
+        full,
+        libc::EPERM,
+        "mkdir of a cgroup with no room for its entry"
+    );
+    assert!(!child.exists());
+    assert!(after > before, "counted");
+    // With room again, the same mkdir works and the new cgroup is managed.
+    assert_eq!(run_in(Some(&cg.path), mkdir), 0);
+    let id = crate::kernel_support::cgroup_id(&child);
+    assert!(k
+        .enforcer()
+        .registered()
+        .unwrap()
+        .iter()
+        .any(|(i, e)| *i == id && e.owner == cg.id()));
+    std::fs::remove_dir(&child).unwrap();
 }

@@ -42,11 +42,11 @@ impl<K: KernelState> Registry<K> {
                 ContainerEntry::new(rule_set, info.cgroup_id)
             };
             if let Err(e) = self.kernel.register(cgroup, entry) {
-                tracing::warn!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container");
+                tracing::error!(container = %info.id, cgroup, error = %e, "could not register a cgroup inside the container: its tasks are not under the container's rule set");
             }
         }
         if !complete {
-            tracing::warn!(container = %info.id, dir = %dir.display(), "more than {NESTED_BUDGET} cgroups inside the container; those beyond are not registered");
+            tracing::error!(container = %info.id, dir = %dir.display(), "more than {NESTED_BUDGET} cgroups inside the container (more than the kernel's map holds); those beyond are not registered");
         }
     }
 
