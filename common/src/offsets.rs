@@ -123,8 +123,10 @@ pub const OFF_ACL_ENTRIES: usize = 39;
 pub const OFF_VFSMOUNT_SB: usize = 40;
 /// `inode.i_nlink` (0 for an `O_TMPFILE` file until it is linked).
 pub const OFF_INODE_NLINK: usize = 41;
+/// `task_struct.group_leader`.
+pub const OFF_TASK_GROUP_LEADER: usize = 42;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 42;
+pub const OFF_COUNT: usize = 43;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -170,5 +172,6 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_ACL_ENTRIES, "posix_acl", "a_entries"),
     (OFF_VFSMOUNT_SB, "vfsmount", "mnt_sb"),
     (OFF_INODE_NLINK, "inode", "i_nlink"),
+    (OFF_TASK_GROUP_LEADER, "task_struct", "group_leader"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

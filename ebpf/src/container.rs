@@ -1,10 +1,12 @@
 //! The one question every hook asks before any other helper call or map lookup: is this
-//! task in a managed container, and under which rule set? One hash lookup; a miss means
+//! task in a managed container, and under which rule set? The task's cgroup is looked up
+//! first; on a miss, the task's process record (`D4C_TASKS`: a process that was managed and
+//! left its container's cgroup stays under that container's rule set). Two misses mean
 //! "not ours" and the hook returns at once.
 
-use aya_ebpf::helpers::bpf_get_current_cgroup_id;
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, generated::bpf_get_current_task_btf};
 use d4c_common::{
-    offsets::{OFF_DENTRY_SB, OFF_SB_MAGIC},
+    offsets::{OFF_DENTRY_SB, OFF_SB_MAGIC, OFF_TASK_GROUP_LEADER},
     ContainerEntry, CNT_DENIED, CNT_MANAGED, CNT_MAP_FULL, ENTRY_PENDING,
 };
 
@@ -12,7 +14,7 @@ const BPF_NOEXIST: u32 = 1;
 const EEXIST: i32 = 17;
 
 use crate::{
-    maps::{count, ARMED, CONTAINERS},
+    maps::{count, ARMED, CONTAINERS, TASKS},
     offsets,
 };
 
@@ -23,6 +25,9 @@ pub struct Cgroup {
     pub id: u64,
     /// The rule set of the cgroup's `D4C_CONTAINERS` entry.
     pub rule_set: u32,
+    /// The entry's `owner`: the container's registered cgroup (what a process record
+    /// keeps).
+    pub owner: u64,
 }
 
 /// Whether a cgroup whose entry has `flags` is pending: [`ENTRY_PENDING`] and not armed
@@ -40,14 +45,61 @@ pub fn rule_set() -> Option<Cgroup> {
     // SAFETY: the helper has no preconditions.
     let id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once; map values stay valid during the program.
-    let entry = unsafe { CONTAINERS.get(id) }?;
-    let (rule_set, flags) = (entry.rule_set, entry.flags);
+    let Some(entry) = (unsafe { CONTAINERS.get(id) }) else {
+        return left_container();
+    };
+    let (rule_set, flags, owner) = (entry.rule_set, entry.flags, entry.owner);
     // A cgroup the runtime is still setting up: the container's own code has not run.
     if !offsets::ready() || pending(id, flags) {
         return None;
     }
     count(CNT_MANAGED);
-    Some(Cgroup { id, rule_set })
+    Some(Cgroup {
+        id,
+        rule_set,
+        owner,
+    })
+}
+
+/// The current process's leader (`current->group_leader`), the key of its record.
+#[inline(always)]
+pub fn current_process() -> u64 {
+    // SAFETY: no preconditions; the verifier types the result from BTF.
+    let task = unsafe { bpf_get_current_task_btf() }
+        .cast::<u8>()
+        .cast_const();
+    offsets::load::<u64>(task, OFF_TASK_GROUP_LEADER)
+}
+
+/// A task outside any managed cgroup whose process was managed: the rule set of the
+/// container it left (its entry, looked up by the recorded owner, so reloads apply), while
+/// that container is registered.
+#[inline(always)]
+fn left_container() -> Option<Cgroup> {
+    // SAFETY: the value is copied out at once.
+    let owner = *unsafe { TASKS.get(current_process()) }?;
+    // SAFETY: as above.
+    let entry = unsafe { CONTAINERS.get(owner) }?;
+    let (rule_set, flags) = (entry.rule_set, entry.flags);
+    if !offsets::ready() || pending(owner, flags) {
+        return None;
+    }
+    count(CNT_MANAGED);
+    Some(Cgroup {
+        id: owner,
+        rule_set,
+        owner,
+    })
+}
+
+/// Records that process `leader` runs under the container of `cg` (`Err`: the map is
+/// full, counted; the caller denies).
+#[inline(always)]
+pub fn remember(leader: u64, cg: Cgroup) -> Result<(), i64> {
+    TASKS.insert(leader, cg.owner, 0).map_err(|e| {
+        count(CNT_MAP_FULL);
+        i64::from(e)
+    })
 }
 
 /// [`rule_set`] for an exec: in a pending cgroup, the first exec that is not the runtime
@@ -63,9 +115,9 @@ pub fn rule_set_at_exec(
     let id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once.
     let Some(entry) = (unsafe { CONTAINERS.get(id) }) else {
-        return Ok(None);
+        return Ok(left_container());
     };
-    let (rule_set, flags) = (entry.rule_set, entry.flags);
+    let (rule_set, flags, entry_owner) = (entry.rule_set, entry.flags, entry.owner);
     if !offsets::ready() {
         return Ok(None);
     }
@@ -79,11 +131,15 @@ pub fn rule_set_at_exec(
         }
     }
     count(CNT_MANAGED);
-    Ok(Some(Cgroup { id, rule_set }))
+    Ok(Some(Cgroup {
+        id,
+        rule_set,
+        owner: entry_owner,
+    }))
 }
 
 /// `CGROUP2_SUPER_MAGIC`.
-const CGROUP2_MAGIC: u64 = 0x6367_7270;
+pub const CGROUP2_MAGIC: u64 = 0x6367_7270;
 
 /// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)` by a managed
 /// task: a new cgroup below its own must get an entry at `cgroup_mkdir`, or its tasks would

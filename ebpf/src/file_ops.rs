@@ -6,7 +6,7 @@ use d4c_common::{
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
         OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_NLINK, OFF_INODE_SB, OFF_MOUNT_MNT,
-        OFF_MOUNT_MNT_NS, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS,
+        OFF_MOUNT_MNT_NS, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS, OFF_SB_MAGIC,
     },
     CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
     HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK,
@@ -234,6 +234,13 @@ pub fn write_open(ctx: &LsmContext) -> Option<WriteOpen> {
     let inode: *const u8 = load(file, OFF_FILE_INODE);
     let mode = u32::from(load::<u16>(inode, OFF_INODE_MODE));
     is_reg(mode).then_some((file, inode, mode))
+}
+
+/// Whether the [`write_open`] is of a file on a cgroup (v2) filesystem (direct loads).
+#[inline(always)]
+pub fn on_cgroupfs(open: WriteOpen) -> bool {
+    let sb: *const u8 = load(open.1, OFF_INODE_SB);
+    load::<u64>(sb, OFF_SB_MAGIC) & 0xffff_ffff == crate::container::CGROUP2_MAGIC
 }
 
 /// `file_open(struct file *file)` for a managed task's [`write_open`]. Overlayfs backing

@@ -110,7 +110,16 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     match container::rule_set() {
         None => 0,
-        Some(cg) => verdict(file_ops::file_open(open, cg), cg),
+        Some(cg) => {
+            // A write open of a cgroup file (`cgroup.procs`) may move the process out of
+            // its container's cgroup: it keeps the container's rule set.
+            let r = if file_ops::on_cgroupfs(open) {
+                container::remember(container::current_process(), cg)
+            } else {
+                Ok(())
+            };
+            verdict(r.and_then(|()| file_ops::file_open(open, cg)), cg)
+        }
     }
 }
 const _: () = assert!(is_program("file_open", "file_open"));
@@ -128,7 +137,12 @@ pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
     }
     match container::rule_set_at_exec(|| process_ops::runtime_reexec(&ctx)) {
         Ok(None) => 0,
-        Ok(Some(cg)) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg), cg),
+        Ok(Some(cg)) => {
+            // The process keeps its container's rule set wherever its cgroup goes.
+            let r = container::remember(container::current_process(), cg)
+                .and_then(|()| process_ops::bprm_creds_for_exec(&ctx, cg));
+            verdict(r, cg)
+        }
         Err(()) => eperm(),
     }
 }
@@ -205,6 +219,19 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
         i64::from(e)
     })
 }
+
+/// `sched_process_free(struct task_struct *p)`: forget a freed process's record (before
+/// its `task_struct` can be reused).
+#[raw_tracepoint(tracepoint = "sched_process_free")]
+pub fn d4c_task_free(ctx: RawTracePointContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    let task: u64 = ctx.arg(0);
+    let _ = maps::TASKS.remove(task);
+    0
+}
+const _: () = assert!(is_program("d4c_task_free", "sched_process_free"));
 
 /// `cgroup_rmdir(struct cgroup *cgrp, const char *path)`: forget a removed cgroup.
 #[raw_tracepoint(tracepoint = "cgroup_rmdir")]

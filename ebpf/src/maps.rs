@@ -10,7 +10,8 @@ use aya_ebpf::{
 use d4c_common::{
     object::same_name, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
     ProcKey, TrieData, COUNTERS, MAP_ARMED, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS,
-    MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, RULESET_BLOCKS,
+    MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, MAP_TASKS,
+    RULESET_BLOCKS,
 };
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
@@ -24,6 +25,13 @@ const _: () = assert!(same_name(MAP_CONTAINERS, "D4C_CONTAINERS"));
 #[map(name = "D4C_ARMED")]
 pub static ARMED: HashMap<u64, u8> = HashMap::pinned(65_536, 0);
 const _: () = assert!(same_name(MAP_ARMED, "D4C_ARMED"));
+
+/// Process (leader's `task_struct` address) -> the container entry's `owner` it ran under
+/// (`d4c_common::MAP_TASKS`). Allocated as used: most tasks of a node never get one.
+#[map(name = "D4C_TASKS")]
+pub static TASKS: HashMap<u64, u64> = HashMap::pinned(131_072, BPF_F_NO_PREALLOC);
+const _: () = assert!(same_name(MAP_TASKS, "D4C_TASKS"));
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// (rule set, path prefix) -> file decisions per rest class and operation.
 #[map(name = "D4C_FILE_RULES")]

@@ -520,3 +520,73 @@ fn a_full_containers_map_refuses_a_cgroup_mkdir_in_a_container() {
         .any(|(i, e)| *i == id && e.owner == cg.id()));
     std::fs::remove_dir(&child).unwrap();
 }
+
+/// `struct clone_args` up to `cgroup` (clone3's `CLONE_INTO_CGROUP`, 5.7+).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+#[test]
+fn a_process_that_leaves_its_container_cgroup_keeps_its_rule_set() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = crate::setup(&mut k, "leave", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let outside = TestCgroup::new("leave-outside");
+    let f = dir.file("f", 0o644);
+    let cf = c(&f);
+    let chmod_x = || unsafe { rc(i64::from(libc::chmod(cf.as_ptr(), 0o755))) };
+
+    // A write of its own pid to an unmanaged cgroup's cgroup.procs.
+    let procs = c(&outside.path.join("cgroup.procs"));
+    let r = run_in(Some(&cg.path), || unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+        if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            return 100;
+        }
+        chmod_x()
+    });
+    assert_eq!(r, libc::EPERM, "after moving itself to an unmanaged cgroup");
+
+    // clone3(CLONE_INTO_CGROUP): the child starts in an unmanaged cgroup.
+    let outside_dir = c(&outside.path);
+    let r = run_in(Some(&cg.path), || unsafe {
+        const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+        let cgfd = libc::open(outside_dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+        if cgfd < 0 {
+            return 100;
+        }
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: u64::from(libc::SIGCHLD.unsigned_abs()),
+            cgroup: u64::from(cgfd.unsigned_abs()),
+            ..CloneArgs::default()
+        };
+        let pid = libc::syscall(
+            libc::SYS_clone3,
+            &raw const args,
+            core::mem::size_of::<CloneArgs>(),
+        );
+        if pid == 0 {
+            libc::_exit(chmod_x());
+        }
+        if pid < 0 {
+            return 101;
+        }
+        wait(pid as i32)
+    });
+    assert_eq!(r, libc::EPERM, "a child cloned into an unmanaged cgroup");
+    assert_eq!(mode_of(&f), 0o644);
+    // A process that was never managed is not affected there.
+    assert_eq!(run_in(Some(&outside.path), chmod_x), 0);
+}
