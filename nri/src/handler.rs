@@ -26,6 +26,11 @@ pub trait Handler: Send + Sync + 'static {
         ])
     }
 
+    /// The runtime's request timeout, from its Configure request (`None`: it sent none),
+    /// once per connection, before Synchronize: a handler that may not answer in time can
+    /// refuse a request before the runtime gives up on the plugin.
+    fn configured(&self, _request_timeout: Option<std::time::Duration>) {}
+
     /// Every pod and container the runtime knows, once per connection, before any event.
     /// An error makes the runtime drop the plugin.
     fn synchronize(

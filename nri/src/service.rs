@@ -117,6 +117,11 @@ impl<H: Handler> api::Plugin for PluginService<H> {
             events = format_args!("{:#x}", self.events.wire()),
             "configured by the runtime"
         );
+        let timeout = u64::try_from(req.request_timeout)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(std::time::Duration::from_millis);
+        self.handler.configured(timeout);
         Ok(api::ConfigureResponse {
             events: self.events.wire(),
             ..Default::default()

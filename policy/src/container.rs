@@ -13,7 +13,7 @@ pub struct Mount {
 }
 
 /// Container attributes. Absent attributes match no condition on them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Container {
     /// The image it runs.
     pub image: Option<ImageRef>,

@@ -8,9 +8,20 @@ use crate::container::{self, ContainerInfo};
 use crate::metrics::Metrics;
 use d4c_nri::api::{Container, PodSandbox};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The NRI request timeout runtimes use unless configured otherwise (containerd, CRI-O).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a start may wait for its registration: three quarters of the runtime's
+/// request timeout, so that a start the registry cannot answer in time is refused (the
+/// runtime fails it, the kubelet retries) rather than dropped with the plugin (the runtime
+/// would start it without d4c).
+fn answer_within(request_timeout: Duration) -> Duration {
+    request_timeout * 3 / 4
+}
 
 /// What the handler needs besides the runtime's data.
 pub struct NriHandler {
@@ -20,6 +31,32 @@ pub struct NriHandler {
     pub cluster_name: Option<String>,
     /// The cgroup v2 root the runtime's cgroup paths are under.
     pub cgroup_root: PathBuf,
+    /// How long a start may wait for its registration, in milliseconds ([`answer_within`]
+    /// of the runtime's request timeout).
+    pub answer_within_ms: AtomicU64,
+}
+
+impl NriHandler {
+    /// A handler answering within [`answer_within`] of the default request timeout until
+    /// the runtime says its own.
+    #[must_use]
+    pub fn new(
+        handle: Handle,
+        metrics: Arc<Metrics>,
+        cluster: (Option<String>, Option<String>),
+        cgroup_root: PathBuf,
+    ) -> Self {
+        NriHandler {
+            handle,
+            metrics,
+            cluster_id: cluster.0,
+            cluster_name: cluster.1,
+            cgroup_root,
+            answer_within_ms: AtomicU64::new(
+                u64::try_from(answer_within(DEFAULT_REQUEST_TIMEOUT).as_millis()).unwrap_or(1500),
+            ),
+        }
+    }
 }
 
 impl NriHandler {
@@ -73,6 +110,14 @@ impl NriHandler {
 }
 
 impl d4c_nri::Handler for NriHandler {
+    fn configured(&self, request_timeout: Option<Duration>) {
+        let within = answer_within(request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT));
+        self.answer_within_ms.store(
+            u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     async fn synchronize(
         &self,
         pods: Vec<PodSandbox>,
@@ -108,7 +153,13 @@ impl d4c_nri::Handler for NriHandler {
     async fn start_container(&self, pod: &PodSandbox, c: &Container) -> Result<(), String> {
         let t = Instant::now();
         let info = self.info(pod, c);
-        let outcome = self.handle.start(info.clone()).await;
+        let within = Duration::from_millis(self.answer_within_ms.load(Ordering::Relaxed));
+        let outcome = match tokio::time::timeout(within, self.handle.start(info.clone())).await {
+            Ok(outcome) => outcome,
+            // The registration may still happen; the runtime fails this start, and the
+            // container's removal unregisters it.
+            Err(_) => Err(RegistryError::Busy { within }),
+        };
         self.log(&info, &outcome);
         self.metrics
             .nri_request("StartContainer", t.elapsed().as_secs_f64());
@@ -120,5 +171,45 @@ impl d4c_nri::Handler for NriHandler {
         self.handle.remove(c.id.clone()).await;
         self.metrics
             .nri_request("RemoveContainer", t.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use d4c_nri::Handler as _;
+
+    #[tokio::test]
+    async fn a_start_the_registry_cannot_answer_in_time_is_refused() {
+        let (handle, _owner) = super::super::owner::stalled();
+        let metrics = Arc::new(Metrics::default());
+        let h = NriHandler::new(handle, metrics.clone(), (None, None), "/nonexistent".into());
+        // The runtime's timeout is 400 ms: the start is refused after 300 ms.
+        h.configured(Some(Duration::from_millis(400)));
+        let pod = PodSandbox {
+            id: "p".into(),
+            name: "web".into(),
+            namespace: "prod".into(),
+            ..PodSandbox::default()
+        };
+        let c = Container {
+            id: "c".into(),
+            pod_sandbox_id: "p".into(),
+            name: "app".into(),
+            ..Container::default()
+        };
+        let t = Instant::now();
+        let err = h.start_container(&pod, &c).await.unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            err.contains("could not register the container within 300ms"),
+            "{err}"
+        );
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(
+            took < Duration::from_millis(400),
+            "answered before the runtime gives up: {took:?}"
+        );
+        assert_eq!(metrics.refused_containers.load(Ordering::Relaxed), 1);
     }
 }

@@ -2,8 +2,11 @@
 //! it commands and wait for the reply, so nothing shares the maps behind a lock.
 
 use super::kernel::KernelState;
-use super::registry::{Registry, RegistryError, Started};
+use super::registry::{
+    prepare_reload, PreparedReload, Registry, RegistryError, ReloadInput, Started,
+};
 use crate::container::ContainerInfo;
+use d4c_policy::compile::CompileError;
 use d4c_policy::Policy;
 use serde::Serialize;
 use std::sync::Arc;
@@ -22,6 +25,11 @@ pub enum Command {
     Remove(String),
     Synchronize(Vec<ContainerInfo>, oneshot::Sender<Vec<Outcome>>),
     Reload(Arc<Policy>, oneshot::Sender<Result<u64, RegistryError>>),
+    /// A reload compiled off the owner task (see `run`), to apply.
+    ApplyReload(
+        Result<PreparedReload, CompileError>,
+        oneshot::Sender<Result<u64, RegistryError>>,
+    ),
     Lookup(
         u64,
         oneshot::Sender<Option<(ContainerInfo, Arc<Policy>, u64)>>,
@@ -132,6 +140,16 @@ impl Handle {
     }
 }
 
+/// A handle whose owner never answers (tests of callers' deadlines); keep the receiver
+/// alive for as long as the handle is used.
+#[cfg(test)]
+#[must_use]
+pub fn stalled() -> (Handle, mpsc::Receiver<Command>) {
+    let (tx, rx) = mpsc::channel(256);
+    let (_, synchronized) = watch::channel(false);
+    (Handle { tx, synchronized }, rx)
+}
+
 /// Kernel counters, where the backend has them.
 pub trait Counters {
     fn counters(&self) -> Option<Vec<u64>> {
@@ -170,13 +188,18 @@ where
 {
     let (tx, rx) = mpsc::channel(256);
     let (synced_tx, synchronized) = watch::channel(false);
-    tokio::spawn(run(registry, rx, synced_tx));
+    tokio::spawn(run(registry, rx, tx.downgrade(), synced_tx));
     Handle { tx, synchronized }
 }
 
+/// Answers commands in order. A reload's compile, the one long step, runs on a blocking
+/// thread (container starts are answered meanwhile, under the running policy); its result
+/// comes back as `ApplyReload`, applied here (`Registry::apply_reload` compiles again what
+/// changed in between).
 async fn run<K: KernelState + Counters>(
     mut registry: Registry<K>,
     mut rx: mpsc::Receiver<Command>,
+    me: mpsc::WeakSender<Command>,
     synchronized: watch::Sender<bool>,
 ) {
     while let Some(cmd) = rx.recv().await {
@@ -195,7 +218,20 @@ async fn run<K: KernelState + Counters>(
                 synchronized.send_replace(true);
             }
             Command::Reload(policy, reply) => {
-                let _ = reply.send(registry.reload(policy));
+                let input = registry.reload_input();
+                let Some(tx) = me.upgrade() else {
+                    let _ = reply.send(registry.reload(policy));
+                    continue;
+                };
+                compile_aside(input, policy, tx, reply);
+            }
+            Command::ApplyReload(prepared, reply) => {
+                let r = prepared
+                    .map_err(|e| RegistryError::Reload {
+                        source: Box::new(e),
+                    })
+                    .and_then(|p| registry.apply_reload(p));
+                let _ = reply.send(r);
             }
             Command::Lookup(cgroup_id, reply) => {
                 let found = registry.by_cgroup(cgroup_id).map(|m| {
@@ -211,6 +247,28 @@ async fn run<K: KernelState + Counters>(
                 let _ = reply.send(snapshot(&registry));
             }
         }
+    }
+}
+
+/// Compiles a reload on a thread of its own at a lower CPU priority (nice 10), so that on
+/// a busy node the owner task, answering starts meanwhile, is scheduled first; the result
+/// comes back to the owner as `ApplyReload`.
+fn compile_aside(
+    input: ReloadInput,
+    policy: Arc<Policy>,
+    tx: mpsc::Sender<Command>,
+    reply: oneshot::Sender<Result<u64, RegistryError>>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("d4c-reload".into())
+        .spawn(move || {
+            // SAFETY: plain syscall on the calling thread (who = 0).
+            let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            let prepared = prepare_reload(&input, policy);
+            let _ = tx.blocking_send(Command::ApplyReload(prepared, reply));
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the reload thread; the reload is dropped, the previous policy stays in force");
     }
 }
 

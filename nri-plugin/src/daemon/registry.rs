@@ -65,6 +65,11 @@ pub enum RegistryError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The registry could not answer a start within the runtime's request timeout (it is
+    /// busy): refused, so that the runtime does not drop d4c and start the container
+    /// without it.
+    #[error("the registry could not register the container within {within:?} (the runtime's request timeout is near); refused so that it does not start unprotected; the kubelet retries")]
+    Busy { within: std::time::Duration },
     /// The owner task ([`super::owner`]) is gone: no command reaches the registry.
     #[error("the d4c registry task has stopped")]
     Stopped,
@@ -105,6 +110,9 @@ impl Revision {
 }
 
 mod nested_entries;
+mod reload;
+
+pub use reload::{prepare_reload, PreparedReload, ReloadInput};
 
 /// Cgroups inside one container registered at its start, at most: the capacity of the
 /// kernel's containers map (`D4C_CONTAINERS`), which no container can exceed, since the
@@ -315,98 +323,6 @@ impl<K: KernelState> Registry<K> {
                 tracing::warn!(rule_set = rs, error = %e, "could not delete unused rule-set entries");
             }
         }
-    }
-
-    /// Switches every container to `policy`: new rule sets are written under new ids, each
-    /// container's entry is switched, then the old rule sets are deleted. On any failure
-    /// the previous policy stays in force, entries and all.
-    pub fn reload(&mut self, policy: Arc<Policy>) -> Result<u64, RegistryError> {
-        let mut next = Revision::new(self.rev.number + 1, policy, self.rev.sets.next_id());
-        let mut plan: Vec<(String, Option<u32>)> = Vec::new();
-        let mut written: Vec<u32> = Vec::new();
-        let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            for (cid, m) in &self.containers {
-                let (id, fresh) = next.assign(&m.info.attrs)?;
-                if let Some(t) = fresh {
-                    if !t.is_empty() {
-                        self.kernel.write_tables(t)?;
-                        written.push(id);
-                    }
-                }
-                let live = !next.tables[&id].is_empty();
-                plan.push((cid.clone(), live.then_some(id)));
-            }
-            Ok(())
-        })();
-        if let Err(source) = result {
-            for id in written {
-                let _ = self.kernel.delete_tables(&next.tables[&id]);
-            }
-            return Err(RegistryError::Reload { source });
-        }
-        // Switch entries; undo the switched ones if one fails.
-        let mut switched: Vec<&str> = Vec::new();
-        for (cid, new_rs) in &plan {
-            let m = &self.containers[cid];
-            let r = match new_rs {
-                Some(rs) => self.kernel.register(
-                    m.info.cgroup_id,
-                    Managed::entry(m.guard, *rs, m.info.cgroup_id),
-                ),
-                None => self.kernel.unregister(m.info.cgroup_id),
-            };
-            if let Err(e) = r {
-                for back in &switched {
-                    let m = &self.containers[*back];
-                    let _ = match m.rule_set {
-                        Some(rs) => self.kernel.register(
-                            m.info.cgroup_id,
-                            Managed::entry(m.guard, rs, m.info.cgroup_id),
-                        ),
-                        None => self.kernel.unregister(m.info.cgroup_id),
-                    };
-                }
-                for id in &written {
-                    let _ = self.kernel.delete_tables(&next.tables[id]);
-                }
-                return Err(RegistryError::Reload {
-                    source: Box::new(e),
-                });
-            }
-            switched.push(cid);
-        }
-        for (cid, new_rs) in plan {
-            if let Some(rs) = new_rs {
-                *next.users.entry(rs).or_default() += 1;
-            }
-            if let Some(m) = self.containers.get_mut(&cid) {
-                m.rule_set = new_rs;
-            }
-        }
-        let old = std::mem::replace(&mut self.rev, next);
-        self.follow_nested();
-        self.refill_guards();
-        // A rule set the kernel still references (a nested cgroup that could not be
-        // switched) stays: deleting it would leave that cgroup unenforced.
-        let referenced: std::collections::BTreeSet<u32> = self
-            .kernel
-            .registrations()
-            .into_iter()
-            .map(|(_, e)| e.rule_set)
-            .collect();
-        for (id, t) in old.tables.iter().filter(|(_, t)| !t.is_empty()) {
-            if referenced.contains(id) {
-                tracing::warn!(
-                    rule_set = id,
-                    "a rule set of the previous policy is still in use by a cgroup; kept"
-                );
-                continue;
-            }
-            if let Err(e) = self.kernel.delete_tables(t) {
-                tracing::warn!(error = %e, "could not delete a rule set of the previous policy");
-            }
-        }
-        Ok(self.rev.number)
     }
 
     /// Rebuilds from the runtime's full list: starts every listed container and forgets

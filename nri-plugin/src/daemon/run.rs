@@ -162,13 +162,12 @@ async fn serve_runtime(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let cgroup_root = crate::cgroup::v2_root().map_err(DaemonError::CgroupRoot)?;
-    let handler = NriHandler {
+    let handler = NriHandler::new(
         handle,
         metrics,
-        cluster_id: config.cluster_id.clone(),
-        cluster_name: config.cluster_name.clone(),
+        (config.cluster_id.clone(), config.cluster_name.clone()),
         cgroup_root,
-    };
+    );
     let plugin = d4c_nri::PluginConfig::from_env(
         &config.plugin_name,
         &config.plugin_index,

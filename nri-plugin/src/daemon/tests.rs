@@ -272,3 +272,43 @@ fn a_resynchronized_container_is_never_unregistered_in_between() {
     assert!(r.kernel().containers.is_empty());
     assert!(r.kernel().entries.is_empty());
 }
+
+#[test]
+fn containers_started_while_a_reload_compiles_get_the_new_policy() {
+    use super::registry::prepare_reload;
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
+    r.start(info("a", "prod", 10)).unwrap();
+    // Compiled off the owner task, from what the registry held then.
+    let input = r.reload_input();
+    let prepared = prepare_reload(&input, policy("alert, block", "*")).unwrap();
+    // Meanwhile a start under the running policy: dev is not covered yet.
+    assert_eq!(r.start(info("b", "dev", 11)).unwrap(), Started::NoPolicy);
+    assert_eq!(r.apply_reload(prepared).unwrap(), 2);
+    let k = r.kernel();
+    let (a, b) = (k.containers[&10].rule_set, k.containers[&11].rule_set);
+    assert!(k.entries.contains_key(&a) && k.entries.contains_key(&b));
+    assert_eq!(
+        k.entries.len(),
+        1,
+        "one rule set for both, the old one deleted"
+    );
+}
+
+#[test]
+fn a_prepared_reload_overtaken_by_another_is_compiled_again() {
+    use super::registry::prepare_reload;
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
+    r.start(info("a", "prod", 10)).unwrap();
+    let stale = prepare_reload(&r.reload_input(), policy("alert, block", "prod")).unwrap();
+    r.reload(policy("alert", "*")).unwrap();
+    r.start(info("b", "dev", 11)).unwrap();
+    // Applying the stale one still gives a consistent state under its policy (revision 3).
+    assert_eq!(r.apply_reload(stale).unwrap(), 3);
+    let k = r.kernel();
+    assert!(k.entries.contains_key(&k.containers[&10].rule_set));
+    assert!(
+        !k.containers.contains_key(&11),
+        "dev is not covered by the applied policy"
+    );
+    assert_eq!(k.entries.len(), 1);
+}
