@@ -117,8 +117,12 @@ pub const HOOK_INODE_SETXATTR: u16 = 10;
 pub const HOOK_INODE_SET_ACL: u16 = 11;
 /// `path_mkdir` (a cgroup created inside a managed container needs a map entry).
 pub const HOOK_PATH_MKDIR: u16 = 12;
+/// `mmap_file` (a memfd mapped private and executable: the loader running it).
+pub const HOOK_MMAP_FILE: u16 = 13;
+/// `file_mprotect` (a private mapping of a memfd made executable).
+pub const HOOK_FILE_MPROTECT: u16 = 14;
 /// `HOOK_NAMES[hook]` is the LSM hook's name as ECS `cloud_defend.hook_point` shows it.
-pub const HOOK_NAMES: [&str; 13] = [
+pub const HOOK_NAMES: [&str; 15] = [
     "path_chmod",
     "path_mknod",
     "file_open",
@@ -132,4 +136,6 @@ pub const HOOK_NAMES: [&str; 13] = [
     "inode_setxattr",
     "inode_set_acl",
     "path_mkdir",
+    "mmap_file",
+    "file_mprotect",
 ];

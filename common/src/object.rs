@@ -8,9 +8,10 @@
 //! unit test of the loader checks the built object for every name listed here.
 
 use crate::consts::{
-    HOOK_BPRM_CREDS_FOR_EXEC, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_INODE_SETXATTR,
-    HOOK_INODE_SET_ACL, HOOK_NAMES, HOOK_PATH_CHMOD, HOOK_PATH_LINK, HOOK_PATH_MKDIR,
-    HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK, HOOK_TASK_ALLOC,
+    HOOK_BPRM_CREDS_FOR_EXEC, HOOK_FILE_MPROTECT, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE,
+    HOOK_INODE_SETXATTR, HOOK_INODE_SET_ACL, HOOK_MMAP_FILE, HOOK_NAMES, HOOK_PATH_CHMOD,
+    HOOK_PATH_LINK, HOOK_PATH_MKDIR, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE,
+    HOOK_PATH_UNLINK, HOOK_TASK_ALLOC,
 };
 
 /// The frozen read-only global holding the kernel's struct offsets
@@ -78,7 +79,7 @@ impl Program {
 
 /// Every program, in load order: the tracepoints first (so nested cgroups are tracked
 /// before any deny), then the hooks.
-pub const PROGRAMS: [Program; 16] = [
+pub const PROGRAMS: [Program; 18] = [
     Program::tracepoint("d4c_cgroup_mkdir", "cgroup_mkdir"),
     Program::tracepoint("d4c_cgroup_rmdir", "cgroup_rmdir"),
     Program::tracepoint("d4c_task_free", "sched_process_free"),
@@ -97,6 +98,8 @@ pub const PROGRAMS: [Program; 16] = [
     // 6.2+: POSIX ACLs are set through this instead of inode_setxattr.
     Program::optional_hook(HOOK_INODE_SET_ACL),
     Program::hook(HOOK_PATH_MKDIR),
+    Program::hook(HOOK_MMAP_FILE),
+    Program::hook(HOOK_FILE_MPROTECT),
 ];
 
 /// Whether two names are equal, in a `const` context (for compile-time checks).

@@ -125,8 +125,18 @@ pub const OFF_VFSMOUNT_SB: usize = 40;
 pub const OFF_INODE_NLINK: usize = 41;
 /// `task_struct.group_leader`.
 pub const OFF_TASK_GROUP_LEADER: usize = 42;
+/// `vm_area_struct.vm_file`.
+pub const OFF_VMA_FILE: usize = 43;
+/// `vm_area_struct.vm_flags`.
+pub const OFF_VMA_FLAGS: usize = 44;
+/// `task_struct.personality`.
+pub const OFF_TASK_PERSONALITY: usize = 45;
+/// Not a field: the index of `mmap_file`'s `prot` argument (2 under BPF LSM, whose
+/// `bpf_lsm_mmap_file` has `reqprot` before it; 1 under `fmod_ret` on
+/// `security_mmap_file(file, prot, flags)`); `flags` follows it. Set by the loader.
+pub const OFF_MMAP_PROT_ARG: usize = 46;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 43;
+pub const OFF_COUNT: usize = 47;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -173,5 +183,8 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_VFSMOUNT_SB, "vfsmount", "mnt_sb"),
     (OFF_INODE_NLINK, "inode", "i_nlink"),
     (OFF_TASK_GROUP_LEADER, "task_struct", "group_leader"),
+    (OFF_VMA_FILE, "vm_area_struct", "vm_file"),
+    (OFF_VMA_FLAGS, "vm_area_struct", "vm_flags"),
+    (OFF_TASK_PERSONALITY, "task_struct", "personality"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

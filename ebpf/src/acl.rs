@@ -7,7 +7,7 @@
 //! mount when the file is on that superblock (the container's root filesystem); anywhere
 //! else it is unreachable, and the rule set's most restrictive path class decides.
 
-use aya_ebpf::{programs::LsmContext, EbpfContext};
+use aya_ebpf::programs::LsmContext;
 use d4c_common::{
     offsets::{OFF_ACL_COUNT, OFF_ACL_ENTRIES, OFF_DENTRY_SB, OFF_VFSMOUNT_SB},
     HOOK_INODE_SETXATTR, HOOK_INODE_SET_ACL,
@@ -85,7 +85,7 @@ pub fn inode_setxattr(ctx: &LsmContext, cg: Cgroup) -> R {
     let Some(mode) = gains_x_candidate(dentry) else {
         return Ok(false);
     };
-    let value = void_arg(ctx, 3)?;
+    let value = crate::offsets::raw_arg(ctx, 3)? as *const u8;
     let size: u64 = ctx.arg(4);
     let n = size.saturating_sub(4) / 8;
     let mut g = Grants::default();
@@ -130,14 +130,6 @@ pub fn inode_set_acl(ctx: &LsmContext, cg: Cgroup) -> R {
         }
     }
     decide(cg, HOOK_INODE_SET_ACL, dentry, mode, &g)
-}
-
-/// Argument `n` of the hook when its type is `void *`, which the verifier does not let a
-/// program load from its context: read from the trampoline's argument array instead.
-#[inline(always)]
-fn void_arg(ctx: &LsmContext, n: usize) -> Result<*const u8, i64> {
-    read_at::<u64>(ctx.as_ptr().cast::<u8>().cast_const().wrapping_add(8 * n))
-        .map(|v| v as *const u8)
 }
 
 /// The mode of `dentry`'s inode when it is a regular file without an x bit (the files an

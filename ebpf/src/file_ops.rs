@@ -18,7 +18,7 @@ use crate::{
     container::Cgroup,
     event,
     maps::{count, FILE_RULES},
-    offsets::{load, load_path, off, read, read_at, read_ptr},
+    offsets::{load, load_path, off, read, read_at, read_path, read_ptr},
     path::{self, PATH_UNREACHABLE},
     scratch::{scratch, Scratch, TARGET},
 };
@@ -427,4 +427,73 @@ pub fn exec_memfd(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) -> bool {
         core::ptr::null(),
         u32::from(EXEC_MEMFD),
     ) != 0
+}
+
+const PROT_READ: u64 = 0x1;
+const PROT_EXEC: u64 = 0x4;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_SHARED: u64 = 0x01;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const VM_SHARED: u64 = 0x08;
+const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
+
+/// Whether a mapping with `prot` is executable, `PROT_READ` included when the task's
+/// personality has `READ_IMPLIES_EXEC` (the kernel then adds `PROT_EXEC`; `fmod_ret` sees
+/// the requested `prot` only).
+#[inline(always)]
+pub fn maps_exec(prot: u64) -> bool {
+    if prot & PROT_EXEC != 0 {
+        return true;
+    }
+    if prot & PROT_READ == 0 {
+        return false;
+    }
+    // SAFETY: no preconditions; the verifier types the result from BTF.
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() }
+        .cast::<u8>()
+        .cast_const();
+    load::<u32>(task, d4c_common::offsets::OFF_TASK_PERSONALITY) & READ_IMPLIES_EXEC != 0
+}
+
+/// Whether `file` (a BTF-typed `struct file *`, possibly null) is a memfd, by direct
+/// loads: checked before the cgroup lookup, since the hook runs on every mapping.
+#[inline(always)]
+pub fn memfd_file(file: *const u8) -> bool {
+    if file.is_null() {
+        return false;
+    }
+    let dentry: *const u8 = load(file.wrapping_add(off(OFF_FILE_PATH)), OFF_PATH_DENTRY);
+    let sb: *const u8 = load(dentry, OFF_DENTRY_SB);
+    load::<u64>(sb, OFF_SB_FLAGS) & SB_KERNMOUNT != 0
+}
+
+/// A private executable mapping of a memfd: how the dynamic loader runs an ELF held in
+/// one (`ld.so /proc/self/fd/N`) without an exec, so it is execMemFd. A shared mapping is
+/// a JIT's second view of its code (.NET maps its code heap from a memfd so), not decided.
+#[inline(always)]
+pub fn map_memfd(cg: Cgroup, hook: u16, file: *const u8, shared: bool) -> R {
+    if shared || !crate::maps::may_act(cg.rule_set, u32::from(EXEC_MEMFD)) {
+        return Ok(false);
+    }
+    let (_, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
+    if !is_memfd(dentry)? {
+        return Ok(false);
+    }
+    let s = scratch().ok_or(0)?;
+    path::memfd_path(s, dentry)?;
+    let inode = read_ptr(file, OFF_FILE_INODE)?;
+    let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
+    Ok(exec_memfd(s, cg, hook, mode))
+}
+
+/// Whether `flags` of an `mmap` share the mapping.
+#[inline(always)]
+pub fn shared_flags(flags: u64) -> bool {
+    matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE)
+}
+
+/// Whether `vm_flags` of a mapping share it.
+#[inline(always)]
+pub fn shared_vma(vm_flags: u64) -> bool {
+    vm_flags & VM_SHARED != 0
 }

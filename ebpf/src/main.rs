@@ -24,9 +24,9 @@ use d4c_common::{
     object::{is_program, same_name},
     offsets::{
         OFF_CGROUP_KN, OFF_CGROUP_PARENT_CSS, OFF_CGROUP_ROOT, OFF_CGROUP_ROOT_HIERARCHY_ID,
-        OFF_CGROUP_SELF, OFF_KERNFS_ID,
+        OFF_CGROUP_SELF, OFF_KERNFS_ID, OFF_MMAP_PROT_ARG, OFF_VMA_FILE, OFF_VMA_FLAGS,
     },
-    CNT_DENIED, CNT_HOOK_ERRORS, ENTRY_PENDING, GLOBAL_NOOP,
+    CNT_DENIED, CNT_HOOK_ERRORS, ENTRY_PENDING, GLOBAL_NOOP, HOOK_FILE_MPROTECT, HOOK_MMAP_FILE,
 };
 
 const EPERM: i32 = 1;
@@ -149,6 +149,58 @@ pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
 hook!(task_alloc, "task_alloc", process_ops::task_alloc);
 hook!(inode_setxattr, "inode_setxattr", acl::inode_setxattr);
 hook!(inode_set_acl, "inode_set_acl", acl::inode_set_acl);
+/// `mmap_file(file, reqprot, prot, flags)` (BPF LSM; `security_mmap_file(file, prot,
+/// flags)` as `fmod_ret`) runs on every mapping of every task: only an executable mapping
+/// of a memfd (direct loads, before any lookup) goes on.
+#[lsm(hook = "mmap_file")]
+pub fn mmap_file(ctx: LsmContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    let file: *const u8 = ctx.arg(0);
+    if !file_ops::memfd_file(file) {
+        return 0;
+    }
+    let at = offsets::off(OFF_MMAP_PROT_ARG);
+    let (Ok(prot), Ok(flags)) = (offsets::raw_arg(&ctx, at), offsets::raw_arg(&ctx, at + 1)) else {
+        return 0;
+    };
+    if !file_ops::maps_exec(prot) {
+        return 0;
+    }
+    match container::rule_set() {
+        None => 0,
+        Some(cg) => verdict(
+            file_ops::map_memfd(cg, HOOK_MMAP_FILE, file, file_ops::shared_flags(flags)),
+            cg,
+        ),
+    }
+}
+const _: () = assert!(is_program("mmap_file", "mmap_file"));
+
+/// `file_mprotect(struct vm_area_struct *vma, reqprot, prot)`: a private mapping of a
+/// memfd made executable.
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    let vma: *const u8 = ctx.arg(0);
+    let file: *const u8 = offsets::load(vma, OFF_VMA_FILE);
+    if !file_ops::memfd_file(file) || !file_ops::maps_exec(ctx.arg(2)) {
+        return 0;
+    }
+    let shared = file_ops::shared_vma(offsets::load::<u64>(vma, OFF_VMA_FLAGS));
+    match container::rule_set() {
+        None => 0,
+        Some(cg) => verdict(
+            file_ops::map_memfd(cg, HOOK_FILE_MPROTECT, file, shared),
+            cg,
+        ),
+    }
+}
+const _: () = assert!(is_program("file_mprotect", "file_mprotect"));
+
 /// `path_mkdir`: a managed task may create a cgroup only while `D4C_CONTAINERS` has room
 /// for its entry (else the new cgroup's tasks would be unmanaged).
 #[lsm(hook = "path_mkdir")]

@@ -81,3 +81,17 @@ pub fn load<T: Copy>(base: *const u8, idx: usize) -> T {
 pub fn load_path(path: *const u8) -> (*const u8, *const u8) {
     (load(path, OFF_PATH_MNT), load(path, OFF_PATH_DENTRY))
 }
+
+/// Argument `n` of the hook, read from the trampoline's argument array: for an argument the
+/// verifier does not let a program load from its context (a `void *`), or whose index
+/// depends on the attach mode (so that no load of a missing argument is ever verified).
+#[inline(always)]
+pub fn raw_arg(ctx: &aya_ebpf::programs::LsmContext, n: usize) -> Result<u64, i64> {
+    use aya_ebpf::EbpfContext;
+    read_at::<u64>(
+        ctx.as_ptr()
+            .cast::<u8>()
+            .cast_const()
+            .wrapping_add(8 * (n & 7)),
+    )
+}

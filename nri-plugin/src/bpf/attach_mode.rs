@@ -38,6 +38,17 @@ impl AttachMode {
         }
     }
 
+    /// The index of `mmap_file`'s `prot` argument at this mode's attach point:
+    /// `bpf_lsm_mmap_file(file, reqprot, prot, flags)` as BPF LSM,
+    /// `security_mmap_file(file, prot, flags)` as `fmod_ret`.
+    #[must_use]
+    pub fn mmap_prot_arg(self) -> u32 {
+        match self {
+            AttachMode::Lsm => 2,
+            AttachMode::FmodRet => 1,
+        }
+    }
+
     /// Whether this kernel loads hooks in this mode: a two-instruction program of the
     /// mode's type on `path_chmod`'s attach point is loaded and dropped (nothing is
     /// attached). The error says why not, in one line.

@@ -228,7 +228,8 @@ impl Enforcer {
     }
 
     fn load(config: &Config, btf: &Btf, build: u64, mode: AttachMode) -> Result<Self, BpfError> {
-        let offsets = btf.kernel_offsets()?;
+        let mut offsets = btf.kernel_offsets()?;
+        offsets.fields[d4c_common::offsets::OFF_MMAP_PROT_ARG] = mode.mmap_prot_arg();
         fs::ensure_pin_dir(&config.pin_dir)?;
         let result = Self::load_inner(config, btf, &offsets, mode)
             // The mode first: pins that carry a build marker are complete and adoptable.

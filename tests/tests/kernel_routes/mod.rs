@@ -590,3 +590,100 @@ fn a_process_that_leaves_its_container_cgroup_keeps_its_rule_set() {
     // A process that was never managed is not affected there.
     assert_eq!(run_in(Some(&outside.path), chmod_x), 0);
 }
+
+/// The dynamic loader, which runs an ELF without an exec of it.
+const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
+
+#[test]
+fn the_loader_mapping_a_memfd_is_exec_memfd_and_a_jit_view_is_not() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, _dir) = crate::setup(&mut k, "ldso", &[OP_EXEC_MEMFD], BLOCK);
+    let fd = crate::memfd_with_self(c"payload");
+    let (ldso, via) = (
+        CString::new(LD_SO).unwrap(),
+        CString::new(format!("/proc/self/fd/{fd}")).unwrap(),
+    );
+    let run = || {
+        let argv = [
+            ldso.as_ptr(),
+            via.as_ptr(),
+            c"--list".as_ptr(),
+            std::ptr::null(),
+        ];
+        // SAFETY: NUL-terminated strings and a NULL-terminated argv.
+        unsafe { libc::execv(ldso.as_ptr(), argv.as_ptr()) };
+        errno()
+    };
+    assert_eq!(
+        run_in(None, run),
+        0,
+        "unmanaged: ld.so runs the memfd's ELF"
+    );
+    assert_ne!(
+        run_in(Some(&cg.path), run),
+        0,
+        "ld.so /proc/self/fd/N in the container"
+    );
+    assert!(k.events().iter().any(|e| e.op == OP_EXEC_MEMFD as u8
+        && e.hook == d4c_common::HOOK_MMAP_FILE
+        && ev_path(e) == "/memfd:payload"));
+
+    // A private read-only mapping made executable.
+    let r = run_in(Some(&cg.path), || unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            fd,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return 100;
+        }
+        rc(i64::from(libc::mprotect(
+            p,
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+        )))
+    });
+    assert_eq!(
+        r,
+        libc::EPERM,
+        "mprotect PROT_EXEC of a private memfd mapping"
+    );
+
+    // What .NET does for its code heap: a memfd mapped twice, shared, one view executable.
+    let r = run_in(Some(&cg.path), || unsafe {
+        let m = libc::memfd_create(c"doublemapper".as_ptr(), libc::MFD_CLOEXEC);
+        if m < 0 || libc::ftruncate(m, 65536) != 0 {
+            return 100;
+        }
+        let rw = libc::mmap(
+            std::ptr::null_mut(),
+            65536,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            m,
+            0,
+        );
+        let rx = libc::mmap(
+            std::ptr::null_mut(),
+            65536,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_SHARED,
+            m,
+            0,
+        );
+        if rw == libc::MAP_FAILED || rx == libc::MAP_FAILED {
+            return errno();
+        }
+        // Code written through one view runs through the other: `ret`.
+        *rw.cast::<u8>() = 0xc3;
+        let f: extern "C" fn() = core::mem::transmute(rx);
+        f();
+        0
+    });
+    assert_eq!(r, 0, "a JIT's shared executable view of a memfd works");
+    unsafe { libc::close(fd) };
+}
