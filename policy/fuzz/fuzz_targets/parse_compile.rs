@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let maps = KernelMaps::from_tables(&tables);
-        let mut events: Vec<Event> = ["/usr/bin/ls", "/tmp/x", "/data/a", "/", "memfd:x"]
+        let mut events: Vec<Event> = ["/usr/bin/ls", "/tmp/x", "/data/a", "/", "/memfd:x"]
             .iter()
             .flat_map(|p| {
                 FileOp::ALL.map(|op| Event::File {
