@@ -31,8 +31,9 @@ pub const MAP_COUNTERS: &str = "D4C_COUNTERS";
 /// Hash, kernel-only: a process (its thread-group leader's `task_struct` address) -> the
 /// `owner` of the container entry it ran under. A process that leaves its container's
 /// cgroup (a write to another cgroup's `cgroup.procs`, `clone3(CLONE_INTO_CGROUP)`) stays
-/// under that container's rule set. Written at fork, exec and a write open of a cgroup
-/// file by a managed task; removed when the task is freed.
+/// under that container's rule set. Written after a managed task's successful fork (for
+/// the child) and exec, and at its write open of a cgroup file; removed when the task is
+/// freed.
 pub const MAP_TASKS: &str = "D4C_TASKS";
 /// Cgroups whose pending entry ([`ENTRY_PENDING`]) the kernel armed: written only by the
 /// kernel, so a daemon rewriting an entry can never make an armed cgroup pending again.

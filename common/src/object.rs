@@ -79,9 +79,11 @@ impl Program {
 
 /// Every program, in load order: the tracepoints first (so nested cgroups are tracked
 /// before any deny), then the hooks.
-pub const PROGRAMS: [Program; 18] = [
+pub const PROGRAMS: [Program; 20] = [
     Program::tracepoint("d4c_cgroup_mkdir", "cgroup_mkdir"),
     Program::tracepoint("d4c_cgroup_rmdir", "cgroup_rmdir"),
+    Program::tracepoint("d4c_task_fork", "sched_process_fork"),
+    Program::tracepoint("d4c_task_exec", "sched_process_exec"),
     Program::tracepoint("d4c_task_free", "sched_process_free"),
     Program::hook(HOOK_PATH_CHMOD),
     Program::hook(HOOK_PATH_MKNOD),

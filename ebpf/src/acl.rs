@@ -40,7 +40,8 @@ const ACL_EXECUTE: u16 = 0x01;
 #[derive(Default)]
 struct Grants {
     owner_or_other: bool,
-    group_class: bool,
+    group_obj: bool,
+    named: bool,
     mask: bool,
     mask_x: bool,
 }
@@ -51,7 +52,8 @@ impl Grants {
         let x = perm & ACL_EXECUTE != 0;
         match tag {
             ACL_USER_OBJ | ACL_OTHER => self.owner_or_other |= x,
-            ACL_USER | ACL_GROUP_OBJ | ACL_GROUP => self.group_class |= x,
+            ACL_GROUP_OBJ => self.group_obj |= x,
+            ACL_USER | ACL_GROUP => self.named |= x,
             ACL_MASK => {
                 self.mask = true;
                 self.mask_x = x;
@@ -60,11 +62,14 @@ impl Grants {
         }
     }
 
-    /// Whether some user may execute: the owner or others, or the group class through
-    /// the mask (when there is one).
+    /// Whether the file becomes executable: an x bit in the mode the ACL sets (the owner's
+    /// and others' entries, and the mask's, or without a mask the owning group's, give
+    /// the mode's three x bits; any x bit lets a task with `CAP_DAC_OVERRIDE` run it), or
+    /// a named user or group allowed x through the mask.
     #[inline(always)]
     fn execute(&self) -> bool {
-        self.owner_or_other || (self.group_class && (!self.mask || self.mask_x))
+        let group_bits = if self.mask { self.mask_x } else { self.group_obj };
+        self.owner_or_other || group_bits || (self.named && (!self.mask || self.mask_x))
     }
 }
 

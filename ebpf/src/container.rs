@@ -92,6 +92,47 @@ fn left_container() -> Option<Cgroup> {
     })
 }
 
+/// The container owner the current task runs under, for the tracepoints: its cgroup's
+/// (armed) entry, or its process's record. Helper reads only (no BTF-typed loads).
+#[inline(always)]
+fn current_owner() -> Option<u64> {
+    // SAFETY: the helper has no preconditions.
+    let id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is copied out at once.
+    if let Some(e) = unsafe { CONTAINERS.get(id) } {
+        let (flags, owner) = (e.flags, e.owner);
+        return (!pending(id, flags)).then_some(owner);
+    }
+    // SAFETY: the helper has no preconditions.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    let leader = offsets::read::<u64>(task, OFF_TASK_GROUP_LEADER).ok()?;
+    // SAFETY: the value is copied out at once.
+    unsafe { TASKS.get(leader) }.copied()
+}
+
+/// `sched_process_fork(parent, child)` (a fork that succeeded; `current` is the parent)
+/// and `sched_process_exec(p, ...)` (`current` is `p`, the process's leader by then):
+/// records process `task` under the current task's container, so that it keeps that
+/// container's rule set wherever its cgroup goes. Threads share their leader's record.
+/// A full map is counted (a tracepoint cannot refuse).
+#[inline(always)]
+pub fn record_process(task: *const u8) {
+    if !offsets::ready() {
+        return;
+    }
+    let Ok(leader) = offsets::read::<u64>(task, OFF_TASK_GROUP_LEADER) else {
+        return;
+    };
+    if leader != task as u64 {
+        return;
+    }
+    if let Some(owner) = current_owner() {
+        if TASKS.insert(leader, owner, 0).is_err() {
+            count(CNT_MAP_FULL);
+        }
+    }
+}
+
 /// Records that process `leader` runs under the container of `cg` (`Err`: the map is
 /// full, counted; the caller denies).
 #[inline(always)]

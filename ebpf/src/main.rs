@@ -137,12 +137,7 @@ pub fn bprm_creds_for_exec(ctx: LsmContext) -> i32 {
     }
     match container::rule_set_at_exec(|| process_ops::runtime_reexec(&ctx)) {
         Ok(None) => 0,
-        Ok(Some(cg)) => {
-            // The process keeps its container's rule set wherever its cgroup goes.
-            let r = container::remember(container::current_process(), cg)
-                .and_then(|()| process_ops::bprm_creds_for_exec(&ctx, cg));
-            verdict(r, cg)
-        }
+        Ok(Some(cg)) => verdict(process_ops::bprm_creds_for_exec(&ctx, cg), cg),
         Err(()) => eperm(),
     }
 }
@@ -162,9 +157,9 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
         return 0;
     }
     let at = offsets::off(OFF_MMAP_PROT_ARG);
-    let (Ok(prot), Ok(flags)) = (offsets::raw_arg(&ctx, at), offsets::raw_arg(&ctx, at + 1)) else {
-        return 0;
-    };
+    // Unreadable arguments: taken as a private executable mapping (decided, never let by).
+    let prot = offsets::raw_arg(&ctx, at).unwrap_or(u64::MAX);
+    let flags = offsets::raw_arg(&ctx, at + 1).unwrap_or(0);
     if !file_ops::maps_exec(prot) {
         return 0;
     }
@@ -271,6 +266,33 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
         i64::from(e)
     })
 }
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a fork
+/// that succeeded (a failed one never gets a record its freed `task_struct` could pass on);
+/// the child has not run yet. See `container::record_process`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn d4c_task_fork(ctx: RawTracePointContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    container::record_process(ctx.arg(1));
+    0
+}
+const _: () = assert!(is_program("d4c_task_fork", "sched_process_fork"));
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
+/// an exec that succeeded, `current` already its process's leader (an exec by another
+/// thread makes it the leader): a process that ran before d4c, or the container's first,
+/// gets its record here.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn d4c_task_exec(ctx: RawTracePointContext) -> i32 {
+    if noop() {
+        return 0;
+    }
+    container::record_process(ctx.arg(0));
+    0
+}
+const _: () = assert!(is_program("d4c_task_exec", "sched_process_exec"));
 
 /// `sched_process_free(struct task_struct *p)`: forget a freed process's record (before
 /// its `task_struct` can be reused).

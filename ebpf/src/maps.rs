@@ -29,7 +29,7 @@ const _: () = assert!(same_name(MAP_ARMED, "D4C_ARMED"));
 /// Process (leader's `task_struct` address) -> the container entry's `owner` it ran under
 /// (`d4c_common::MAP_TASKS`). Allocated as used: most tasks of a node never get one.
 #[map(name = "D4C_TASKS")]
-pub static TASKS: HashMap<u64, u64> = HashMap::pinned(131_072, BPF_F_NO_PREALLOC);
+pub static TASKS: HashMap<u64, u64> = HashMap::pinned(262_144, BPF_F_NO_PREALLOC);
 const _: () = assert!(same_name(MAP_TASKS, "D4C_TASKS"));
 const BPF_F_NO_PREALLOC: u32 = 1;
 

@@ -19,7 +19,7 @@ use d4c_common::{
 };
 
 use crate::{
-    container::{self, Cgroup},
+    container::Cgroup,
     event::{self, exe_file_path, interactive},
     file_ops,
     maps::{count, may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS},
@@ -169,17 +169,12 @@ pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     if clone_flags & CLONE_THREAD != 0 {
         return Ok(false);
     }
-    // The new process keeps its parent's container wherever it goes (`CLONE_INTO_CGROUP`
-    // starts it in another cgroup).
-    let child: u64 = ctx.arg(0);
-    container::remember(child, cg)?;
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let Ok((mnt, dentry)) = exe_file_path(task) else {
-        return Ok(false);
-    };
     if !may_act(cg.rule_set, 1 << (RULESET_PROC_SHIFT + OP_FORK as u32)) {
         return Ok(false);
     }
+    // A failure is the hook's error (denied where the rule set can block).
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let (mnt, dentry) = exe_file_path(task)?;
     let s = scratch().ok_or(0)?;
     if file_ops::is_memfd(dentry)? {
         path::memfd_path(s, dentry)?;

@@ -312,3 +312,23 @@ fn a_prepared_reload_overtaken_by_another_is_compiled_again() {
     );
     assert_eq!(k.entries.len(), 1);
 }
+
+#[test]
+fn a_container_removed_while_a_reload_compiles_leaves_no_unwritten_rule_set() {
+    use super::registry::prepare_reload;
+    let mut r = Registry::new(MemoryKernel::default(), policy("alert", "prod"));
+    r.start(info("a", "prod", 10)).unwrap();
+    r.start(info("b", "dev", 11)).unwrap();
+    let prepared = prepare_reload(&r.reload_input(), policy("alert, block", "d*")).unwrap();
+    // b goes away while the reload compiles: its rule set (dev) was compiled, not written.
+    r.remove("b");
+    r.apply_reload(prepared).unwrap();
+    // A new dev container must get its rule set written, not an id with no entries.
+    assert!(matches!(
+        r.start(info("c", "dev", 12)).unwrap(),
+        Started::Protected { .. }
+    ));
+    let k = r.kernel();
+    let c = k.containers[&12].rule_set;
+    assert!(k.entries.contains_key(&c), "rule set {c} of c is in the kernel");
+}

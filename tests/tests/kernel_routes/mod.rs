@@ -113,6 +113,19 @@ fn an_acl_that_lets_anyone_execute_is_create_executable() {
         run_in(Some(&cg.path), || set_acl(&cf, &named_user_x(7))),
         libc::EPERM
     );
+    // A mask with x gives the mode's group x bit (then root may run it), whatever the
+    // group-class entries hold.
+    let mask_only = acl(&[
+        (ACL_USER_OBJ, 6, u32::MAX),
+        (ACL_GROUP_OBJ, 4, u32::MAX),
+        (ACL_MASK, 7, u32::MAX),
+        (ACL_OTHER, 4, u32::MAX),
+    ]);
+    assert_eq!(
+        run_in(Some(&cg.path), || set_acl(&cf, &mask_only)),
+        libc::EPERM,
+        "mask::rwx"
+    );
     assert_eq!(mode_of(&f), 0o644, "the mode must not change");
     // ACLs that let nobody execute are no createExecutable.
     assert_eq!(run_in(Some(&cg.path), || set_acl(&cf, &named_user_x(6))), 0);

@@ -6,6 +6,7 @@
 use super::{KernelState, Managed, Registry, RegistryError, Revision};
 use d4c_policy::compile::CompileError;
 use d4c_policy::Policy;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Rule-set ids left free between the running revision's next id and a prepared
@@ -97,20 +98,41 @@ impl<K: KernelState> Registry<K> {
                 prepare_reload(&input, prepared.policy()).map_err(|e| RegistryError::Reload {
                     source: Box::new(e),
                 })?;
+            // Once: a fresh preparation fits unless the ids ran out.
+            if !again.fits(self.rev.number, self.rev.sets.next_id()) {
+                return Err(RegistryError::Reload {
+                    source: "no rule-set ids are left for a new revision; restart the daemon"
+                        .into(),
+                });
+            }
             return self.apply_reload(again);
         }
         let mut next = prepared.next;
         let mut plan: Vec<(String, Option<u32>)> = Vec::new();
         let mut written: Vec<u32> = Vec::new();
         let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let mut used = std::collections::BTreeSet::new();
+            let (mut used, mut assigned) = (BTreeSet::new(), BTreeSet::new());
             for (cid, m) in &self.containers {
                 let (id, _) = next.assign(&m.info.attrs)?;
                 let live = !next.tables[&id].is_empty();
                 plan.push((cid.clone(), live.then_some(id)));
+                assigned.insert(id);
                 if live {
                     used.insert(id);
                 }
+            }
+            // Rule sets prepared for containers removed meanwhile are never written: forget
+            // them, so that a later container with the same attributes compiles and writes
+            // its rule set instead of registering under an id with no entries.
+            let unused: Vec<u32> = next
+                .tables
+                .keys()
+                .copied()
+                .filter(|id| !assigned.contains(id))
+                .collect();
+            for id in unused {
+                next.tables.remove(&id);
+                next.sets.forget(id);
             }
             for id in used {
                 self.kernel.write_tables(&next.tables[&id])?;
