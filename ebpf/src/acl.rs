@@ -68,7 +68,11 @@ impl Grants {
     /// a named user or group allowed x through the mask.
     #[inline(always)]
     fn execute(&self) -> bool {
-        let group_bits = if self.mask { self.mask_x } else { self.group_obj };
+        let group_bits = if self.mask {
+            self.mask_x
+        } else {
+            self.group_obj
+        };
         self.owner_or_other || group_bits || (self.named && (!self.mask || self.mask_x))
     }
 }

@@ -330,5 +330,8 @@ fn a_container_removed_while_a_reload_compiles_leaves_no_unwritten_rule_set() {
     ));
     let k = r.kernel();
     let c = k.containers[&12].rule_set;
-    assert!(k.entries.contains_key(&c), "rule set {c} of c is in the kernel");
+    assert!(
+        k.entries.contains_key(&c),
+        "rule set {c} of c is in the kernel"
+    );
 }

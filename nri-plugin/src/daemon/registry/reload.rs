@@ -55,7 +55,44 @@ pub fn prepare_reload(
     })
 }
 
+/// Forgets the rule sets of `next` no container was assigned at apply (prepared for
+/// containers removed meanwhile): never written, so a later container with the same
+/// attributes must compile and write its rule set, not register under an id with no
+/// entries.
+fn forget_unassigned(next: &mut Revision, assigned: &BTreeSet<u32>) {
+    let unused: Vec<u32> = next
+        .tables
+        .keys()
+        .copied()
+        .filter(|id| !assigned.contains(id))
+        .collect();
+    for id in unused {
+        next.tables.remove(&id);
+        next.sets.forget(id);
+    }
+}
+
 impl<K: KernelState> Registry<K> {
+    /// `prepared` if it still fits this registry; else prepared again here, once (another
+    /// revision came first, or starts used the ids left free).
+    fn refit(&self, prepared: PreparedReload) -> Result<PreparedReload, RegistryError> {
+        if prepared.fits(self.rev.number, self.rev.sets.next_id()) {
+            return Ok(prepared);
+        }
+        let again = prepare_reload(&self.reload_input(), prepared.policy()).map_err(|e| {
+            RegistryError::Reload {
+                source: Box::new(e),
+            }
+        })?;
+        if again.fits(self.rev.number, self.rev.sets.next_id()) {
+            Ok(again)
+        } else {
+            Err(RegistryError::Reload {
+                source: "no rule-set ids are left for a new revision; restart the daemon".into(),
+            })
+        }
+    }
+
     /// What [`prepare_reload`] needs: the next revision's number, its first rule-set id,
     /// and every container's attributes.
     #[must_use]
@@ -91,22 +128,7 @@ impl<K: KernelState> Registry<K> {
     /// container's entry is switched, then the old rule sets are deleted. On any failure
     /// the previous policy stays in force, entries and all.
     pub fn apply_reload(&mut self, prepared: PreparedReload) -> Result<u64, RegistryError> {
-        if !prepared.fits(self.rev.number, self.rev.sets.next_id()) {
-            // Another revision came first, or starts used the ids left free: again, here.
-            let input = self.reload_input();
-            let again =
-                prepare_reload(&input, prepared.policy()).map_err(|e| RegistryError::Reload {
-                    source: Box::new(e),
-                })?;
-            // Once: a fresh preparation fits unless the ids ran out.
-            if !again.fits(self.rev.number, self.rev.sets.next_id()) {
-                return Err(RegistryError::Reload {
-                    source: "no rule-set ids are left for a new revision; restart the daemon"
-                        .into(),
-                });
-            }
-            return self.apply_reload(again);
-        }
+        let prepared = self.refit(prepared)?;
         let mut next = prepared.next;
         let mut plan: Vec<(String, Option<u32>)> = Vec::new();
         let mut written: Vec<u32> = Vec::new();
@@ -121,19 +143,7 @@ impl<K: KernelState> Registry<K> {
                     used.insert(id);
                 }
             }
-            // Rule sets prepared for containers removed meanwhile are never written: forget
-            // them, so that a later container with the same attributes compiles and writes
-            // its rule set instead of registering under an id with no entries.
-            let unused: Vec<u32> = next
-                .tables
-                .keys()
-                .copied()
-                .filter(|id| !assigned.contains(id))
-                .collect();
-            for id in unused {
-                next.tables.remove(&id);
-                next.sets.forget(id);
-            }
+            forget_unassigned(&mut next, &assigned);
             for id in used {
                 self.kernel.write_tables(&next.tables[&id])?;
                 written.push(id);
