@@ -7,7 +7,9 @@
 //! mount when the file is on that superblock (the container's root filesystem); anywhere
 //! else it is unreachable, and the rule set's most restrictive path class decides.
 
-use aya_ebpf::programs::LsmContext;
+use core::ffi::c_void;
+
+use aya_ebpf::{helpers::generated as gen, programs::LsmContext};
 use d4c_common::{
     offsets::{OFF_ACL_COUNT, OFF_ACL_ENTRIES, OFF_DENTRY_SB, OFF_VFSMOUNT_SB},
     HOOK_INODE_SETXATTR, HOOK_INODE_SET_ACL,
@@ -36,45 +38,98 @@ const ACL_MASK: u16 = 0x10;
 const ACL_OTHER: u16 = 0x20;
 const ACL_EXECUTE: u16 = 0x01;
 
-/// What the entries seen so far say about execution.
-#[derive(Default)]
-struct Grants {
-    owner_or_other: bool,
-    group_obj: bool,
-    named: bool,
-    mask: bool,
-    mask_x: bool,
+// What the entries say about execution, one bit each (`Scan::bits`).
+const OWNER_OR_OTHER_X: u32 = 1;
+const GROUP_OBJ_X: u32 = 2;
+const NAMED_X: u32 = 4;
+const MASK: u32 = 8;
+const MASK_X: u32 = 16;
+
+/// The bits of one entry.
+#[inline(always)]
+fn entry_bits(tag: u16, perm: u16) -> u32 {
+    let x = perm & ACL_EXECUTE != 0;
+    match tag {
+        ACL_USER_OBJ | ACL_OTHER if x => OWNER_OR_OTHER_X,
+        ACL_GROUP_OBJ if x => GROUP_OBJ_X,
+        ACL_USER | ACL_GROUP if x => NAMED_X,
+        ACL_MASK if x => MASK | MASK_X,
+        ACL_MASK => MASK,
+        _ => 0,
+    }
 }
 
-impl Grants {
-    #[inline(always)]
-    fn add(&mut self, tag: u16, perm: u16) {
-        let x = perm & ACL_EXECUTE != 0;
-        match tag {
-            ACL_USER_OBJ | ACL_OTHER => self.owner_or_other |= x,
-            ACL_GROUP_OBJ => self.group_obj |= x,
-            ACL_USER | ACL_GROUP => self.named |= x,
-            ACL_MASK => {
-                self.mask = true;
-                self.mask_x = x;
-            }
-            _ => {}
+/// Whether an ACL with entry bits `bits` makes the file executable: an x bit in the mode
+/// it sets (the owner's and others' entries, and the mask's, or without a mask the owning
+/// group's, give the mode's three x bits; any x bit lets a task with `CAP_DAC_OVERRIDE`
+/// run it), or a named user or group allowed x through the mask.
+#[inline(always)]
+fn execute(bits: u32) -> bool {
+    let mask = bits & MASK != 0;
+    let group_bits = if mask {
+        bits & MASK_X != 0
+    } else {
+        bits & GROUP_OBJ_X != 0
+    };
+    bits & OWNER_OR_OTHER_X != 0
+        || group_bits
+        || (bits & NAMED_X != 0 && (!mask || bits & MASK_X != 0))
+}
+
+/// The `bpf_loop` context of an ACL scan: `n` entries of 8 bytes at `entries`.
+#[repr(C)]
+struct Scan {
+    entries: u64,
+    n: u32,
+    bits: u32,
+    failed: u32,
+}
+
+/// One entry (`{u16 tag, u16 perm, u32 id}` in both the xattr and the kernel form).
+extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `bpf_loop` hands back the `Scan` that `scan` passed it, alive on its stack.
+    let s = unsafe { &mut *ctx.cast::<Scan>() };
+    if i >= u64::from(s.n) {
+        return 1;
+    }
+    match read_at::<[u16; 2]>((s.entries + 8 * (i & 0x3f)) as *const u8) {
+        Ok(e) => {
+            s.bits |= entry_bits(e[0], e[1]);
+            0
+        }
+        Err(_) => {
+            s.failed = 1;
+            1
         }
     }
+}
 
-    /// Whether the file becomes executable: an x bit in the mode the ACL sets (the owner's
-    /// and others' entries, and the mask's, or without a mask the owning group's, give
-    /// the mode's three x bits; any x bit lets a task with `CAP_DAC_OVERRIDE` run it), or
-    /// a named user or group allowed x through the mask.
-    #[inline(always)]
-    fn execute(&self) -> bool {
-        let group_bits = if self.mask {
-            self.mask_x
-        } else {
-            self.group_obj
-        };
-        self.owner_or_other || group_bits || (self.named && (!self.mask || self.mask_x))
+/// Whether the `n` entries at `entries` make the file executable (one loop, verified
+/// once, whatever the entries). More than [`MAX_ENTRIES`] count as yes.
+#[inline(always)]
+fn scan(entries: *const u8, n: u64) -> Result<bool, i64> {
+    if n > u64::from(MAX_ENTRIES) {
+        return Ok(true);
     }
+    let mut s = Scan {
+        entries: entries as u64,
+        n: n as u32,
+        bits: 0,
+        failed: 0,
+    };
+    // SAFETY: the callback is a static function taking a `Scan`; `s` outlives the call.
+    unsafe {
+        gen::bpf_loop(
+            MAX_ENTRIES,
+            scan_step as *mut c_void,
+            core::ptr::from_mut(&mut s).cast(),
+            0,
+        )
+    };
+    if s.failed != 0 {
+        return Err(0);
+    }
+    Ok(execute(s.bits))
 }
 
 /// Whether `name` (a kernel string) is the access ACL's xattr name.
@@ -96,20 +151,8 @@ pub fn inode_setxattr(ctx: &LsmContext, cg: Cgroup) -> R {
     };
     let value = crate::offsets::raw_arg(ctx, 3)? as *const u8;
     let size: u64 = ctx.arg(4);
-    let n = size.saturating_sub(4) / 8;
-    let mut g = Grants::default();
-    if n > u64::from(MAX_ENTRIES) {
-        g.owner_or_other = true;
-    } else {
-        for i in 0..MAX_ENTRIES {
-            if u64::from(i) >= n {
-                break;
-            }
-            let e = read_at::<[u16; 2]>(value.wrapping_add(4 + 8 * i as usize))?;
-            g.add(e[0], e[1]);
-        }
-    }
-    decide(cg, HOOK_INODE_SETXATTR, dentry, mode, &g)
+    let executable = scan(value.wrapping_add(4), size.saturating_sub(4) / 8)?;
+    decide(cg, HOOK_INODE_SETXATTR, dentry, mode, executable)
 }
 
 /// `inode_set_acl(idmap, struct dentry *dentry, const char *acl_name, struct posix_acl
@@ -124,21 +167,9 @@ pub fn inode_set_acl(ctx: &LsmContext, cg: Cgroup) -> R {
         return Ok(false);
     };
     let n = read::<u32>(acl, OFF_ACL_COUNT)?;
-    let entries = acl.wrapping_add(off(OFF_ACL_ENTRIES));
-    let mut g = Grants::default();
-    if n > MAX_ENTRIES {
-        g.owner_or_other = true;
-    } else {
-        for i in 0..MAX_ENTRIES {
-            if i >= n {
-                break;
-            }
-            // struct posix_acl_entry { short e_tag; unsigned short e_perm; union id; }
-            let e = read_at::<[u16; 2]>(entries.wrapping_add(8 * i as usize))?;
-            g.add(e[0], e[1]);
-        }
-    }
-    decide(cg, HOOK_INODE_SET_ACL, dentry, mode, &g)
+    // struct posix_acl_entry { short e_tag; unsigned short e_perm; union id; }
+    let executable = scan(acl.wrapping_add(off(OFF_ACL_ENTRIES)), u64::from(n))?;
+    decide(cg, HOOK_INODE_SET_ACL, dentry, mode, executable)
 }
 
 /// The mode of `dentry`'s inode when it is a regular file without an x bit (the files an
@@ -149,10 +180,10 @@ fn gains_x_candidate(dentry: *const u8) -> Option<u32> {
     (file_ops::is_reg(mode) && !file_ops::has_x(mode)).then_some(mode)
 }
 
-/// createExecutable of `dentry` when the ACL `g` lets anyone execute it.
+/// createExecutable of `dentry` when the ACL makes it `executable`.
 #[inline(always)]
-fn decide(cg: Cgroup, hook: u16, dentry: *const u8, mode: u32, g: &Grants) -> R {
-    if !g.execute() || !crate::maps::may_act(cg.rule_set, u32::from(CREATE_EXE)) {
+fn decide(cg: Cgroup, hook: u16, dentry: *const u8, mode: u32, executable: bool) -> R {
+    if !executable || !crate::maps::may_act(cg.rule_set, u32::from(CREATE_EXE)) {
         return Ok(false);
     }
     let s = scratch().ok_or(0)?;
