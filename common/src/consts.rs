@@ -82,9 +82,9 @@ pub const CNT_PATH_ERRORS: u32 = 4;
 /// Hook calls of managed tasks that failed (a kernel read, the scratch space): denied when
 /// the rule set can block, else allowed; counted either way.
 pub const CNT_HOOK_ERRORS: u32 = 5;
-/// Cgroups that could not get an entry because `D4C_CONTAINERS` was full: a `mkdir` of a
-/// cgroup refused in a managed container (or, racing it, a nested cgroup left without an
-/// entry at `cgroup_mkdir`).
+/// A full kernel map: a `mkdir` of a cgroup refused in a managed container because
+/// `D4C_CONTAINERS` had no room (or, racing it, a nested cgroup left without an entry at
+/// `cgroup_mkdir`), or a process left without a record because `D4C_TASKS` was full.
 pub const CNT_MAP_FULL: u32 = 6;
 /// Slots of the counters map (7 used).
 pub const COUNTERS: u32 = 8;

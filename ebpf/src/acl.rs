@@ -132,10 +132,18 @@ fn scan(entries: *const u8, n: u64) -> Result<bool, i64> {
     Ok(execute(s.bits))
 }
 
-/// Whether `name` (a kernel string) is the access ACL's xattr name.
+/// Whether `name` (a kernel string) is the access ACL's xattr name (read up to its NUL,
+/// never past it, one byte more than the name so that a longer one cannot compare equal;
+/// a failed read is the hook's error).
 #[inline(always)]
-fn is_access(name: *const u8) -> bool {
-    read_at::<[u8; 24]>(name).is_ok_and(|n| &n == ACCESS)
+fn is_access(name: *const u8) -> Result<bool, i64> {
+    let mut buf = [0u8; 25];
+    // SAFETY: the helper checks the source and writes at most 25 bytes, NUL included.
+    let n = unsafe { gen::bpf_probe_read_kernel_str(buf.as_mut_ptr().cast(), 25, name.cast()) };
+    if n < 0 {
+        return Err(n);
+    }
+    Ok(n == 24 && buf[..24] == ACCESS[..])
 }
 
 /// `inode_setxattr(idmap, struct dentry *dentry, const char *name, const void *value,
@@ -143,7 +151,7 @@ fn is_access(name: *const u8) -> bool {
 /// then 8-byte entries `{u16 tag, u16 perm, u32 id}`), already copied into the kernel.
 pub fn inode_setxattr(ctx: &LsmContext, cg: Cgroup) -> R {
     let dentry: *const u8 = ctx.arg(1);
-    if !is_access(ctx.arg(2)) {
+    if !is_access(ctx.arg(2))? {
         return Ok(false);
     }
     let Some(mode) = gains_x_candidate(dentry) else {
@@ -160,7 +168,7 @@ pub fn inode_setxattr(ctx: &LsmContext, cg: Cgroup) -> R {
 pub fn inode_set_acl(ctx: &LsmContext, cg: Cgroup) -> R {
     let dentry: *const u8 = ctx.arg(1);
     let acl: *const u8 = ctx.arg(3);
-    if acl.is_null() || !is_access(ctx.arg(2)) {
+    if acl.is_null() || !is_access(ctx.arg(2))? {
         return Ok(false);
     }
     let Some(mode) = gains_x_candidate(dentry) else {

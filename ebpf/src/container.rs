@@ -7,7 +7,7 @@
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, generated::bpf_get_current_task_btf};
 use d4c_common::{
     offsets::{OFF_DENTRY_SB, OFF_SB_MAGIC, OFF_TASK_GROUP_LEADER},
-    ContainerEntry, CNT_DENIED, CNT_MANAGED, CNT_MAP_FULL, ENTRY_PENDING,
+    ContainerEntry, CNT_DENIED, CNT_HOOK_ERRORS, CNT_MANAGED, CNT_MAP_FULL, ENTRY_PENDING,
 };
 
 const BPF_NOEXIST: u32 = 1;
@@ -105,7 +105,10 @@ fn current_owner() -> Option<u64> {
     }
     // SAFETY: the helper has no preconditions.
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
-    let leader = offsets::read::<u64>(task, OFF_TASK_GROUP_LEADER).ok()?;
+    let Ok(leader) = offsets::read::<u64>(task, OFF_TASK_GROUP_LEADER) else {
+        count(CNT_HOOK_ERRORS);
+        return None;
+    };
     // SAFETY: the value is copied out at once.
     unsafe { TASKS.get(leader) }.copied()
 }
@@ -114,13 +117,14 @@ fn current_owner() -> Option<u64> {
 /// and `sched_process_exec(p, ...)` (`current` is `p`, the process's leader by then):
 /// records process `task` under the current task's container, so that it keeps that
 /// container's rule set wherever its cgroup goes. Threads share their leader's record.
-/// A full map is counted (a tracepoint cannot refuse).
+/// A full map or a failed read is counted (a tracepoint cannot refuse).
 #[inline(always)]
 pub fn record_process(task: *const u8) {
     if !offsets::ready() {
         return;
     }
     let Ok(leader) = offsets::read::<u64>(task, OFF_TASK_GROUP_LEADER) else {
+        count(CNT_HOOK_ERRORS);
         return;
     };
     if leader != task as u64 {

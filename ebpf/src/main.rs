@@ -267,32 +267,28 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), i64> {
     })
 }
 
-/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a fork
-/// that succeeded (a failed one never gets a record its freed `task_struct` could pass on);
-/// the child has not run yet. See `container::record_process`.
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn d4c_task_fork(ctx: RawTracePointContext) -> i32 {
-    if noop() {
-        return 0;
-    }
-    container::record_process(ctx.arg(1));
-    0
+/// A raw tracepoint that records the process of its argument `$arg` (a `task_struct *`)
+/// under the current task's container (`container::record_process`).
+macro_rules! records {
+    ($name:ident, $tp:literal, $arg:literal) => {
+        const _: () = assert!(is_program(stringify!($name), $tp));
+        #[raw_tracepoint(tracepoint = $tp)]
+        pub fn $name(ctx: RawTracePointContext) -> i32 {
+            if !noop() {
+                container::record_process(ctx.arg($arg));
+            }
+            0
+        }
+    };
 }
-const _: () = assert!(is_program("d4c_task_fork", "sched_process_fork"));
 
-/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
-/// an exec that succeeded, `current` already its process's leader (an exec by another
-/// thread makes it the leader): a process that ran before d4c, or the container's first,
-/// gets its record here.
-#[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn d4c_task_exec(ctx: RawTracePointContext) -> i32 {
-    if noop() {
-        return 0;
-    }
-    container::record_process(ctx.arg(0));
-    0
-}
-const _: () = assert!(is_program("d4c_task_exec", "sched_process_exec"));
+// `sched_process_fork(parent, child)`: a fork that succeeded (a failed one never gets a
+// record its freed `task_struct` could pass on); the child has not run yet.
+records!(d4c_task_fork, "sched_process_fork", 1);
+// `sched_process_exec(p, old_pid, bprm)`: an exec that succeeded, `current` already its
+// process's leader (an exec by another thread makes it the leader): a process that ran
+// before d4c, or the container's first, gets its record here.
+records!(d4c_task_exec, "sched_process_exec", 0);
 
 /// `sched_process_free(struct task_struct *p)`: forget a freed process's record (before
 /// its `task_struct` can be reused).

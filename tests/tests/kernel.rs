@@ -419,17 +419,7 @@ fn exec_and_fork_decisions() {
     proc_rules(&mut k, rs2, None, OP_FORK, BLOCK);
     let cg2 = TestCgroup::new("fork");
     register(&mut k, &cg2, rs2);
-    let r = run_in(Some(&cg2.path), || unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::_exit(0);
-        }
-        if pid < 0 {
-            errno()
-        } else {
-            wait(pid)
-        }
-    });
+    let r = run_in(Some(&cg2.path), fork_and_wait);
     assert_eq!(r, libc::EPERM);
     let evs = k.events();
     assert!(evs
@@ -441,17 +431,7 @@ fn exec_and_fork_decisions() {
     proc_rules(&mut k, rs3, None, OP_FORK, ACTION_LOG);
     let cg3 = TestCgroup::new("forklog");
     register(&mut k, &cg3, rs3);
-    let r = run_in(Some(&cg3.path), || unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::_exit(0);
-        }
-        if pid < 0 {
-            errno()
-        } else {
-            wait(pid)
-        }
-    });
+    let r = run_in(Some(&cg3.path), fork_and_wait);
     assert_eq!(r, 0);
     assert!(k
         .events()

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use d4c_common::{
     CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MAP_FULL, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
 };
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,9 +98,7 @@ pub async fn forward(
 /// Copies the kernel counters into the metrics every few seconds; warns when decisions
 /// were dropped because the ring buffer was full.
 pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
-    let mut last_drops = 0;
-    let mut last_errors = 0;
-    let mut last_full = 0;
+    let mut last = [0u64; WATCHED.len()];
     loop {
         if let Ok(snap) = handle.status().await {
             metrics.managed_containers.store(
@@ -129,35 +127,59 @@ pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
                 metrics
                     .kernel_path_errors
                     .store(k[CNT_PATH_ERRORS as usize], Ordering::Relaxed);
-                let errors = k[CNT_HOOK_ERRORS as usize];
-                metrics.kernel_hook_errors.store(errors, Ordering::Relaxed);
-                if errors > last_errors {
-                    tracing::error!(
-                        failed = errors - last_errors,
-                        "kernel hooks failed for managed tasks (denied where the rule set can block); see d4c_kernel_hook_errors_total"
-                    );
-                    last_errors = errors;
-                }
-                let full = k[CNT_MAP_FULL as usize];
-                metrics.kernel_map_full.store(full, Ordering::Relaxed);
-                if full > last_full {
-                    tracing::error!(
-                        refused = full - last_full,
-                        "cgroups could not be created in managed containers: the kernel's containers map is full; see d4c_kernel_map_full_total"
-                    );
-                    last_full = full;
-                }
-                let drops = k[CNT_RINGBUF_DROPS as usize];
-                metrics.ringbuf_drops.store(drops, Ordering::Relaxed);
-                if drops > last_drops {
-                    tracing::warn!(
-                        lost = drops - last_drops,
-                        "decisions were lost: the kernel ring buffer was full"
-                    );
-                    last_drops = drops;
+                for (watch, last) in WATCHED.iter().zip(&mut last) {
+                    watch.report(&k, &metrics, last);
                 }
             }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// A kernel counter mirrored into a metric whose growth is logged.
+struct Watched {
+    counter: u32,
+    metric: fn(&Metrics) -> &AtomicU64,
+    /// Logged as an error (else a warning).
+    error: bool,
+    message: &'static str,
+}
+
+/// The kernel counters whose growth the daemon logs.
+const WATCHED: [Watched; 3] = [
+    Watched {
+        counter: CNT_HOOK_ERRORS,
+        metric: |m| &m.kernel_hook_errors,
+        error: true,
+        message: "kernel hooks failed for managed tasks (denied where the rule set can block); see d4c_kernel_hook_errors_total",
+    },
+    Watched {
+        counter: CNT_MAP_FULL,
+        metric: |m| &m.kernel_map_full,
+        error: true,
+        message: "a kernel map is full: cgroups could not be created in managed containers, or processes got no record; see d4c_kernel_map_full_total",
+    },
+    Watched {
+        counter: CNT_RINGBUF_DROPS,
+        metric: |m| &m.ringbuf_drops,
+        error: false,
+        message: "decisions were lost: the kernel ring buffer was full",
+    },
+];
+
+impl Watched {
+    /// Stores the counter in its metric and logs how much it grew since `last`.
+    fn report(&self, counters: &[u64], metrics: &Metrics, last: &mut u64) {
+        let now = counters.get(self.counter as usize).copied().unwrap_or(0);
+        (self.metric)(metrics).store(now, Ordering::Relaxed);
+        if now > *last {
+            let new = now - *last;
+            if self.error {
+                tracing::error!(new, "{}", self.message);
+            } else {
+                tracing::warn!(new, "{}", self.message);
+            }
+            *last = now;
+        }
     }
 }

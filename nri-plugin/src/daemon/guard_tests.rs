@@ -48,15 +48,8 @@ impl Drop for Tree {
 
 fn container(id: &str, ns: &str, dir: &Path) -> ContainerInfo {
     ContainerInfo {
-        id: id.into(),
-        name: id.into(),
-        attrs: Container {
-            namespace: Some(ns.into()),
-            orchestrator: Some("kubernetes".into()),
-            ..Container::default()
-        },
-        cgroup_id: std::fs::metadata(dir).unwrap().ino(),
         cgroup_dir: Some(dir.to_owned()),
+        ..super::tests::info(id, ns, std::fs::metadata(dir).unwrap().ino())
     }
 }
 

@@ -14,7 +14,8 @@ fn policy(actions: &str, namespace: &str) -> Arc<Policy> {
     Arc::new(load_str("p.yaml", &yaml).unwrap().policy)
 }
 
-fn info(id: &str, ns: &str, cgroup_id: u64) -> ContainerInfo {
+/// A container of namespace `ns` in cgroup `cgroup_id` (no cgroup directory).
+pub(super) fn info(id: &str, ns: &str, cgroup_id: u64) -> ContainerInfo {
     ContainerInfo {
         id: id.into(),
         name: id.into(),

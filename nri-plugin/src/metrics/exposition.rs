@@ -29,7 +29,7 @@ const SERIES: [Series<Metrics>; 15] = [
     ("d4c_kernel_events_total", "counter", "Decisions the kernel reported.", |m| &m.kernel_events),
     ("d4c_ringbuf_drops_total", "counter", "Decisions lost because the ring buffer was full.", |m| &m.ringbuf_drops),
     ("d4c_kernel_path_errors_total", "counter", "Paths the kernel could not build from the task's root (decided by the rule set's most restrictive path class).", |m| &m.kernel_path_errors),
-    ("d4c_kernel_map_full_total", "counter", "Cgroups a managed container could not create (or that got no entry) because the kernel's containers map was full.", |m| &m.kernel_map_full),
+    ("d4c_kernel_map_full_total", "counter", "Cgroups a managed container could not create (or that got no entry) because the kernel's containers map was full, and processes that got no record because the process-record map was full.", |m| &m.kernel_map_full),
     ("d4c_kernel_hook_errors_total", "counter", "Hook calls of managed tasks that failed (denied where the rule set can block).", |m| &m.kernel_hook_errors),
     ("d4c_previous_builds_attached", "gauge", "Programs of a previous d4c build still attached: an upgrade waits for the runtime's Synchronize (it stays above 0 while no runtime connects).", |m| &m.previous_builds),
     ("d4c_alert_documents_total", "counter", "Documents written to alert sinks.", |m| &m.sink_documents),

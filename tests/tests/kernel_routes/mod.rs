@@ -12,8 +12,8 @@ use d4c_common::{
 };
 
 use crate::kernel_support::{
-    c, errno, ev_path, kernel, mode_of, rc, register, root_entry, rule_at, rule_set_id, run_in,
-    wait, TestCgroup, TestDir,
+    c, errno, ev_path, fork_and_wait, kernel, mode_of, rc, register, root_entry, rule_at,
+    rule_set_id, run_in, wait, TestCgroup, TestDir,
 };
 
 const BLOCK: u8 = ACTION_ALERT | ACTION_BLOCK;
@@ -352,17 +352,10 @@ fn the_process_name_is_the_executed_files() {
     crate::proc_rules(&mut k, rs2, Some(name), OP_FORK, BLOCK);
     let cg2 = TestCgroup::new("names-fork");
     register(&mut k, &cg2, rs2);
-    let r = run_in(Some(&cg2.path), || unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"innocent".as_ptr());
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::_exit(0);
-        }
-        if pid < 0 {
-            errno()
-        } else {
-            wait(pid)
-        }
+    let r = run_in(Some(&cg2.path), || {
+        // SAFETY: sets this child's own comm.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"innocent".as_ptr()) };
+        fork_and_wait()
     });
     assert_eq!(r, libc::EPERM, "fork after PR_SET_NAME");
 }

@@ -220,6 +220,22 @@ pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// In a forked child: forks once more and waits; 0 when the fork worked, else its errno.
+pub fn fork_and_wait() -> i32 {
+    // SAFETY: plain fork and wait; the grandchild exits at once.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        if pid < 0 {
+            errno()
+        } else {
+            wait(pid)
+        }
+    }
+}
+
 /// Runs `f` in a forked child that first joins `cgroup` (None: stays where it is); returns
 /// what `f` returned (0 for success, else an errno). The child avoids allocation.
 pub fn run_in(cgroup: Option<&Path>, f: impl FnOnce() -> i32) -> i32 {
