@@ -3,33 +3,35 @@
 
 use aya_ebpf::programs::LsmContext;
 use d4c_common::{
+    moved_dir_classes,
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
         OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_NLINK, OFF_INODE_SB, OFF_MOUNT_MNT,
         OFF_MOUNT_MNT_NS, OFF_PATH_DENTRY, OFF_PATH_MNT, OFF_SB_FLAGS, OFF_SB_MAGIC,
     },
-    CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
+    ACTION_BLOCK, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
     HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK,
-    OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD, OP_MODIFY_EXECUTABLE,
-    OP_MODIFY_FILE, REST_EMPTY,
+    MOVE_MARK, OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD,
+    OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE, PATH_KEY_MAX, REST_EMPTY,
 };
 
 use crate::{
     container::Cgroup,
     event,
     maps::{count, FILE_RULES},
-    offsets::{load, load_path, off, read, read_at, read_path, read_ptr},
+    offsets::{load, load_path, off, read, read_at, read_ptr},
     path::{self, PATH_UNREACHABLE},
     scratch::{scratch, Scratch, TARGET},
 };
 
 const S_IFMT: u32 = 0o170_000;
 const S_IFREG: u32 = 0o100_000;
+const S_IFDIR: u32 = 0o040_000;
 const S_IXUGO: u32 = 0o111;
 const FMODE_WRITE: u32 = 0x2;
 /// This open created the file (`path_mknod` already decided on the creation).
 const FMODE_CREATED: u32 = 0x10_0000;
-const SB_KERNMOUNT: u64 = 1 << 22;
+pub const SB_KERNMOUNT: u64 = 1 << 22;
 const RENAME_EXCHANGE: u64 = 2;
 
 pub const CREATE_EXE: u8 = 1 << OP_CREATE_EXECUTABLE;
@@ -44,6 +46,11 @@ type R = Result<bool, i64>;
 #[inline(always)]
 pub fn is_reg(mode: u32) -> bool {
     mode & S_IFMT == S_IFREG
+}
+
+#[inline(always)]
+fn is_dir(mode: u32) -> bool {
+    mode & S_IFMT == S_IFDIR
 }
 
 #[inline(always)]
@@ -92,13 +99,34 @@ pub fn decide(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32) -> u
 /// most restrictive path class (the root entry's empty-rest row, which no real path
 /// reaches), never as "no match". The one exception is a file on a kernel-private mount
 /// ([`kernel_private`]), which no task reaches by a path.
-#[inline(never)]
+#[inline(always)]
 pub fn decide_acting(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32) -> u32 {
+    decide_in(s, mnt, dentry, ops, 0)
+}
+
+/// A directory moved to (`mnt`, `dentry`): createExecutable under the most restrictive row
+/// any path below the destination D has (the compiler's move entry `D/` + NUL, else the
+/// rows that entry's lookup finds for the rests below D), acting only when that row
+/// blocks. Which files the directory carries is not known in a hook; so no executable
+/// ends up where creating it would have been refused.
+#[inline(always)]
+pub fn decide_moved_dir(s: &mut Scratch, mnt: *const u8, dentry: *const u8) -> u32 {
+    if !crate::maps::may_act(s.meta.rule_set, u32::from(CREATE_EXE)) {
+        return 0;
+    }
+    decide_in(s, mnt, dentry, u32::from(CREATE_EXE), 1)
+}
+
+/// [`decide_acting`], or [`decide_moved_dir`] when `moved_dir` is 1.
+#[inline(never)]
+fn decide_in(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, moved_dir: u32) -> u32 {
     let ops = ops as u8;
     if !dentry.is_null() {
         path::build(s, TARGET, mnt, dentry);
     }
-    let (rule, class) = if s.target.flags != 0 {
+    let n = s.target.len as usize;
+    let too_long = moved_dir != 0 && n + 2 > PATH_KEY_MAX;
+    let (rule, classes) = if s.target.flags != 0 || too_long {
         if s.target.flags & PATH_UNREACHABLE != 0
             && !dentry.is_null()
             && kernel_private(mnt).unwrap_or(false)
@@ -109,33 +137,50 @@ pub fn decide_acting(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u3
         // The root entry (empty prefix) under an empty rest: the rule set's worst row.
         s.target.prefix_len = 32;
         s.target.rule_set_be = s.meta.rule_set.to_be_bytes();
-        (FILE_RULES.get(s.target.key()), REST_EMPTY)
+        (FILE_RULES.get(s.target.key()), 1u32 << REST_EMPTY)
+    } else if moved_dir != 0 {
+        // `D/` + NUL after the path; its length stays D's (the event reports D).
+        s.target.buf[n & 0xff] = b'/';
+        s.target.buf[(n + 1) & 0x1ff] = MOVE_MARK;
+        s.target.prefix_len = 32 + 8 * (n as u32 + 2);
+        s.target.rule_set_be = s.meta.rule_set.to_be_bytes();
+        match FILE_RULES.get(s.target.key()) {
+            Some(rule) => (
+                Some(rule),
+                moved_dir_classes(usize::from(rule.prefix_len), n + 2),
+            ),
+            None => (None, 0),
+        }
     } else {
         path::set_key(&mut s.target, s.meta.rule_set);
         match FILE_RULES.get(s.target.key()) {
-            Some(rule) => (Some(rule), path::rest_class(&s.target, rule.prefix_len)),
-            None => (None, REST_EMPTY),
+            Some(rule) => (
+                Some(rule),
+                1u32 << path::rest_class(&s.target, rule.prefix_len),
+            ),
+            None => (None, 0),
         }
     };
     let Some(rule) = rule else {
         return 0;
     };
-    let row = match rule.actions.get(class) {
-        Some(r) => r,
-        None => return 0,
-    };
     let mut actions = 0u8;
     let mut first = 0xffu8;
     for op in 0..6u8 {
         if ops & (1 << op) != 0 {
-            let a = row[op as usize];
+            let mut a = 0u8;
+            for (class, row) in rule.actions.iter().enumerate() {
+                if classes & (1 << class) != 0 {
+                    a |= row[op as usize];
+                }
+            }
             if a != 0 && first == 0xff {
                 first = op;
             }
             actions |= a;
         }
     }
-    if actions == 0 {
+    if actions == 0 || (moved_dir != 0 && actions & ACTION_BLOCK == 0) {
         return 0;
     }
     event::verdict(s, actions, first, ops)
@@ -150,7 +195,7 @@ const MNT_NS_INTERNAL: u64 = -22i64 as u64;
 /// (6.6+ opens the real file of every overlay write there, after the overlay file itself
 /// was decided). No task can mount one or reach it by a path.
 #[inline(always)]
-fn kernel_private(vfsmnt: *const u8) -> Result<bool, i64> {
+pub fn kernel_private(vfsmnt: *const u8) -> Result<bool, i64> {
     let mount = vfsmnt.wrapping_sub(off(OFF_MOUNT_MNT));
     Ok(read::<u64>(mount, OFF_MOUNT_MNT_NS)? == MNT_NS_INTERNAL)
 }
@@ -401,6 +446,15 @@ pub fn path_rename(ctx: &LsmContext, cg: Cgroup) -> R {
         meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
         deny |= decide(s, mnt, new, u32::from(new_ops));
     }
+    // A directory lands where the other name was (both ways for an exchange).
+    if let Some(m) = old_mode.filter(|&m| is_dir(m)) {
+        meta(s, cg, HOOK_PATH_RENAME, m);
+        deny |= decide_moved_dir(s, mnt, new);
+    }
+    if let Some(m) = new_mode.filter(|&m| exchange && is_dir(m)) {
+        meta(s, cg, HOOK_PATH_RENAME, m);
+        deny |= decide_moved_dir(s, mnt, old);
+    }
     Ok(deny != 0)
 }
 
@@ -427,73 +481,4 @@ pub fn exec_memfd(s: &mut Scratch, cg: Cgroup, hook: u16, mode: u32) -> bool {
         core::ptr::null(),
         u32::from(EXEC_MEMFD),
     ) != 0
-}
-
-const PROT_READ: u64 = 0x1;
-const PROT_EXEC: u64 = 0x4;
-const MAP_TYPE: u64 = 0x0f;
-const MAP_SHARED: u64 = 0x01;
-const MAP_SHARED_VALIDATE: u64 = 0x03;
-const VM_SHARED: u64 = 0x08;
-const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
-
-/// Whether a mapping with `prot` is executable, `PROT_READ` included when the task's
-/// personality has `READ_IMPLIES_EXEC` (the kernel then adds `PROT_EXEC`; `fmod_ret` sees
-/// the requested `prot` only).
-#[inline(always)]
-pub fn maps_exec(prot: u64) -> bool {
-    if prot & PROT_EXEC != 0 {
-        return true;
-    }
-    if prot & PROT_READ == 0 {
-        return false;
-    }
-    // SAFETY: no preconditions; the verifier types the result from BTF.
-    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() }
-        .cast::<u8>()
-        .cast_const();
-    load::<u32>(task, d4c_common::offsets::OFF_TASK_PERSONALITY) & READ_IMPLIES_EXEC != 0
-}
-
-/// Whether `file` (a BTF-typed `struct file *`, possibly null) is a memfd, by direct
-/// loads: checked before the cgroup lookup, since the hook runs on every mapping.
-#[inline(always)]
-pub fn memfd_file(file: *const u8) -> bool {
-    if file.is_null() {
-        return false;
-    }
-    let dentry: *const u8 = load(file.wrapping_add(off(OFF_FILE_PATH)), OFF_PATH_DENTRY);
-    let sb: *const u8 = load(dentry, OFF_DENTRY_SB);
-    load::<u64>(sb, OFF_SB_FLAGS) & SB_KERNMOUNT != 0
-}
-
-/// A private executable mapping of a memfd: how the dynamic loader runs an ELF held in
-/// one (`ld.so /proc/self/fd/N`) without an exec, so it is execMemFd. A shared mapping is
-/// a JIT's second view of its code (.NET maps its code heap from a memfd so), not decided.
-#[inline(always)]
-pub fn map_memfd(cg: Cgroup, hook: u16, file: *const u8, shared: bool) -> R {
-    if shared || !crate::maps::may_act(cg.rule_set, u32::from(EXEC_MEMFD)) {
-        return Ok(false);
-    }
-    let (_, dentry) = read_path(file.wrapping_add(off(OFF_FILE_PATH)))?;
-    if !is_memfd(dentry)? {
-        return Ok(false);
-    }
-    let s = scratch().ok_or(0)?;
-    path::memfd_path(s, dentry)?;
-    let inode = read_ptr(file, OFF_FILE_INODE)?;
-    let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
-    Ok(exec_memfd(s, cg, hook, mode))
-}
-
-/// Whether `flags` of an `mmap` share the mapping.
-#[inline(always)]
-pub fn shared_flags(flags: u64) -> bool {
-    matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE)
-}
-
-/// Whether `vm_flags` of a mapping share it.
-#[inline(always)]
-pub fn shared_vma(vm_flags: u64) -> bool {
-    vm_flags & VM_SHARED != 0
 }

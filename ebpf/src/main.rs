@@ -10,6 +10,7 @@ mod acl;
 mod container;
 mod event;
 mod file_ops;
+mod mapping;
 mod maps;
 mod offsets;
 mod path;
@@ -146,35 +147,35 @@ hook!(inode_setxattr, "inode_setxattr", acl::inode_setxattr);
 hook!(inode_set_acl, "inode_set_acl", acl::inode_set_acl);
 /// `mmap_file(file, reqprot, prot, flags)` (BPF LSM; `security_mmap_file(file, prot,
 /// flags)` as `fmod_ret`) runs on every mapping of every task: only an executable mapping
-/// of a memfd (direct loads, before any lookup) goes on.
+/// of a memfd or of a file without x bits (direct loads, before any lookup) goes on.
 #[lsm(hook = "mmap_file")]
 pub fn mmap_file(ctx: LsmContext) -> i32 {
     if noop() {
         return 0;
     }
     let file: *const u8 = ctx.arg(0);
-    if !file_ops::memfd_file(file) {
+    if !mapping::candidate(file) {
         return 0;
     }
     let at = offsets::off(OFF_MMAP_PROT_ARG);
     // Unreadable arguments: taken as a private executable mapping (decided, never let by).
     let prot = offsets::raw_arg(&ctx, at).unwrap_or(u64::MAX);
     let flags = offsets::raw_arg(&ctx, at + 1).unwrap_or(0);
-    if !file_ops::maps_exec(prot) {
+    if !mapping::maps_exec(prot) {
         return 0;
     }
     match container::rule_set() {
         None => 0,
         Some(cg) => verdict(
-            file_ops::map_memfd(cg, HOOK_MMAP_FILE, file, file_ops::shared_flags(flags)),
+            mapping::map_file(cg, HOOK_MMAP_FILE, file, mapping::shared_flags(flags)),
             cg,
         ),
     }
 }
 const _: () = assert!(is_program("mmap_file", "mmap_file"));
 
-/// `file_mprotect(struct vm_area_struct *vma, reqprot, prot)`: a private mapping of a
-/// memfd made executable.
+/// `file_mprotect(struct vm_area_struct *vma, reqprot, prot)`: a private file mapping made
+/// executable, decided as [`mmap_file`] decides it.
 #[lsm(hook = "file_mprotect")]
 pub fn file_mprotect(ctx: LsmContext) -> i32 {
     if noop() {
@@ -182,16 +183,13 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     }
     let vma: *const u8 = ctx.arg(0);
     let file: *const u8 = offsets::load(vma, OFF_VMA_FILE);
-    if !file_ops::memfd_file(file) || !file_ops::maps_exec(ctx.arg(2)) {
+    if !mapping::candidate(file) || !mapping::maps_exec(ctx.arg(2)) {
         return 0;
     }
-    let shared = file_ops::shared_vma(offsets::load::<u64>(vma, OFF_VMA_FLAGS));
+    let shared = mapping::shared_vma(offsets::load::<u64>(vma, OFF_VMA_FLAGS));
     match container::rule_set() {
         None => 0,
-        Some(cg) => verdict(
-            file_ops::map_memfd(cg, HOOK_FILE_MPROTECT, file, shared),
-            cg,
-        ),
+        Some(cg) => verdict(mapping::map_file(cg, HOOK_FILE_MPROTECT, file, shared), cg),
     }
 }
 const _: () = assert!(is_program("file_mprotect", "file_mprotect"));

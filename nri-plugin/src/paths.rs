@@ -14,6 +14,8 @@ pub const STATUS_SOCKET: &str = "/run/d4c/status.sock";
 pub const NRI_SOCKET: &str = d4c_nri::DEFAULT_SOCKET;
 /// The running kernel's BTF.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// The overlay module's BTF (present once the module is loaded).
+pub const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
 /// The active LSMs, comma-separated.
 pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
 /// This process's mounts (where the cgroup v2 hierarchy is found).

@@ -7,7 +7,10 @@ use crate::compile::Tables;
 use crate::event::Event;
 use crate::model::Actions;
 use crate::pattern::memfd_path;
-use d4c_common::{CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, PATH_KEY_MAX};
+use d4c_common::{
+    CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, ACTION_BLOCK, PATH_KEY_MAX,
+    REST_CLASSES, REST_EMPTY,
+};
 use std::collections::HashMap;
 
 /// The kernel maps, as userspace sees the entries.
@@ -96,5 +99,33 @@ impl KernelMaps {
                 })
             }
         }
+    }
+
+    /// The kernel's decision for a directory moved to `dest` (see `crate::dir_move`): the
+    /// lookup of `dest/` + NUL, whose entry's rows apply below `dest`
+    /// (`d4c_common::moved_dir_classes`); a key longer than `PATH_KEY_MAX` gets the rule set's
+    /// most restrictive row. Acts only when it blocks.
+    #[must_use]
+    pub fn decide_dir_move(&self, rule_set: u32, dest: &str) -> Actions {
+        let op = crate::model::FileOp::CreateExecutable as usize;
+        let mut key = dest.trim_end_matches('/').as_bytes().to_vec();
+        key.push(b'/');
+        key.push(d4c_common::MOVE_MARK);
+        let actions = if key.len() > PATH_KEY_MAX {
+            self.file
+                .get(&(rule_set, Vec::new()))
+                .map_or(0, |r| r.actions[REST_EMPTY][op])
+        } else {
+            lpm(&self.file, rule_set, &key).map_or(0, |r| {
+                let classes = d4c_common::moved_dir_classes(usize::from(r.prefix_len), key.len());
+                (0..REST_CLASSES)
+                    .filter(|c| classes & (1 << c) != 0)
+                    .fold(0, |a, c| a | r.actions[c][op])
+            })
+        };
+        if actions & ACTION_BLOCK == 0 {
+            return Actions::default();
+        }
+        Actions(actions)
     }
 }

@@ -10,6 +10,7 @@
 pub mod compile;
 pub mod container;
 pub mod diag;
+pub mod dir_move;
 pub mod emulate;
 pub mod eval;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod yaml;
 
 pub use container::{Container, Mount};
 pub use diag::{Diagnostic, Pos, Severity};
+pub use dir_move::evaluate_dir_move;
 pub use eval::{evaluate, Decision};
 pub use event::Event;
 pub use image::ImageRef;

@@ -8,7 +8,7 @@ use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
 use d4c_policy::emulate::KernelMaps;
 use d4c_policy::model::{Actions, BlockKind, FileOp, Policy, ProcessOp, Response, Selector};
 use d4c_policy::pattern::{LabelPattern, PathPattern};
-use d4c_policy::{evaluate, Container, Event, ImageRef, Mount};
+use d4c_policy::{evaluate, evaluate_dir_move, Container, Event, ImageRef, Mount};
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const EVENTS_PER_CASE: usize = 64;
 static CHECKED: AtomicUsize = AtomicUsize::new(0);
 static DECIDED: AtomicUsize = AtomicUsize::new(0);
+/// Directory moves checked per case (to the first file events' paths), and those that block.
+const MOVES_PER_CASE: usize = 8;
+static MOVES: AtomicUsize = AtomicUsize::new(0);
+static MOVES_BLOCKED: AtomicUsize = AtomicUsize::new(0);
 
 fn component() -> impl Strategy<Value = String> {
     select(vec!["a", "b", "ab", "bin", "x.sh", "a.b"]).prop_map(str::to_owned)
@@ -238,6 +242,16 @@ fn kernel_tables_agree_with_reference_on_enough_cases() {
         decided * 20 >= checked,
         "only {decided} of {checked} events had actions"
     );
+    let (moves, blocked) = (
+        MOVES.load(Ordering::Relaxed),
+        MOVES_BLOCKED.load(Ordering::Relaxed),
+    );
+    println!("checked {moves} directory moves; {blocked} blocked");
+    assert!(
+        blocked * 20 >= moves,
+        "only {blocked} of {moves} directory moves blocked"
+    );
+    assert!(blocked < moves, "every directory move blocked");
 }
 
 proptest! {
@@ -264,5 +278,18 @@ proptest! {
             prop_assert_eq!(got, want, "event {:?}\ncontainer {:?}\npolicy {:#?}", ev, container, policy);
         }
         CHECKED.fetch_add(events.len(), Ordering::Relaxed);
+        let dests = events.iter().filter_map(|ev| match ev {
+            Event::File { path, .. } if path.len() + 2 <= d4c_common::PATH_KEY_MAX => Some(path),
+            _ => None,
+        });
+        for dest in dests.take(MOVES_PER_CASE) {
+            let want = evaluate_dir_move(&policy, &container, dest);
+            let got = maps.decide_dir_move(7, dest);
+            MOVES.fetch_add(1, Ordering::Relaxed);
+            if want != Actions::default() {
+                MOVES_BLOCKED.fetch_add(1, Ordering::Relaxed);
+            }
+            prop_assert_eq!(got, want, "directory moved to {}\ncontainer {:?}\npolicy {:#?}", dest, container, policy);
+        }
     }
 }

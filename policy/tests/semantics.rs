@@ -346,3 +346,40 @@ fn the_longest_paths_compile_exactly() {
         );
     }
 }
+
+/// What a directory moved to `dest` gets, from the reference and from the kernel tables
+/// (which must agree).
+fn moved(p: &Policy, c: &Container, dest: &str) -> u8 {
+    let want = d4c_policy::evaluate_dir_move(p, c, dest);
+    let tables = compile_rule_set(p, &RuleSetSpec::for_container(p, c), 5).unwrap();
+    let got = KernelMaps::from_tables(&tables).decide_dir_move(5, dest);
+    assert_eq!(got, want, "kernel tables vs reference for a move to {dest}");
+    want.0
+}
+
+#[test]
+fn a_directory_move_is_decided_by_what_could_land_below_it() {
+    let c = Container::default();
+    let block = ACTION_ALERT | ACTION_BLOCK;
+    let bins = policy("file:\n  selectors:\n    - name: bins\n      operation: [createExecutable]\n      targetFilePath: ['/usr/bin/**', '/opt/app*']\n  responses:\n    - match: [bins]\n      actions: [alert, block]\n");
+    // Everywhere but an exception.
+    let except = policy("file:\n  selectors:\n    - name: all\n      operation: [createExecutable]\n    - name: cache\n      operation: [createExecutable]\n      targetFilePath: ['/app/cache/**']\n  responses:\n    - match: [all]\n      exclude: [cache]\n      actions: [alert, block]\n");
+    // A rule that only alerts does not act on moves.
+    let alert = policy("file:\n  selectors:\n    - name: all\n      operation: [createExecutable]\n  responses:\n    - match: [all]\n      actions: [alert]\n");
+    let cases = [
+        (&bins, "/tmp/d", 0, "nothing below /tmp/d blocks"),
+        (&bins, "/usr/bin/d", block, "into the protected tree"),
+        (&bins, "/usr", block, "/usr/bin would be below it"),
+        (&bins, "/usr/lib", 0, "a sibling of the protected tree"),
+        (&bins, "/opt/app", 0, "`/opt/app*` is one name deep"),
+        (&bins, "/opt", block, "/opt/app2 would be below it"),
+        (&except, "/app/cache/d", 0, "inside the exception"),
+        (&except, "/app/cache", 0, "all below it is in the exception"),
+        (&except, "/app", block, "/app/x would be below it"),
+        (&except, "/srv/d", block, "elsewhere"),
+        (&alert, "/srv/d", 0, "alert only"),
+    ];
+    for (p, dest, want, why) in cases {
+        assert_eq!(moved(p, &c, dest), want, "{dest}: {why}");
+    }
+}

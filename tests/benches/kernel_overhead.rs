@@ -7,8 +7,9 @@
 //! then `cargo xtask vm --kernel 6.12 --with <binary> -- /opt/with/<binary name>`.
 //!
 //! Loops (each N iterations in a forked child placed in a test cgroup): `open(O_RDONLY)` +
-//! close and `open(O_WRONLY)` + close of an existing 0644 file, chmod to the same mode, and
-//! fork + exec of `busybox true` + waitpid. Configurations:
+//! close and `open(O_WRONLY)` + close of an existing 0644 file, chmod to the same mode,
+//! fork + exec of `busybox true` + waitpid, and `mmap(PROT_READ|PROT_EXEC, MAP_PRIVATE)` +
+//! munmap of a 0644 file on the root filesystem (what loading an image's library does). Configurations:
 //! none (no program loaded), (a) the same programs on the same hooks as no-ops
 //! (`Config::noop`, the floor), (b) d4c loaded, task unmanaged, (c) managed and allowed
 //! (the rule set acts elsewhere, so paths are built and looked up, the decision is allow),
@@ -36,8 +37,8 @@ use std::{
 use d4c::bpf::{AttachRequest, Config, Enforcer, EventReader};
 use d4c_common::{
     ContainerEntry, ProcDecision, ProcKey, ACTION_ALERT, ACTION_BLOCK, ACTION_LOG, CNT_EVENTS,
-    CNT_RINGBUF_DROPS, HOOK_FILE_OPEN, HOOK_NAMES, HOOK_PATH_CHMOD, OP_CREATE_EXECUTABLE, OP_EXEC,
-    OP_FORK, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
+    CNT_RINGBUF_DROPS, HOOK_FILE_OPEN, HOOK_MMAP_FILE, HOOK_NAMES, HOOK_PATH_CHMOD,
+    OP_CREATE_EXECUTABLE, OP_EXEC, OP_FORK, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE,
 };
 use kernel_support::{c, everywhere, root_entry, rule_at, TestCgroup, TestDir};
 
@@ -122,12 +123,15 @@ fn time_once(cg: &Path, op: &Op) -> f64 {
 
 /// The program each loop runs once per iteration, whose own run time is reported (none
 /// for fork+exec, which runs several).
-const LOOP_PROGRAM: [Option<&str>; 4] = [
+const LOOP_PROGRAM: [Option<&str>; LOOPS] = [
     Some(HOOK_NAMES[HOOK_FILE_OPEN as usize]),
     Some(HOOK_NAMES[HOOK_FILE_OPEN as usize]),
     Some(HOOK_NAMES[HOOK_PATH_CHMOD as usize]),
     None,
+    Some(HOOK_NAMES[HOOK_MMAP_FILE as usize]),
 ];
+/// Number of loops.
+const LOOPS: usize = 5;
 
 /// Run time (ns) and run count summed over the loaded programs named `name`.
 fn prog_stats(name: &str) -> (u64, u64) {
@@ -144,10 +148,10 @@ fn prog_stats(name: &str) -> (u64, u64) {
 
 /// Nanoseconds inside the program per call for each loop, from the kernel's run-time
 /// statistics (`BPF_ENABLE_STATS`), in a pass of its own: the statistics cost time too.
-fn program_ns(cg: &Path, ops: &[Op]) -> [f64; 4] {
+fn program_ns(cg: &Path, ops: &[Op]) -> [f64; LOOPS] {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .unwrap_or_else(|e| panic!("BPF_ENABLE_STATS: {e}"));
-    let mut out = [f64::NAN; 4];
+    let mut out = [f64::NAN; LOOPS];
     for (j, op) in ops.iter().enumerate() {
         let Some(name) = LOOP_PROGRAM[j] else {
             continue;
@@ -251,9 +255,9 @@ fn write_tables(e: &mut Enforcer) {
     .unwrap();
 }
 
-/// The four loops over the file `f`; fork+exec runs `busybox true`.
-fn loops(f: &CString, busybox: &str, n_file: u32, n_exec: u32) -> [Op; 4] {
-    let (f1, f2, f3) = (f.clone(), f.clone(), f.clone());
+/// The loops over the file `f`; fork+exec runs `busybox true`; the mapping maps `lib`.
+fn loops(f: &CString, lib: &CString, busybox: &str, n_file: u32, n_exec: u32) -> [Op; LOOPS] {
+    let (f1, f2, f3, lib) = (f.clone(), f.clone(), f.clone(), lib.clone());
     let exe = CString::new(busybox).unwrap();
     let arg = CString::new("true").unwrap();
     // SAFETY (all bodies): plain syscalls on strings the closures own.
@@ -293,6 +297,25 @@ fn loops(f: &CString, busybox: &str, n_file: u32, n_exec: u32) -> [Op; 4] {
                 libc::waitpid(pid, &raw mut st, 0);
             }),
         },
+        Op {
+            name: "mmap(PROT_EXEC)+munmap",
+            n: n_file,
+            body: Box::new(move || unsafe {
+                let fd = libc::open(lib.as_ptr(), libc::O_RDONLY);
+                let p = libc::mmap(
+                    core::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE,
+                    fd,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    libc::munmap(p, 4096);
+                }
+                libc::close(fd);
+            }),
+        },
     ]
 }
 
@@ -314,23 +337,27 @@ fn main() {
 
     let dir = TestDir::new("bench");
     let f = c(&dir.file("target", 0o644));
+    // On the root filesystem, as the image's libraries are (a file on a volume would be
+    // decided as written, and refused by rule set (e)).
+    let root_dir = TestDir::under(Path::new("/"), "bench");
+    let lib = c(&root_dir.file("lib", 0o644));
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("busybox for the fork+exec loop");
-    let ops = loops(&f, busybox, n_file, n_exec);
+    let ops = loops(&f, &lib, busybox, n_file, n_exec);
     let cg = TestCgroup::new("bench");
     let cg_id = cg.id();
     for op in &ops {
         time_once(&cg.path, op); // warm-up (page cache, dentries)
     }
 
-    let mut best = [[f64::INFINITY; 4]; CONFIGS.len()];
-    let mut in_prog = [[f64::INFINITY; 4]; CONFIGS.len()];
+    let mut best = [[f64::INFINITY; LOOPS]; CONFIGS.len()];
+    let mut in_prog = [[f64::INFINITY; LOOPS]; CONFIGS.len()];
     let (mut written, mut read, mut drops) = (0u64, 0u64, 0u64);
     let measure = |cfg: usize,
-                   best: &mut [[f64; 4]; CONFIGS.len()],
-                   in_prog: &mut [[f64; 4]; CONFIGS.len()]| {
+                   best: &mut [[f64; LOOPS]; CONFIGS.len()],
+                   in_prog: &mut [[f64; LOOPS]; CONFIGS.len()]| {
         // The first loop timed after a load was 10-45% slow in some runs and not in others,
         // whichever configuration came first: one discarded loop absorbs it.
         time_once(&cg.path, &ops[0]);
@@ -413,11 +440,11 @@ fn drain(mut reader: EventReader, stop: Arc<AtomicBool>) -> std::thread::JoinHan
 
 /// What the rounds measured.
 struct Report<'a> {
-    ops: &'a [Op; 4],
+    ops: &'a [Op; LOOPS],
     /// Best ns per iteration, per configuration and loop.
-    best: &'a [[f64; 4]; CONFIGS.len()],
+    best: &'a [[f64; LOOPS]; CONFIGS.len()],
     /// Best ns inside the program per call, per configuration and loop.
-    in_prog: &'a [[f64; 4]; CONFIGS.len()],
+    in_prog: &'a [[f64; LOOPS]; CONFIGS.len()],
     n_file: u32,
     n_exec: u32,
     /// Events written, read, and dropped by the ring buffer.

@@ -308,17 +308,7 @@ fn memfd_exec_is_blocked_every_way() {
         errno()
     });
     assert_eq!(r, libc::EPERM, "execve /proc/self/fd/N");
-    let r = run_in(Some(&cg.path), || unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            fd,
-            c"".as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
-        errno()
-    });
+    let r = run_in(Some(&cg.path), || execveat_empty(fd, &argv, &envp));
     assert_eq!(r, libc::EPERM, "execveat AT_EMPTY_PATH");
     let r = run_in(Some(&cg.path), || unsafe {
         libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
@@ -779,47 +769,16 @@ fn cgroup_v1_hierarchies_are_ignored() {
 fn overlayfs_write_is_one_event_on_the_overlay_path() {
     let Some(mut k) = kernel() else { return };
     let (_, cg, dir) = setup(&mut k, "ovl", &[OP_MODIFY_EXECUTABLE], ACTION_ALERT);
-    for d in ["lower", "upper", "work", "merged"] {
-        std::fs::create_dir(dir.path.join(d)).unwrap();
-    }
-    let lower_exe = dir.path.join("lower/exe");
-    std::fs::write(&lower_exe, b"#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(
-        &lower_exe,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let opts = CString::new(format!(
-        "lowerdir={},upperdir={},workdir={}",
-        dir.path.join("lower").display(),
-        dir.path.join("upper").display(),
-        dir.path.join("work").display()
-    ))
-    .unwrap();
-    let merged = dir.path.join("merged");
-    let m = c(&merged);
-    // SAFETY: NUL-terminated strings.
-    if unsafe {
-        libc::mount(
-            c"overlay".as_ptr(),
-            m.as_ptr(),
-            c"overlay".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    } != 0
-    {
-        eprintln!("skipping test - cannot mount overlayfs: errno {}", errno());
+    let Some(ovl) = Overlay::mount(&dir, &[("exe", 0o755, b"#!/bin/sh\n")]) else {
         return;
-    }
-    let exe = merged.join("exe");
+    };
+    let exe = ovl.merged.join("exe");
     let ce = c(&exe);
     let r = run_in(Some(&cg.path), || unsafe {
         rc(i64::from(libc::open(ce.as_ptr(), libc::O_WRONLY)))
     });
     let evs = k.events();
-    // SAFETY: NUL-terminated path.
-    unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
+    drop(ovl);
     assert_eq!(r, 0);
     let opens: Vec<String> = evs
         .iter()

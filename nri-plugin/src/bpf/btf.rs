@@ -1,6 +1,7 @@
-//! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): enough to find struct
-//! member offsets (through anonymous unions and structs) and whether a function exists.
-//! aya's own BTF type keeps its type table private, so this small parser stands alone.
+//! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`, and a module's split
+//! BTF on top of it): enough to find struct member offsets (through anonymous unions and
+//! structs), struct sizes and whether a function exists. aya's own BTF type keeps its type
+//! table private, so this small parser stands alone.
 
 use std::{collections::HashMap, path::Path};
 
@@ -51,8 +52,12 @@ struct Type {
 /// The parsed type table.
 #[derive(Debug)]
 pub struct Btf {
-    /// Index = type id; id 0 is `void`.
+    /// Index = type id - `first_id`; in a base BTF id 0 is `void`.
     types: Vec<Type>,
+    /// The id of `types[0]`: 0 for a base BTF, the base's type count for a split one.
+    first_id: u32,
+    /// The string section (a split BTF's offsets continue after its base's).
+    strings: Vec<u8>,
     by_name: HashMap<(u32, String), Vec<u32>>,
 }
 
@@ -75,9 +80,28 @@ impl Btf {
         })
     }
 
+    /// Reads a module's split BTF (`/sys/kernel/btf/MODULE`) on top of `base` (vmlinux's).
+    pub fn split_from_file(path: &Path, base: &Btf) -> Result<Self, BpfError> {
+        let data = std::fs::read(path).map_err(|source| BpfError::Io {
+            what: "read module BTF",
+            path: path.into(),
+            source,
+        })?;
+        Self::parse_on(&data, Some(base)).ok_or_else(|| BpfError::Btf {
+            path: path.into(),
+            reason: "malformed or big-endian split BTF".into(),
+        })
+    }
+
     /// Parses raw little-endian BTF.
     #[must_use]
     pub fn parse(data: &[u8]) -> Option<Self> {
+        Self::parse_on(data, None)
+    }
+
+    /// Parses raw little-endian BTF, split on top of `base` when given: its type ids and
+    /// string offsets continue after the base's.
+    fn parse_on(data: &[u8], base: Option<&Btf>) -> Option<Self> {
         let magic = u16::from_le_bytes([*data.first()?, *data.get(1)?]);
         if magic != BTF_MAGIC {
             return None;
@@ -89,18 +113,28 @@ impl Btf {
         let str_len = u32_at(data, 20)? as usize;
         let types_raw = data.get(hdr_len + type_off..hdr_len + type_off + type_len)?;
         let strings = data.get(hdr_len + str_off..hdr_len + str_off + str_len)?;
+        let base_strings = base.map_or(&[][..], |b| &b.strings[..]);
         let string = |off: u32| -> String {
-            let s = strings.get(off as usize..).unwrap_or_default();
+            let off = off as usize;
+            let s = match off.checked_sub(base_strings.len()) {
+                None => &base_strings[off..],
+                Some(own) => strings.get(own..).unwrap_or_default(),
+            };
             let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
             String::from_utf8_lossy(&s[..end]).into_owned()
         };
-        let mut types = vec![Type {
-            kind: 0,
-            name: String::new(),
-            size_or_ref: 0,
-            vlen: 0,
-            members: vec![],
-        }];
+        #[allow(clippy::cast_possible_truncation)] // type ids are u32 in BTF
+        let first_id = base.map_or(0, |b| b.first_id + b.types.len() as u32);
+        let mut types = Vec::new();
+        if base.is_none() {
+            types.push(Type {
+                kind: 0,
+                name: String::new(),
+                size_or_ref: 0,
+                vlen: 0,
+                members: vec![],
+            });
+        }
         let mut at = 0;
         while at + 12 <= types_raw.len() {
             let name_off = u32_at(types_raw, at)?;
@@ -140,22 +174,48 @@ impl Btf {
             });
         }
         let mut by_name: HashMap<(u32, String), Vec<u32>> = HashMap::new();
-        for (id, t) in types.iter().enumerate().skip(1) {
+        for (i, t) in types.iter().enumerate() {
             if !t.name.is_empty() {
                 #[allow(clippy::cast_possible_truncation)] // type ids are u32 in BTF
                 by_name
                     .entry((t.kind, t.name.clone()))
                     .or_default()
-                    .push(id as u32);
+                    .push(first_id + i as u32);
             }
         }
-        Some(Btf { types, by_name })
+        Some(Btf {
+            types,
+            first_id,
+            strings: strings.to_vec(),
+            by_name,
+        })
+    }
+
+    /// The type of id `id`, if this BTF holds it (not a split BTF's base types).
+    fn ty(&self, id: u32) -> Option<&Type> {
+        self.types.get(id.checked_sub(self.first_id)? as usize)
+    }
+
+    /// The id of the first `struct name` that has members (a name may be declared more
+    /// than once).
+    fn struct_id(&self, name: &str) -> Option<u32> {
+        self.by_name
+            .get(&(KIND_STRUCT, name.to_owned()))?
+            .iter()
+            .copied()
+            .find(|&i| self.ty(i).is_some_and(|t| !t.members.is_empty()))
+    }
+
+    /// `sizeof(struct name)` in bytes.
+    #[must_use]
+    pub fn size_of(&self, name: &str) -> Option<u32> {
+        Some(self.ty(self.struct_id(name)?)?.size_or_ref)
     }
 
     /// Follows typedef/const/volatile/restrict/type tags to the underlying type.
     fn strip(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
-            match self.types.get(id as usize) {
+            match self.ty(id) {
                 Some(t)
                     if matches!(
                         t.kind,
@@ -173,7 +233,7 @@ impl Btf {
     /// Bit offset of member `name` in the struct/union `id`, looking inside anonymous
     /// members; also the member's type id.
     fn member(&self, id: u32, name: &str) -> Option<(u32, u32)> {
-        let t = self.types.get(self.strip(id) as usize)?;
+        let t = self.ty(self.strip(id))?;
         if t.kind != KIND_STRUCT && t.kind != KIND_UNION {
             return None;
         }
@@ -193,11 +253,7 @@ impl Btf {
     /// Byte offset of `path` (members joined by `.`) in `struct name`.
     #[must_use]
     pub fn offset_of(&self, name: &str, path: &str) -> Option<u32> {
-        let ids = self.by_name.get(&(KIND_STRUCT, name.to_owned()))?;
-        // A name may be declared more than once; take the first with members.
-        let mut id = *ids
-            .iter()
-            .find(|&&i| !self.types[i as usize].members.is_empty())?;
+        let mut id = self.struct_id(name)?;
         let mut bits = 0;
         for part in path.split('.') {
             let (off, ty) = self.member(id, part)?;
@@ -226,9 +282,7 @@ impl Btf {
     #[must_use]
     pub fn func_params(&self, name: &str) -> Option<usize> {
         let id = *self.by_name.get(&(KIND_FUNC, name.to_owned()))?.first()?;
-        let proto = self
-            .types
-            .get(self.types.get(id as usize)?.size_or_ref as usize)?;
+        let proto = self.ty(self.ty(id)?.size_or_ref)?;
         (proto.kind == KIND_FUNC_PROTO).then_some(proto.vlen)
     }
 

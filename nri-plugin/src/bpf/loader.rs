@@ -12,6 +12,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use d4c_common::{
+    offsets::{OFF_BACKING_USER_PATH, OFF_MMAP_PROT_ARG, OFF_OVL_UPPER},
     CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, Program,
     ProgramKind, TrieData, GLOBAL_NOOP, GLOBAL_OFFSETS, MAP_COMM_RULES, MAP_CONTAINERS,
     MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
@@ -229,7 +230,11 @@ impl Enforcer {
 
     fn load(config: &Config, btf: &Btf, build: u64, mode: AttachMode) -> Result<Self, BpfError> {
         let mut offsets = btf.kernel_offsets()?;
-        offsets.fields[d4c_common::offsets::OFF_MMAP_PROT_ARG] = mode.mmap_prot_arg();
+        offsets.fields[OFF_MMAP_PROT_ARG] = mode.mmap_prot_arg();
+        offsets.fields[OFF_OVL_UPPER] =
+            super::overlay::upper_offset(btf, Path::new(paths::OVERLAY_BTF))?;
+        offsets.fields[OFF_BACKING_USER_PATH] =
+            btf.offset_of("backing_file", "user_path").unwrap_or(0);
         fs::ensure_pin_dir(&config.pin_dir)?;
         let result = Self::load_inner(config, btf, &offsets, mode)
             // The mode first: pins that carry a build marker are complete and adoptable.

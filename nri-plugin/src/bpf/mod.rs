@@ -14,6 +14,7 @@ mod fs;
 mod handover;
 mod inventory;
 mod loader;
+mod overlay;
 mod tables;
 
 pub use attach_mode::{usable_mode, AttachMode, AttachRequest};
@@ -23,6 +24,7 @@ pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
 pub use fs::{build_marker, check_bpf_lsm, links_dir, pinned_builds, pinned_mode, retiring_dirs};
 pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin};
+pub use overlay::{described_offset, layout_rule, upper_offset};
 
 #[cfg(test)]
 mod tests;

@@ -123,3 +123,21 @@ fn lsm_list_without_bpf_is_a_clear_error() {
     let missing = check_bpf_lsm(&dir.path().join("nope")).unwrap_err();
     assert!(missing.to_string().contains("securityfs"), "{missing}");
 }
+
+#[test]
+fn the_overlay_upper_dentry_offset_is_found() {
+    let Some(btf) = kernel_btf() else { return };
+    let rule = super::overlay::layout_rule(&btf).expect("sizeof(struct inode)");
+    let module = Path::new(crate::paths::OVERLAY_BTF);
+    let described = super::overlay::described_offset(&btf, module).expect("readable BTF");
+    // Built in or a loaded module: its BTF agrees with the layout rule d4c falls back to.
+    assert!(
+        described.is_none_or(|off| off == rule),
+        "{described:?} vs {rule}"
+    );
+    let off = super::overlay::upper_offset(&btf, Path::new("/nonexistent")).unwrap();
+    assert_eq!(off, described.unwrap_or(rule));
+    if described.is_none() {
+        eprintln!("overlayfs is not loaded here: only the layout rule was computed");
+    }
+}

@@ -247,7 +247,12 @@ fn describe_tables(out: &mut String, t: &Tables) {
         let _ = writeln!(out, "File rules (longest matching prefix; then what follows it: nothing, one name, or deeper):");
     }
     for (k, v) in &t.file_rules {
-        let prefix = String::from_utf8_lossy(k.path_bytes());
+        // A directory-move entry (`DIR/` + NUL): its one row holds all that applies below.
+        let (bytes, moves) = match k.path_bytes().split_last() {
+            Some((&d4c_common::MOVE_MARK, dir)) => (dir, true),
+            _ => (k.path_bytes(), false),
+        };
+        let prefix = String::from_utf8_lossy(bytes);
         let mut parts = Vec::new();
         for (c, row) in v.actions.iter().enumerate() {
             let ops: Vec<String> = (0..FILE_OP_SLOTS.min(FileOp::ALL.len()))
@@ -255,10 +260,13 @@ fn describe_tables(out: &mut String, t: &Tables) {
                 .map(|o| format!("{}={}", FileOp::ALL[o].name(), actions_text(row[o])))
                 .collect();
             if !ops.is_empty() {
-                parts.push(format!("{} {}", CLASS[c], ops.join(" ")));
+                let class = if moves { "below" } else { CLASS[c] };
+                parts.push(format!("{class} {}", ops.join(" ")));
             }
         }
-        let shown = if prefix.is_empty() {
+        let shown = if moves {
+            format!("{prefix:?} (directory moves)")
+        } else if prefix.is_empty() {
             "(any)".into()
         } else {
             format!("{prefix:?}")

@@ -120,6 +120,7 @@ pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathK
     if !any {
         return Vec::new();
     }
+    super::subtree::add_move_entries(&mut out, rule_set);
     unreachable_row(&mut out);
     out
 }

@@ -11,6 +11,7 @@ mod prefixes;
 pub(crate) mod process;
 mod registry;
 mod responses;
+mod subtree;
 
 pub use file::unreachable_actions;
 pub use prefixes::rest_class;

@@ -1,7 +1,11 @@
 //! Kernel tests of the routes around the drift rules that an outside review found (each
 //! ran a dropped or changed program with no alert before its fix): POSIX ACLs that add
 //! an x bit, paths the walk cannot build from the task's root, `O_TMPFILE` executables,
-//! process names picked by the exec, and memfd paths.
+//! process names picked by the exec, memfd paths, dropped files run by the loader
+//! ([`dropped`]), and directories renamed into protected paths ([`dir_move`]).
+
+mod dir_move;
+mod dropped;
 
 use std::{ffi::CString, path::Path};
 
@@ -597,6 +601,29 @@ fn a_process_that_leaves_its_container_cgroup_keeps_its_rule_set() {
     assert_eq!(run_in(Some(&outside.path), chmod_x), 0);
 }
 
+/// Maps 4 KiB of `fd` with `prot` and `flags`: the address, or the errno.
+fn map_fd(fd: i32, prot: i32, flags: i32) -> Result<*mut libc::c_void, i32> {
+    // SAFETY: a new mapping chosen by the kernel; nothing else is touched.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, prot, flags, fd, 0) };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p)
+    }
+}
+
+/// A private read-only mapping of `fd` made executable: 0 or the errno (100 when it could
+/// not be mapped).
+fn mprotect_exec_fd(fd: i32) -> i32 {
+    let Ok(p) = map_fd(fd, libc::PROT_READ, libc::MAP_PRIVATE) else {
+        return 100;
+    };
+    // SAFETY: the mapping made above.
+    rc(i64::from(unsafe {
+        libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC)
+    }))
+}
+
 /// The dynamic loader, which runs an ELF without an exec of it.
 const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
 
@@ -635,24 +662,7 @@ fn the_loader_mapping_a_memfd_is_exec_memfd_and_a_jit_view_is_not() {
         && ev_path(e) == "/memfd:payload"));
 
     // A private read-only mapping made executable.
-    let r = run_in(Some(&cg.path), || unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            fd,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return 100;
-        }
-        rc(i64::from(libc::mprotect(
-            p,
-            4096,
-            libc::PROT_READ | libc::PROT_EXEC,
-        )))
-    });
+    let r = run_in(Some(&cg.path), || mprotect_exec_fd(fd));
     assert_eq!(
         r,
         libc::EPERM,

@@ -211,6 +211,84 @@ impl Drop for TestDir {
     }
 }
 
+/// An overlayfs mounted in a [`TestDir`] (`lower`, `upper`, `work`, `merged`), the way a
+/// container's root filesystem is; unmounted when dropped.
+pub struct Overlay {
+    pub lower: PathBuf,
+    pub merged: PathBuf,
+}
+
+impl Overlay {
+    /// Mounts it, with `files` (name, mode, contents) in the lower layer (the image); `None`
+    /// (skip) when overlayfs cannot be mounted and `D4C_REQUIRE_BPF_LSM` is not set.
+    pub fn mount(dir: &TestDir, files: &[(&str, u32, &[u8])]) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        for d in ["lower", "upper", "work", "merged"] {
+            std::fs::create_dir(dir.path.join(d)).unwrap();
+        }
+        let lower = dir.path.join("lower");
+        for &(name, mode, bytes) in files {
+            let p = lower.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let opts = CString::new(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            dir.path.join("upper").display(),
+            dir.path.join("work").display()
+        ))
+        .unwrap();
+        let merged = dir.path.join("merged");
+        let m = c(&merged);
+        // SAFETY: NUL-terminated strings.
+        let r = unsafe {
+            libc::mount(
+                c"overlay".as_ptr(),
+                m.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            let e = errno();
+            assert!(
+                !required(),
+                "D4C_REQUIRE_BPF_LSM=1 but overlayfs: errno {e}"
+            );
+            eprintln!("skipping test - cannot mount overlayfs: errno {e}");
+            return None;
+        }
+        Some(Overlay { lower, merged })
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::umount2(c(&self.merged).as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: the errno when it returns.
+pub fn execveat_empty(fd: i32, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
+    assert!(argv.last().is_some_and(|p| p.is_null()) && envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: NULL-terminated arrays of NUL-terminated strings (checked above: the last
+    // pointer of each is NULL).
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    errno()
+}
+
 pub fn c(p: &Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).unwrap()
