@@ -61,20 +61,27 @@ pub const REST_DEEP: usize = 2;
 /// Number of rest classes.
 pub const REST_CLASSES: usize = 3;
 
-// Directory moves: a directory renamed to D is decided by the rows of every path below D.
+// Directory moves: a directory moved from S to D is decided by the rows of every path
+// below D, unless every path below S refuses createExecutable (then it carries nothing
+// that was created where creating an executable was allowed).
 /// The byte after `D/` in a directory-move key: no real path holds it, so only the
-/// compiler's move entry `A/` + NUL (the OR of every row below A) matches it exactly.
+/// compiler's move entry `A/` + NUL matches it exactly.
 pub const MOVE_MARK: u8 = 0;
+/// The move entry's row holding, per operation, the OR of every row below A.
+pub const MOVE_ANY: usize = REST_EMPTY;
+/// The move entry's row holding, per operation, `ACTION_BLOCK` when every row below A
+/// blocks it, else 0.
+pub const MOVE_ALL_BLOCK: usize = REST_NAME;
 
-/// The rest classes (a bit each) whose rows apply below a moved directory's destination D,
-/// given the prefix length `found_len` of the entry that the lookup of `D/` + NUL
-/// (`key_len` bytes) found: the move entry's empty-rest row when it is that entry; else the
-/// one-name and deeper rests of the entry `D/`; else the deeper rests of a shorter prefix
-/// (its rest below D always holds a `/`).
+/// The rows (a bit each) that apply below a moved directory's end D, given the prefix
+/// length `found_len` of the entry that the lookup of `D/` + NUL (`key_len` bytes) found:
+/// the move entry's `summary` row when it is that entry; else the one-name and deeper
+/// rests of the entry `D/`; else the deeper rests of a shorter prefix (its rest below D
+/// always holds a `/`).
 #[must_use]
-pub const fn moved_dir_classes(found_len: usize, key_len: usize) -> u32 {
+pub const fn moved_dir_rows(found_len: usize, key_len: usize, summary: usize) -> u32 {
     if found_len == key_len {
-        1 << REST_EMPTY
+        1 << summary
     } else if found_len + 1 == key_len {
         (1 << REST_NAME) | (1 << REST_DEEP)
     } else {

@@ -136,26 +136,21 @@ pub const OFF_TASK_PERSONALITY: usize = 45;
 /// `security_mmap_file(file, prot, flags)`); `flags` follows it. Set by the loader.
 pub const OFF_MMAP_PROT_ARG: usize = 46;
 // Who mounted what (which files are the image's, `mmap_file`).
-/// `mnt_namespace.root` (a `struct mount *`: the namespace's root, which `chroot` does not
-/// change).
-pub const OFF_MNT_NS_ROOT: usize = 47;
-/// `mnt_namespace.user_ns` (the user namespace that owns it).
-pub const OFF_MNT_NS_USER_NS: usize = 48;
 /// `user_namespace.level` (0 for the initial user namespace).
-pub const OFF_USER_NS_LEVEL: usize = 49;
+pub const OFF_USER_NS_LEVEL: usize = 47;
 /// `super_block.s_user_ns` (the user namespace that mounted it).
-pub const OFF_SB_USER_NS: usize = 50;
+pub const OFF_SB_USER_NS: usize = 48;
 /// Not a field of vmlinux: the byte offset from an overlayfs inode's `struct inode` to its
 /// `ovl_inode.__upperdentry` (non-null when the file is in the container's upper layer,
 /// that is, written or copied up there). Set by the loader from the overlay module's BTF,
 /// else from `sizeof(struct inode)` (the member follows `vfs_inode` from 4.19 to 7.2).
-pub const OFF_OVL_UPPER: usize = 51;
+pub const OFF_OVL_UPPER: usize = 49;
 /// `backing_file.user_path` (6.6+: overlayfs maps its real file in the vma, and that
 /// file's user path is the overlay's), or 0 on kernels without backing files (6.1's real
 /// file carries the overlay's path itself). Optional: set by the loader.
-pub const OFF_BACKING_USER_PATH: usize = 52;
+pub const OFF_BACKING_USER_PATH: usize = 50;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 53;
+pub const OFF_COUNT: usize = 51;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -205,8 +200,6 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_VMA_FILE, "vm_area_struct", "vm_file"),
     (OFF_VMA_FLAGS, "vm_area_struct", "vm_flags"),
     (OFF_TASK_PERSONALITY, "task_struct", "personality"),
-    (OFF_MNT_NS_ROOT, "mnt_namespace", "root"),
-    (OFF_MNT_NS_USER_NS, "mnt_namespace", "user_ns"),
     (OFF_USER_NS_LEVEL, "user_namespace", "level"),
     (OFF_SB_USER_NS, "super_block", "s_user_ns"),
 ];

@@ -3,7 +3,7 @@
 
 use aya_ebpf::programs::LsmContext;
 use d4c_common::{
-    moved_dir_classes,
+    moved_dir_rows,
     offsets::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_MODE,
         OFF_FILE_PATH, OFF_INODE_MODE, OFF_INODE_NLINK, OFF_INODE_SB, OFF_MOUNT_MNT,
@@ -11,8 +11,8 @@ use d4c_common::{
     },
     ACTION_BLOCK, CNT_PATH_ERRORS, EVENT_FILE, HOOK_FILE_OPEN, HOOK_FILE_TRUNCATE, HOOK_PATH_CHMOD,
     HOOK_PATH_LINK, HOOK_PATH_MKNOD, HOOK_PATH_RENAME, HOOK_PATH_TRUNCATE, HOOK_PATH_UNLINK,
-    MOVE_MARK, OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE, OP_EXEC_MEMFD,
-    OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE, PATH_KEY_MAX, REST_EMPTY,
+    MOVE_ALL_BLOCK, MOVE_ANY, MOVE_MARK, OP_CREATE_EXECUTABLE, OP_CREATE_FILE, OP_DELETE_FILE,
+    OP_EXEC_MEMFD, OP_MODIFY_EXECUTABLE, OP_MODIFY_FILE, PATH_KEY_MAX, REST_EMPTY,
 };
 
 use crate::{
@@ -101,32 +101,47 @@ pub fn decide(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32) -> u
 /// ([`kernel_private`]), which no task reaches by a path.
 #[inline(always)]
 pub fn decide_acting(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32) -> u32 {
-    decide_in(s, mnt, dentry, ops, 0)
+    decide_in(s, mnt, dentry, ops, MOVE_NONE)
 }
 
-/// A directory moved to (`mnt`, `dentry`): createExecutable under the most restrictive row
-/// any path below the destination D has (the compiler's move entry `D/` + NUL, else the
-/// rows that entry's lookup finds for the rests below D), acting only when that row
-/// blocks. Which files the directory carries is not known in a hook; so no executable
-/// ends up where creating it would have been refused.
+/// A directory moved from `from` to `to` (dentries on `mnt`): nothing when every path
+/// below the source refuses createExecutable (the directory then carries no executable
+/// created in the container); else createExecutable under the most restrictive row any
+/// path below the destination D has, acting only when that row blocks. Each side is one
+/// lookup of `DIR/` + NUL (the compiler's move entry, else the entry whose rests below
+/// DIR apply). Which files the directory carries is not known in a hook; so no executable
+/// created in the container ends up where creating it would have been refused.
 #[inline(always)]
-pub fn decide_moved_dir(s: &mut Scratch, mnt: *const u8, dentry: *const u8) -> u32 {
+pub fn decide_moved_dir(s: &mut Scratch, mnt: *const u8, from: *const u8, to: *const u8) -> u32 {
     if !crate::maps::may_act(s.meta.rule_set, u32::from(CREATE_EXE)) {
         return 0;
     }
-    decide_in(s, mnt, dentry, u32::from(CREATE_EXE), 1)
+    if decide_in(s, mnt, from, u32::from(CREATE_EXE), MOVE_FROM) != 0 {
+        return 0;
+    }
+    decide_in(s, mnt, to, u32::from(CREATE_EXE), MOVE_TO)
 }
 
-/// [`decide_acting`], or [`decide_moved_dir`] when `moved_dir` is 1.
+/// [`decide_in`] modes: a file's path; a moved directory's destination; its source (1 when
+/// every row below blocks `ops`, no event).
+const MOVE_NONE: u32 = 0;
+const MOVE_TO: u32 = 1;
+const MOVE_FROM: u32 = 2;
+
+/// [`decide_acting`] (`MOVE_NONE`), or one side of [`decide_moved_dir`].
 #[inline(never)]
-fn decide_in(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, moved_dir: u32) -> u32 {
+fn decide_in(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, mode: u32) -> u32 {
     let ops = ops as u8;
     if !dentry.is_null() {
         path::build(s, TARGET, mnt, dentry);
     }
     let n = s.target.len as usize;
-    let too_long = moved_dir != 0 && n + 2 > PATH_KEY_MAX;
+    let too_long = mode != MOVE_NONE && n + 2 > PATH_KEY_MAX;
     let (rule, classes) = if s.target.flags != 0 || too_long {
+        if mode == MOVE_FROM {
+            // Unknown below the source: not "everything there blocks".
+            return 0;
+        }
         if s.target.flags & PATH_UNREACHABLE != 0
             && !dentry.is_null()
             && kernel_private(mnt).unwrap_or(false)
@@ -138,16 +153,21 @@ fn decide_in(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, moved
         s.target.prefix_len = 32;
         s.target.rule_set_be = s.meta.rule_set.to_be_bytes();
         (FILE_RULES.get(s.target.key()), 1u32 << REST_EMPTY)
-    } else if moved_dir != 0 {
-        // `D/` + NUL after the path; its length stays D's (the event reports D).
+    } else if mode != MOVE_NONE {
+        // `DIR/` + NUL after the path; its length stays DIR's (the event reports DIR).
         s.target.buf[n & 0xff] = b'/';
         s.target.buf[(n + 1) & 0x1ff] = MOVE_MARK;
         s.target.prefix_len = 32 + 8 * (n as u32 + 2);
         s.target.rule_set_be = s.meta.rule_set.to_be_bytes();
+        let summary = if mode == MOVE_FROM {
+            MOVE_ALL_BLOCK
+        } else {
+            MOVE_ANY
+        };
         match FILE_RULES.get(s.target.key()) {
             Some(rule) => (
                 Some(rule),
-                moved_dir_classes(usize::from(rule.prefix_len), n + 2),
+                moved_dir_rows(usize::from(rule.prefix_len), n + 2, summary),
             ),
             None => (None, 0),
         }
@@ -161,6 +181,9 @@ fn decide_in(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, moved
             None => (None, 0),
         }
     };
+    if mode == MOVE_FROM {
+        return rule.map_or(0, |r| u32::from(all_block(r, classes, ops)));
+    }
     let Some(rule) = rule else {
         return 0;
     };
@@ -180,10 +203,26 @@ fn decide_in(s: &mut Scratch, mnt: *const u8, dentry: *const u8, ops: u32, moved
             actions |= a;
         }
     }
-    if actions == 0 || (moved_dir != 0 && actions & ACTION_BLOCK == 0) {
+    if actions == 0 || (mode == MOVE_TO && actions & ACTION_BLOCK == 0) {
         return 0;
     }
     event::verdict(s, actions, first, ops)
+}
+
+/// Whether every row of `rule` in `classes` blocks every operation of `ops`.
+#[inline(always)]
+fn all_block(rule: &d4c_common::FileRule, classes: u32, ops: u8) -> bool {
+    let mut all = true;
+    for op in 0..6u8 {
+        if ops & (1 << op) != 0 {
+            for (class, row) in rule.actions.iter().enumerate() {
+                if classes & (1 << class) != 0 {
+                    all &= row[op as usize] & ACTION_BLOCK != 0;
+                }
+            }
+        }
+    }
+    all
 }
 
 /// `MNT_NS_INTERNAL` (`ERR_PTR(-EINVAL)`): the `mnt_ns` of the mounts the kernel keeps for
@@ -416,6 +455,7 @@ fn arrival_ops(moved: Option<u32>, replaced: Option<u32>) -> u8 {
 /// `path_rename(old_dir, old_dentry, new_dir, new_dentry, flags)`: deleteFile of the old
 /// name, createFile(+createExecutable) of the new one, modifyFile/deleteFile
 /// (+modifyExecutable) of a file it replaces; `RENAME_EXCHANGE` both ways.
+#[inline(always)]
 pub fn path_rename(ctx: &LsmContext, cg: Cgroup) -> R {
     let old_dir: *const u8 = ctx.arg(0);
     let old: *const u8 = ctx.arg(1);
@@ -446,14 +486,17 @@ pub fn path_rename(ctx: &LsmContext, cg: Cgroup) -> R {
         meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));
         deny |= decide(s, mnt, new, u32::from(new_ops));
     }
-    // A directory lands where the other name was (both ways for an exchange).
-    if let Some(m) = old_mode.filter(|&m| is_dir(m)) {
-        meta(s, cg, HOOK_PATH_RENAME, m);
-        deny |= decide_moved_dir(s, mnt, new);
+    // A directory lands where the other name was (both ways for an exchange). Plain
+    // values, not `Option` payloads: 6.1's verifier refuses a spill of the undefined
+    // payload of a `None`.
+    let (old_m, new_m) = (old_mode.unwrap_or(0), new_mode.unwrap_or(0));
+    if is_dir(old_m) {
+        meta(s, cg, HOOK_PATH_RENAME, old_m);
+        deny |= decide_moved_dir(s, mnt, old, new);
     }
-    if let Some(m) = new_mode.filter(|&m| exchange && is_dir(m)) {
-        meta(s, cg, HOOK_PATH_RENAME, m);
-        deny |= decide_moved_dir(s, mnt, old);
+    if exchange && is_dir(new_m) {
+        meta(s, cg, HOOK_PATH_RENAME, new_m);
+        deny |= decide_moved_dir(s, mnt, new, old);
     }
     Ok(deny != 0)
 }

@@ -183,7 +183,7 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     }
     let vma: *const u8 = ctx.arg(0);
     let file: *const u8 = offsets::load(vma, OFF_VMA_FILE);
-    if !mapping::candidate(file) || !mapping::maps_exec(ctx.arg(2)) {
+    if !mapping::maps_exec(ctx.arg(2)) || !mapping::candidate(file) {
         return 0;
     }
     let shared = mapping::shared_vma(offsets::load::<u64>(vma, OFF_VMA_FLAGS));

@@ -6,9 +6,8 @@
 use aya_ebpf::helpers::bpf_get_current_task;
 use d4c_common::offsets::{
     OFF_BACKING_USER_PATH, OFF_DENTRY_INODE, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_PATH,
-    OFF_INODE_MODE, OFF_MNT_NS_ROOT, OFF_MNT_NS_USER_NS, OFF_MOUNT_MNT, OFF_NSPROXY_MNT_NS,
-    OFF_OVL_UPPER, OFF_PATH_DENTRY, OFF_SB_FLAGS, OFF_SB_MAGIC, OFF_SB_USER_NS, OFF_TASK_NSPROXY,
-    OFF_TASK_PERSONALITY, OFF_USER_NS_LEVEL, OFF_VFSMOUNT_SB,
+    OFF_INODE_MODE, OFF_MM_EXE_FILE, OFF_OVL_UPPER, OFF_PATH_DENTRY, OFF_SB_FLAGS, OFF_SB_MAGIC,
+    OFF_SB_USER_NS, OFF_TASK_MM, OFF_TASK_PERSONALITY, OFF_USER_NS_LEVEL, OFF_VFSMOUNT_SB,
 };
 
 use crate::{
@@ -18,8 +17,8 @@ use crate::{
         SB_KERNMOUNT,
     },
     offsets::{load, off, read, read_path, read_ptr},
-    path,
-    scratch::scratch,
+    path::{self, task_root, PATH_UNREACHABLE},
+    scratch::{scratch, TARGET},
 };
 
 type R = Result<bool, i64>;
@@ -93,7 +92,7 @@ pub fn shared_vma(vm_flags: u64) -> bool {
 /// that anonymous executable memory does not.
 #[inline(always)]
 pub fn map_file(cg: Cgroup, hook: u16, file: *const u8, shared: bool) -> R {
-    if shared {
+    if shared || !crate::maps::may_act(cg.rule_set, u32::from(CREATE_EXE | EXEC_MEMFD)) {
         return Ok(false);
     }
     let (mnt, dentry) = user_path(file)?;
@@ -151,6 +150,14 @@ fn map_dropped(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8) -> R {
     }
     let s = scratch().ok_or(0)?;
     meta(s, cg, hook, mode);
+    if kernel_private(mnt)? {
+        // A layer's private mount (an overlay stacked on the container's, unwrapped one
+        // level): no task reaches it by a path, and it is not the image's. The rule set's
+        // most restrictive row decides (a null dentry skips the private-mount exception).
+        path::build(s, TARGET, mnt, dentry);
+        s.target.flags |= PATH_UNREACHABLE;
+        return Ok(decide(s, mnt, core::ptr::null(), u32::from(CREATE_EXE)) != 0);
+    }
     Ok(decide(s, mnt, dentry, u32::from(CREATE_EXE)) != 0)
 }
 
@@ -158,9 +165,11 @@ fn map_dropped(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8) -> R {
 /// - on an overlay the node mounted (its superblock belongs to the initial user
 ///   namespace), when it is in the upper layer (created, written or copied up there; the
 ///   image's files are in the lower layers);
-/// - on the root filesystem of the task's mount namespace, when that is not an overlay
-///   (`d4c exec` on a host, other snapshotters) and the node made both: unknown, not
-///   decided. The namespace's root, not the task's: `chroot` does not move it;
+/// - on a filesystem the node mounted that is not an overlay, when it is the task's root
+///   filesystem and the program the task runs is on it too (`d4c exec` on a host, other
+///   snapshotters): unknown, not decided. The program's half keeps a `chroot` into a
+///   volume from making the volume's files the root's: the loader run there comes from
+///   elsewhere (a memfd program, a runtime's sealed copy of itself, is let through);
 /// - anywhere else: written. Volumes (read-only ones too: a read-only bind mount is one
 ///   syscall in a user namespace), and any filesystem or overlay the container mounted.
 #[inline(always)]
@@ -170,14 +179,22 @@ fn written_in_container(dentry: *const u8, inode: *const u8) -> R {
     if read::<u64>(sb, OFF_SB_MAGIC)? == OVERLAYFS_SUPER_MAGIC {
         return Ok(!node_mounted || !read_ptr(inode, OFF_OVL_UPPER)?.is_null());
     }
-    // SAFETY: no preconditions.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let ns = read_ptr(read_ptr(task, OFF_TASK_NSPROXY)?, OFF_NSPROXY_MNT_NS)?;
-    let root = read_ptr(ns, OFF_MNT_NS_ROOT)?.wrapping_add(off(OFF_MOUNT_MNT));
-    if read_ptr(root, OFF_VFSMOUNT_SB)? != sb {
+    if !node_mounted {
         return Ok(true);
     }
-    Ok(!node_mounted || !initial_user_ns(read_ptr(ns, OFF_MNT_NS_USER_NS)?)?)
+    let (root_mnt, _) = task_root()?;
+    if read_ptr(root_mnt, OFF_VFSMOUNT_SB)? != sb {
+        return Ok(true);
+    }
+    // SAFETY: no preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let exe = read_ptr(read_ptr(task, OFF_TASK_MM)?, OFF_MM_EXE_FILE)?;
+    if exe.is_null() {
+        return Ok(true);
+    }
+    let (_, exe_dentry) = read_path(exe.wrapping_add(off(OFF_FILE_PATH)))?;
+    let exe_sb = read_ptr(exe_dentry, OFF_DENTRY_SB)?;
+    Ok(exe_sb != sb && read::<u64>(exe_sb, OFF_SB_FLAGS)? & SB_KERNMOUNT == 0)
 }
 
 /// Whether `user_ns` (a `struct user_namespace *`) is the initial one.

@@ -1,9 +1,11 @@
-//! The reference semantics of a directory move (rename). A directory moved to D carries
-//! files that land at D/R, for any R it may hold, and which it holds is not known when the
-//! rename is decided. So the move is createExecutable under the most restrictive decision
-//! any file below D gets, and it acts only when that decision blocks: no executable ends
-//! up where creating it would have been refused, and moves that could only raise alerts
-//! raise none (the files' own creation was decided when it happened).
+//! The reference semantics of a directory move (rename). A directory moved from S to D
+//! carries files that land at D/R, for any R it may hold, and which it holds is not known
+//! when the rename is decided. An executable below S was decided when it was created
+//! there; so when every path below S refuses createExecutable, the directory carries no
+//! executable created in the container (only the image's or a volume's own), and the move
+//! is not decided. Otherwise it is createExecutable under the most restrictive decision any
+//! file below D gets, acting only when that decision blocks: no executable ends up where
+//! creating it would have been refused, and moves that could only raise alerts raise none.
 //!
 //! Below D, a decision depends only on which stored prefix (a pattern's fixed part or a
 //! volume) a path has and the class of its rest, so one path per (prefix, class) pair
@@ -46,18 +48,27 @@ pub fn witnesses(policy: &Policy, container: &Container, dest: &str) -> Vec<Stri
     out
 }
 
-/// What `policy` decides for a directory moved to `dest` in `container`: the union of
-/// the createExecutable decisions below it when that union blocks, else nothing.
+/// What `policy` decides for a directory moved from `src` to `dest` in `container`:
+/// nothing when every createExecutable below `src` blocks; else the union of the
+/// createExecutable decisions below `dest` when that union blocks, else nothing.
 #[must_use]
-pub fn evaluate_dir_move(policy: &Policy, container: &Container, dest: &str) -> Actions {
-    let mut actions = 0u8;
-    for path in witnesses(policy, container, dest) {
+pub fn evaluate_dir_move(policy: &Policy, container: &Container, src: &str, dest: &str) -> Actions {
+    let decide = |path: String| {
         let event = Event::File {
             op: FileOp::CreateExecutable,
             path,
         };
-        actions |= evaluate(policy, container, &event).actions.0;
+        evaluate(policy, container, &event).actions.0
+    };
+    let src_blocks = witnesses(policy, container, src)
+        .into_iter()
+        .all(|p| decide(p) & ACTION_BLOCK != 0);
+    if src_blocks {
+        return Actions::default();
     }
+    let actions = witnesses(policy, container, dest)
+        .into_iter()
+        .fold(0, |a, p| a | decide(p));
     if actions & ACTION_BLOCK == 0 {
         return Actions::default();
     }

@@ -8,8 +8,8 @@ use crate::event::Event;
 use crate::model::Actions;
 use crate::pattern::memfd_path;
 use d4c_common::{
-    CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, ACTION_BLOCK, PATH_KEY_MAX,
-    REST_CLASSES, REST_EMPTY,
+    CommKey, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, ACTION_BLOCK, MOVE_ALL_BLOCK,
+    MOVE_ANY, PATH_KEY_MAX, REST_CLASSES, REST_EMPTY,
 };
 use std::collections::HashMap;
 
@@ -101,31 +101,57 @@ impl KernelMaps {
         }
     }
 
-    /// The kernel's decision for a directory moved to `dest` (see `crate::dir_move`): the
-    /// lookup of `dest/` + NUL, whose entry's rows apply below `dest`
-    /// (`d4c_common::moved_dir_classes`); a key longer than `PATH_KEY_MAX` gets the rule set's
-    /// most restrictive row. Acts only when it blocks.
+    /// The kernel's decision for a directory moved from `src` to `dest` (see
+    /// `crate::dir_move`): nothing when every row below `src` blocks createExecutable;
+    /// else the rows below `dest`, when they block. Each side is one lookup of `DIR/` +
+    /// NUL (`d4c_common::moved_dir_rows`); a key longer than `PATH_KEY_MAX` gets the rule
+    /// set's most restrictive row at `dest` and counts as not blocking everywhere at `src`.
     #[must_use]
-    pub fn decide_dir_move(&self, rule_set: u32, dest: &str) -> Actions {
+    pub fn decide_dir_move(&self, rule_set: u32, src: &str, dest: &str) -> Actions {
         let op = crate::model::FileOp::CreateExecutable as usize;
-        let mut key = dest.trim_end_matches('/').as_bytes().to_vec();
-        key.push(b'/');
-        key.push(d4c_common::MOVE_MARK);
-        let actions = if key.len() > PATH_KEY_MAX {
-            self.file
-                .get(&(rule_set, Vec::new()))
-                .map_or(0, |r| r.actions[REST_EMPTY][op])
-        } else {
-            lpm(&self.file, rule_set, &key).map_or(0, |r| {
-                let classes = d4c_common::moved_dir_classes(usize::from(r.prefix_len), key.len());
+        let all_block = self.move_lookup(rule_set, src).is_some_and(|(r, n)| {
+            let rows = d4c_common::moved_dir_rows(usize::from(r.prefix_len), n, MOVE_ALL_BLOCK);
+            (0..REST_CLASSES)
+                .filter(|c| rows & (1 << c) != 0)
+                .all(|c| r.actions[c][op] & ACTION_BLOCK != 0)
+        });
+        if all_block {
+            return Actions::default();
+        }
+        let actions = match self.move_lookup(rule_set, dest) {
+            Some((r, n)) => {
+                let rows = d4c_common::moved_dir_rows(usize::from(r.prefix_len), n, MOVE_ANY);
                 (0..REST_CLASSES)
-                    .filter(|c| classes & (1 << c) != 0)
+                    .filter(|c| rows & (1 << c) != 0)
                     .fold(0, |a, c| a | r.actions[c][op])
-            })
+            }
+            None if moved_key(dest).len() > PATH_KEY_MAX => self
+                .file
+                .get(&(rule_set, Vec::new()))
+                .map_or(0, |r| r.actions[REST_EMPTY][op]),
+            None => 0,
         };
         if actions & ACTION_BLOCK == 0 {
             return Actions::default();
         }
         Actions(actions)
     }
+
+    /// The entry the lookup of `dir/` + NUL finds, and that key's length; `None` when
+    /// nothing is found or the key is longer than `PATH_KEY_MAX`.
+    fn move_lookup(&self, rule_set: u32, dir: &str) -> Option<(&FileRule, usize)> {
+        let key = moved_key(dir);
+        if key.len() > PATH_KEY_MAX {
+            return None;
+        }
+        lpm(&self.file, rule_set, &key).map(|r| (r, key.len()))
+    }
+}
+
+/// `dir/` + NUL, the key of a directory move's lookup.
+fn moved_key(dir: &str) -> Vec<u8> {
+    let mut key = dir.trim_end_matches('/').as_bytes().to_vec();
+    key.push(b'/');
+    key.push(d4c_common::MOVE_MARK);
+    key
 }

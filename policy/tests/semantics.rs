@@ -347,13 +347,13 @@ fn the_longest_paths_compile_exactly() {
     }
 }
 
-/// What a directory moved to `dest` gets, from the reference and from the kernel tables
-/// (which must agree).
-fn moved(p: &Policy, c: &Container, dest: &str) -> u8 {
-    let want = d4c_policy::evaluate_dir_move(p, c, dest);
+/// What a directory moved from `src` to `dest` gets, from the reference and from the
+/// kernel tables (which must agree).
+fn moved(p: &Policy, c: &Container, src: &str, dest: &str) -> u8 {
+    let want = d4c_policy::evaluate_dir_move(p, c, src, dest);
     let tables = compile_rule_set(p, &RuleSetSpec::for_container(p, c), 5).unwrap();
-    let got = KernelMaps::from_tables(&tables).decide_dir_move(5, dest);
-    assert_eq!(got, want, "kernel tables vs reference for a move to {dest}");
+    let got = KernelMaps::from_tables(&tables).decide_dir_move(5, src, dest);
+    assert_eq!(got, want, "kernel tables vs reference for {src} -> {dest}");
     want.0
 }
 
@@ -367,19 +367,95 @@ fn a_directory_move_is_decided_by_what_could_land_below_it() {
     // A rule that only alerts does not act on moves.
     let alert = policy("file:\n  selectors:\n    - name: all\n      operation: [createExecutable]\n  responses:\n    - match: [all]\n      actions: [alert]\n");
     let cases = [
-        (&bins, "/tmp/d", 0, "nothing below /tmp/d blocks"),
-        (&bins, "/usr/bin/d", block, "into the protected tree"),
-        (&bins, "/usr", block, "/usr/bin would be below it"),
-        (&bins, "/usr/lib", 0, "a sibling of the protected tree"),
-        (&bins, "/opt/app", 0, "`/opt/app*` is one name deep"),
-        (&bins, "/opt", block, "/opt/app2 would be below it"),
-        (&except, "/app/cache/d", 0, "inside the exception"),
-        (&except, "/app/cache", 0, "all below it is in the exception"),
-        (&except, "/app", block, "/app/x would be below it"),
-        (&except, "/srv/d", block, "elsewhere"),
-        (&alert, "/srv/d", 0, "alert only"),
+        (&bins, "/tmp/s", "/tmp/d", 0, "nothing below /tmp/d blocks"),
+        (
+            &bins,
+            "/tmp/s",
+            "/usr/bin/d",
+            block,
+            "into the protected tree",
+        ),
+        (&bins, "/tmp/s", "/usr", block, "/usr/bin would be below it"),
+        (
+            &bins,
+            "/tmp/s",
+            "/usr/lib",
+            0,
+            "a sibling of the protected tree",
+        ),
+        (
+            &bins,
+            "/tmp/s",
+            "/opt/app",
+            0,
+            "`/opt/app*` is one name deep",
+        ),
+        (
+            &bins,
+            "/tmp/s",
+            "/opt",
+            block,
+            "/opt/app2 would be below it",
+        ),
+        (
+            &bins,
+            "/usr/bin/s",
+            "/usr/bin/d",
+            0,
+            "nothing created below the source",
+        ),
+        (
+            &except,
+            "/srv/s",
+            "/srv/d",
+            0,
+            "nothing could be created below the source",
+        ),
+        (
+            &except,
+            "/srv/s",
+            "/app/cache/d",
+            0,
+            "nor below the destination",
+        ),
+        (
+            &except,
+            "/app/cache/s",
+            "/app/cache/d",
+            0,
+            "inside the exception",
+        ),
+        (
+            &except,
+            "/app/cache/s",
+            "/app/cache",
+            0,
+            "all below it is in the exception",
+        ),
+        (
+            &except,
+            "/app/cache/s",
+            "/app",
+            block,
+            "/app/x would be below it",
+        ),
+        (
+            &except,
+            "/app/cache/s",
+            "/srv/d",
+            block,
+            "out of the exception",
+        ),
+        (
+            &except,
+            "/app",
+            "/srv/d",
+            block,
+            "the source holds the exception",
+        ),
+        (&alert, "/srv/s", "/srv/d", 0, "alert only"),
     ];
-    for (p, dest, want, why) in cases {
-        assert_eq!(moved(p, &c, dest), want, "{dest}: {why}");
+    for (p, src, dest, want, why) in cases {
+        assert_eq!(moved(p, &c, src, dest), want, "{src} -> {dest}: {why}");
     }
 }

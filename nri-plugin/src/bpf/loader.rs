@@ -112,6 +112,21 @@ pub fn build_id(noop: bool, mode: AttachMode) -> u64 {
     h
 }
 
+/// `backing_file.user_path`, or 0 on a kernel without backing files (6.1). A kernel that
+/// has them (6.6+) but no BTF for the struct is refused: its overlay mappings would be
+/// decided on the layer's private path.
+fn backing_user_path(btf: &Btf) -> Result<u32, BpfError> {
+    match btf.offset_of("backing_file", "user_path") {
+        Some(off) => Ok(off),
+        None if btf.has_func("backing_file_open") || btf.has_func("backing_file_user_path") => {
+            Err(BpfError::MissingField {
+                field: "struct backing_file.user_path".into(),
+            })
+        }
+        None => Ok(0),
+    }
+}
+
 fn program_pin(pin_dir: &Path, p: &Program) -> PathBuf {
     links_dir(pin_dir).join(p.name)
 }
@@ -233,8 +248,7 @@ impl Enforcer {
         offsets.fields[OFF_MMAP_PROT_ARG] = mode.mmap_prot_arg();
         offsets.fields[OFF_OVL_UPPER] =
             super::overlay::upper_offset(btf, Path::new(paths::OVERLAY_BTF))?;
-        offsets.fields[OFF_BACKING_USER_PATH] =
-            btf.offset_of("backing_file", "user_path").unwrap_or(0);
+        offsets.fields[OFF_BACKING_USER_PATH] = backing_user_path(btf)?;
         fs::ensure_pin_dir(&config.pin_dir)?;
         let result = Self::load_inner(config, btf, &offsets, mode)
             // The mode first: pins that carry a build marker are complete and adoptable.

@@ -1,5 +1,6 @@
 //! Kernel tests of directory renames: a directory moved to D is decided by what could land
-//! below D, so no executable it carries ends up where creating it would be refused.
+//! below D, so no executable it carries ends up where creating it would be refused; unless
+//! nothing below its source could have been created as an executable.
 
 use std::path::Path;
 
@@ -7,6 +8,18 @@ use d4c_common::{HOOK_PATH_RENAME, OP_CREATE_EXECUTABLE};
 use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
 
 use crate::kernel_support::{c, kernel, rc, register, rule_set_id, run_in, TestCgroup, TestDir};
+
+/// A cgroup managed under the rule set the policy `yaml` compiles to.
+fn managed(k: &mut crate::kernel_support::Shared, yaml: &str, tag: &str) -> TestCgroup {
+    let policy = d4c_policy::load_str("t.yaml", yaml).unwrap().policy;
+    let rs = rule_set_id();
+    let spec = RuleSetSpec::for_container(&policy, &d4c_policy::Container::default());
+    let tables = compile_rule_set(&policy, &spec, rs).unwrap();
+    k.enforcer().write_file_rules(&tables.file_rules).unwrap();
+    let cg = TestCgroup::new(tag);
+    register(k, &cg, rs);
+    cg
+}
 
 fn rename(from: &Path, to: &Path, flags: u32) -> impl FnOnce() -> i32 {
     let (from, to) = (c(from), c(to));
@@ -31,13 +44,7 @@ fn a_directory_moved_where_an_executable_could_not_be_created_is_refused() {
     let yaml = format!(
         "file:\n  selectors:\n    - name: bins\n      operation: [createExecutable]\n      targetFilePath: ['{d}/protected/bin/**']\n  responses:\n    - match: [bins]\n      actions: [alert, block]\n"
     );
-    let policy = d4c_policy::load_str("t.yaml", &yaml).unwrap().policy;
-    let rs = rule_set_id();
-    let spec = RuleSetSpec::for_container(&policy, &d4c_policy::Container::default());
-    let tables = compile_rule_set(&policy, &spec, rs).unwrap();
-    k.enforcer().write_file_rules(&tables.file_rules).unwrap();
-    let cg = TestCgroup::new("dirmove");
-    register(&mut k, &cg, rs);
+    let cg = managed(&mut k, &yaml, "dirmove");
 
     let src = dir.path.join("src");
     std::fs::create_dir(&src).unwrap();
@@ -82,5 +89,43 @@ fn a_directory_moved_where_an_executable_could_not_be_created_is_refused() {
         run_in(None, rename(&src, &bin.join("sub"), 0)),
         0,
         "unmanaged: the move works"
+    );
+}
+
+/// Under a block everywhere but an exception, a directory from where nothing could be
+/// created as an executable moves freely; one from the exception does not leave it.
+#[test]
+fn a_directory_that_could_hold_no_new_executable_moves_freely() {
+    let Some(mut k) = kernel() else { return };
+    let dir = TestDir::new("dirmove-free");
+    let d = dir.path.display();
+    let yaml = format!(
+        "file:\n  selectors:\n    - name: all\n      operation: [createExecutable]\n    - name: cache\n      operation: [createExecutable]\n      targetFilePath: ['{d}/cache/**']\n  responses:\n    - match: [all]\n      exclude: [cache]\n      actions: [alert, block]\n"
+    );
+    let cg = managed(&mut k, &yaml, "dirmove-free");
+    let (data, moved) = (dir.path.join("data"), dir.path.join("data.old"));
+    std::fs::create_dir(&data).unwrap();
+    assert_eq!(
+        run_in(Some(&cg.path), rename(&data, &moved, 0)),
+        0,
+        "a directory where no executable could be created"
+    );
+    let built = dir.path.join("cache/build");
+    std::fs::create_dir_all(&built).unwrap();
+    assert_eq!(
+        run_in(
+            Some(&cg.path),
+            rename(&built, &dir.path.join("cache/b2"), 0)
+        ),
+        0,
+        "within the exception"
+    );
+    assert_eq!(
+        run_in(
+            Some(&cg.path),
+            rename(&dir.path.join("cache/b2"), &dir.path.join("out"), 0)
+        ),
+        libc::EPERM,
+        "out of the exception"
     );
 }

@@ -11,7 +11,7 @@ use std::{
 use d4c_common::{HOOK_FILE_MPROTECT, HOOK_MMAP_FILE, OP_CREATE_EXECUTABLE};
 
 use super::{map_fd, mprotect_exec_fd, BLOCK, LD_SO};
-use crate::kernel_support::{c, errno, ev_path, execveat_empty, kernel, run_in, Overlay};
+use crate::kernel_support::{c, errno, ev_path, execveat_empty, kernel, run_in, Overlay, TestDir};
 
 /// The C library this test runs on: an ELF that `ld.so` runs as a program (it prints its
 /// version and exits 0), small enough to copy into several layers.
@@ -187,6 +187,24 @@ fn the_loader_running_a_file_the_container_wrote_is_create_executable() {
     assert_ne!(writable, 0, "a file on a writable volume");
     assert_ne!(readonly, 0, "a file on a read-only volume");
     assert_eq!(unmanaged, 0, "unmanaged: it runs from the volume");
+}
+
+/// The root filesystem when it is not an overlay (`d4c exec` on a host, other snapshotters):
+/// nothing tells the image's files from written ones there, so the loader running a file
+/// there (with a program from there) is not decided.
+#[test]
+fn a_file_on_a_root_filesystem_that_is_not_an_overlay_is_not_decided() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, _) = crate::setup(&mut k, "rootfs-ld", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let dir = TestDir::under(Path::new("/"), "rootfs-ld");
+    let lib = dir.path.join("lib");
+    write(&lib, &std::fs::read(libc_path()).unwrap(), 0o644);
+    assert_eq!(
+        run_in(Some(&cg.path), loader(&lib)),
+        0,
+        "ld.so, from the root filesystem, on a file there"
+    );
+    assert!(k.events().is_empty(), "no decision");
 }
 
 /// `chroot` into `dir`, then the loader (kept open from outside it) runs `/lib` there.
