@@ -140,6 +140,11 @@ pub const OFF_MMAP_PROT_ARG: usize = 46;
 pub const OFF_USER_NS_LEVEL: usize = 47;
 /// `super_block.s_user_ns` (the user namespace that mounted it).
 pub const OFF_SB_USER_NS: usize = 48;
+/// `mnt_namespace.root` (a `struct mount *`: the namespace's top mount, under the root
+/// that `pivot_root` or a boot's `switch_root` put on it).
+pub const OFF_MNT_NS_ROOT: usize = 51;
+/// `mnt_namespace.user_ns` (the user namespace that owns it).
+pub const OFF_MNT_NS_USER_NS: usize = 52;
 /// Not a field of vmlinux: the byte offset from an overlayfs inode's `struct inode` to its
 /// `ovl_inode.__upperdentry` (non-null when the file is in the container's upper layer,
 /// that is, written or copied up there). Set by the loader from the overlay module's BTF,
@@ -150,7 +155,7 @@ pub const OFF_OVL_UPPER: usize = 49;
 /// file carries the overlay's path itself). Optional: set by the loader.
 pub const OFF_BACKING_USER_PATH: usize = 50;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 51;
+pub const OFF_COUNT: usize = 53;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -202,5 +207,7 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_TASK_PERSONALITY, "task_struct", "personality"),
     (OFF_USER_NS_LEVEL, "user_namespace", "level"),
     (OFF_SB_USER_NS, "super_block", "s_user_ns"),
+    (OFF_MNT_NS_ROOT, "mnt_namespace", "root"),
+    (OFF_MNT_NS_USER_NS, "mnt_namespace", "user_ns"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

@@ -6,8 +6,10 @@
 use aya_ebpf::helpers::bpf_get_current_task;
 use d4c_common::offsets::{
     OFF_BACKING_USER_PATH, OFF_DENTRY_INODE, OFF_DENTRY_SB, OFF_FILE_INODE, OFF_FILE_PATH,
-    OFF_INODE_MODE, OFF_MM_EXE_FILE, OFF_OVL_UPPER, OFF_PATH_DENTRY, OFF_SB_FLAGS, OFF_SB_MAGIC,
-    OFF_SB_USER_NS, OFF_TASK_MM, OFF_TASK_PERSONALITY, OFF_USER_NS_LEVEL, OFF_VFSMOUNT_SB,
+    OFF_INODE_MODE, OFF_MNT_NS_ROOT, OFF_MNT_NS_USER_NS, OFF_MOUNT_MNT, OFF_MOUNT_MOUNTPOINT,
+    OFF_MOUNT_PARENT, OFF_NSPROXY_MNT_NS, OFF_OVL_UPPER, OFF_PATH_DENTRY, OFF_SB_FLAGS,
+    OFF_SB_MAGIC, OFF_SB_USER_NS, OFF_TASK_NSPROXY, OFF_TASK_PERSONALITY, OFF_USER_NS_LEVEL,
+    OFF_VFSMOUNT_ROOT,
 };
 
 use crate::{
@@ -145,7 +147,7 @@ fn map_dropped(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8) -> R {
         return Err(0);
     }
     let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
-    if !is_reg(mode) || has_x(mode) || !written_in_container(dentry, inode)? {
+    if !is_reg(mode) || has_x(mode) || !written_in_container(mnt, dentry, inode)? {
         return Ok(false);
     }
     let s = scratch().ok_or(0)?;
@@ -161,40 +163,42 @@ fn map_dropped(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8) -> R {
     Ok(decide(s, mnt, dentry, u32::from(CREATE_EXE)) != 0)
 }
 
-/// Whether the file at `dentry` may have been written in the container, statelessly:
+/// Whether the file at (`mnt`, `dentry`) may have been written in the container,
+/// statelessly:
 /// - on an overlay the node mounted (its superblock belongs to the initial user
 ///   namespace), when it is in the upper layer (created, written or copied up there; the
 ///   image's files are in the lower layers);
-/// - on a filesystem the node mounted that is not an overlay, when it is the task's root
-///   filesystem and the program the task runs is on it too (`d4c exec` on a host, other
-///   snapshotters): unknown, not decided. The program's half keeps a `chroot` into a
-///   volume from making the volume's files the root's: the loader run there comes from
-///   elsewhere (a memfd program, a runtime's sealed copy of itself, is let through);
+/// - on the task's root mount when that is not an overlay (`d4c exec` on a host, other
+///   snapshotters) and is the mount namespace's own root: the node mounted it, the task's
+///   root is that mount's root and the mount is mounted on its parent's root (no
+///   `chroot`), and the node owns the namespace (no root made in a user namespace).
+///   Unknown, not decided;
 /// - anywhere else: written. Volumes (read-only ones too: a read-only bind mount is one
-///   syscall in a user namespace), and any filesystem or overlay the container mounted.
+///   syscall in a user namespace, and they share the node disk's superblock), and any
+///   filesystem or overlay the container mounted.
 #[inline(always)]
-fn written_in_container(dentry: *const u8, inode: *const u8) -> R {
+fn written_in_container(mnt: *const u8, dentry: *const u8, inode: *const u8) -> R {
     let sb = read_ptr(dentry, OFF_DENTRY_SB)?;
     let node_mounted = initial_user_ns(read_ptr(sb, OFF_SB_USER_NS)?)?;
     if read::<u64>(sb, OFF_SB_MAGIC)? == OVERLAYFS_SUPER_MAGIC {
         return Ok(!node_mounted || !read_ptr(inode, OFF_OVL_UPPER)?.is_null());
     }
-    if !node_mounted {
-        return Ok(true);
-    }
-    let (root_mnt, _) = task_root()?;
-    if read_ptr(root_mnt, OFF_VFSMOUNT_SB)? != sb {
+    let (root_mnt, root_dentry) = task_root()?;
+    if !node_mounted || mnt != root_mnt || read_ptr(root_mnt, OFF_VFSMOUNT_ROOT)? != root_dentry {
         return Ok(true);
     }
     // SAFETY: no preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let exe = read_ptr(read_ptr(task, OFF_TASK_MM)?, OFF_MM_EXE_FILE)?;
-    if exe.is_null() {
-        return Ok(true);
-    }
-    let (_, exe_dentry) = read_path(exe.wrapping_add(off(OFF_FILE_PATH)))?;
-    let exe_sb = read_ptr(exe_dentry, OFF_DENTRY_SB)?;
-    Ok(exe_sb != sb && read::<u64>(exe_sb, OFF_SB_FLAGS)? & SB_KERNMOUNT == 0)
+    let ns = read_ptr(read_ptr(task, OFF_TASK_NSPROXY)?, OFF_NSPROXY_MNT_NS)?;
+    // Mounted on its parent's root (as `pivot_root` and a boot's `switch_root` leave a
+    // root, above the namespace's top mount and, from 7.x, the initramfs's), not on a
+    // directory: a `chroot` to a volume's mount point is not a root.
+    let mount = root_mnt.wrapping_sub(off(OFF_MOUNT_MNT));
+    let on_root = mount == read_ptr(ns, OFF_MNT_NS_ROOT)? || {
+        let parent = read_ptr(mount, OFF_MOUNT_PARENT)?.wrapping_add(off(OFF_MOUNT_MNT));
+        read_ptr(mount, OFF_MOUNT_MOUNTPOINT)? == read_ptr(parent, OFF_VFSMOUNT_ROOT)?
+    };
+    Ok(!on_root || !initial_user_ns(read_ptr(ns, OFF_MNT_NS_USER_NS)?)?)
 }
 
 /// Whether `user_ns` (a `struct user_namespace *`) is the initial one.

@@ -247,7 +247,8 @@ fn describe_tables(out: &mut String, t: &Tables) {
         let _ = writeln!(out, "File rules (longest matching prefix; then what follows it: nothing, one name, or deeper):");
     }
     for (k, v) in &t.file_rules {
-        // A directory-move entry (`DIR/` + NUL): its one row holds all that applies below.
+        // A directory-move entry (`DIR/` + NUL): the OR of every row below it, and which
+        // operations every row below it blocks.
         let (bytes, moves) = match k.path_bytes().split_last() {
             Some((&d4c_common::MOVE_MARK, dir)) => (dir, true),
             _ => (k.path_bytes(), false),
@@ -260,7 +261,11 @@ fn describe_tables(out: &mut String, t: &Tables) {
                 .map(|o| format!("{}={}", FileOp::ALL[o].name(), actions_text(row[o])))
                 .collect();
             if !ops.is_empty() {
-                let class = if moves { "below" } else { CLASS[c] };
+                let class = match (moves, c) {
+                    (true, d4c_common::MOVE_ALL_BLOCK) => "every path below blocks",
+                    (true, _) => "below",
+                    (false, _) => CLASS[c],
+                };
                 parts.push(format!("{class} {}", ops.join(" ")));
             }
         }

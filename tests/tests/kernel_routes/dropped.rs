@@ -35,6 +35,24 @@ fn quiet_stdout() {
     unsafe { libc::dup2(libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY), 1) };
 }
 
+/// A tmpfs (a volume) mounted at `at`, created here: the path and its C string.
+fn mount_tmpfs(at: &Path) -> (PathBuf, CString) {
+    std::fs::create_dir(at).unwrap();
+    let cv = c(at);
+    // SAFETY: NUL-terminated strings.
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            cv.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "mount tmpfs: errno {}", errno());
+    (at.to_path_buf(), cv)
+}
+
 /// `ld.so FILE` in a forked child: 0 when the ELF ran, else the loader's exit status.
 fn loader(file: &Path) -> impl FnOnce() -> i32 {
     let (ldso, file) = (CString::new(LD_SO).unwrap(), c(file));
@@ -151,20 +169,7 @@ fn the_loader_running_a_file_the_container_wrote_is_create_executable() {
 
     // A volume, writable or read-only: a read-only bind mount proves nothing, since a
     // process in a user namespace of its own can make one of anything.
-    let vol = dir.path.join("vol");
-    std::fs::create_dir(&vol).unwrap();
-    let cv = c(&vol);
-    // SAFETY: NUL-terminated strings.
-    let r = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            cv.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "mount tmpfs: errno {}", errno());
+    let (vol, cv) = mount_tmpfs(&dir.path.join("vol"));
     let on_vol = vol.join("lib");
     write(&on_vol, &elf, 0o644);
     let writable = run_in(Some(&cg.path), loader(&on_vol));
@@ -247,4 +252,43 @@ fn a_chroot_does_not_make_a_dropped_file_the_images() {
     assert!(k.events().iter().any(|e| e.op == OP_CREATE_EXECUTABLE as u8
         && e.hook == HOOK_MMAP_FILE
         && (ev_path(e) == "/lib" || ev_path(e) == want)));
+}
+
+/// A `chroot` to a volume's mount point that already holds a loader (copied there by
+/// someone else): the volume is still not the root filesystem.
+#[test]
+fn a_chroot_to_a_volume_holding_a_loader_does_not_make_it_the_root() {
+    let Some(mut k) = kernel() else { return };
+    let (_, cg, dir) = crate::setup(&mut k, "chroot-vol", &[OP_CREATE_EXECUTABLE], BLOCK);
+    let (vol, cv) = mount_tmpfs(&dir.path.join("vol"));
+    write(&vol.join("ld.so"), &std::fs::read(LD_SO).unwrap(), 0o755);
+    write(
+        &vol.join("lib"),
+        &std::fs::read(libc_path()).unwrap(),
+        0o644,
+    );
+    let run = || {
+        let (root, ldso) = (cv.clone(), c"/ld.so");
+        move || {
+            let argv = [ldso.as_ptr(), c"/lib".as_ptr(), std::ptr::null()];
+            quiet_stdout();
+            // SAFETY: NUL-terminated strings and a NULL-terminated argv.
+            unsafe {
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return 100;
+                }
+                libc::execv(ldso.as_ptr(), argv.as_ptr());
+            }
+            errno()
+        }
+    };
+    let unmanaged = run_in(None, run());
+    let managed = run_in(Some(&cg.path), run());
+    // SAFETY: a NUL-terminated path.
+    unsafe { libc::umount2(cv.as_ptr(), libc::MNT_DETACH) };
+    assert_eq!(unmanaged, 0, "unmanaged: the volume's loader runs its file");
+    assert_ne!(
+        managed, 0,
+        "in the container, chroot to the volume, its loader, its file"
+    );
 }
