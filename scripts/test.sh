@@ -63,11 +63,12 @@ else
         | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1)
     # Per kernel, two boots: BPF LSM active (the Debian default), and Ubuntu's `lsm=` list
     # without `bpf`, where d4c attaches as fmod_ret. Each boot runs the kernel tests and
-    # then the `d4c exec` scenario.
+    # then the `d4c exec` scenario. `preempt=full`: a program run can be preempted anywhere,
+    # so the tests meet the interleavings of preemptible kernels (kernel_routes/preempted.rs).
     for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
         for mode in lsm fmod_ret; do
-            append=""
-            [[ $mode == fmod_ret ]] && append=$NO_BPF_LSM
+            append="preempt=full"
+            [[ $mode == fmod_ret ]] && append="$NO_BPF_LSM preempt=full"
             echo "--- kernel $k, $mode"
             if ! cargo xtask vm --kernel "$k" --append "$append" --with "$kernel_bin" \
                 --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh -- \

@@ -20,7 +20,7 @@ use crate::{
     file_ops::{self, dentry_mode, CREATE_EXE},
     offsets::{off, read, read_at, read_ptr},
     path::{self, PATH_UNREACHABLE},
-    scratch::{scratch, TARGET},
+    scratch::{claim, TARGET},
 };
 
 type R = Result<bool, i64>;
@@ -194,7 +194,8 @@ fn decide(cg: Cgroup, hook: u16, dentry: *const u8, mode: u32, executable: bool)
     if !executable || !crate::maps::may_act(cg.rule_set, u32::from(CREATE_EXE)) {
         return Ok(false);
     }
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     file_ops::meta(s, cg, hook, mode);
     // The task's root mount, and whether the file is on its superblock.
     let (root_mnt, _) = path::task_root()?;

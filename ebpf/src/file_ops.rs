@@ -21,7 +21,7 @@ use crate::{
     maps::{count, FILE_RULES},
     offsets::{load, load_path, off, read, read_at, read_ptr},
     path::{self, PATH_UNREACHABLE},
-    scratch::{scratch, Scratch, TARGET},
+    scratch::{claim, Scratch, TARGET},
 };
 
 const S_IFMT: u32 = 0o170_000;
@@ -255,7 +255,8 @@ pub fn path_chmod(ctx: &LsmContext, cg: Cgroup) -> R {
     if !has_x(old) && has_x(mode) {
         ops |= CREATE_EXE;
     }
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, HOOK_PATH_CHMOD, (old & S_IFMT) | (mode & 0o7777));
     Ok(decide(s, mnt, dentry, u32::from(ops)) != 0)
 }
@@ -276,7 +277,8 @@ pub fn path_mknod(ctx: &LsmContext, cg: Cgroup) -> R {
         ops |= CREATE_EXE;
     }
     let mnt: *const u8 = load(dir, OFF_PATH_MNT);
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, HOOK_PATH_MKNOD, S_IFREG | (mode & 0o7777));
     Ok(decide(s, mnt, dentry, u32::from(ops)) != 0)
 }
@@ -296,7 +298,8 @@ fn modify_ops(mode: u32) -> u8 {
 #[inline(always)]
 fn modify(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8, mode: u32) -> R {
     let ops = modify_ops(mode);
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, hook, mode);
     Ok(decide(s, mnt, dentry, u32::from(ops)) != 0)
 }
@@ -354,7 +357,8 @@ pub fn file_open(open: WriteOpen, cg: Cgroup) -> R {
     if load::<u64>(inode, OFF_INODE_SB) != load::<u64>(dentry, OFF_DENTRY_SB) {
         return Ok(false);
     }
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, HOOK_FILE_OPEN, mode);
     // The kernel's d_path where it gives the same path as the walk (a null dentry tells
     // `decide_acting` the path is built); the operation mask is checked above.
@@ -400,7 +404,8 @@ pub fn path_unlink(ctx: &LsmContext, cg: Cgroup) -> R {
         return Ok(false);
     }
     let mnt: *const u8 = load(dir, OFF_PATH_MNT);
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, HOOK_PATH_UNLINK, mode);
     Ok(decide(s, mnt, dentry, u32::from(DELETE)) != 0)
 }
@@ -423,7 +428,8 @@ pub fn path_link(ctx: &LsmContext, cg: Cgroup) -> R {
         ops |= CREATE_EXE;
     }
     let mnt: *const u8 = load(new_dir, OFF_PATH_MNT);
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, HOOK_PATH_LINK, mode);
     Ok(decide(s, mnt, new, u32::from(ops)) != 0)
 }
@@ -476,7 +482,8 @@ pub fn path_rename(ctx: &LsmContext, cg: Cgroup) -> R {
     let new_ops = arrival_ops(old_mode, new_mode);
     // Both names are on one mount (rename never crosses mounts).
     let mnt: *const u8 = load(old_dir, OFF_PATH_MNT);
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     let mut deny = 0;
     if old_ops != 0 {
         meta(s, cg, HOOK_PATH_RENAME, old_mode.unwrap_or(0));

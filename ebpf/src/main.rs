@@ -5,6 +5,8 @@
 //! returns 0 before any other work. A decision with `ACTION_BLOCK` returns -EPERM.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod acl;
 mod container;

@@ -20,7 +20,7 @@ use crate::{
     },
     offsets::{load, off, read, read_path, read_ptr},
     path::{self, task_root, PATH_UNREACHABLE},
-    scratch::{scratch, TARGET},
+    scratch::{claim, TARGET},
 };
 
 type R = Result<bool, i64>;
@@ -128,7 +128,8 @@ fn map_memfd(cg: Cgroup, hook: u16, dentry: *const u8) -> R {
     if !crate::maps::may_act(cg.rule_set, u32::from(EXEC_MEMFD)) {
         return Ok(false);
     }
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     path::memfd_path(s, dentry)?;
     let inode = read_ptr(dentry, OFF_DENTRY_INODE)?;
     let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
@@ -150,7 +151,8 @@ fn map_dropped(cg: Cgroup, hook: u16, mnt: *const u8, dentry: *const u8) -> R {
     if !is_reg(mode) || has_x(mode) || !written_in_container(mnt, dentry, inode)? {
         return Ok(false);
     }
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     meta(s, cg, hook, mode);
     if kernel_private(mnt)? {
         // A layer's private mount (an overlay stacked on the container's, unwrapped one

@@ -3,6 +3,8 @@
 //! opens them by the same names; `#[map]` takes a literal, checked against the constant at
 //! compile time); sizes are defaults the loader may override.
 
+use core::intrinsics::AtomicOrdering::SeqCst;
+
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LpmTrie, PerCpuArray, RingBuf},
@@ -89,7 +91,8 @@ const _: () = assert!(same_name(MAP_COUNTERS, "D4C_COUNTERS"));
 #[inline(always)]
 pub fn count(idx: u32) {
     if let Some(c) = COUNTERS_MAP.get_ptr_mut(idx) {
-        // SAFETY: a per-CPU slot, only this CPU's program touches it while it runs.
-        unsafe { *c += 1 };
+        // SAFETY: a per-CPU slot, valid while the program runs. Atomic: a run preempted
+        // between a read and its write would lose the other runs' counts on this CPU.
+        unsafe { core::intrinsics::atomic_xadd::<u64, u64, { SeqCst }>(c, 1) };
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     maps::{count, may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS},
     offsets::{off, read, read_path, read_ptr},
     path,
-    scratch::{scratch, Scratch, TARGET},
+    scratch::{claim, Scratch, TARGET},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -138,7 +138,8 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
     let (mnt, dentry) = read_path(p)?;
     let inode = read_ptr(file, OFF_FILE_INODE)?;
     let mode = u32::from(read::<u16>(inode, OFF_INODE_MODE)?);
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     let comm = file_name(cg.rule_set, dentry)?;
     let mut deny = 0;
     if file_ops::is_memfd(dentry)? {
@@ -175,7 +176,8 @@ pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     // A failure is the hook's error (denied where the rule set can block).
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let (mnt, dentry) = exe_file_path(task)?;
-    let s = scratch().ok_or(0)?;
+    let mut claim = claim().ok_or(0)?;
+    let s = claim.value();
     if file_ops::is_memfd(dentry)? {
         path::memfd_path(s, dentry)?;
     } else {

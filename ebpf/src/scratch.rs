@@ -1,6 +1,11 @@
-//! The per-CPU scratch space: path buffers, the event's metadata and the path walk's state,
-//! too large for the 512-byte BPF stack. One map value per CPU, reached only through
-//! [`scratch`]; every program fills the fields it reads before reading them, within one run.
+//! The scratch space: path buffers, the event's metadata and the path walk's state, too
+//! large for the 512-byte BPF stack. Each CPU has [`SLOTS`] values; a program run claims
+//! one ([`claim`]) for its whole run and releases it when the claim drops. A run can be
+//! preempted (a preemptible kernel: `preempt=full`, the lazy preemption of 6.13+, RT) and
+//! another task's run then uses the same CPU: it claims another slot, so neither run ever
+//! reads a path, a key or a walk the other wrote.
+
+use core::intrinsics::{atomic_and, atomic_or, AtomicOrdering::SeqCst};
 
 use aya_ebpf::{
     macros::map,
@@ -21,24 +26,93 @@ pub const TARGET: u32 = 0;
 /// [`Scratch::exe`].
 pub const EXE: u32 = 1;
 
-/// This CPU's scratch space. Not pinned: it holds nothing between calls.
-#[map(name = "D4C_SCRATCH")]
-static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+/// Scratch values per CPU: how many d4c runs can be in flight on one CPU at once (all but
+/// one of them preempted; at most 63, bits of the claims word). A run that finds every slot
+/// claimed fails: it denies where its rule set can block and is counted
+/// (`d4c_kernel_hook_errors_total`).
+pub const SLOTS: u32 = 16;
 
-/// This CPU's scratch value, or `None` if the map lookup fails (it cannot: the array has
-/// its one entry from creation).
+/// This CPU's scratch values. Not pinned: they hold nothing between runs.
+#[map(name = "D4C_SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(SLOTS, 0);
+
+/// This CPU's claimed slots: bit `i` set while a run holds slot `i`. Changed only with
+/// atomic read-modify-writes, so two runs on one CPU never both see a slot free.
+#[map(name = "D4C_SCR_CLAIMS")]
+static CLAIMS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// One run's scratch value, released when dropped (on every return path of the hook).
+pub struct Claim {
+    value: *mut Scratch,
+    claims: *mut u64,
+    bit: u64,
+}
+
+/// Every slot's bit of the claims word.
+const ALL_SLOTS: u64 = (1 << SLOTS) - 1;
+const _: () = assert!(SLOTS <= 63);
+
+/// Claims a free scratch slot of this CPU, or `None` when all [`SLOTS`] are claimed (or a
+/// map lookup fails, which it cannot: both arrays have their entries from creation).
+///
+/// The slot is computed from the claims word (the lowest free bit), never from a loop
+/// counter: the verifier then sees one unknown slot, not one program path per slot.
 #[inline(always)]
-pub fn scratch() -> Option<&'static mut Scratch> {
-    // SAFETY: `get_ptr_mut` gives this CPU's slot of a per-CPU array, which the kernel keeps
-    // valid (and never moves) for as long as any program runs. A d4c program runs on one
-    // CPU without migrating and does not call another d4c program, so the value is used by
-    // one program run at a time; within that run it is called once (by the hook), and the
-    // `bpf_loop` callbacks reach the value through a context derived from that reference.
-    // The value holds plain integers and byte arrays, so any contents are valid: a run
-    // writes each field before it reads it. (A run preempted on a preemptible kernel can
-    // find its buffers rewritten by another task's run on this CPU: a wrong path in that
-    // event, never an access out of bounds, which the verifier rules out.)
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+pub fn claim() -> Option<Claim> {
+    let claims = CLAIMS.get_ptr_mut(0)?;
+    let mut bit = 0u64;
+    // Another run on this CPU can take the bit between the read and the claim (it
+    // preempted this one there); a few tries, then the hook fails (and denies).
+    for _ in 0..4 {
+        // SAFETY: a per-CPU array slot, valid (and never moved) while any program runs;
+        // besides this plain read (a hint), only atomic operations touch it.
+        let free = !unsafe { core::ptr::read_volatile(claims) } & ALL_SLOTS;
+        let lowest = free & free.wrapping_neg();
+        if lowest == 0 {
+            return None;
+        }
+        // SAFETY: as above.
+        if unsafe { atomic_or::<u64, u64, { SeqCst }>(claims, lowest) } & lowest == 0 {
+            bit = lowest;
+            break;
+        }
+    }
+    if bit == 0 {
+        return None;
+    }
+    // A run on this CPU stays on it (programs run with migration disabled), so the slot
+    // claimed in this CPU's word is this CPU's value.
+    let Some(value) = SCRATCH.get_ptr_mut((bit - 1).count_ones()) else {
+        release(claims, bit);
+        return None;
+    };
+    Some(Claim { value, claims, bit })
+}
+
+/// Clears `bit` of the claims word.
+#[inline(always)]
+fn release(claims: *mut u64, bit: u64) {
+    // SAFETY: as in `claim`.
+    unsafe { atomic_and::<u64, u64, { SeqCst }>(claims, !bit) };
+}
+
+impl Drop for Claim {
+    #[inline(always)]
+    fn drop(&mut self) {
+        release(self.claims, self.bit);
+    }
+}
+
+impl Claim {
+    /// The claimed value. Only this run uses it until the claim drops; it holds plain
+    /// integers and byte arrays, so any contents are valid, and a run writes each field
+    /// before it reads it. The `bpf_loop` callbacks reach it through a context derived from
+    /// this reference.
+    #[inline(always)]
+    pub fn value(&mut self) -> &mut Scratch {
+        // SAFETY: the slot is claimed by this run (see above), and valid while it runs.
+        unsafe { &mut *self.value }
+    }
 }
 
 /// A path being built; its first `8 + PATH_KEY_MAX` bytes are an LPM trie key.

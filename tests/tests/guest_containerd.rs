@@ -232,8 +232,9 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     assert_eq!(
         wait_exit(&mut cri, &guarded_drift, limit).await,
         42,
-        "the guarded pod's first instruction created an executable\n{}",
-        daemon.log()
+        "the guarded pod's first instruction created an executable\n{}\nstatus (skipped_runs: calls the kernel did not give to d4c): {:?}",
+        daemon.log(),
+        daemon.status()
     );
     assert_eq!(
         wait_exit(&mut cri, &free_drift, limit).await,

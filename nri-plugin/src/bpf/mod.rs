@@ -15,6 +15,7 @@ mod handover;
 mod inventory;
 mod loader;
 mod overlay;
+mod skipped;
 mod tables;
 
 pub use attach_mode::{usable_mode, AttachMode, AttachRequest};
@@ -25,6 +26,7 @@ pub use fs::{build_marker, check_bpf_lsm, links_dir, pinned_builds, pinned_mode,
 pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin};
 pub use overlay::{described_offset, layout_rule, upper_offset};
+pub use skipped::{preemption_model, skipped_runs, SkippedError};
 
 #[cfg(test)]
 mod tests;

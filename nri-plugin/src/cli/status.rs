@@ -125,6 +125,9 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
             k[CNT_RINGBUF_DROPS as usize]
         );
     }
+    if let Some(n) = snap.skipped_runs.filter(|&n| n > 0) {
+        println!("kernel skipped d4c's programs {n} times: those hook calls were NOT decided (see docs/troubleshooting.md)");
+    }
     Some(ExitCode::SUCCESS)
 }
 
@@ -184,6 +187,7 @@ pub fn run(args: &Args) -> ExitCode {
         .map(|(id, e)| json!({"cgroup_id": id, "cgroup": root.as_ref().and_then(|r| cgroup_path(r, *id)), "rule_set": e.rule_set}))
         .collect();
     let counter = |i: u32| counters[i as usize];
+    let skipped = bpf::skipped_runs(&args.bpffs).ok();
     let doc = json!({
         "pinned_at": args.bpffs,
         "programs_attached": attached(&args.bpffs),
@@ -198,6 +202,7 @@ pub fn run(args: &Args) -> ExitCode {
             "path_errors": counter(CNT_PATH_ERRORS),
             "hook_errors": counter(CNT_HOOK_ERRORS),
             "map_full": counter(CNT_MAP_FULL),
+            "skipped_runs": skipped,
         },
     });
     match args.format {
@@ -229,6 +234,9 @@ pub fn run(args: &Args) -> ExitCode {
                 "counters: {} managed hook calls, {} denied, {} events, {} ring-buffer drops, {} path errors, {} hook errors, {} cgroups refused for a full map",
                 counter(CNT_MANAGED), counter(CNT_DENIED), counter(CNT_EVENTS), counter(CNT_RINGBUF_DROPS), counter(CNT_PATH_ERRORS), counter(CNT_HOOK_ERRORS), counter(CNT_MAP_FULL)
             );
+            if let Some(n) = skipped.filter(|&n| n > 0) {
+                println!("the kernel skipped d4c's programs {n} times: those hook calls were NOT decided (see docs/troubleshooting.md)");
+            }
         }
     }
     ExitCode::SUCCESS

@@ -99,6 +99,7 @@ pub async fn forward(
 /// were dropped because the ring buffer was full.
 pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
     let mut last = [0u64; WATCHED.len()];
+    let mut last_skipped = 0u64;
     loop {
         if let Ok(snap) = handle.status().await {
             metrics.managed_containers.store(
@@ -129,6 +130,16 @@ pub async fn poll_counters(handle: Handle, metrics: Arc<Metrics>) {
                     .store(k[CNT_PATH_ERRORS as usize], Ordering::Relaxed);
                 for (watch, last) in WATCHED.iter().zip(&mut last) {
                     watch.report(&k, &metrics, last);
+                }
+            }
+            if let Some(now) = snap.skipped_runs {
+                metrics.kernel_skipped_runs.store(now, Ordering::Relaxed);
+                if now > last_skipped {
+                    tracing::error!(
+                        new = now - last_skipped,
+                        "the kernel skipped d4c's programs: those hook calls were NOT decided (fmod_ret mode on a preemptible kernel: another task was preempted inside the same program on that CPU); BPF LSM (`bpf` in lsm=) has no such gap; see d4c_kernel_skipped_runs_total"
+                    );
+                    last_skipped = now;
                 }
             }
         }

@@ -47,6 +47,10 @@ pub struct Snapshot {
     pub rule_sets: usize,
     pub containers: Vec<ContainerStatus>,
     pub kernel_counters: Option<Vec<u64>>,
+    /// Runs of the kernel programs the kernel skipped (an `fmod_ret` program whose previous
+    /// run on the CPU was preempted): calls not decided.
+    #[serde(default)]
+    pub skipped_runs: Option<u64>,
     /// Where the daemon pinned its programs and maps (`None`: `enforcement: none`).
     #[serde(default)]
     pub bpffs: Option<std::path::PathBuf>,
@@ -163,6 +167,10 @@ pub trait Counters {
     fn previous_builds(&self) -> usize {
         0
     }
+    /// Runs of the kernel programs the kernel skipped (`bpf::skipped_runs`), if known.
+    fn skipped_runs(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Counters for super::kernel::MemoryKernel {}
@@ -178,6 +186,11 @@ impl Counters for crate::bpf::Enforcer {
     }
     fn previous_builds(&self) -> usize {
         self.handovers().len()
+    }
+    fn skipped_runs(&self) -> Option<u64> {
+        crate::bpf::skipped_runs(crate::bpf::Enforcer::pin_dir(self))
+            .map_err(|e| tracing::warn!(error = %e, "cannot read the runs the kernel skipped"))
+            .ok()
     }
 }
 
@@ -299,6 +312,7 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
         rule_sets: registry.rule_sets(),
         containers,
         kernel_counters: registry.kernel().counters(),
+        skipped_runs: registry.kernel().skipped_runs(),
         bpffs: registry.kernel().pin_dir(),
         previous_builds: registry.kernel().previous_builds(),
     }

@@ -116,6 +116,9 @@ fn enforce(
     let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;
     metrics.set_attach_mode(Some(enforcer.mode()));
     tracing::info!(origin = ?enforcer.origin(), mode = %enforcer.mode(), requested = %attach, pinned = %config.bpffs.display(), "kernel programs ready");
+    if enforcer.mode() == crate::bpf::AttachMode::FmodRet {
+        warn_preemption(crate::bpf::preemption_model().as_deref());
+    }
     let reader = enforcer
         .take_events()
         .ok_or(DaemonError::RingBufferTaken)?
@@ -190,5 +193,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// `fmod_ret` programs are skipped by the kernel while another task is preempted inside them
+/// (see `bpf::skipped_runs`): says so at start where the kernel preempts kernel code.
+fn warn_preemption(model: Option<&str>) {
+    match model {
+        Some("none" | "voluntary") => {}
+        Some(model) => tracing::warn!(
+            model,
+            "fmod_ret mode on a kernel that preempts kernel code: while a task is preempted inside one of d4c's programs, the kernel skips it for other calls on that CPU, which go through undecided (counted in d4c_kernel_skipped_runs_total); add `bpf` to lsm= or boot with preempt=voluntary"
+        ),
+        None => tracing::info!(
+            "fmod_ret mode: the preemption model is unknown (no /sys/kernel/debug/sched/preempt); d4c_kernel_skipped_runs_total counts calls the kernel did not give to d4c"
+        ),
     }
 }

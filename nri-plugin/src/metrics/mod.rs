@@ -42,6 +42,7 @@ pub struct Metrics {
     pub kernel_path_errors: AtomicU64,
     pub kernel_hook_errors: AtomicU64,
     pub kernel_map_full: AtomicU64,
+    pub kernel_skipped_runs: AtomicU64,
     /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
     pub previous_builds: AtomicU64,
     /// How the hooks are attached: 0 none, 1 + the index in `AttachMode::ALL`.

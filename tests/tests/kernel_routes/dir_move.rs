@@ -10,7 +10,7 @@ use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
 use crate::kernel_support::{c, kernel, rc, register, rule_set_id, run_in, TestCgroup, TestDir};
 
 /// A cgroup managed under the rule set the policy `yaml` compiles to.
-fn managed(k: &mut crate::kernel_support::Shared, yaml: &str, tag: &str) -> TestCgroup {
+pub(super) fn managed(k: &mut crate::kernel_support::Shared, yaml: &str, tag: &str) -> TestCgroup {
     let policy = d4c_policy::load_str("t.yaml", yaml).unwrap().policy;
     let rs = rule_set_id();
     let spec = RuleSetSpec::for_container(&policy, &d4c_policy::Container::default());

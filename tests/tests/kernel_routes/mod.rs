@@ -6,6 +6,7 @@
 
 mod dir_move;
 mod dropped;
+mod preempted;
 
 use std::{ffi::CString, path::Path};
 
