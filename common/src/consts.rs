@@ -9,11 +9,12 @@ pub const PATH_KEY_MAX: usize = 252;
 /// daemon; each leaves the other's entries alone in the shared maps.
 pub const EXEC_RULE_SETS: u32 = 0x8000_0000;
 
-/// The rule-set id of the `d4c exec` run with process id `pid`: one per process, in the
-/// [`EXEC_RULE_SETS`] range.
+/// The rule-set id of the `d4c exec` run reading event ring `ring` (which no other live
+/// run holds) with process id `pid`, in the [`EXEC_RULE_SETS`] range: distinct among live
+/// runs whatever their pid namespaces.
 #[must_use]
-pub const fn exec_rule_set(pid: u32) -> u32 {
-    EXEC_RULE_SETS | (pid & !EXEC_RULE_SETS)
+pub const fn exec_rule_set(ring: u8, pid: u32) -> u32 {
+    EXEC_RULE_SETS | ((ring as u32 & 0x7f) << 24) | (pid & 0x00ff_ffff)
 }
 
 /// Bytes of a process name as the kernel keeps it (`TASK_COMM_LEN`), NUL included.
@@ -114,7 +115,10 @@ pub const CNT_HOOK_ERRORS: u32 = 5;
 /// `D4C_CONTAINERS` had no room (or, racing it, a nested cgroup left without an entry at
 /// `cgroup_mkdir`), or a process left without a record because `D4C_TASKS` was full.
 pub const CNT_MAP_FULL: u32 = 6;
-/// Slots of the counters map (7 used).
+/// Events of `d4c exec` runs lost because their own ring buffer was full (the run reads
+/// too slowly, or it ended without removing its cgroup's entry).
+pub const CNT_EXEC_RING_DROPS: u32 = 7;
+/// Slots of the counters map (all 8 used).
 pub const COUNTERS: u32 = 8;
 
 // Hooks, for `Event::hook` (the userspace side names them with [`HOOK_NAMES`]).

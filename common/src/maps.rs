@@ -24,8 +24,21 @@ pub const RULESET_PROC_SHIFT: u32 = 8;
 /// The [`MAP_RULESET_OPS`] bit of a rule set with a `block` action somewhere: a hook that
 /// fails for one of its tasks denies (a missing summary counts as "can block").
 pub const RULESET_BLOCKS: u32 = 1 << 31;
-/// Ring buffer of [`crate::Event`]s.
+/// Ring buffer of [`crate::Event`]s: the daemon's (ring 0; see [`ContainerEntry::ring`]).
 pub const MAP_EVENTS: &str = "D4C_EVENTS";
+/// How many rings `d4c exec` runs have besides the daemon's: a run claims one for its
+/// lifetime, and the events of its cgroups go there, so no reader takes another's events.
+pub const EXEC_RINGS: usize = 4;
+// A ring number fits the entry's ring bits.
+const _: () = assert!(EXEC_RINGS < 255);
+/// The ring buffers of `d4c exec` runs: ring `n` (1..=[`EXEC_RINGS`]) is
+/// `MAP_EXEC_EVENTS[n - 1]`.
+pub const MAP_EXEC_EVENTS: [&str; EXEC_RINGS] = [
+    "D4C_EXEC_EVENTS_1",
+    "D4C_EXEC_EVENTS_2",
+    "D4C_EXEC_EVENTS_3",
+    "D4C_EXEC_EVENTS_4",
+];
 /// Per-CPU array of u64 counters, indexed by the `CNT_*` constants.
 pub const MAP_COUNTERS: &str = "D4C_COUNTERS";
 /// Hash, kernel-only: a process (its thread-group leader's `task_struct` address) -> the
@@ -45,7 +58,7 @@ pub const MAP_ARMED: &str = "D4C_ARMED";
 pub struct ContainerEntry {
     /// The rule set the container's tasks are checked against.
     pub rule_set: u32,
-    /// [`ENTRY_PENDING`] or 0.
+    /// [`ENTRY_PENDING`], and the event ring in the bits of [`ENTRY_RING_MASK`].
     pub flags: u32,
     /// The cgroup id the daemon registered: the container's own. A nested cgroup inherits
     /// its parent's entry whole, so events from it still name the container's cgroup.
@@ -61,6 +74,13 @@ const _: () = assert!(core::mem::size_of::<ContainerEntry>() == 16);
 /// [`MAP_ARMED`], which only the kernel writes). A child cgroup copies the entry: pending
 /// while its parent's is, armed otherwise.
 pub const ENTRY_PENDING: u32 = 1;
+
+/// The bits of [`ContainerEntry::flags`] that say which ring buffer the container's events
+/// go to: 0 the daemon's ([`MAP_EVENTS`]), `n` in 1..=[`EXEC_RINGS`] a `d4c exec` run's
+/// (`MAP_EXEC_EVENTS[n - 1]`); any other value goes to the daemon's.
+pub const ENTRY_RING_MASK: u32 = 0xff << ENTRY_RING_SHIFT;
+/// Where the ring sits in [`ContainerEntry::flags`].
+pub const ENTRY_RING_SHIFT: u32 = 8;
 
 impl ContainerEntry {
     /// The entry of a container whose cgroup is `owner`, checked against `rule_set`.
@@ -87,6 +107,21 @@ impl ContainerEntry {
     #[must_use]
     pub const fn with_rule_set(self, rule_set: u32) -> Self {
         ContainerEntry { rule_set, ..self }
+    }
+
+    /// The same entry with its events sent to ring `ring` (see [`ENTRY_RING_MASK`]).
+    #[must_use]
+    pub const fn with_ring(self, ring: u8) -> Self {
+        ContainerEntry {
+            flags: (self.flags & !ENTRY_RING_MASK) | ((ring as u32) << ENTRY_RING_SHIFT),
+            ..self
+        }
+    }
+
+    /// The ring buffer this container's events go to (0: the daemon's).
+    #[must_use]
+    pub const fn ring(&self) -> u8 {
+        ((self.flags & ENTRY_RING_MASK) >> ENTRY_RING_SHIFT) as u8
     }
 }
 
@@ -224,4 +259,23 @@ mod pod {
     unsafe impl aya::Pod for super::ProcKey {}
     unsafe impl aya::Pod for super::ProcDecision {}
     unsafe impl aya::Pod for crate::KernelOffsets {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ContainerEntry, ENTRY_PENDING};
+
+    #[test]
+    fn the_ring_shares_the_flags_with_pending_and_leaves_it_alone() {
+        let e = ContainerEntry::pending(7, 42).with_ring(3);
+        assert_eq!(e.ring(), 3);
+        assert_eq!(e.flags & ENTRY_PENDING, ENTRY_PENDING);
+        assert_eq!(e.with_ring(0).ring(), 0);
+        assert_eq!(e.with_ring(0).flags, ENTRY_PENDING);
+        assert_eq!(
+            ContainerEntry::new(1, 2).ring(),
+            0,
+            "the daemon's ring by default"
+        );
+    }
 }

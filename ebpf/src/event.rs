@@ -14,11 +14,12 @@ use d4c_common::{
         OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
         OFF_TASK_SIGNAL, OFF_TASK_TGID,
     },
-    Event, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_RINGBUF_DROPS, EVENT_FILE,
+    Event, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS, CNT_RINGBUF_DROPS,
+    ENTRY_RING_MASK, ENTRY_RING_SHIFT, EVENT_FILE, EXEC_RINGS,
 };
 
 use crate::{
-    maps::{count, CONTAINERS, EVENTS},
+    maps::{count, CONTAINERS, EVENTS, EXEC_EVENTS_1, EXEC_EVENTS_2, EXEC_EVENTS_3, EXEC_EVENTS_4},
     offsets::{off, read, read_path, read_ptr},
     path,
     scratch::{Scratch, EXE, PATH_BUF},
@@ -84,8 +85,26 @@ pub fn emit(s: &mut Scratch) -> u32 {
     if s.meta.exe_ready == 0 {
         current_exe(s);
     }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        count(CNT_RINGBUF_DROPS);
+    // One more lookup, on the event path only: the hooks carry just the rule set. The
+    // entry names the container's cgroup and the ring its events go to.
+    // SAFETY: the value is copied out at once.
+    let (owner, flags) =
+        unsafe { CONTAINERS.get(s.meta.cgroup_id) }.map_or((0, 0), |e| (e.owner, e.flags));
+    // Each reader has its own ring: the daemon's (0), or a `d4c exec` run's.
+    let ring = (flags & ENTRY_RING_MASK) >> ENTRY_RING_SHIFT;
+    let reserved = match ring {
+        1 => EXEC_EVENTS_1.reserve::<Event>(0),
+        2 => EXEC_EVENTS_2.reserve::<Event>(0),
+        3 => EXEC_EVENTS_3.reserve::<Event>(0),
+        4 => EXEC_EVENTS_4.reserve::<Event>(0),
+        _ => EVENTS.reserve::<Event>(0),
+    };
+    let Some(mut entry) = reserved else {
+        count(if ring == 0 || ring as usize > EXEC_RINGS {
+            CNT_RINGBUF_DROPS
+        } else {
+            CNT_EXEC_RING_DROPS
+        });
         return 0;
     };
     let ev = entry.as_mut_ptr();
@@ -94,9 +113,6 @@ pub fn emit(s: &mut Scratch) -> u32 {
     let ppid = read_ptr(task, OFF_TASK_REAL_PARENT)
         .and_then(|p| read::<u32>(p, OFF_TASK_TGID))
         .unwrap_or(0);
-    // One more lookup, on the event path only: the hooks carry just the rule set.
-    // SAFETY: the value is copied out at once.
-    let owner = unsafe { CONTAINERS.get(m.cgroup_id) }.map_or(0, |e| e.owner);
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let mut flags = 0;

@@ -12,8 +12,8 @@ use aya_ebpf::{
 use d4c_common::{
     object::same_name, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
     ProcKey, TrieData, COUNTERS, MAP_ARMED, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS,
-    MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, MAP_TASKS,
-    RULESET_BLOCKS,
+    MAP_EVENTS, MAP_EXEC_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
+    MAP_RULESET_OPS, MAP_TASKS, RULESET_BLOCKS,
 };
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
@@ -81,6 +81,26 @@ pub fn can_block(rule_set: u32) -> bool {
 #[map(name = "D4C_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(4 << 20, 0);
 const _: () = assert!(same_name(MAP_EVENTS, "D4C_EVENTS"));
+
+/// The rings of `d4c exec` runs (`d4c_common::MAP_EXEC_EVENTS`): a run claims one, and
+/// the entries it registers name it, so its events reach it and no other reader.
+#[map(name = "D4C_EXEC_EVENTS_1")]
+pub static EXEC_EVENTS_1: RingBuf = RingBuf::pinned(EXEC_RING_BYTES, 0);
+#[map(name = "D4C_EXEC_EVENTS_2")]
+pub static EXEC_EVENTS_2: RingBuf = RingBuf::pinned(EXEC_RING_BYTES, 0);
+#[map(name = "D4C_EXEC_EVENTS_3")]
+pub static EXEC_EVENTS_3: RingBuf = RingBuf::pinned(EXEC_RING_BYTES, 0);
+#[map(name = "D4C_EXEC_EVENTS_4")]
+pub static EXEC_EVENTS_4: RingBuf = RingBuf::pinned(EXEC_RING_BYTES, 0);
+const _: () = assert!(
+    MAP_EXEC_EVENTS.len() == 4
+        && same_name(MAP_EXEC_EVENTS[0], "D4C_EXEC_EVENTS_1")
+        && same_name(MAP_EXEC_EVENTS[1], "D4C_EXEC_EVENTS_2")
+        && same_name(MAP_EXEC_EVENTS[2], "D4C_EXEC_EVENTS_3")
+        && same_name(MAP_EXEC_EVENTS[3], "D4C_EXEC_EVENTS_4")
+);
+/// Bytes of each `d4c exec` ring: ~600 events; a run drains its ring continuously.
+const EXEC_RING_BYTES: u32 = 512 << 10;
 
 /// Per-CPU counters, indexed by `d4c_common::CNT_*`.
 #[map(name = "D4C_COUNTERS")]

@@ -20,5 +20,8 @@ pub const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
 pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
 /// This process's mounts (where the cgroup v2 hierarchy is found).
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// The kernel's preemption model (debugfs: `none voluntary (full) lazy`, the one in force
+/// in parentheses).
+pub const PREEMPT_MODEL: &str = "/sys/kernel/debug/sched/preempt";
 /// The host name put in alerts.
 pub const HOSTNAME: &str = "/proc/sys/kernel/hostname";

@@ -13,6 +13,11 @@
 //! - With a second policy alerting on execMemFd in every pod, starting containers (runc
 //!   runs itself from a memfd) raises no execMemFd alert, while a real memfd execution in
 //!   a container's cgroup does.
+//! - A `d4c exec` run beside the daemon (started after it, and started while a new daemon
+//!   loads) is protected or refuses in one line; the daemon's pods stay refused and
+//!   alerted throughout, and neither reads the other's alerts.
+//! - A program's pin removed by hand is found by the daemon's check, re-attached, logged
+//!   and counted; a map's pin removed is pinned again.
 //!
 //! Skips with `skipping test - <reason>` without root, BPF LSM, containerd, runc or the
 //! `d4c` binary; fails instead when `D4C_REQUIRE_BPF_LSM=1` (set inside the guests by the
@@ -23,6 +28,7 @@
 mod containerd_support;
 
 use containerd_support::daemon::{pretend_previous_build, write_config, Daemon, Unload};
+use containerd_support::exec_run::{Ended, ExecRun, EXEC_POLICY};
 use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, wait_exit, Pod, SLEEP};
 use containerd_support::{cgroup2_root, ensure_etc_files, unique_id, Containerd, PROTECT_POLICY};
@@ -46,6 +52,40 @@ file:
 /// The entrypoint of the drift containers: 0 when the copy worked, 42 when it was refused.
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x && exit 0 || exit 42"];
 const CHMOD: [&str; 3] = ["sh", "-c", "echo a > /tmp/f && chmod +x /tmp/f"];
+
+/// `chmod +x` of a new file `/tmp/<name>` (refused in the guarded pod).
+fn chmod_x(name: &str) -> [String; 3] {
+    [
+        "sh".into(),
+        "-c".into(),
+        format!("echo a > /tmp/{name} && chmod +x /tmp/{name}"),
+    ]
+}
+
+/// The guarded pod's `chmod +x /tmp/<name>` is refused and alerted by the daemon.
+async fn guarded_refuses(
+    cri: &mut containerd_support::pods::Cri,
+    container: &str,
+    daemon: &Daemon,
+    name: &str,
+    when: &str,
+) {
+    let argv = chmod_x(name);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let r = exec_sync(cri, container, &argv, 30).await.unwrap();
+    assert_ne!(
+        r.exit_code, 0,
+        "{when}: chmod +x worked in the guarded pod: {r:?}"
+    );
+    assert!(
+        r.stderr.contains("Operation not permitted"),
+        "{when}: {r:?}"
+    );
+    let path = format!("/tmp/{name}");
+    let a = daemon.wait_alert(|a| a["file"]["path"] == path.as_str(), when);
+    assert_eq!(a["container"]["id"], container, "{when}: {a}");
+    assert_eq!(a["event"]["outcome"], "failure", "{when}: {a}");
+}
 
 fn action(a: &Value) -> &str {
     a["event"]["action"].as_str().unwrap_or("")
@@ -344,6 +384,99 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         started.elapsed()
     );
 
+    // A `d4c exec` run beside the daemon adopts its programs (the same build), reads its
+    // own ring and leaves the programs when it ends: the daemon's pods stay refused and
+    // alerted meanwhile, and neither takes the other's alerts.
+    let exec_policy = dir.join("exec-block.yaml");
+    std::fs::write(&exec_policy, EXEC_POLICY).unwrap();
+    let mut run = ExecRun::start(&bpffs, &exec_policy, &dir.join("exec-after"), 20);
+    assert!(run.started(Duration::from_mins(1)), "{}", run.stderr_text());
+    guarded_refuses(
+        &mut cri,
+        &guarded_sleep,
+        &daemon,
+        "g",
+        "while a d4c exec runs",
+    )
+    .await;
+    assert_eq!(
+        run.finish(Duration::from_mins(2)),
+        Ended::Protected(20),
+        "a d4c exec run after the daemon's start"
+    );
+    assert_eq!(
+        run.alerts_under(Path::new("/tmp")),
+        0,
+        "the pod's alert reached the run"
+    );
+    let leaked: Vec<Value> = daemon
+        .alerts()
+        .into_iter()
+        .filter(|a| {
+            a["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(run.dir.to_str().unwrap()))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the run's alerts reached the daemon: {leaked:?}"
+    );
+    assert!(
+        bpffs.join("links").join("path_chmod").exists(),
+        "the run removed the daemon's programs"
+    );
+    guarded_refuses(
+        &mut cri,
+        &guarded_sleep,
+        &daemon,
+        "g2",
+        "after a d4c exec run ended",
+    )
+    .await;
+    eprintln!(
+        "[{:>5.1?}] d4c exec beside the daemon: both protected, alerts apart, programs kept",
+        started.elapsed()
+    );
+
+    // A program's pin removed by hand (the program is detached): the daemon's check finds
+    // it, re-attaches it, logs the loss and counts it; a removed map pin is pinned again.
+    let link = bpffs.join("links").join("path_chmod");
+    let removed = Instant::now();
+    std::fs::remove_file(&link).unwrap();
+    daemon.wait_log("ENFORCEMENT WAS LOST", Duration::from_secs(30));
+    let found = removed.elapsed();
+    let after = daemon.wait_for(
+        |s| s["enforcement"]["lost_total"] == 1 && s["enforcement"]["intact"] == true,
+        "the loss counted and repaired",
+    );
+    assert!(link.exists(), "the link is pinned again");
+    assert_eq!(
+        after["enforcement"]["last_loss"]["repaired"], true,
+        "{after}"
+    );
+    guarded_refuses(
+        &mut cri,
+        &guarded_sleep,
+        &daemon,
+        "h",
+        "after the re-attach",
+    )
+    .await;
+    let map = bpffs.join("maps").join("D4C_TASKS");
+    std::fs::remove_file(&map).unwrap();
+    daemon.wait_log("pinned again", Duration::from_secs(30));
+    assert!(map.exists(), "the map is pinned again");
+    let after = daemon.status().unwrap();
+    assert_eq!(
+        after["enforcement"]["lost_total"], 1,
+        "a map pin is not a lost program: {after}"
+    );
+    eprintln!(
+        "[{:>5.1?}] removed pins: the link re-attached ({found:?} to the log line), the map pinned again",
+        started.elapsed()
+    );
+
     // A cgroup the guarded container creates inherits its rule set, and its alerts still
     // name the pod, even when the cgroup is gone before the daemon reads them (the kernel
     // record carries the container's cgroup id).
@@ -400,9 +533,35 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     // An upgrade: the daemon restarts and finds another build's programs pinned. It
     // attaches its own next to them, and detaches the previous ones only once the runtime's
     // Synchronize has registered the containers in its maps.
+    // A `d4c exec` run starts while the new daemon loads: it waits for the daemon's load
+    // and adopts its programs, or (if it came first) refuses the previous build's in one
+    // line; never a run or a pod left unprotected.
     pretend_previous_build(&bpffs);
-    daemon.restart();
+    daemon.kill();
+    let during = {
+        let (bpffs, policy, run_dir) =
+            (bpffs.clone(), exec_policy.clone(), dir.join("exec-during"));
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            ExecRun::start(&bpffs, &policy, &run_dir, 20)
+        })
+    };
+    daemon.start_again();
+    let mut run = during.join().unwrap();
     daemon.wait_log("this build enforces alone", Duration::from_mins(1));
+    let ended = run.finish(Duration::from_mins(2));
+    eprintln!(
+        "[{:>5.1?}] d4c exec during the daemon's load: {ended:?}",
+        started.elapsed()
+    );
+    guarded_refuses(
+        &mut cri,
+        &guarded_sleep,
+        &daemon,
+        "i",
+        "after a d4c exec during the daemon's load",
+    )
+    .await;
     assert!(
         daemon.log().contains("taking over"),
         "no takeover logged:\n{}",
@@ -442,6 +601,11 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
             !(a["file"]["path"] == "/tmp/f" && a["container"]["id"] == guarded_sleep.as_str())
         })
         .filter(|a| a["file"]["path"] != "/tmp/nested-x" && a["file"]["path"] != "/tmp/kept-x")
+        .filter(|a| {
+            !(["/tmp/g", "/tmp/g2", "/tmp/h", "/tmp/i"]
+                .contains(&a["file"]["path"].as_str().unwrap_or(""))
+                && a["container"]["id"] == guarded_sleep.as_str())
+        })
         .collect();
     assert!(
         unexpected.is_empty(),

@@ -150,6 +150,11 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
         health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
         "{health}"
     );
+    let ready = http_get(9690, "/readyz").unwrap();
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready\n"),
+        "{ready}"
+    );
     let status_sock = ctd.scratch.join("daemonset/volumes/run/status.sock");
     let out = Command::new(d4c_bin().unwrap())
         .args(["status", "--format", "json", "--socket"])

@@ -82,8 +82,9 @@ fn daemonset_has_only_the_privileges_it_needs() {
     for rw in ["/sys/fs/bpf", "/var/run/nri"] {
         let _ = mount(rw);
     }
-    for probe in ["livenessProbe", "readinessProbe"] {
-        assert_eq!(text(get(c, &format!("{probe}.httpGet.path"))), "/healthz");
+    // Alive: the process answers; ready: its programs are attached with its maps.
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(text(get(c, &format!("{probe}.httpGet.path"))), path);
     }
 }
 

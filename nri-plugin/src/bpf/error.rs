@@ -1,7 +1,7 @@
 //! Errors of the kernel side: every variant keeps what is needed to act on it (the
 //! verifier log of a rejected program, the path of a failed pin).
 
-use std::{io, path::PathBuf};
+use std::{io, path::PathBuf, time::Duration};
 
 /// What can go wrong loading, adopting, or talking to the kernel programs.
 #[derive(Debug, thiserror::Error)]
@@ -100,4 +100,39 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+
+    /// Another d4c process holds a lock of the pin directory (`bpf::lock`).
+    #[error(
+        "cannot {what} {}: held by {holder} (waited {} s); let it finish, or stop it",
+        dir.display(),
+        waited.as_secs()
+    )]
+    Busy {
+        dir: PathBuf,
+        what: &'static str,
+        holder: String,
+        waited: Duration,
+    },
+
+    /// The pins belong to another d4c build or attach mode and this loader may not take
+    /// them over (`d4c exec`).
+    #[error(
+        "{} holds programs of another d4c build or attach mode ({pinned}; this is {this}): use that d4c and mode, or --bpffs with another directory",
+        dir.display()
+    )]
+    OtherBuild {
+        dir: PathBuf,
+        pinned: String,
+        this: String,
+    },
+
+    /// Another d4c process relies on the pinned programs, so they may not be replaced or
+    /// removed.
+    #[error("the programs pinned in {} are in use by {}; stop {} first", dir.display(), users.join(", "), if users.len() == 1 { "it" } else { "them" })]
+    InUse { dir: PathBuf, users: Vec<String> },
+
+    /// The pinned maps are not this process's any more (something replaced them): its
+    /// registrations are not what the kernel reads, and it cannot repair that in place.
+    #[error("the pins in {} were replaced by other objects ({what}): this process's registrations are no longer enforced; restart it to adopt what is pinned", dir.display())]
+    Replaced { dir: PathBuf, what: String },
 }

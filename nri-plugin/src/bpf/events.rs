@@ -3,7 +3,7 @@
 use std::os::fd::AsRawFd;
 
 use aya::maps::{MapData, RingBuf};
-use d4c_common::Event;
+use d4c_common::{Event, MAP_EXEC_EVENTS};
 use tokio::io::unix::AsyncFd;
 
 use super::{error::BpfError, loader::Enforcer};
@@ -100,8 +100,27 @@ impl AsyncEventReader {
 }
 
 impl Enforcer {
-    /// Takes the event reader (once; `None` afterwards).
+    /// Takes the reader of the daemon's ring (once; `None` afterwards).
     pub fn take_events(&mut self) -> Option<EventReader> {
         self.events.take().map(|ring| EventReader { ring })
+    }
+
+    /// A reader of `d4c exec` ring `ring` (1..=`EXEC_RINGS`), opened from its pin; the
+    /// caller holds the ring's lock (`lock::ring`).
+    pub fn exec_events(&self, ring: u8) -> Result<EventReader, BpfError> {
+        let name = usize::from(ring)
+            .checked_sub(1)
+            .and_then(|i| MAP_EXEC_EVENTS.get(i))
+            .copied()
+            .ok_or(BpfError::NoMap {
+                map: "D4C_EXEC_EVENTS_<n>",
+            })?;
+        let err = |source| BpfError::Map {
+            map: name,
+            source: Box::new(source),
+        };
+        let md = MapData::from_pin(super::fs::maps_dir(&self.pin_dir).join(name)).map_err(err)?;
+        let ring = RingBuf::try_from(aya::maps::Map::RingBuf(md)).map_err(err)?;
+        Ok(EventReader { ring })
     }
 }

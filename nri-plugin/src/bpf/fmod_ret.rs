@@ -12,109 +12,25 @@ use std::{
     collections::HashSet,
     ffi::CString,
     io,
-    os::{
-        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
-        unix::ffi::OsStrExt,
-    },
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
     path::Path,
 };
 
 use aya::{maps::Map, Ebpf};
 use aya_obj::Object;
 
-use super::{attach_mode::AttachMode, error::BpfError};
+use super::{
+    attach_mode::AttachMode,
+    error::BpfError,
+    sys::{self, ProgLoadAttr},
+};
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
-const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_MODIFY_RETURN: u32 = 26;
 const BPF_PROG_TYPE_LSM: u32 = 29;
 const BPF_LSM_MAC: u32 = 27;
 /// Verifier log size for a refused program (the log is only asked for on a retry).
 const LOG_SIZE: usize = 1 << 22;
-
-/// The `BPF_PROG_LOAD` part of `union bpf_attr`, up to `attach_btf_obj_fd`.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    prog_btf_fd: u32,
-    func_info_rec_size: u32,
-    func_info: u64,
-    func_info_cnt: u32,
-    line_info_rec_size: u32,
-    line_info: u64,
-    line_info_cnt: u32,
-    attach_btf_id: u32,
-    attach_btf_obj_fd: u32,
-    _pad: u32,
-}
-
-/// The `BPF_RAW_TRACEPOINT_OPEN` part (a null name attaches a tracing program to its
-/// target).
-#[repr(C)]
-#[derive(Default)]
-struct RawTpAttr {
-    name: u64,
-    prog_fd: u32,
-    _pad: u32,
-}
-
-/// The `BPF_*_GET_FD_BY_ID` part.
-#[repr(C)]
-#[derive(Default)]
-struct GetFdAttr {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
-
-/// The `BPF_OBJ_PIN` part.
-#[repr(C)]
-#[derive(Default)]
-struct ObjPinAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-}
-
-/// `bpf(cmd, attr)`; a returned fd is owned.
-fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, initialised #[repr(C)] prefix of `union bpf_attr` of the
-    // size passed; every pointer in it points to memory that outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr).cast::<libc::c_void>(),
-            std::mem::size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned_fd(r: libc::c_long) -> io::Result<OwnedFd> {
-    let fd = RawFd::try_from(r).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 /// The descriptor of one of aya's maps (the kinds the object defines).
 fn map_fd(map: &Map) -> Option<RawFd> {
@@ -146,13 +62,7 @@ fn object_btf(ebpf: &Ebpf, program: &str) -> Result<OwnedFd, BpfError> {
         .and_then(|p| p.info().ok())
         .and_then(|i| i.btf_id())
         .ok_or_else(|| object_error("the object's BTF", format!("not loaded with {program}")))?;
-    let mut attr = GetFdAttr {
-        id,
-        ..GetFdAttr::default()
-    };
-    sys_bpf(BPF_BTF_GET_FD_BY_ID, &mut attr)
-        .and_then(owned_fd)
-        .map_err(|e| object_error("the object's BTF (BPF_BTF_GET_FD_BY_ID)", e))
+    sys::btf_by_id(id).map_err(|e| object_error("the object's BTF (BPF_BTF_GET_FD_BY_ID)", e))
 }
 
 /// Why a relocation failed, as one line.
@@ -245,19 +155,13 @@ impl Relocated {
                 fail(format!("BPF_PROG_LOAD: {e}"), text)
             })?
         };
-        let mut attr = RawTpAttr {
-            prog_fd: u32::try_from(prog_fd.as_raw_fd()).unwrap_or_default(),
-            ..RawTpAttr::default()
-        };
-        let link = sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
-            .and_then(owned_fd)
-            .map_err(|e| {
-                fail(
-                    format!("attaching (BPF_RAW_TRACEPOINT_OPEN): {e}"),
-                    String::new(),
-                )
-            })?;
-        pin_fd(&link, pin).map_err(|e| BpfError::PinFd {
+        let link = sys::attach_tracing(prog_fd.as_fd()).map_err(|e| {
+            fail(
+                format!("attaching (BPF_RAW_TRACEPOINT_OPEN): {e}"),
+                String::new(),
+            )
+        })?;
+        sys::obj_pin(link.as_fd(), pin).map_err(|e| BpfError::PinFd {
             path: pin.to_owned(),
             source: e,
         })
@@ -305,7 +209,7 @@ fn load(l: &Load<'_>, log: Option<&mut Vec<u8>>) -> io::Result<OwnedFd> {
         attr.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
         attr.log_buf = log.as_mut_ptr() as u64;
     }
-    sys_bpf(BPF_PROG_LOAD, &mut attr).and_then(owned_fd)
+    sys::prog_load(&mut attr)
 }
 
 /// Loads (and drops) `r0 = 0; exit` as a hook of `mode` on the function whose BTF id is
@@ -327,38 +231,5 @@ pub(super) fn load_minimal(mode: AttachMode, btf_id: u32) -> io::Result<()> {
         attach_btf_id: btf_id,
         ..ProgLoadAttr::default()
     };
-    sys_bpf(BPF_PROG_LOAD, &mut attr)
-        .and_then(owned_fd)
-        .map(drop)
-}
-
-/// Pins a bpf object descriptor at `path` on bpffs.
-fn pin_fd(fd: &OwnedFd, path: &Path) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut attr = ObjPinAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: u32::try_from(fd.as_raw_fd()).unwrap_or_default(),
-        file_flags: 0,
-    };
-    sys_bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The layout `union bpf_attr` has for these commands (offsets from linux/bpf.h).
-    #[test]
-    fn attr_layouts_match_the_kernel_abi() {
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, log_buf), 32);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_name), 48);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type), 68);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, func_info), 80);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, line_info), 96);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, attach_btf_id), 108);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, attach_btf_obj_fd), 112);
-        assert_eq!(std::mem::offset_of!(RawTpAttr, prog_fd), 8);
-        assert_eq!(std::mem::offset_of!(ObjPinAttr, bpf_fd), 8);
-    }
+    sys::prog_load(&mut attr).map(drop)
 }

@@ -83,11 +83,16 @@ fn mount_bpffs(at: &Path) -> Result<(), BpfError> {
 pub fn ensure_pin_dir(pin_dir: &Path) -> Result<(), BpfError> {
     let parent = pin_dir.parent().unwrap_or(Path::new("/"));
     if !is_bpffs(pin_dir) && !is_bpffs(parent) {
-        if parent == Path::new(BPFFS_ROOT) {
-            mount_bpffs(parent)?;
+        let at = if parent == Path::new(BPFFS_ROOT) {
+            parent
         } else {
-            create_dir(pin_dir)?;
-            mount_bpffs(pin_dir)?;
+            pin_dir
+        };
+        create_dir(at)?;
+        // Checked again under a lock: a second mount there would hide the first's pins.
+        let _guard = super::lock::mount_guard(at);
+        if !is_bpffs(at) {
+            mount_bpffs(at)?;
         }
     }
     for dir in [pin_dir.to_path_buf(), maps_dir(pin_dir), links_dir(pin_dir)] {
@@ -136,16 +141,43 @@ pub fn mark_build(pin_dir: &Path, build_id: u64) -> Result<(), BpfError> {
 /// Prefix of the empty directory that names the attach mode of the pinned programs.
 const MODE_PREFIX: &str = "mode-";
 
-/// The marker directories in `dir` (build and mode), by name.
+/// The marker directory of pins that a `d4c exec` loaded and no daemon has claimed: the
+/// last `d4c exec` using them removes them (`Enforcer::release`).
+const EXEC_OWNED: &str = "owner-exec";
+
+/// The marker directories in `dir` (build, mode, owner), by name.
 fn marker_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with(BUILD_PREFIX) || n.starts_with(MODE_PREFIX))
+                .filter(|n| {
+                    n.starts_with(BUILD_PREFIX) || n.starts_with(MODE_PREFIX) || n == EXEC_OWNED
+                })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Records whether the pins in `pin_dir` are a `d4c exec` run's own (`true`: loaded by one,
+/// no daemon has claimed them) or stay when their users end (`false`).
+pub fn mark_exec_owned(pin_dir: &Path, owned: bool) -> Result<(), BpfError> {
+    let marker = pin_dir.join(EXEC_OWNED);
+    match (owned, marker.exists()) {
+        (true, false) => create_dir(&marker),
+        (false, true) => std::fs::remove_dir(&marker).map_err(|source| BpfError::Io {
+            what: "remove marker",
+            path: marker,
+            source,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the pins in `pin_dir` are a `d4c exec` run's own ([`mark_exec_owned`]).
+#[must_use]
+pub fn exec_owned(pin_dir: &Path) -> bool {
+    pin_dir.join(EXEC_OWNED).exists()
 }
 
 /// Records how the programs in `pin_dir` are attached.
@@ -249,6 +281,31 @@ pub fn remove_current(dir: &Path) -> Result<(), BpfError> {
     Ok(())
 }
 
+/// Removes the directories, symlinks and files below `dir`, and `dir` (missing is fine).
+fn remove_tree(dir: &Path) -> Result<(), BpfError> {
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => return Ok(()),
+        Ok(m) if !m.is_dir() => {
+            return std::fs::remove_file(dir).map_err(|source| BpfError::Io {
+                what: "remove",
+                path: dir.into(),
+                source,
+            })
+        }
+        Ok(_) => {}
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            remove_tree(&e.path())?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(|source| BpfError::Io {
+        what: "remove",
+        path: dir.into(),
+        source,
+    })
+}
+
 /// Removes `dir` and everything pinned in it, previous builds' `retiring-*` directories
 /// included (a missing `dir` is fine); unmounts it first if it is a bpffs mount of its
 /// own.
@@ -262,6 +319,7 @@ pub fn remove_pins(dir: &Path) -> Result<(), BpfError> {
         remove_pins(&r)?;
     }
     remove_current(dir)?;
+    remove_tree(&dir.join(super::lock::LOCKS))?;
     if own_mount {
         if let Ok(c) = CString::new(dir.as_os_str().as_bytes()) {
             // SAFETY: NUL-terminated path.

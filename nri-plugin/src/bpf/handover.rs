@@ -12,6 +12,7 @@ use super::{
     error::BpfError,
     fs::{self, maps_dir},
     loader::Enforcer,
+    lock,
 };
 
 /// A previous build's programs, still attached while this build takes over.
@@ -80,6 +81,7 @@ impl Enforcer {
             return self.unload();
         };
         let dir = self.pin_dir.clone();
+        let _loading = lock::loader(&dir, &self.config.holder, self.config.lock_wait)?;
         drop(self);
         fs::remove_current(&dir)?;
         fs::unretire(&dir, &previous.dir)
@@ -89,6 +91,11 @@ impl Enforcer {
     /// build's maps hold every registration (after the runtime's Synchronize). Reports
     /// what each decided during the handover.
     pub fn retire_previous(&mut self) -> Result<Vec<Retired>, BpfError> {
+        let _loading = lock::loader(
+            &self.pin_dir,
+            &self.config.holder,
+            self.config.lock_wait.min(std::time::Duration::from_secs(5)),
+        )?;
         let mut out = Vec::new();
         while let Some(h) = self.handovers.pop() {
             let now = pinned_counters(&h.dir);

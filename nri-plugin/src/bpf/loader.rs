@@ -1,7 +1,13 @@
 //! Loading the embedded object (offsets set from the kernel's BTF), attaching and pinning
-//! every program, or adopting what a previous daemon pinned; and unloading.
+//! every program, or adopting what a previous daemon pinned; and unloading. Every change
+//! to the pins happens under the pin directory's loader lock (`lock.rs`); a loader then
+//! joins the pins' users for as long as its [`Enforcer`] lives.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aya::{
     maps::{lpm_trie::LpmTrie, HashMap, Map, MapData, PerCpuArray, RingBuf},
@@ -28,6 +34,8 @@ use super::{
     fmod_ret::Relocated,
     fs::{self, links_dir, maps_dir},
     handover::Handover,
+    lock::{self, Flock, Holder},
+    sys,
 };
 
 /// The eBPF object built by `build.rs` from `ebpf/`.
@@ -43,15 +51,30 @@ pub struct Config {
     pub btf: PathBuf,
     /// The active LSM list (default [`paths::LSM_LIST`]).
     pub lsm_list: PathBuf,
-    /// Attach the hooks. `false` loads only the cgroup tracepoints: a diagnostic mode for
-    /// kernels that refuse the hooks (nothing is enforced).
-    pub attach_lsm: bool,
     /// How the hooks attach: `auto` (LSM where BPF LSM is active, else `fmod_ret`), or
     /// exactly one mode.
     pub attach: AttachRequest,
     /// Load every program as a no-op that returns 0 at once (the `D4C_NOOP` global): the
     /// floor of the kernel overhead benchmark. Nothing is enforced; d4c never sets it.
     pub noop: bool,
+    /// What this process does with the pins.
+    pub role: Role,
+    /// How this process is named to others waiting for a lock it holds.
+    pub holder: Holder,
+    /// How long to wait for another loader ([`lock::DEFAULT_WAIT`]).
+    pub lock_wait: Duration,
+}
+
+/// What a loader does with pins it finds or leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Pins are the node's: they stay when this process ends (a restarted daemon adopts
+    /// them); another build's are taken over (an upgrade) when nobody uses them; pins a
+    /// `d4c exec` loaded become the node's.
+    Node,
+    /// A short-lived run (`d4c exec`): pins it loads are its own and the last run using
+    /// them removes them ([`Enforcer::release`]); another build's are never taken over.
+    Run,
 }
 
 impl Default for Config {
@@ -60,11 +83,24 @@ impl Default for Config {
             pin_dir: paths::PIN_DIR.into(),
             btf: paths::KERNEL_BTF.into(),
             lsm_list: paths::LSM_LIST.into(),
-            attach_lsm: true,
             attach: AttachRequest::Auto,
             noop: false,
+            role: Role::Node,
+            holder: Holder::new("d4c"),
+            lock_wait: lock::DEFAULT_WAIT,
         }
     }
+}
+
+/// What [`Enforcer::release`] did with the pins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// Nobody else used them: they are removed, the programs detached.
+    Unloaded,
+    /// Other processes use them (their records): they stay.
+    InUse(Vec<String>),
+    /// A daemon loaded or claimed them: they stay, as the node's enforcement.
+    NodeOwned,
 }
 
 /// How the enforcer came to be.
@@ -92,6 +128,16 @@ pub struct Enforcer {
     pub(super) events: Option<RingBuf<MapData>>,
     /// Previous builds still attached until [`Enforcer::retire_previous`].
     pub(super) handovers: Vec<Handover>,
+    /// The programs whose pinned links this enforcer relies on (what it attached, or found
+    /// attached), checked by [`Enforcer::check`].
+    pub(super) programs: Vec<&'static str>,
+    /// Every map pinned when this enforcer loaded or adopted: name, descriptor, id. Held
+    /// so that a removed pin can be put back ([`Enforcer::repair`]).
+    pub(super) pinned_maps: Vec<(String, OwnedFd, u32)>,
+    /// This process's place among the pins' users (`None`: not a user, e.g. [`Enforcer::adopt`]).
+    pub(super) user: Option<Flock>,
+    /// How it was loaded: what [`Enforcer::repair`] loads with.
+    pub(super) config: Config,
 }
 
 /// Identifies the kernel code this binary loads: FNV-1a of the embedded object, whether
@@ -133,21 +179,38 @@ fn program_pin(pin_dir: &Path, p: &Program) -> PathBuf {
 
 impl Enforcer {
     /// Adopts the pinned programs under `config.pin_dir` if they are all there, else loads,
-    /// attaches and pins them (clearing any partial leftovers first).
+    /// attaches and pins them (clearing any partial leftovers first), holding the loader
+    /// lock throughout: a second loader waits, then adopts what the first pinned. Another
+    /// build's pins are taken over in [`Role::Node`] when nobody else uses them, and
+    /// refused in [`Role::Run`]. The enforcer joins the pins' users.
     pub fn load_or_adopt(config: &Config) -> Result<Self, BpfError> {
-        let mode = if config.attach_lsm {
-            config.attach.resolve(&config.lsm_list)?
-        } else {
-            AttachMode::Lsm
-        };
+        let mode = config.attach.resolve(&config.lsm_list)?;
         let btf = Btf::from_file(&config.btf)?;
-        let complete = PROGRAMS.iter().all(|p| {
-            program_pin(&config.pin_dir, p).exists()
-                || p.optional
-                || (!config.attach_lsm && p.kind == ProgramKind::Lsm)
-        }) && PROGRAMS
+        fs::ensure_pin_dir(&config.pin_dir)?;
+        let _loading = lock::loader(&config.pin_dir, &config.holder, config.lock_wait)?;
+        let mut e = Self::load_or_adopt_locked(config, &btf, mode)?;
+        e.user = Some(lock::user(&config.pin_dir, &config.holder)?);
+        e.pinned_maps = pinned_maps(&config.pin_dir)?;
+        e.config = config.clone();
+        fs::mark_exec_owned(
+            &config.pin_dir,
+            config.role == Role::Run
+                && (e.origin == Origin::Loaded || fs::exec_owned(&config.pin_dir)),
+        )?;
+        Ok(e)
+    }
+
+    fn load_or_adopt_locked(
+        config: &Config,
+        btf: &Btf,
+        mode: AttachMode,
+    ) -> Result<Self, BpfError> {
+        let complete = PROGRAMS
             .iter()
-            .any(|p| program_pin(&config.pin_dir, p).exists());
+            .all(|p| program_pin(&config.pin_dir, p).exists() || p.optional)
+            && PROGRAMS
+                .iter()
+                .any(|p| program_pin(&config.pin_dir, p).exists());
         let build = build_id(config.noop, mode);
         let builds = fs::pinned_builds(&config.pin_dir);
         let found = || {
@@ -163,11 +226,29 @@ impl Enforcer {
             }
         }
         if !complete {
-            // Partial leftovers of a failed load; a previous build's handover stays.
+            // Partial leftovers of a load that died (a live loader would hold the lock);
+            // a previous build's handover stays.
             fs::remove_current(&config.pin_dir)?;
-            let mut e = Self::load(config, &btf, build, mode)?;
+            let mut e = Self::load(config, btf, build, mode)?;
             e.handovers = found();
             return Ok(e);
+        }
+        let hex = |b: &u64| format!("{b:016x}");
+        if config.role == Role::Run {
+            return Err(BpfError::OtherBuild {
+                dir: config.pin_dir.clone(),
+                pinned: builds.iter().map(hex).collect::<Vec<_>>().join(", "),
+                this: hex(&build),
+            });
+        }
+        // Nobody may rely on the programs about to be retired (a `d4c exec` run of that
+        // build would lose its registrations when they are detached).
+        let users = lock::other_users(&config.pin_dir)?;
+        if !users.is_empty() {
+            return Err(BpfError::InUse {
+                dir: config.pin_dir.clone(),
+                users,
+            });
         }
         // Another d4c build (an upgrade, or a downgrade) pinned these programs, or they
         // could not be adopted. This build's programs are attached next to them; the old
@@ -175,15 +256,15 @@ impl Enforcer {
         // runtime's containers in the new maps (`retire_previous`), so an upgrade leaves
         // no unprotected moment.
         tracing::warn!(
-            pinned = ?builds.iter().map(|b| format!("{b:016x}")).collect::<Vec<_>>(),
-            this = %format!("{build:016x}"),
+            pinned = ?builds.iter().map(hex).collect::<Vec<_>>(),
+            this = %hex(&build),
             dir = %config.pin_dir.display(),
             "the pinned programs are another d4c build's; taking over (they enforce until the containers are registered again)"
         );
         let mut handovers = found();
         let retiring = fs::retire(&config.pin_dir)?;
         handovers.push(Handover::begin(retiring.clone()));
-        match Self::load(config, &btf, build, mode) {
+        match Self::load(config, btf, build, mode) {
             Ok(mut e) => {
                 e.handovers = handovers;
                 Ok(e)
@@ -207,9 +288,16 @@ impl Enforcer {
             })
         };
         let mode = fs::pinned_mode(pin_dir).unwrap_or(AttachMode::Lsm);
-        Self::from_maps(pin_dir, Origin::Adopted, mode, |name| {
+        let mut e = Self::from_maps(pin_dir, Origin::Adopted, mode, |name| {
             open(name).map(|md| wrap(name, md))
-        })
+        })?;
+        // Every hook this kernel has (a missing optional one is a hook it lacks).
+        e.programs = PROGRAMS
+            .iter()
+            .filter(|p| !p.optional || program_pin(pin_dir, p).exists())
+            .map(|p| p.name)
+            .collect();
+        Ok(e)
     }
 
     fn from_maps(
@@ -240,17 +328,20 @@ impl Enforcer {
             counters: typed(MAP_COUNTERS, take(MAP_COUNTERS)?)?,
             events: Some(typed(MAP_EVENTS, take(MAP_EVENTS)?)?),
             handovers: Vec::new(),
+            programs: Vec::new(),
+            pinned_maps: Vec::new(),
+            user: None,
+            config: Config {
+                pin_dir: pin_dir.into(),
+                ..Config::default()
+            },
         })
     }
 
     fn load(config: &Config, btf: &Btf, build: u64, mode: AttachMode) -> Result<Self, BpfError> {
-        let mut offsets = btf.kernel_offsets()?;
-        offsets.fields[OFF_MMAP_PROT_ARG] = mode.mmap_prot_arg();
-        offsets.fields[OFF_OVL_UPPER] =
-            super::overlay::upper_offset(btf, Path::new(paths::OVERLAY_BTF))?;
-        offsets.fields[OFF_BACKING_USER_PATH] = backing_user_path(btf)?;
+        // `maps/` and `links/` again: leftovers' removal and a takeover's move took them.
         fs::ensure_pin_dir(&config.pin_dir)?;
-        let result = Self::load_inner(config, btf, &offsets, mode)
+        let result = Self::load_inner(config, btf, mode)
             // The mode first: pins that carry a build marker are complete and adoptable.
             .and_then(|e| fs::mark_mode(&config.pin_dir, mode).map(|()| e))
             .and_then(|e| fs::mark_build(&config.pin_dir, build).map(|()| e));
@@ -265,67 +356,13 @@ impl Enforcer {
         result
     }
 
-    fn load_inner(
-        config: &Config,
-        btf: &Btf,
-        offsets: &d4c_common::KernelOffsets,
-        mode: AttachMode,
-    ) -> Result<Self, BpfError> {
-        let aya_btf =
-            aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
-                BpfError::Btf {
-                    path: config.btf.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let noop = 1u32;
-        let mut loader = EbpfLoader::new();
-        loader
-            .btf(Some(&aya_btf))
-            .default_map_pin_directory(maps_dir(&config.pin_dir))
-            .override_global(GLOBAL_OFFSETS, offsets, true);
-        if config.noop {
-            loader.override_global(GLOBAL_NOOP, &noop, true);
-        }
-        let mut ebpf: Ebpf = loader.load(OBJECT).map_err(|source| BpfError::Object {
-            source: Box::new(source),
-        })?;
-        // fmod_ret hooks are loaded here, from the object relocated against aya's maps
-        // (after the tracepoints, whose load gives the object's BTF to the kernel).
-        let mut relocated: Option<Relocated> = None;
-        for p in &PROGRAMS {
-            if p.kind == ProgramKind::Lsm && !config.attach_lsm {
-                continue;
-            }
-            let function = mode.kernel_function(p.attach);
-            if p.kind == ProgramKind::Lsm && p.optional && !btf.has_func(&function) {
-                continue;
-            }
-            let path = program_pin(&config.pin_dir, p);
-            if p.kind == ProgramKind::Lsm && mode == AttachMode::FmodRet {
-                let relocated = match &mut relocated {
-                    Some(r) => r,
-                    None => relocated.insert(Relocated::new(OBJECT, &ebpf, PROGRAMS[0].name)?),
-                };
-                let id = btf.func_id(&function).ok_or_else(|| BpfError::FmodRet {
-                    program: p.name,
-                    function: function.clone(),
-                    reason: "the kernel's BTF has no such function".into(),
-                    verifier_log: String::new(),
-                })?;
-                relocated.attach_and_pin(p.name, &function, id, &path)?;
-                continue;
-            }
-            let link = attach(&mut ebpf, p, &aya_btf)?;
-            let pinned: PinnedLink = link.pin(&path).map_err(|source| BpfError::Pin {
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
-            drop(pinned);
-        }
-        Self::from_maps(&config.pin_dir, Origin::Loaded, mode, |name| {
+    fn load_inner(config: &Config, btf: &Btf, mode: AttachMode) -> Result<Self, BpfError> {
+        let (mut ebpf, programs) = attach_programs(config, btf, mode, |_| true)?;
+        let mut e = Self::from_maps(&config.pin_dir, Origin::Loaded, mode, |name| {
             ebpf.take_map(name).ok_or(BpfError::NoMap { map: name })
-        })
+        })?;
+        e.programs = programs;
+        Ok(e)
     }
 
     /// Whether this enforcer loaded the programs or adopted pinned ones.
@@ -346,18 +383,191 @@ impl Enforcer {
         &self.pin_dir
     }
 
+    /// Takes the maps pinned now as this enforcer's own, for [`Enforcer::check`] (an
+    /// enforcer from [`Enforcer::adopt`] knows none).
+    pub fn track_pins(&mut self) -> Result<(), BpfError> {
+        self.pinned_maps = pinned_maps(&self.pin_dir)?;
+        Ok(())
+    }
+
+    /// How this enforcer was loaded (what a repair loads with).
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The programs whose pinned links this enforcer relies on.
+    #[must_use]
+    pub fn programs(&self) -> &[&'static str] {
+        &self.programs
+    }
+
     /// Ends enforcement: detaches every program and removes every pin under `pin_dir`,
-    /// previous builds' included.
+    /// previous builds' included (under the loader lock, whoever else uses them).
     pub fn unload(self) -> Result<(), BpfError> {
         let dir = self.pin_dir.clone();
         drop(self);
+        let _loading = lock::loader(&dir, &Holder::new("d4c unload"), lock::DEFAULT_WAIT)?;
         fs::remove_pins(&dir)
+    }
+
+    /// Ends this process's use of the pins ([`Role::Run`]): under the loader lock, leaves
+    /// the users, then removes the pins if a `d4c exec` loaded them, no daemon claimed
+    /// them and nobody else uses them; else leaves them enforcing for the others.
+    pub fn release(self) -> Result<Released, BpfError> {
+        let dir = self.pin_dir.clone();
+        let _loading = lock::loader(&dir, &self.config.holder, self.config.lock_wait)?;
+        drop(self);
+        if !fs::exec_owned(&dir) {
+            return Ok(Released::NodeOwned);
+        }
+        let users = lock::other_users(&dir)?;
+        if !users.is_empty() {
+            return Ok(Released::InUse(users));
+        }
+        fs::remove_pins(&dir)?;
+        Ok(Released::Unloaded)
     }
 
     /// Like [`Enforcer::unload`] without an enforcer (e.g. `d4c unload`).
     pub fn unload_pinned(pin_dir: &Path) -> Result<(), BpfError> {
         fs::remove_pins(pin_dir)
     }
+}
+
+/// The kernel's struct offsets for the programs, as this kernel and `mode` need them.
+fn offsets(btf: &Btf, mode: AttachMode) -> Result<d4c_common::KernelOffsets, BpfError> {
+    let mut offsets = btf.kernel_offsets()?;
+    offsets.fields[OFF_MMAP_PROT_ARG] = mode.mmap_prot_arg();
+    offsets.fields[OFF_OVL_UPPER] =
+        super::overlay::upper_offset(btf, Path::new(paths::OVERLAY_BTF))?;
+    offsets.fields[OFF_BACKING_USER_PATH] = backing_user_path(btf)?;
+    Ok(offsets)
+}
+
+/// Loads the object with the maps pinned in `config.pin_dir` (aya reuses a pinned map of
+/// the same name, and pins the ones it creates), then attaches the programs `want`
+/// selects and pins their links. Returns the loaded object (its maps) and the names of
+/// the programs attached.
+pub(super) fn attach_programs(
+    config: &Config,
+    btf: &Btf,
+    mode: AttachMode,
+    want: impl Fn(&Program) -> bool,
+) -> Result<(Ebpf, Vec<&'static str>), BpfError> {
+    let offsets = offsets(btf, mode)?;
+    let aya_btf = aya::Btf::parse_file(&config.btf, aya::Endianness::default()).map_err(|e| {
+        BpfError::Btf {
+            path: config.btf.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let noop = 1u32;
+    let mut loader = EbpfLoader::new();
+    loader
+        .btf(Some(&aya_btf))
+        .default_map_pin_directory(maps_dir(&config.pin_dir))
+        .override_global(GLOBAL_OFFSETS, &offsets, true);
+    if config.noop {
+        loader.override_global(GLOBAL_NOOP, &noop, true);
+    }
+    let mut ebpf: Ebpf = loader.load(OBJECT).map_err(|source| BpfError::Object {
+        source: Box::new(source),
+    })?;
+    // fmod_ret hooks are loaded here, from the object relocated against aya's maps
+    // (after the tracepoints, whose load gives the object's BTF to the kernel).
+    let mut relocated: Option<Relocated> = None;
+    let mut attached = Vec::new();
+    for p in &PROGRAMS {
+        let function = mode.kernel_function(p.attach);
+        if p.kind == ProgramKind::Lsm && p.optional && !btf.has_func(&function) {
+            continue;
+        }
+        if !want(p) {
+            continue;
+        }
+        let path = program_pin(&config.pin_dir, p);
+        if p.kind == ProgramKind::Lsm && mode == AttachMode::FmodRet {
+            if relocated.is_none() {
+                relocated = Some(relocate(&mut ebpf)?);
+            }
+            let id = btf.func_id(&function).ok_or_else(|| BpfError::FmodRet {
+                program: p.name,
+                function: function.clone(),
+                reason: "the kernel's BTF has no such function".into(),
+                verifier_log: String::new(),
+            })?;
+            let Some(relocated) = &relocated else {
+                continue;
+            };
+            relocated.attach_and_pin(p.name, &function, id, &path)?;
+            attached.push(p.name);
+            continue;
+        }
+        let link = attach(&mut ebpf, p, &aya_btf)?;
+        let pinned: PinnedLink = link.pin(&path).map_err(|source| BpfError::Pin {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        drop(pinned);
+        attached.push(p.name);
+    }
+    Ok((ebpf, attached))
+}
+
+/// The object relocated against `ebpf`'s maps, for the `fmod_ret` programs. The object's
+/// BTF comes from a loaded tracepoint (loaded here when none is).
+fn relocate(ebpf: &mut Ebpf) -> Result<Relocated, BpfError> {
+    let first = PROGRAMS
+        .iter()
+        .find(|t| t.kind == ProgramKind::RawTracepoint)
+        .map_or(PROGRAMS[0].name, |t| t.name);
+    if ebpf.program(first).is_some_and(|pr| pr.info().is_err()) {
+        load_only(ebpf, first)?;
+    }
+    Relocated::new(OBJECT, ebpf, first)
+}
+
+/// Loads (without attaching) the raw tracepoint program `name`: its load gives the
+/// object's BTF to the kernel, which the `fmod_ret` programs need.
+fn load_only(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(BpfError::NoProgram { program: name })?;
+    let prog: &mut RawTracePoint = prog.try_into().map_err(|source| BpfError::Attach {
+        program: name,
+        source: Box::new(source),
+    })?;
+    let p = PROGRAMS
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or(BpfError::NoProgram { program: name })?;
+    prog.load().map_err(|source| load_error(p, source))
+}
+
+/// Every map pinned in `pin_dir`: name, descriptor and id.
+fn pinned_maps(pin_dir: &Path) -> Result<Vec<(String, OwnedFd, u32)>, BpfError> {
+    use std::os::fd::AsFd;
+    let dir = maps_dir(pin_dir);
+    let entries = std::fs::read_dir(&dir).map_err(|source| BpfError::Io {
+        what: "list",
+        path: dir.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let io = |source| BpfError::Io {
+            what: "open pinned map",
+            path: path.clone(),
+            source,
+        };
+        let fd = sys::obj_get(&path).map_err(io)?;
+        let (id, _) = sys::map_info(fd.as_fd()).map_err(io)?;
+        out.push((e.file_name().to_string_lossy().into_owned(), fd, id));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Wraps a pinned map's data in the `Map` variant its name implies.

@@ -7,6 +7,7 @@
 
 mod attach_mode;
 mod btf;
+mod check;
 mod error;
 mod events;
 mod fmod_ret;
@@ -14,17 +15,23 @@ mod fs;
 mod handover;
 mod inventory;
 mod loader;
+pub mod lock;
 mod overlay;
 mod skipped;
+mod sys;
 mod tables;
 
 pub use attach_mode::{usable_mode, AttachMode, AttachRequest};
 pub use btf::Btf;
+pub use check::{Fault, Finding, Health};
 pub use error::BpfError;
 pub use events::{comm, decode, exe, path, AsyncEventReader, EventReader};
-pub use fs::{build_marker, check_bpf_lsm, links_dir, pinned_builds, pinned_mode, retiring_dirs};
+pub use fs::ensure_pin_dir;
+pub use fs::{
+    build_marker, check_bpf_lsm, exec_owned, links_dir, pinned_builds, pinned_mode, retiring_dirs,
+};
 pub use handover::{Handover, Retired};
-pub use loader::{build_id, Config, Enforcer, Origin};
+pub use loader::{build_id, Config, Enforcer, Origin, Released, Role};
 pub use overlay::{described_offset, layout_rule, upper_offset};
 pub use skipped::{preemption_model, skipped_runs, SkippedError};
 

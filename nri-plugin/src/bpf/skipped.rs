@@ -5,18 +5,10 @@
 //! the program's `recursion_misses` (`bpf_prog_info`, 5.12+); LSM programs are never
 //! skipped this way. Read through each pinned link: link -> program id -> program info.
 
-use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use aya_obj::generated::bpf_prog_info;
-
-use super::fs::links_dir;
-
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+use super::{fs::links_dir, sys};
 
 /// Why the skipped runs could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -35,58 +27,11 @@ pub enum SkippedError {
     },
 }
 
-/// The size of the `union bpf_attr` prefix passed (`[u64; 16]`).
-const ATTR_SIZE: libc::c_uint = 128;
-
-/// `bpf(cmd, attr)` with `attr` the command's leading fields (the rest of `union bpf_attr`
-/// is zero, as the kernel requires); a non-negative result is a new fd or 0.
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<i64> {
-    // SAFETY: `attr` is a live, zero-tailed buffer of the size passed; the kernel reads
-    // (and for info commands writes through pointers) within it.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), ATTR_SIZE) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned(fd: i64) -> std::io::Result<OwnedFd> {
-    let fd =
-        i32::try_from(fd).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-    // SAFETY: `fd` was just returned by the kernel for us and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `BPF_OBJ_GET_INFO_BY_FD` into `info` (its size is passed; the kernel fills what it has).
-fn info_by_fd<T>(fd: &OwnedFd, info: &mut T) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut attr = [0u64; 16];
-    // union bpf_attr, info: { u32 bpf_fd; u32 info_len; u64 info; }
-    attr[0] = u64::from(fd.as_raw_fd().cast_unsigned()) | ((std::mem::size_of::<T>() as u64) << 32);
-    attr[1] = std::ptr::from_mut(info) as u64;
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
-}
-
 /// The `recursion_misses` of the program behind the pinned link `link`.
 fn misses_of(link: &Path) -> std::io::Result<u64> {
-    let path = CString::new(link.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut attr = [0u64; 16];
-    // obj: { u64 pathname; u32 bpf_fd; u32 file_flags; }
-    attr[0] = path.as_ptr() as u64;
-    let link_fd = owned(bpf(BPF_OBJ_GET, &mut attr)?)?;
-    // struct bpf_link_info starts { u32 type; u32 id; u32 prog_id; ... }.
-    let mut link_info = [0u32; 64];
-    info_by_fd(&link_fd, &mut link_info)?;
-    let mut attr = [0u64; 16];
-    // get-by-id: { u32 prog_id; u32 next_id; u32 open_flags; }
-    attr[0] = u64::from(link_info[2]);
-    let prog_fd = owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?)?;
-    // SAFETY: a plain C struct of integers and pointers-as-integers; zero is valid.
-    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
-    info_by_fd(&prog_fd, &mut info)?;
-    Ok(info.recursion_misses)
+    let link_fd = sys::obj_get(link)?;
+    let prog_fd = sys::prog_by_id(sys::link_info(link_fd.as_fd())?.prog_id)?;
+    Ok(sys::prog_info(prog_fd.as_fd())?.0.recursion_misses)
 }
 
 /// The runs the kernel skipped, summed over every program linked under `pin_dir`.
@@ -117,7 +62,7 @@ pub fn skipped_runs(pin_dir: &Path) -> Result<u64, SkippedError> {
 /// mounted or the kernel has no dynamic model.
 #[must_use]
 pub fn preemption_model() -> Option<String> {
-    let text = std::fs::read_to_string("/sys/kernel/debug/sched/preempt").ok()?;
+    let text = std::fs::read_to_string(crate::paths::PREEMPT_MODEL).ok()?;
     model_in(&text)
 }
 

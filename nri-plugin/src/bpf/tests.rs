@@ -14,8 +14,8 @@ fn the_embedded_object_has_every_name_the_loader_uses() {
     use aya_obj::ProgramSection;
     use d4c_common::{
         KernelOffsets, ProgramKind, GLOBAL_NOOP, GLOBAL_OFFSETS, MAP_COMM_RULES, MAP_CONTAINERS,
-        MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
-        MAP_RULESET_OPS, PROGRAMS,
+        MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES,
+        MAP_PROC_DECISIONS, MAP_RULESET_OPS, PROGRAMS,
     };
     if super::loader::OBJECT.is_empty() {
         eprintln!("skipping test - the eBPF object was not built (AYA_BUILD_SKIP)");
@@ -31,7 +31,10 @@ fn the_embedded_object_has_every_name_the_loader_uses() {
         MAP_RULESET_OPS,
         MAP_COUNTERS,
         MAP_EVENTS,
-    ] {
+    ]
+    .into_iter()
+    .chain(MAP_EXEC_EVENTS)
+    {
         assert!(object.maps.contains_key(map), "no map {map}");
     }
     for p in &PROGRAMS {

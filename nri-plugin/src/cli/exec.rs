@@ -1,13 +1,19 @@
 //! `d4c exec`: run one command as a managed container under a policy, enforced by the
 //! kernel, with alerts as ECS NDJSON; exit with the command's status.
+//!
+//! The run loads the programs, or adopts those pinned (a daemon's, or another run's), under
+//! the pin directory's loader lock; it reads its own event ring (so it neither takes the
+//! daemon's alerts nor loses its own to another run), checks that its programs stay
+//! attached (re-attaching them, or ending the command when that is impossible), and at the
+//! end removes the programs only if it loaded them and nobody else uses them.
 
 use super::container_args::ContainerArgs;
 use d4c::alerts::{clock, ecs, record};
-use d4c::bpf::{self, Enforcer, Origin};
+use d4c::bpf::{self, lock, Enforcer, EventReader, Released, Role};
 use d4c::cgroup::{self, OwnedCgroup};
 use d4c::container::ContainerInfo;
 use d4c::daemon::kernel::KernelState;
-use d4c_common::ContainerEntry;
+use d4c_common::{ContainerEntry, EXEC_RINGS};
 use d4c_policy::compile::{compile_rule_set, RuleSetSpec, Tables};
 use d4c_policy::Policy;
 use std::ffi::{CString, OsString};
@@ -15,7 +21,7 @@ use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,22 +41,42 @@ pub struct Args {
     /// `fmod_ret` on `security_*` functions), `lsm` or `fmod-ret` (never another).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     enforcement: bpf::AttachRequest,
+    /// How long to wait for another d4c process that is loading or changing the programs
+    /// (or for a free event ring), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = lock::DEFAULT_WAIT.as_secs())]
+    wait: u64,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
-/// Rule-set ids of `d4c exec` live above the daemon's, one per process.
-fn exec_rule_set() -> u32 {
-    d4c_common::exec_rule_set(std::process::id())
-}
+/// How often the run checks that its programs are still attached.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Events handled before the run looks at the command again: a flood cannot keep it from
+/// noticing that the command ended.
+const DRAIN_BATCH: usize = 4096;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("d4c exec: {msg}");
     ExitCode::from(125)
 }
 
+/// Warnings of the library (a wait for a lock) on stderr, one line each.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+}
+
 pub fn run(args: &Args) -> ExitCode {
+    init_logs();
     let attrs = match args.container.to_container() {
         Ok(c) => c,
         Err(e) => {
@@ -69,33 +95,6 @@ pub fn run(args: &Args) -> ExitCode {
         };
         policy
     };
-    let mode = match args
-        .enforcement
-        .resolve(std::path::Path::new(d4c::paths::LSM_LIST))
-    {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    // Programs of another build or attach mode pinned there belong to a daemon (or another
-    // `d4c exec`): taking them over and handing them back could race with that daemon's
-    // own restart and leave the node without programs. Refuse instead.
-    let pinned = bpf::pinned_builds(&args.bpffs);
-    let ours = bpf::build_id(false, mode);
-    if pinned.iter().any(|b| *b != ours) {
-        return fail(format!(
-            "{} holds programs of another d4c build or attach mode (a running daemon's?); use that d4c and mode, or --bpffs with another directory",
-            args.bpffs.display()
-        ));
-    }
-    let rule_set = exec_rule_set();
-    let tables = match compile_rule_set(
-        &policy,
-        &RuleSetSpec::for_container(&policy, &attrs),
-        rule_set,
-    ) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
     let mut sink: Box<dyn Write> = if args.alerts == "-" {
         Box::new(std::io::stderr())
     } else {
@@ -111,30 +110,56 @@ pub fn run(args: &Args) -> ExitCode {
     let config = bpf::Config {
         pin_dir: args.bpffs.clone(),
         attach: args.enforcement,
+        role: Role::Run,
+        holder: lock::Holder::new("d4c exec"),
+        lock_wait: Duration::from_secs(args.wait),
         ..bpf::Config::default()
     };
+    // Another build's pins (a daemon's) are refused here, never taken over.
     let mut enforcer = match Enforcer::load_or_adopt(&config) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
-    let loaded_here = enforcer.origin() == Origin::Loaded;
-    let outcome = supervise(
-        args,
-        &policy,
-        attrs,
-        &tables,
-        rule_set,
-        &mut enforcer,
-        &mut sink,
-    );
+    let mut tables = Tables::default();
+    let outcome = match lock::ring(
+        &config.pin_dir,
+        EXEC_RINGS,
+        &config.holder,
+        config.lock_wait,
+    ) {
+        Ok((ring, ring_lock)) => {
+            // Rule-set ids of `d4c exec` live above the daemon's, one per live run.
+            let rule_set = d4c_common::exec_rule_set(ring, std::process::id());
+            let spec = RuleSetSpec::for_container(&policy, &attrs);
+            let outcome = match compile_rule_set(&policy, &spec, rule_set) {
+                Ok(t) => {
+                    tables = t;
+                    Run {
+                        args,
+                        policy: &policy,
+                        tables: &tables,
+                        rule_set,
+                        ring,
+                        enforcer: &mut enforcer,
+                    }
+                    .supervise(attrs, &mut sink)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            drop(ring_lock);
+            outcome
+        }
+        Err(e) => Err(e.to_string()),
+    };
     if let Err(e) = enforcer.delete_tables(&tables) {
         eprintln!("d4c exec: warning: could not delete this run's rule entries: {e}");
     }
-    if loaded_here {
-        // A daemon of another build whose programs this run took over gets them back.
-        if let Err(e) = enforcer.unload_keeping_previous() {
-            eprintln!("d4c exec: warning: could not unload the programs: {e}");
+    match enforcer.release() {
+        Ok(Released::Unloaded | Released::NodeOwned) => {}
+        Ok(Released::InUse(users)) => {
+            tracing::info!(users = ?users, "the programs stay loaded for the other users");
         }
+        Err(e) => eprintln!("d4c exec: warning: could not release the programs: {e}"),
     }
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -142,97 +167,168 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// Registers a fresh cgroup, runs the command in it, forwards alerts until it exits.
-fn supervise(
-    args: &Args,
-    policy: &Policy,
-    attrs: d4c_policy::Container,
-    tables: &Tables,
+/// One run: its policy, rule set, event ring and the enforcer it registers with.
+struct Run<'a> {
+    args: &'a Args,
+    policy: &'a Policy,
+    tables: &'a Tables,
     rule_set: u32,
-    enforcer: &mut Enforcer,
-    sink: &mut dyn Write,
-) -> Result<u8, String> {
-    enforcer.write_tables(tables).map_err(|e| e.to_string())?;
-    let root = cgroup::v2_root().map_err(|e| e.to_string())?;
-    let group = OwnedCgroup::create(&root, &format!("d4c-exec-{}", std::process::id()))
-        .map_err(|e| e.to_string())?;
-    let cgroup_id = group.id().map_err(|e| e.to_string())?;
-    KernelState::register(
-        enforcer,
-        cgroup_id,
-        ContainerEntry::new(rule_set, cgroup_id),
-    )
-    .map_err(|e| e.to_string())?;
-    let info = ContainerInfo {
-        id: format!("d4c-exec-{}", std::process::id()),
-        name: "d4c-exec".into(),
-        attrs,
-        cgroup_id,
-        cgroup_dir: None,
-    };
-    let reader = enforcer.take_events();
+    ring: u8,
+    enforcer: &'a mut Enforcer,
+}
 
-    let procs = CString::new(group.procs_file().into_os_string().into_encoded_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut cmd = std::process::Command::new(&args.command[0]);
-    cmd.args(&args.command[1..]);
-    // SAFETY: the closure runs between fork and exec; it only calls open/write/close on a
-    // path prepared before the fork, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-            Ok(())
-        });
+impl Run<'_> {
+    /// Takes the claimed ring over from whatever used it before (events of a run that
+    /// died are dropped; cgroups of such a run send theirs to the daemon's ring from now
+    /// on, still enforced) and returns its reader.
+    fn claim_ring(&mut self) -> Result<EventReader, String> {
+        let stale: Vec<(u64, ContainerEntry)> = self
+            .enforcer
+            .registered()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(_, e)| e.ring() == self.ring)
+            .collect();
+        for (cgroup, entry) in stale {
+            self.enforcer
+                .register(cgroup, entry.with_ring(0))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut reader = self
+            .enforcer
+            .exec_events(self.ring)
+            .map_err(|e| e.to_string())?;
+        while reader.try_next().is_some() {}
+        Ok(reader)
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", args.command[0].to_string_lossy()))?;
-    let host = clock::host_name();
-    let mut emit = |ev: &d4c_common::Event| {
-        let Some(rec) = record::decode(ev) else {
-            return;
+
+    /// Checks that the programs are attached with this enforcer's maps; repairs what is
+    /// not. `Err`: enforcement is lost and cannot be put back.
+    fn keep_enforcing(&mut self) -> Result<(), String> {
+        let health = self.enforcer.check();
+        if health.intact() {
+            return Ok(());
+        }
+        eprintln!("d4c exec: error: enforcement is not intact: {health}; repairing");
+        match self.enforcer.repair() {
+            Ok(_) if self.enforcer.check().enforcing() => {
+                eprintln!("d4c exec: repaired: every program is attached again");
+                Ok(())
+            }
+            Ok(_) => Err(format!(
+                "enforcement lost and not repaired: {}",
+                self.enforcer.check()
+            )),
+            Err(e) => Err(format!("enforcement lost and not repaired: {e}")),
+        }
+    }
+
+    /// Registers a fresh cgroup, runs the command in it, forwards its alerts until it
+    /// exits, checking enforcement before and while it runs.
+    fn supervise(
+        &mut self,
+        attrs: d4c_policy::Container,
+        sink: &mut dyn Write,
+    ) -> Result<u8, String> {
+        let mut reader = self.claim_ring()?;
+        self.enforcer
+            .write_tables(self.tables)
+            .map_err(|e| e.to_string())?;
+        let root = cgroup::v2_root().map_err(|e| e.to_string())?;
+        let group = OwnedCgroup::create(&root, &format!("d4c-exec-{}", std::process::id()))
+            .map_err(|e| e.to_string())?;
+        let cgroup_id = group.id().map_err(|e| e.to_string())?;
+        KernelState::register(
+            self.enforcer,
+            cgroup_id,
+            ContainerEntry::new(self.rule_set, cgroup_id).with_ring(self.ring),
+        )
+        .map_err(|e| e.to_string())?;
+        self.keep_enforcing()?;
+        let info = ContainerInfo {
+            id: format!("d4c-exec-{}", std::process::id()),
+            name: "d4c-exec".into(),
+            attrs,
+            cgroup_id,
+            cgroup_dir: None,
         };
-        let ctx = ecs::Context {
-            timestamp: clock::wall_time(rec.boot_ns),
-            container: (rec.cgroup_id == cgroup_id || rec.rule_set == rule_set).then_some(&info),
-            policy: Some(policy),
-            policy_revision: 1,
-            host_name: &host,
-            event_id: clock::event_id(rec.boot_ns),
+
+        let procs = CString::new(group.procs_file().into_os_string().into_encoded_bytes())
+            .map_err(|e| e.to_string())?;
+        let command = &self.args.command;
+        let mut cmd = std::process::Command::new(&command[0]);
+        cmd.args(&command[1..]);
+        // SAFETY: the closure runs between fork and exec; it only calls open/write/close on
+        // a path prepared before the fork, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", command[0].to_string_lossy()))?;
+        let host = clock::host_name();
+        let (policy, rule_set) = (self.policy, self.rule_set);
+        let mut emit = |ev: &d4c_common::Event| {
+            let Some(rec) = record::decode(ev) else {
+                return;
+            };
+            let ctx = ecs::Context {
+                timestamp: clock::wall_time(rec.boot_ns),
+                container: (rec.cgroup_id == cgroup_id || rec.rule_set == rule_set)
+                    .then_some(&info),
+                policy: Some(policy),
+                policy_revision: 1,
+                host_name: &host,
+                event_id: clock::event_id(rec.boot_ns),
+            };
+            let _ = writeln!(sink, "{}", ecs::document(&rec, &ctx));
+            let _ = sink.flush();
         };
-        let _ = writeln!(sink, "{}", ecs::document(&rec, &ctx));
-        let _ = sink.flush();
-    };
-    let status = match reader {
-        Some(mut reader) => loop {
-            while let Some(ev) = reader.try_next() {
+        let mut checked = Instant::now();
+        let status = loop {
+            let mut handled = 0;
+            while handled < DRAIN_BATCH {
+                let Some(ev) = reader.try_next() else { break };
                 emit(&ev);
+                handled += 1;
             }
             match child.try_wait() {
+                // Every event of the command is in the ring before its syscall returned.
                 Ok(Some(st)) => {
-                    std::thread::sleep(Duration::from_millis(20));
                     while let Some(ev) = reader.try_next() {
                         emit(&ev);
                     }
                     break st;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) => {}
                 Err(e) => return Err(format!("waiting for the command: {e}")),
             }
-        },
-        None => child
-            .wait()
-            .map_err(|e| format!("waiting for the command: {e}"))?,
-    };
-    let _ = KernelState::unregister(enforcer, cgroup_id);
-    drop(group);
-    let code = status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1);
-    Ok(u8::try_from(code).unwrap_or(1))
+            if checked.elapsed() >= CHECK_EVERY {
+                if let Err(e) = self.keep_enforcing() {
+                    // Fail closed: the command does not run on unprotected.
+                    group.kill_all();
+                    let _ = child.wait();
+                    return Err(format!("{e}; the command was killed"));
+                }
+                checked = Instant::now();
+            }
+            if handled == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let _ = KernelState::unregister(self.enforcer, cgroup_id);
+        drop(group);
+        let code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1);
+        Ok(u8::try_from(code).unwrap_or(1))
+    }
 }

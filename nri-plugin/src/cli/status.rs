@@ -3,10 +3,11 @@
 //! registered cgroups and counters, read from the pinned maps.
 
 use d4c::bpf::{self, Enforcer};
+use d4c::daemon::enforcement::EnforcementStatus;
 use d4c::paths;
 use d4c_common::{
-    CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MANAGED, CNT_MAP_FULL, CNT_PATH_ERRORS,
-    CNT_RINGBUF_DROPS,
+    CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS, CNT_HOOK_ERRORS, CNT_MANAGED, CNT_MAP_FULL,
+    CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -63,6 +64,44 @@ fn retiring_json(bpffs: &std::path::Path) -> serde_json::Value {
     json!(bpf::retiring_dirs(bpffs))
 }
 
+/// The daemon's enforcement check, as one line.
+fn enforcement_line(e: &EnforcementStatus) -> String {
+    let state = if !e.checked {
+        "not checked yet".to_owned()
+    } else if e.intact {
+        format!(
+            "intact (every program attached with the daemon's maps, checked every {} s)",
+            d4c::daemon::enforcement::CHECK_EVERY.as_secs()
+        )
+    } else {
+        format!(
+            "LOST, not repaired yet: {}",
+            e.unrepaired.iter().cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
+    let history = match &e.last_loss {
+        None => String::new(),
+        Some(l) => format!(
+            "; {} program(s) lost since the daemon started, last at {} ({}): {}",
+            e.lost_total,
+            l.at,
+            if l.repaired {
+                "re-attached"
+            } else {
+                "not repaired"
+            },
+            l.what
+        ),
+    };
+    format!("enforcement: {state}{history}")
+}
+
+/// Who uses the pins besides the daemon (`d4c exec` runs), as one line.
+fn users_line(bpffs: &std::path::Path) -> Option<String> {
+    let users = bpf::lock::user_records(bpffs);
+    (!users.is_empty()).then(|| format!("using the pinned programs: {}", users.join("; ")))
+}
+
 fn from_daemon(args: &Args) -> Option<ExitCode> {
     let snap = d4c::daemon::status_server::query(&args.socket).ok()?;
     // The daemon's own pin directory (its config may name another than the default).
@@ -73,6 +112,7 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
         v["programs_attached"] = json!(programs);
         v["attach_mode"] = json!(mode_name(bpffs));
         v["previous_builds_attached"] = retiring_json(bpffs);
+        v["users"] = json!(bpf::lock::user_records(bpffs));
         println!("{v}");
         return Some(ExitCode::SUCCESS);
     }
@@ -114,6 +154,12 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
         }
     );
     if let Some(line) = handover_line(bpffs) {
+        println!("{line}");
+    }
+    if snap.bpffs.is_some() {
+        println!("{}", enforcement_line(&snap.enforcement));
+    }
+    if let Some(line) = users_line(bpffs) {
         println!("{line}");
     }
     if let Some(k) = &snap.kernel_counters {
@@ -167,13 +213,15 @@ pub fn run(args: &Args) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let enforcer = match Enforcer::adopt(&args.bpffs) {
+    let mut enforcer = match Enforcer::adopt(&args.bpffs) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("d4c status: cannot open the pinned maps: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // Whether each pinned link runs a program that uses the pinned maps.
+    let health = enforcer.track_pins().map(|()| enforcer.check());
     let (registered, counters) = match (enforcer.registered(), enforcer.counters()) {
         (Ok(r), Ok(c)) => (r, c),
         (Err(e), _) | (_, Err(e)) => {
@@ -193,6 +241,11 @@ pub fn run(args: &Args) -> ExitCode {
         "programs_attached": attached(&args.bpffs),
         "attach_mode": mode_name(&args.bpffs),
         "previous_builds_attached": retiring_json(&args.bpffs),
+        "enforcement": match &health {
+            Ok(h) => json!({"intact": h.enforcing(), "findings": h.findings.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+            Err(e) => json!({"error": e.to_string()}),
+        },
+        "users": bpf::lock::user_records(&args.bpffs),
         "containers": containers,
         "counters": {
             "managed_hook_calls": counter(CNT_MANAGED),
@@ -202,6 +255,7 @@ pub fn run(args: &Args) -> ExitCode {
             "path_errors": counter(CNT_PATH_ERRORS),
             "hook_errors": counter(CNT_HOOK_ERRORS),
             "map_full": counter(CNT_MAP_FULL),
+            "exec_ring_drops": counter(CNT_EXEC_RING_DROPS),
             "skipped_runs": skipped,
         },
     });
@@ -219,6 +273,16 @@ pub fn run(args: &Args) -> ExitCode {
                 attached(&args.bpffs).join(", ")
             );
             if let Some(line) = handover_line(&args.bpffs) {
+                println!("{line}");
+            }
+            match &health {
+                Ok(h) if h.enforcing() => println!(
+                    "enforcement: intact (every pinned link runs a program with the pinned maps)"
+                ),
+                Ok(h) => println!("enforcement: NOT INTACT: {h}"),
+                Err(e) => println!("enforcement: cannot be checked: {e}"),
+            }
+            if let Some(line) = users_line(&args.bpffs) {
                 println!("{line}");
             }
             println!("registered cgroups: {}", registered.len());

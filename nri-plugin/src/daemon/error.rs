@@ -34,4 +34,6 @@ pub enum DaemonError {
     CgroupRoot(#[source] io::Error),
     #[error(transparent)]
     Nri(#[from] d4c_nri::Error),
+    #[error("enforcement was lost and cannot be repaired by this process ({0}); restart the daemon (its supervisor does) to adopt what is pinned")]
+    EnforcementLost(String),
 }

@@ -37,6 +37,31 @@ pub trait KernelState {
     /// Every container is registered in this kernel state (a Synchronize ran): a previous
     /// build still enforcing during an upgrade can be detached now.
     fn retire_previous(&mut self) {}
+
+    /// Checks that the kernel enforces with this state (every program attached, the maps
+    /// the daemon writes the ones they read) and repairs what it can.
+    fn check_enforcement(&mut self) -> EnforcementCheck {
+        EnforcementCheck::Intact
+    }
+}
+
+/// What a check of the kernel programs found, and what it did about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnforcementCheck {
+    /// Every program attached with the daemon's maps, every pin in place.
+    Intact,
+    /// Something was found missing and is back now. `lost`: the programs that were not
+    /// deciding (0 when only a pin was gone); `what`: what was found.
+    Repaired { lost: Vec<String>, what: String },
+    /// Lost and not repaired (tried again at the next check).
+    NotRepaired {
+        lost: Vec<String>,
+        what: String,
+        error: String,
+    },
+    /// Lost for good in this process: the pins are another loader's objects. The daemon
+    /// stops so that its supervisor restarts it, and the new one adopts what is pinned.
+    Fatal { what: String, error: String },
 }
 
 /// Kernel state kept in memory: counts entries per map, can be told to fail.
@@ -49,6 +74,8 @@ pub struct MemoryKernel {
     pub fail_next: Option<&'static str>,
     /// Calls of `retire_previous`, and the registrations each one saw.
     pub retired_with: Vec<usize>,
+    /// What the next enforcement checks report, in order (then `Intact`).
+    pub checks: std::collections::VecDeque<EnforcementCheck>,
 }
 
 /// The failure a [`MemoryKernel`] was told to produce.
@@ -132,5 +159,9 @@ impl KernelState for MemoryKernel {
 
     fn retire_previous(&mut self) {
         self.retired_with.push(self.containers.len());
+    }
+
+    fn check_enforcement(&mut self) -> EnforcementCheck {
+        self.checks.pop_front().unwrap_or(EnforcementCheck::Intact)
     }
 }

@@ -1,6 +1,6 @@
 //! The eBPF enforcer as the daemon's [`KernelState`].
 
-use super::kernel::KernelState;
+use super::kernel::{EnforcementCheck, KernelState};
 use crate::bpf::{BpfError, Enforcer};
 use d4c_common::ContainerEntry;
 use d4c_common::EXEC_RULE_SETS;
@@ -72,6 +72,38 @@ impl KernelState for Enforcer {
             Err(e) => {
                 tracing::error!(error = %e, "could not detach the previous build's programs (they keep enforcing alongside; `d4c unload` removes everything)");
             }
+        }
+    }
+
+    fn check_enforcement(&mut self) -> EnforcementCheck {
+        let health = self.check();
+        if health.intact() {
+            return EnforcementCheck::Intact;
+        }
+        let lost: Vec<String> = health.lost_programs().into_iter().collect();
+        let what = health.to_string();
+        match self.repair() {
+            Ok(_) => {
+                let after = self.check();
+                if after.enforcing() {
+                    EnforcementCheck::Repaired { lost, what }
+                } else {
+                    EnforcementCheck::NotRepaired {
+                        lost,
+                        what,
+                        error: after.to_string(),
+                    }
+                }
+            }
+            Err(e @ BpfError::Replaced { .. }) => EnforcementCheck::Fatal {
+                what,
+                error: e.to_string(),
+            },
+            Err(e) => EnforcementCheck::NotRepaired {
+                lost,
+                what,
+                error: e.to_string(),
+            },
         }
     }
 }

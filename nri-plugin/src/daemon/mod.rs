@@ -2,6 +2,7 @@
 //! managed, under which rule sets, kept in step with the kernel maps.
 
 pub mod alerts_task;
+pub mod enforcement;
 mod error;
 pub mod guards;
 pub mod kernel;

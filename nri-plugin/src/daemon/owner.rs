@@ -1,7 +1,8 @@
 //! The one task that owns the registry (and through it the kernel maps). Other tasks send
 //! it commands and wait for the reply, so nothing shares the maps behind a lock.
 
-use super::kernel::KernelState;
+use super::enforcement::EnforcementStatus;
+use super::kernel::{EnforcementCheck, KernelState};
 use super::registry::{
     prepare_reload, PreparedReload, Registry, RegistryError, ReloadInput, Started,
 };
@@ -35,6 +36,9 @@ pub enum Command {
         oneshot::Sender<Option<(ContainerInfo, Arc<Policy>, u64)>>,
     ),
     Status(oneshot::Sender<Snapshot>),
+    /// Check (and repair) the kernel programs; the reply has the result and the status
+    /// after it.
+    CheckEnforcement(oneshot::Sender<(EnforcementCheck, EnforcementStatus)>),
 }
 
 /// One container's answer to a Synchronize: its id and how its registration went.
@@ -57,6 +61,9 @@ pub struct Snapshot {
     /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
     #[serde(default)]
     pub previous_builds: usize,
+    /// Whether the programs stay attached with the daemon's maps (its periodic check).
+    #[serde(default)]
+    pub enforcement: EnforcementStatus,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -142,6 +149,13 @@ impl Handle {
     pub async fn status(&self) -> Result<Snapshot, RegistryError> {
         self.ask(Command::Status).await
     }
+
+    /// Checks (and repairs) the kernel programs now.
+    pub async fn check_enforcement(
+        &self,
+    ) -> Result<(EnforcementCheck, EnforcementStatus), RegistryError> {
+        self.ask(Command::CheckEnforcement).await
+    }
 }
 
 /// A handle whose owner never answers (tests of callers' deadlines); keep the receiver
@@ -215,6 +229,7 @@ async fn run<K: KernelState + Counters>(
     me: mpsc::WeakSender<Command>,
     synchronized: watch::Sender<bool>,
 ) {
+    let mut enforcement = EnforcementStatus::default();
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Start(info, reply) => {
@@ -257,7 +272,12 @@ async fn run<K: KernelState + Counters>(
                 let _ = reply.send(found);
             }
             Command::Status(reply) => {
-                let _ = reply.send(snapshot(&registry));
+                let _ = reply.send(snapshot(&registry, &enforcement));
+            }
+            Command::CheckEnforcement(reply) => {
+                let check = registry.kernel_mut().check_enforcement();
+                enforcement.record(&check, std::time::SystemTime::now());
+                let _ = reply.send((check, enforcement.clone()));
             }
         }
     }
@@ -285,7 +305,10 @@ fn compile_aside(
     }
 }
 
-fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
+fn snapshot<K: KernelState + Counters>(
+    registry: &Registry<K>,
+    enforcement: &EnforcementStatus,
+) -> Snapshot {
     let containers = registry
         .containers()
         .map(|m| ContainerStatus {
@@ -315,5 +338,6 @@ fn snapshot<K: KernelState + Counters>(registry: &Registry<K>) -> Snapshot {
         skipped_runs: registry.kernel().skipped_runs(),
         bpffs: registry.kernel().pin_dir(),
         previous_builds: registry.kernel().previous_builds(),
+        enforcement: enforcement.clone(),
     }
 }

@@ -11,9 +11,9 @@ use super::nri_handler::NriHandler;
 use super::owner::{self, Handle};
 use super::registry::Registry;
 use super::watch::{self, PolicySource};
-use super::{alerts_task, status_server, DaemonError};
+use super::{alerts_task, enforcement, status_server, DaemonError};
 use crate::alerts::sink::{Fanout, RotatingFile, Stdout};
-use crate::bpf::{self, AttachRequest, Enforcer};
+use crate::bpf::{self, lock::Holder, AttachRequest, Enforcer};
 use crate::config::{Config, Enforcement, Unregistered};
 use crate::metrics::{self, Metrics};
 use d4c_policy::Policy;
@@ -25,15 +25,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let metrics = Arc::new(Metrics::default());
     metrics.policy_revision.store(1, Ordering::Relaxed);
     metrics.policy_valid.store(1, Ordering::Relaxed);
-    let handle = match config.enforcement {
-        Enforcement::Kernel(attach) => enforce(&config, attach, policy, &metrics)?,
-        Enforcement::None => {
-            tracing::warn!(
-                "enforcement: none: containers are registered in memory only; NOTHING IS ENFORCED"
-            );
-            owner::spawn(Registry::new(MemoryKernel::default(), policy))
-        }
-    };
+    // Ready while enforcement is intact: from the load on, as the checks find it.
+    metrics.enforcement_intact.store(1, Ordering::Relaxed);
+    let (handle, daemon_lock) = start_registry(&config, policy, &metrics)?;
+    // Enforcement kept attached: checked every second; lost for good stops the daemon.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
+    if let Some(daemon) = daemon_lock {
+        let (handle, metrics) = (handle.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let reason = enforcement::keep_checking(handle, metrics, daemon).await;
+            let _ = lost_tx.send(reason);
+        });
+    }
     // Before the runtime connects: containers not registered yet are guarded in the kernel.
     match (config.enforcement, config.unregistered) {
         (_, Unregistered::Allow) => tracing::warn!("unregisteredContainers: allow: a container started while no daemon is connected runs unenforced until the next Synchronize"),
@@ -77,9 +80,61 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         handle.clone(),
         metrics.clone(),
     ));
-    serve_runtime(&config, handle, metrics, shutdown).await?;
+    let lost = Arc::new(std::sync::Mutex::new(None));
+    let stop = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(reason) = lost_rx => {
+                    *lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+                }
+            }
+        }
+    };
+    serve_runtime(&config, handle, metrics, stop).await?;
+    if let Some(reason) = lost
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        return Err(DaemonError::EnforcementLost(reason));
+    }
     tracing::info!("stopping; the kernel keeps enforcing what is pinned");
     Ok(())
+}
+
+/// The owner task over the kernel (after taking the daemon lock: one daemon per pin
+/// directory, before anything is loaded or taken over), or over memory with
+/// `enforcement: none`.
+fn start_registry(
+    config: &Config,
+    policy: Arc<Policy>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Handle, Option<enforcement::DaemonLock>), DaemonError> {
+    match config.enforcement {
+        Enforcement::Kernel(attach) => {
+            let holder = Holder::new("d4c nri");
+            bpf::ensure_pin_dir(&config.bpffs)?;
+            let lock = bpf::lock::daemon(&config.bpffs, &holder, bpf::lock::DEFAULT_WAIT)?;
+            let handle = enforce(config, attach, policy, metrics)?;
+            let daemon = enforcement::DaemonLock {
+                lock,
+                pin_dir: config.bpffs.clone(),
+                holder,
+            };
+            Ok((handle, Some(daemon)))
+        }
+        Enforcement::None => {
+            tracing::warn!(
+                "enforcement: none: containers are registered in memory only; NOTHING IS ENFORCED"
+            );
+            Ok((
+                owner::spawn(Registry::new(MemoryKernel::default(), policy)),
+                None,
+            ))
+        }
+    }
 }
 
 /// The policy of the policy directory, or the embedded default where there is none.
@@ -111,6 +166,7 @@ fn enforce(
     let bpf_config = bpf::Config {
         pin_dir: config.bpffs.clone(),
         attach,
+        holder: Holder::new("d4c nri"),
         ..bpf::Config::default()
     };
     let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;

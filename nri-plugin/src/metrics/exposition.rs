@@ -18,7 +18,7 @@ type Series<T> = (
 );
 
 /// The daemon's single-value series, in exposition order.
-const SERIES: [Series<Metrics>; 16] = [
+const SERIES: [Series<Metrics>; 18] = [
     ("d4c_managed_containers", "gauge", "Containers registered in the kernel.", |m| &m.managed_containers),
     ("d4c_rule_sets", "gauge", "Rule sets with entries in the kernel.", |m| &m.rule_sets),
     ("d4c_policy_revision", "gauge", "Revision of the policy in force.", |m| &m.policy_revision),
@@ -32,6 +32,8 @@ const SERIES: [Series<Metrics>; 16] = [
     ("d4c_kernel_map_full_total", "counter", "Cgroups a managed container could not create (or that got no entry) because the kernel's containers map was full, and processes that got no record because the process-record map was full.", |m| &m.kernel_map_full),
     ("d4c_kernel_hook_errors_total", "counter", "Hook calls of managed tasks that failed (denied where the rule set can block).", |m| &m.kernel_hook_errors),
     ("d4c_kernel_skipped_runs_total", "counter", "Hook calls the kernel did not give to d4c (fmod_ret mode: another task was preempted inside the same program on that CPU); those calls were not decided.", |m| &m.kernel_skipped_runs),
+    ("d4c_enforcement_intact", "gauge", "1 while every program of d4c is attached with the daemon's maps (checked every second); 0 while one is lost and not repaired (readiness fails).", |m| &m.enforcement_intact),
+    ("d4c_enforcement_lost_total", "counter", "Programs of d4c found detached (or running other maps) by the daemon's check; each is re-attached at once.", |m| &m.enforcement_lost),
     ("d4c_previous_builds_attached", "gauge", "Programs of a previous d4c build still attached: an upgrade waits for the runtime's Synchronize (it stays above 0 while no runtime connects).", |m| &m.previous_builds),
     ("d4c_alert_documents_total", "counter", "Documents written to alert sinks.", |m| &m.sink_documents),
     ("d4c_alert_sink_failures_total", "counter", "Documents an alert sink failed to take.", |m| &m.sink_failures),

@@ -1,4 +1,4 @@
-//! `/metrics` and `/healthz` over a minimal HTTP/1.1 endpoint: one request per
+//! `/metrics`, `/healthz` and `/readyz` over a minimal HTTP/1.1 endpoint: one request per
 //! connection, answered and closed.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +21,7 @@ async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
-/// Serves `/metrics` and `/healthz` until the listener fails.
+/// Serves `/metrics`, `/healthz` (alive) and `/readyz` (enforcing) until the listener fails.
 pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> std::io::Result<()> {
     loop {
         let (mut conn, _) = listener.accept().await?;
@@ -37,9 +37,15 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> s
             let (status, body, kind) = match path {
                 "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
                 "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
+                "/readyz" if metrics.ready() => ("200 OK", "ready\n".to_owned(), "text/plain"),
+                "/readyz" => (
+                    "503 Service Unavailable",
+                    "not ready: enforcement is lost and not repaired (see the daemon's log and d4c_enforcement_lost_total)\n".to_owned(),
+                    "text/plain",
+                ),
                 _ => (
                     "404 Not Found",
-                    "not found: try /metrics or /healthz\n".to_owned(),
+                    "not found: try /metrics, /healthz or /readyz\n".to_owned(),
                     "text/plain",
                 ),
             };

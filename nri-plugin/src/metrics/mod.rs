@@ -1,6 +1,6 @@
 //! Prometheus metrics: what the daemon manages, what the kernel decided, how fast NRI
 //! requests are answered, policy reloads, alert sinks; rendered in the text exposition
-//! format ([`exposition`]) and served with `/healthz` over a minimal HTTP/1.1 endpoint
+//! format ([`exposition`]) and served with `/healthz` and `/readyz` over a minimal HTTP/1.1 endpoint
 //! ([`serve`]).
 
 mod exposition;
@@ -45,6 +45,10 @@ pub struct Metrics {
     pub kernel_skipped_runs: AtomicU64,
     /// Previous builds' programs still attached (an upgrade waiting for Synchronize).
     pub previous_builds: AtomicU64,
+    /// 1 while enforcement is intact (or not checked: `enforcement: none`), else 0.
+    pub enforcement_intact: AtomicU64,
+    /// Programs found lost by the daemon's checks.
+    pub enforcement_lost: AtomicU64,
     /// How the hooks are attached: 0 none, 1 + the index in `AttachMode::ALL`.
     attach_mode: AtomicU64,
     decisions: Mutex<BTreeMap<(String, String), u64>>,
@@ -54,6 +58,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Whether the daemon is ready: its programs enforce (readiness probes: `/readyz`).
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        self.enforcement_intact.load(Ordering::Relaxed) == 1
+    }
+
     /// Records how the hooks are attached (`None`: nothing is enforced).
     pub fn set_attach_mode(&self, mode: Option<crate::bpf::AttachMode>) {
         let v = mode.and_then(|m| crate::bpf::AttachMode::ALL.iter().position(|a| *a == m));

@@ -13,7 +13,7 @@ async fn serves_the_exposition_format() {
     m.nri_request("StartContainer", 0.0004);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, m));
+    tokio::spawn(serve(listener, m.clone()));
     let get = |path: &'static str| async move {
         let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
         c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -47,6 +47,16 @@ async fn serves_the_exposition_format() {
         "{out}"
     );
     assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    // Ready only while enforcement is intact.
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+    m.enforcement_intact.store(1, Ordering::Relaxed);
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    m.enforcement_lost.store(2, Ordering::Relaxed);
+    m.enforcement_intact.store(0, Ordering::Relaxed);
+    let body = get("/metrics").await;
+    assert!(body.contains("\nd4c_enforcement_lost_total 2\n"), "{body}");
+    assert!(body.contains("\nd4c_enforcement_intact 0\n"), "{body}");
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
 }
 
 #[test]

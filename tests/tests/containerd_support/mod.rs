@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod daemonset;
+pub mod exec_run;
 pub mod guest;
 pub mod manifest;
 pub mod pods;

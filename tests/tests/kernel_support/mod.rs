@@ -25,7 +25,7 @@ pub fn expected_mode() -> Option<d4c::bpf::AttachMode> {
 }
 
 /// Whether privileged tests must run (CI): then missing prerequisites fail the test.
-fn required() -> bool {
+pub fn required() -> bool {
     std::env::var("D4C_REQUIRE_BPF_LSM").is_ok_and(|v| v == "1")
 }
 
