@@ -329,6 +329,50 @@ extern "C" fn unslash_step(i: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
+/// Copies the path an exec named (`linux_binprm.filename`, a kernel string: `/bin/sh` for a
+/// shell that is really dash) into `s.exe`, with its length and last `/`; returns the
+/// kernel address of its base name (what the kernel makes the new `comm`). A string that
+/// cannot be read leaves `s.exe` empty.
+#[inline(always)]
+pub fn exec_filename(s: &mut Scratch, filename: u64) -> u64 {
+    // SAFETY: the helper checks the source and writes at most `PATH_BUF` bytes, NUL
+    // included.
+    let n = unsafe {
+        gen::bpf_probe_read_kernel_str(
+            s.exe.buf.as_mut_ptr().cast(),
+            PATH_BUF as u32,
+            filename as *const _,
+        )
+    };
+    let len = if n > 0 { (n - 1) as u32 } else { 0 };
+    s.exe.len = len;
+    s.exe.last_slash = -1;
+    s.exe.flags = 0;
+    let mut ctx = LoopCtx { s };
+    // SAFETY: the callback is a static function taking a `LoopCtx`; `ctx` outlives the call.
+    unsafe {
+        gen::bpf_loop(
+            len,
+            last_slash_step as *mut c_void,
+            core::ptr::from_mut(&mut ctx).cast(),
+            0,
+        )
+    };
+    filename + (s.exe.last_slash + 1) as u64
+}
+
+/// One byte of `s.exe`: records the position of a `/`.
+extern "C" fn last_slash_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `bpf_loop` hands back the `LoopCtx` that `exec_filename` passed it, alive on
+    // its stack for the whole loop, and nothing else uses it meanwhile.
+    let s: &mut Scratch = unsafe { &mut *ctx.cast::<LoopCtx<'_>>() }.s;
+    let i = i as usize & (PATH_BUF - 1);
+    if s.exe.buf[i] == b'/' {
+        s.exe.last_slash = i as i32;
+    }
+    0
+}
+
 /// The current task's root (`current->fs->root`) as (vfsmount, dentry).
 #[inline(always)]
 pub fn task_root() -> Result<(*const u8, *const u8), i64> {

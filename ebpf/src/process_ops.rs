@@ -4,15 +4,19 @@
 //! A process decision needs the executable's class (LPM lookup of its path in
 //! `D4C_EXE_RULES`), the name's class (`D4C_COMM_RULES`, a miss is 0) and whether the
 //! session has a controlling terminal; `D4C_PROC_DECISIONS` holds the finished decision.
+//! A process is decided twice and the actions ORed (`d4c_policy::Event::identities`): as
+//! the file it runs (its path after symlinks, that file's name) and as the name it was
+//! started by (exec: the path the exec named, and its base name; fork: its `comm`), so a
+//! name the process can choose only ever adds actions.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, generated as gen},
+    helpers::{bpf_get_current_comm, bpf_get_current_task, generated as gen},
     programs::LsmContext,
 };
 use d4c_common::{
     offsets::{
-        OFF_BPRM_FILE, OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_FILE_INODE, OFF_FILE_PATH,
-        OFF_INODE_MODE,
+        OFF_BPRM_FILE, OFF_BPRM_FILENAME, OFF_DENTRY_INODE, OFF_DENTRY_NAME_PTR, OFF_FILE_INODE,
+        OFF_FILE_PATH, OFF_INODE_MODE,
     },
     CommKey, ProcKey, CNT_PATH_ERRORS, COMM_LEN, EVENT_PROCESS, HOOK_BPRM_CREDS_FOR_EXEC,
     HOOK_TASK_ALLOC, OP_EXEC, OP_FORK, REST_EMPTY, RULESET_PROC_SHIFT,
@@ -25,34 +29,30 @@ use crate::{
     maps::{count, may_act, COMM_RULES, EXE_RULES, PROC_DECISIONS},
     offsets::{off, read, read_path, read_ptr},
     path,
-    scratch::{claim, Scratch, TARGET},
+    scratch::{claim, PathBuf, Scratch, TARGET},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
 
 type R = Result<bool, i64>;
 
-/// Looks up the process decision for the executable path in `s.target` and the name in
-/// `comm`; emits an event when it has any bit. Returns 1 to deny.
-#[inline(never)]
-fn decide(s: &mut Scratch, comm: &CommKey, op: u32) -> u32 {
-    let rule_set = s.meta.rule_set;
-    // A path the walk could not build from the task's root: the root entry's empty-rest
-    // class, which the compiler makes the most restrictive of every executable class.
-    let unreachable = s.target.flags != 0;
+/// The executable class of the path in `pb` under `rule_set` (`unreachable`: a path the
+/// walk could not build from the task's root, which gets the root entry's empty-rest
+/// class, the compiler's most restrictive of every executable class).
+#[inline(always)]
+fn exe_class(pb: &mut PathBuf, rule_set: u32, unreachable: bool) -> u32 {
     if unreachable {
-        count(CNT_PATH_ERRORS);
-        s.target.prefix_len = 32;
-        s.target.rule_set_be = rule_set.to_be_bytes();
+        pb.prefix_len = 32;
+        pb.rule_set_be = rule_set.to_be_bytes();
     } else {
-        path::set_key(&mut s.target, rule_set);
+        path::set_key(pb, rule_set);
     }
-    let exe_class = match EXE_RULES.get(s.target.key()) {
+    match EXE_RULES.get(pb.key()) {
         Some(rule) => {
             let class = if unreachable {
                 REST_EMPTY
             } else {
-                path::rest_class(&s.target, rule.prefix_len)
+                path::rest_class(pb, rule.prefix_len)
             };
             match rule.class.get(class) {
                 Some(c) => *c,
@@ -60,11 +60,16 @@ fn decide(s: &mut Scratch, comm: &CommKey, op: u32) -> u32 {
             }
         }
         None => 0,
-    };
+    }
+}
+
+/// The actions of operation `op` for a process of classes (`exe_class`, name `comm`).
+#[inline(always)]
+fn actions_of(s: &Scratch, exe_class: u32, comm: &CommKey, op: u32) -> u8 {
     // SAFETY: the value is copied out at once.
     let name_class = unsafe { COMM_RULES.get(comm) }.map_or(0, |c| c.class);
     let pkey = ProcKey {
-        rule_set,
+        rule_set: s.meta.rule_set,
         exe_class,
         name_class,
     };
@@ -72,8 +77,30 @@ fn decide(s: &mut Scratch, comm: &CommKey, op: u32) -> u32 {
     let Some(decision) = (unsafe { PROC_DECISIONS.get(pkey) }) else {
         return 0;
     };
-    let inter = s.meta.interactive as usize & 1;
-    let actions = decision.actions[inter][op as usize & 1];
+    decision.actions[s.meta.interactive as usize & 1][op as usize & 1]
+}
+
+/// Looks up the process decision for the file the process runs (its path in `s.target`,
+/// its name `name`) and for the name it was started by (`started`: the name, and whether
+/// `s.exe` holds a path to take as the executable too), ORs them, and emits an event when
+/// there is any bit. Returns 1 to deny.
+#[inline(never)]
+fn decide(s: &mut Scratch, name: &CommKey, started: &CommKey, started_path: bool, op: u32) -> u32 {
+    let rule_set = s.meta.rule_set;
+    let unreachable = s.target.flags != 0;
+    if unreachable {
+        count(CNT_PATH_ERRORS);
+    }
+    let file_class = exe_class(&mut s.target, rule_set, unreachable);
+    let started_class = if started_path {
+        exe_class(&mut s.exe, rule_set, false)
+    } else {
+        file_class
+    };
+    let mut actions = actions_of(s, file_class, name, op);
+    if started_class != file_class || started.comm != name.comm {
+        actions |= actions_of(s, started_class, started, op);
+    }
     if actions == 0 {
         return 0;
     }
@@ -111,29 +138,17 @@ pub fn runtime_reexec(ctx: &LsmContext) -> Result<bool, i64> {
 /// at most 15 bytes.
 #[inline(always)]
 fn file_name(rule_set: u32, dentry: *const u8) -> Result<CommKey, i64> {
-    let mut comm = CommKey {
-        rule_set,
-        comm: [0; COMM_LEN],
-    };
-    let name = read::<u64>(dentry, OFF_DENTRY_NAME_PTR)?;
-    // SAFETY: the helper checks the source and writes at most COMM_LEN bytes, NUL included.
-    unsafe {
-        gen::bpf_probe_read_kernel_str(
-            comm.comm.as_mut_ptr().cast(),
-            COMM_LEN as u32,
-            name as *const _,
-        )
-    };
-    comm.comm[COMM_LEN - 1] = 0;
-    Ok(comm)
+    Ok(name_at(rule_set, read::<u64>(dentry, OFF_DENTRY_NAME_PTR)?))
 }
 
 /// `bprm_creds_for_exec(struct linux_binprm *bprm)`: execMemFd when the file is a memfd,
-/// then the exec decision. The executable is the file actually executed (its path from
-/// the task's root, `/memfd:NAME` for a memfd), the name that file's name.
+/// then the exec decision, for the file actually executed (its path from the task's root,
+/// `/memfd:NAME` for a memfd, and its own name) and for the path the exec named (and its
+/// base name). The event's `exe` is that named path.
 pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
     let bprm: *const u8 = ctx.arg(0);
     let file = read_ptr(bprm, OFF_BPRM_FILE)?;
+    let filename = read::<u64>(bprm, OFF_BPRM_FILENAME)?;
     let p = file.wrapping_add(off(OFF_FILE_PATH));
     let (mnt, dentry) = read_path(p)?;
     let inode = read_ptr(file, OFF_FILE_INODE)?;
@@ -154,17 +169,17 @@ pub fn bprm_creds_for_exec(ctx: &LsmContext, cg: Cgroup) -> R {
         return Ok(deny != 0);
     }
     meta(s, cg, HOOK_BPRM_CREDS_FOR_EXEC, mode);
-    // The event's `exe` is the executed file too.
-    s.exe.buf[..256].copy_from_slice(&s.target.buf[..256]);
-    s.exe.len = s.target.len;
+    let base = path::exec_filename(s, filename);
+    let started = name_at(cg.rule_set, base);
     s.meta.exe_ready = 1;
-    deny |= decide(s, &comm, OP_EXEC as u32);
+    let absolute = s.exe.len > 0 && s.exe.buf[0] == b'/';
+    deny |= decide(s, &comm, &started, absolute, OP_EXEC as u32);
     Ok(deny != 0)
 }
 
 /// `task_alloc(struct task_struct *task, unsigned long clone_flags)`: a new process (not
-/// a thread) forked by the current task; executable = `current->mm->exe_file`, name =
-/// that file's name.
+/// a thread) forked by the current task; executable = `current->mm->exe_file`, names =
+/// that file's name and the task's `comm`.
 pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     let clone_flags: u64 = ctx.arg(1);
     if clone_flags & CLONE_THREAD != 0 {
@@ -183,12 +198,37 @@ pub fn task_alloc(ctx: &LsmContext, cg: Cgroup) -> R {
     } else {
         path::build(s, TARGET, mnt, dentry);
     }
-    // The name of the file the process runs, not its `comm` (which it may set itself).
     let comm = file_name(cg.rule_set, dentry)?;
+    // The task's `comm`: the name it was started by, or one it set (`prctl`), which can
+    // only add actions.
+    let started = CommKey {
+        rule_set: cg.rule_set,
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    };
     meta(s, cg, HOOK_TASK_ALLOC, 0);
     // The event's `exe` is the same executable.
     s.exe.buf[..256].copy_from_slice(&s.target.buf[..256]);
     s.exe.len = s.target.len;
     s.meta.exe_ready = 1;
-    Ok(decide(s, &comm, OP_FORK as u32) != 0)
+    Ok(decide(s, &comm, &started, false, OP_FORK as u32) != 0)
+}
+
+/// The process-name key of the kernel string at `name` (at most 15 bytes), as the kernel
+/// makes a `comm` of it.
+#[inline(always)]
+fn name_at(rule_set: u32, name: u64) -> CommKey {
+    let mut comm = CommKey {
+        rule_set,
+        comm: [0; COMM_LEN],
+    };
+    // SAFETY: the helper checks the source and writes at most COMM_LEN bytes, NUL included.
+    unsafe {
+        gen::bpf_probe_read_kernel_str(
+            comm.comm.as_mut_ptr().cast(),
+            COMM_LEN as u32,
+            name as *const _,
+        )
+    };
+    comm.comm[COMM_LEN - 1] = 0;
+    comm
 }

@@ -75,28 +75,31 @@ impl KernelMaps {
                 Actions(rule.actions[class(p, usize::from(rule.prefix_len))][*op as usize])
             }
             Event::Process {
-                op,
-                executable,
-                name,
-                interactive,
+                op, interactive, ..
             } => {
-                let executable = memfd_path(executable);
-                let p = executable.as_bytes();
-                let exe_class = lpm(&self.exe, rule_set, p)
-                    .map_or(0, |r| r.class[class(p, usize::from(r.prefix_len))]);
-                let comm = crate::compile::comm_bytes(name);
-                let name_class = self
-                    .comm
-                    .get(&CommKey { rule_set, comm })
-                    .map_or(0, |c| c.class);
-                let key = ProcKey {
-                    rule_set,
-                    exe_class,
-                    name_class,
-                };
-                self.proc.get(&key).map_or(Actions::default(), |d| {
-                    Actions(d.actions[usize::from(*interactive)][*op as usize])
-                })
+                // Each identity looked up on its own (two executable classes, two name
+                // classes, two decisions), the actions ORed, as the kernel does.
+                let mut actions = Actions::default();
+                for who in event.identities() {
+                    let executable = memfd_path(who.executable);
+                    let p = executable.as_bytes();
+                    let exe_class = lpm(&self.exe, rule_set, p)
+                        .map_or(0, |r| r.class[class(p, usize::from(r.prefix_len))]);
+                    let comm = crate::compile::comm_bytes(who.name);
+                    let name_class = self
+                        .comm
+                        .get(&CommKey { rule_set, comm })
+                        .map_or(0, |c| c.class);
+                    let key = ProcKey {
+                        rule_set,
+                        exe_class,
+                        name_class,
+                    };
+                    if let Some(d) = self.proc.get(&key) {
+                        actions.0 |= d.actions[usize::from(*interactive)][*op as usize];
+                    }
+                }
+                actions
             }
         }
     }

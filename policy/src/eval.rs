@@ -2,8 +2,8 @@
 //! The compiled kernel tables must agree with it on every input (see `emulate`).
 
 use crate::container::{Container, Mount};
-use crate::event::Event;
-use crate::model::{Actions, BlockKind, FileOp, Policy, Response, Selector};
+use crate::event::{Event, Identity};
+use crate::model::{Actions, BlockKind, FileOp, Policy, ProcessOp, Response, Selector};
 use crate::pattern::{any_glob, memfd_path};
 
 /// What a policy decides for one event.
@@ -87,8 +87,24 @@ pub fn on_volume(mounts: &[Mount], path: &str, file_only: bool) -> bool {
     })
 }
 
+/// Whether the process conditions of `sel` hold for a process with identity `who` doing
+/// `op`, interactive or not.
+fn process_matches(sel: &Selector, op: ProcessOp, who: &Identity<'_>, interactive: bool) -> bool {
+    sel.kind() == BlockKind::Process
+        && sel.has_op(op.bit())
+        && sel.executable.as_ref().is_none_or(|ps| {
+            let executable = memfd_path(who.executable);
+            ps.iter().any(|p| p.matches(&executable))
+        })
+        && sel
+            .process_name
+            .as_ref()
+            .is_none_or(|ns| ns.iter().any(|n| n == who.name))
+        && sel.interactive.is_none_or(|i| i == interactive)
+}
+
 /// Whether the event-level conditions of `sel` hold for `event`, given the container's
-/// effective mounts.
+/// effective mounts. A process event matches when they hold for any of its identities.
 #[must_use]
 pub fn event_matches(sel: &Selector, mounts: &[Mount], event: &Event) -> bool {
     match event {
@@ -109,23 +125,11 @@ pub fn event_matches(sel: &Selector, mounts: &[Mount], event: &Event) -> bool {
                 && !(sel.ignore_volume_files && on_volume(mounts, path, true))
         }
         Event::Process {
-            op,
-            executable,
-            name,
-            interactive,
-        } => {
-            sel.kind() == BlockKind::Process
-                && sel.has_op(op.bit())
-                && sel.executable.as_ref().is_none_or(|ps| {
-                    let executable = memfd_path(executable);
-                    ps.iter().any(|p| p.matches(&executable))
-                })
-                && sel
-                    .process_name
-                    .as_ref()
-                    .is_none_or(|ns| ns.iter().any(|n| n == name))
-                && sel.interactive.is_none_or(|i| i == *interactive)
-        }
+            op, interactive, ..
+        } => event
+            .identities()
+            .iter()
+            .any(|who| process_matches(sel, *op, who, *interactive)),
     }
 }
 
@@ -135,21 +139,47 @@ pub fn fires(resp: &Response, matched: &[bool]) -> bool {
     resp.matches.iter().any(|&s| matched[s]) && !resp.excludes.iter().any(|&s| matched[s])
 }
 
-/// Evaluates `policy` for `event` in `container`.
+/// Evaluates `policy` for `event` in `container`. A process event is decided for each of
+/// its identities ([`Event::identities`]); the decision is their union (the selectors
+/// that match either, the responses that fire for either).
 #[must_use]
 pub fn evaluate(policy: &Policy, container: &Container, event: &Event) -> Decision {
-    let mounts = effective_mounts(container);
-    let matched: Vec<bool> = policy
+    let live: Vec<bool> = policy
         .selectors
         .iter()
-        .map(|s| container_matches(s, container) && event_matches(s, &mounts, event))
+        .map(|s| container_matches(s, container))
         .collect();
+    let mounts = effective_mounts(container);
+    let views: Vec<Vec<bool>> = match event {
+        Event::File { .. } => vec![policy
+            .selectors
+            .iter()
+            .zip(&live)
+            .map(|(s, &l)| l && event_matches(s, &mounts, event))
+            .collect()],
+        Event::Process {
+            op, interactive, ..
+        } => event
+            .identities()
+            .iter()
+            .map(|who| {
+                policy
+                    .selectors
+                    .iter()
+                    .zip(&live)
+                    .map(|(s, &l)| l && process_matches(s, *op, who, *interactive))
+                    .collect()
+            })
+            .collect(),
+    };
     let mut decision = Decision {
-        selectors: (0..matched.len()).filter(|&i| matched[i]).collect(),
+        selectors: (0..live.len())
+            .filter(|&i| views.iter().any(|m| m[i]))
+            .collect(),
         ..Decision::default()
     };
     for (i, resp) in policy.responses.iter().enumerate() {
-        if fires(resp, &matched) {
+        if views.iter().any(|m| fires(resp, m)) {
             decision.actions.0 |= resp.actions.0;
             decision.responses.push(i);
         }

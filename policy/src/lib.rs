@@ -25,7 +25,7 @@ pub use container::{Container, Mount};
 pub use diag::{Diagnostic, Pos, Severity};
 pub use dir_move::evaluate_dir_move;
 pub use eval::{evaluate, Decision};
-pub use event::Event;
+pub use event::{Event, Identity};
 pub use image::ImageRef;
 pub use load::{check_paths, check_texts, load_paths, load_str, Loaded, PolicyError};
 pub use model::{Actions, BlockKind, FileOp, Generation, Policy, ProcessOp, Response, Selector};

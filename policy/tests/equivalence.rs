@@ -210,14 +210,26 @@ fn event() -> impl Strategy<Value = Event> {
             select(ProcessOp::ALL.to_vec()),
             path(),
             select(vec!["sh", "ls", "bash", "x"]),
+            // The name it was started by: none, a name, a path (absolute or not).
+            prop_oneof![
+                Just(None),
+                select(vec!["sh", "bash", "busybox", "a-name-longer-than-15-bytes"])
+                    .prop_map(|n| Some(n.to_owned())),
+                path().prop_map(Some),
+                select(vec!["./sh", "bin/bash", "/proc/self/fd/3"])
+                    .prop_map(|p| Some(p.to_owned())),
+            ],
             any::<bool>()
         )
-            .prop_map(|(op, executable, name, interactive)| Event::Process {
-                op,
-                executable,
-                name: name.into(),
-                interactive
-            }),
+            .prop_map(
+                |(op, executable, name, started_as, interactive)| Event::Process {
+                    op,
+                    executable,
+                    name: name.into(),
+                    started_as,
+                    interactive
+                }
+            ),
     ]
 }
 

@@ -208,6 +208,7 @@ fn process_conditions() {
         op,
         executable: exe.into(),
         name: name.into(),
+        started_as: None,
         interactive,
     };
     assert_eq!(
@@ -225,6 +226,65 @@ fn process_conditions() {
         actions(&p, &c, &ev(ProcessOp::Exec, "/usr/bin/bash", "bash", true)),
         ["alert", "log"]
     );
+}
+
+/// A process is decided as the file it runs and as the name it was started by; the
+/// actions are those either gets. So `processName: [sh]` catches `/bin/sh` where it links
+/// to dash or busybox, and a name an attacker picks (a symlink) never removes an action.
+#[test]
+fn a_process_is_decided_by_its_file_and_by_the_name_it_was_started_by() {
+    let p = policy(
+        "process:\n  selectors:\n    - name: shells\n      operation: [exec]\n      processName: [sh, bash]\n    - name: everything\n      operation: [exec, fork]\n    - name: apt\n      processName: [apt]\n    - name: sbin\n      processExecutable: [/usr/sbin/*]\n  responses:\n    - match: [shells]\n      actions: [alert, block]\n    - match: [everything]\n      exclude: [apt]\n      actions: [log]\n    - match: [sbin]\n      actions: [alert]\n",
+    );
+    let c = Container::default();
+    let exec = |exe: &str, name: &str, started: Option<&str>| Event::Process {
+        op: ProcessOp::Exec,
+        executable: exe.into(),
+        name: name.into(),
+        started_as: started.map(Into::into),
+        interactive: false,
+    };
+    // Debian's /bin/sh -> dash, Alpine's /bin/sh -> busybox: the name `sh` started them.
+    for (exe, name) in [("/usr/bin/dash", "dash"), ("/bin/busybox", "busybox")] {
+        assert_eq!(
+            actions(&p, &c, &exec(exe, name, Some("/bin/sh"))),
+            ["alert", "block", "log"],
+            "{exe}"
+        );
+        assert_eq!(
+            actions(&p, &c, &exec(exe, name, None)),
+            ["log"],
+            "{exe} run by its own name"
+        );
+    }
+    // A symlink named like an exception does not take the exception: the file is busybox.
+    assert_eq!(
+        actions(&p, &c, &exec("/bin/busybox", "busybox", Some("/tmp/apt"))),
+        ["log"]
+    );
+    // The real apt is excepted under both names.
+    assert!(actions(&p, &c, &exec("/usr/bin/apt", "apt", Some("/usr/bin/apt"))).is_empty());
+    // The path the exec named counts for processExecutable when it is absolute.
+    assert_eq!(
+        actions(&p, &c, &exec("/usr/bin/x", "x", Some("/usr/sbin/x"))),
+        ["alert", "log"]
+    );
+    assert_eq!(
+        actions(&p, &c, &exec("/usr/bin/x", "x", Some("sbin/x"))),
+        ["log"]
+    );
+    // Fork: the comm is the second name (a prctl-chosen name only adds actions).
+    let fork = Event::Process {
+        op: ProcessOp::Fork,
+        executable: "/usr/bin/dash".into(),
+        name: "dash".into(),
+        started_as: Some("sh".into()),
+        interactive: false,
+    };
+    assert_eq!(actions(&p, &c, &fork), ["log"]);
+    // Names are cut to the kernel's 15 bytes on both sides.
+    let long = exec("/x", "x", Some("/opt/a-name-longer-than-15"));
+    assert_eq!(long.identities()[1].name, "a-name-longer-t");
 }
 
 #[test]

@@ -29,6 +29,30 @@ check "exit status passes through" '[ $? -eq 7 ]'
 cp /bin/busybox /tmp/true && /tmp/true
 check "unmanaged processes are unaffected" '[ $? -eq 0 ]'
 
+# A process is decided as the file it runs and as the name it was started by: /bin/sh
+# (a symlink to busybox in this guest, as on Alpine) is `sh` for `processName: [sh]`, and
+# `d4c eval` answers what the kernel does.
+cat > /tmp/shells.yaml <<'EOF2'
+process:
+  selectors:
+    - name: shells
+      operation: [exec]
+      processName: [sh]
+  responses:
+    - match: [shells]
+      actions: [alert, block]
+EOF2
+ev=$(d4c eval --policy /tmp/shells.yaml --process-op exec --executable /bin/sh)
+echo "$ev"
+check "eval: /bin/sh is a shell" 'echo "$ev" | grep -q "\"block\""'
+out=$(d4c exec --policy /tmp/shells.yaml --alerts /tmp/shells.ndjson -- /bin/sh -c true 2>&1)
+rc=$?
+echo "$out"
+check "the kernel refuses /bin/sh too" '[ "$rc" -eq 125 ] && echo "$out" | grep -q "Operation not permitted"'
+check "the alert says it was started as /bin/sh" 'grep -q "\"started_as\":\"/bin/sh\"" /tmp/shells.ndjson'
+check "and names the file it is" 'grep -q "\"executable\":\"/bin/busybox\"" /tmp/shells.ndjson'
+cat /tmp/shells.ndjson
+
 # The attach mode the guest was booted for (scripts/test.sh sets D4C_EXPECT_ATTACH).
 if [ -n "$D4C_EXPECT_ATTACH" ]; then
     out=$(d4c exec --policy "$policy" --alerts /dev/null -- d4c status 2>&1)

@@ -4,7 +4,7 @@
 
 use super::record::{Operation, Record};
 use crate::container::ContainerInfo;
-use d4c_policy::{evaluate, Actions, Event, Policy};
+use d4c_policy::{evaluate, Actions, Event, Policy, ProcessOp};
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
 
@@ -64,15 +64,21 @@ fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
 /// runs (the base name of its path, at most 15 bytes, as the kernel decided), else the
 /// task's comm.
 fn process_name(r: &Record) -> String {
-    if matches!(r.operation, Operation::Process(_)) && !r.exe.is_empty() {
-        let base = r.exe.rsplit('/').next().unwrap_or(&r.exe);
-        let mut end = base.len().min(15);
-        while !base.is_char_boundary(end) {
-            end -= 1;
-        }
-        return base[..end].to_owned();
+    if matches!(r.operation, Operation::Process(_)) && !r.path.is_empty() {
+        let base = r.path.rsplit('/').next().unwrap_or(&r.path);
+        return d4c_policy::event::process_name(base).to_owned();
     }
     r.comm.clone()
+}
+
+/// The name a process was started by, its second identity (`Event::identities`): for
+/// exec the path the exec named, for fork the task's comm.
+fn started_as(r: &Record) -> Option<String> {
+    match r.operation {
+        Operation::Process(ProcessOp::Exec) => (!r.exe.is_empty()).then(|| r.exe.clone()),
+        Operation::Process(ProcessOp::Fork) => (!r.comm.is_empty()).then(|| r.comm.clone()),
+        Operation::File(_) => None,
+    }
 }
 
 /// The names of the selectors that match the record, re-evaluated with the policy.
@@ -92,6 +98,7 @@ fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
             op: *op,
             executable: r.path.clone(),
             name: process_name(r),
+            started_as: started_as(r),
             interactive: r.interactive,
         }],
     };
@@ -252,7 +259,7 @@ fn orchestrator(c: &ContainerInfo) -> Option<Value> {
 /// `cloud_defend`: the selectors that matched, the hook, the actions, the rule set and
 /// the policy revision.
 fn cloud_defend(r: &Record, ctx: &Context<'_>) -> Value {
-    json!({
+    let mut v = json!({
         "matched_selectors": matched_selectors(r, ctx),
         "hook_point": r.hook,
         "actions": r.actions.names(),
@@ -260,7 +267,11 @@ fn cloud_defend(r: &Record, ctx: &Context<'_>) -> Value {
         "policy_revision": ctx.policy_revision,
         "truncated": r.truncated,
         "path_unreachable": r.unreachable,
-    })
+    });
+    if let Some(started) = started_as(r) {
+        v["started_as"] = json!(started);
+    }
+    v
 }
 
 #[cfg(test)]

@@ -35,9 +35,11 @@ pub struct Record {
     pub hook: &'static str,
     pub interactive: bool,
     pub comm: String,
-    /// File events: the target path; process events: the executable.
+    /// File events: the target path; process events: the executable (the file run, after
+    /// symlinks).
     pub path: String,
-    /// The executable: the acting process's (file events, fork), the executed file (exec).
+    /// File events and fork: the acting process's executable; exec: the path the exec
+    /// named (the name the process was started by, e.g. `/bin/sh` for dash).
     pub exe: String,
     pub truncated: bool,
     /// The path could not be built from the task's root (`FLAG_PATH_UNREACHABLE`).

@@ -33,12 +33,19 @@ pub struct Args {
     /// Process operation: fork or exec.
     #[arg(long, value_name = "OP", requires = "executable")]
     process_op: Option<String>,
-    /// Executable path of the process.
+    /// The file the process runs (after symlinks), as alerts show it in
+    /// `process.executable`; also the path it was started by unless `--started-as` says
+    /// otherwise.
     #[arg(long, value_name = "PATH")]
     executable: Option<String>,
-    /// Process name (comm); defaults to the executable's base name, cut to 15 bytes.
-    #[arg(long, value_name = "COMM")]
+    /// The name of that file; defaults to the executable's base name, cut to 15 bytes.
+    #[arg(long, value_name = "NAME")]
     process_name: Option<String>,
+    /// The name the process was started by (alerts' `cloud_defend.started_as`): for exec,
+    /// the path the exec named (`/bin/sh` for a shell that is really dash); for fork, the
+    /// process's comm. The decision is the union of both identities.
+    #[arg(long, value_name = "PATH|NAME")]
+    started_as: Option<String>,
     /// The session leader has a controlling terminal.
     #[arg(long)]
     interactive: bool,
@@ -78,6 +85,7 @@ fn event(args: &Args) -> Result<Event, String> {
         op,
         executable,
         name,
+        started_as: args.started_as.clone(),
         interactive: args.interactive,
     })
 }
@@ -85,11 +93,7 @@ fn event(args: &Args) -> Result<Event, String> {
 /// The name the kernel gives a program: its base name, at most 15 bytes.
 fn default_name(executable: &str) -> String {
     let base = executable.rsplit('/').next().unwrap_or(executable);
-    let mut end = base.len().min(15);
-    while !base.is_char_boundary(end) {
-        end -= 1;
-    }
-    base[..end].to_owned()
+    d4c_policy::event::process_name(base).to_owned()
 }
 
 pub fn run(args: &Args) -> ExitCode {

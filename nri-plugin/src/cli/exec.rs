@@ -223,6 +223,32 @@ impl Run<'_> {
         }
     }
 
+    /// Starts the command in `group` (moved in between fork and exec, so its first
+    /// instruction is enforced). The outer `Err`: it could not be prepared.
+    fn spawn_in(
+        &self,
+        group: &OwnedCgroup,
+    ) -> Result<std::io::Result<std::process::Child>, String> {
+        let procs = CString::new(group.procs_file().into_os_string().into_encoded_bytes())
+            .map_err(|e| e.to_string())?;
+        let command = &self.args.command;
+        let mut cmd = std::process::Command::new(&command[0]);
+        cmd.args(&command[1..]);
+        // SAFETY: the closure runs between fork and exec; it only calls open/write/close on
+        // a path prepared before the fork, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+        Ok(cmd.spawn())
+    }
+
     /// Registers a fresh cgroup, runs the command in it, forwards its alerts until it
     /// exits, checking enforcement before and while it runs.
     fn supervise(
@@ -253,26 +279,7 @@ impl Run<'_> {
             cgroup_dir: None,
         };
 
-        let procs = CString::new(group.procs_file().into_os_string().into_encoded_bytes())
-            .map_err(|e| e.to_string())?;
-        let command = &self.args.command;
-        let mut cmd = std::process::Command::new(&command[0]);
-        cmd.args(&command[1..]);
-        // SAFETY: the closure runs between fork and exec; it only calls open/write/close on
-        // a path prepared before the fork, and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(fd);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", command[0].to_string_lossy()))?;
+        let spawned = self.spawn_in(&group)?;
         let host = clock::host_name();
         let (policy, rule_set) = (self.policy, self.rule_set);
         let mut emit = |ev: &d4c_common::Event| {
@@ -290,6 +297,19 @@ impl Run<'_> {
             };
             let _ = writeln!(sink, "{}", ecs::document(&rec, &ctx));
             let _ = sink.flush();
+        };
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                // A refused exec of the command itself (`exec` rules) is alerted too.
+                while let Some(ev) = reader.try_next() {
+                    emit(&ev);
+                }
+                return Err(format!(
+                    "cannot run {}: {e}",
+                    self.args.command[0].to_string_lossy()
+                ));
+            }
         };
         let mut checked = Instant::now();
         let status = loop {

@@ -365,6 +365,62 @@ fn the_process_name_is_the_executed_files() {
     assert_eq!(r, libc::EPERM, "fork after PR_SET_NAME");
 }
 
+/// The second identity (`d4c_policy::Event::identities`): a process is also decided as
+/// the name it was started by (the path the exec named, or its comm at fork), and the
+/// actions are the union: `processName: [sh]` catches a shell run as `/bin/sh` whatever
+/// file that is, and a chosen name only ever adds actions.
+#[test]
+fn the_name_a_process_was_started_by_adds_actions() {
+    let Some(mut k) = kernel() else { return };
+    let (rs, cg, dir) = crate::setup(&mut k, "started", &[], 0);
+    crate::proc_rules(&mut k, rs, Some("sh"), OP_EXEC, BLOCK);
+    // A file of another name, run through a symlink named `sh` (Debian's /bin/sh -> dash).
+    let target = dir.file("dash", 0o755);
+    std::fs::create_dir(dir.path.join("bin")).unwrap();
+    let link = dir.path.join("bin").join("sh");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (ctarget, clink) = (c(&target), c(&link));
+    assert_ne!(
+        run_in(Some(&cg.path), || exec(&ctarget)),
+        libc::EPERM,
+        "run by its own name: no rule"
+    );
+    k.drain_events();
+    assert_eq!(
+        run_in(Some(&cg.path), || exec(&clink)),
+        libc::EPERM,
+        "run as `sh`"
+    );
+    let evs = k.events();
+    let ev = evs
+        .iter()
+        .find(|e| e.op == OP_EXEC as u8)
+        .expect("an exec event");
+    assert_eq!(ev_path(ev), target.to_str().unwrap(), "the file executed");
+    assert_eq!(
+        String::from_utf8_lossy(d4c::bpf::exe(ev)),
+        link.to_str().unwrap(),
+        "the path the exec named"
+    );
+    // Fork: the comm is the second name (one a process sets itself only adds actions).
+    let rs2 = rule_set_id();
+    k.enforcer().write_file_rules(&[root_entry(rs2)]).unwrap();
+    crate::proc_rules(&mut k, rs2, Some("chosen"), OP_FORK, BLOCK);
+    let cg2 = TestCgroup::new("started-fork");
+    register(&mut k, &cg2, rs2);
+    assert_ne!(
+        run_in(Some(&cg2.path), fork_and_wait),
+        libc::EPERM,
+        "fork under its own names"
+    );
+    let r = run_in(Some(&cg2.path), || {
+        // SAFETY: sets this child's own comm.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"chosen".as_ptr()) };
+        fork_and_wait()
+    });
+    assert_eq!(r, libc::EPERM, "fork after PR_SET_NAME(chosen)");
+}
+
 #[test]
 fn an_executable_the_walk_cannot_reach_gets_the_most_restrictive_class() {
     let Some(mut k) = kernel() else { return };
