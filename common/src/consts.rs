@@ -51,6 +51,10 @@ pub const ACTION_LOG: u8 = 1;
 pub const ACTION_ALERT: u8 = 2;
 /// Deny the operation (`-EPERM`); blocking events are alerts too.
 pub const ACTION_BLOCK: u8 = 4;
+/// A `block` of a response d4c only audits (`audit:` in d4c.yaml, `d4c exec --audit`):
+/// the operation is allowed and alerted as one that would have been blocked. Ignored
+/// where [`ACTION_BLOCK`] is set too (blocking wins).
+pub const ACTION_AUDIT: u8 = 8;
 
 // The class of the rest R of a path P after its longest stored prefix K (R = P - K).
 /// R is empty: P is exactly K.

@@ -14,8 +14,8 @@ use d4c_common::{
         OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
         OFF_TASK_SIGNAL, OFF_TASK_TGID,
     },
-    Event, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS, CNT_RINGBUF_DROPS,
-    ENTRY_RING_MASK, ENTRY_RING_SHIFT, EVENT_FILE, EXEC_RINGS,
+    Event, ACTION_AUDIT, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS,
+    CNT_RINGBUF_DROPS, ENTRY_RING_MASK, ENTRY_RING_SHIFT, EVENT_FILE, EXEC_RINGS,
 };
 
 use crate::{
@@ -64,9 +64,15 @@ pub fn exe_file_path(task: *const u8) -> Result<(*const u8, *const u8), i64> {
 
 /// The end of every decision with an action bit: records `actions` of operation `op`
 /// (the first of `ops`) in `s.meta`, emits the event, and counts a denial when `actions`
-/// block. Returns 1 to deny, else 0.
+/// block. An audited block (`ACTION_AUDIT`) is allowed and reported as one, unless the
+/// union blocks anyway (blocking wins). Returns 1 to deny, else 0.
 #[inline(always)]
 pub fn verdict(s: &mut Scratch, actions: u8, op: u8, ops: u8) -> u32 {
+    let actions = if actions & ACTION_BLOCK != 0 {
+        actions & !ACTION_AUDIT
+    } else {
+        actions
+    };
     s.meta.actions = actions;
     s.meta.ops = ops;
     s.meta.op = op;

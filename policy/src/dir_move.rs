@@ -69,8 +69,9 @@ pub fn evaluate_dir_move(policy: &Policy, container: &Container, src: &str, dest
     let actions = witnesses(policy, container, dest)
         .into_iter()
         .fold(0, |a, p| a | decide(p));
-    if actions & ACTION_BLOCK == 0 {
+    // Acting when the union blocks, or would block (audited: an alert, allowed).
+    if !Actions(actions).would_block() {
         return Actions::default();
     }
-    Actions(actions)
+    Actions(actions).settled()
 }

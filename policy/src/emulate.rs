@@ -134,10 +134,10 @@ impl KernelMaps {
                 .map_or(0, |r| r.actions[REST_EMPTY][op]),
             None => 0,
         };
-        if actions & ACTION_BLOCK == 0 {
+        if !Actions(actions).would_block() {
             return Actions::default();
         }
-        Actions(actions)
+        Actions(actions).settled()
     }
 
     /// The entry the lookup of `dir/` + NUL finds, and that key's length; `None` when

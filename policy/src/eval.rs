@@ -141,7 +141,8 @@ pub fn fires(resp: &Response, matched: &[bool]) -> bool {
 
 /// Evaluates `policy` for `event` in `container`. A process event is decided for each of
 /// its identities ([`Event::identities`]); the decision is their union (the selectors
-/// that match either, the responses that fire for either).
+/// that match either, the responses that fire for either). Responses the policy's audit
+/// settings cover contribute `audit` instead of `block`; a `block` from another wins.
 #[must_use]
 pub fn evaluate(policy: &Policy, container: &Container, event: &Event) -> Decision {
     let live: Vec<bool> = policy
@@ -178,12 +179,14 @@ pub fn evaluate(policy: &Policy, container: &Container, event: &Event) -> Decisi
             .collect(),
         ..Decision::default()
     };
+    let audited = policy.audit.audited(policy, container);
     for (i, resp) in policy.responses.iter().enumerate() {
         if views.iter().any(|m| fires(resp, m)) {
-            decision.actions.0 |= resp.actions.0;
+            decision.actions.0 |= resp.actions.applied(audited.binary_search(&i).is_ok()).0;
             decision.responses.push(i);
         }
     }
+    decision.actions = decision.actions.settled();
     decision
 }
 

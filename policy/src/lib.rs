@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod compile;
 pub mod container;
 pub mod diag;
@@ -21,6 +22,7 @@ pub mod parse;
 pub mod pattern;
 pub mod yaml;
 
+pub use audit::Audit;
 pub use container::{Container, Mount};
 pub use diag::{Diagnostic, Pos, Severity};
 pub use dir_move::evaluate_dir_move;

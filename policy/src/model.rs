@@ -152,8 +152,18 @@ impl Actions {
     pub const ALERT: u8 = d4c_common::ACTION_ALERT;
     /// `block` (the kernel denies the operation).
     pub const BLOCK: u8 = d4c_common::ACTION_BLOCK;
-    const NAMES: [(u8, &'static str); 3] = [
+    /// A `block` d4c only audits: allowed, alerted as a would-be block (`crate::audit`).
+    /// Not a policy action: it comes from the audit settings.
+    pub const AUDIT: u8 = d4c_common::ACTION_AUDIT;
+    /// The actions a policy can name.
+    const POLICY: [(u8, &'static str); 3] = [
         (Self::ALERT, "alert"),
+        (Self::BLOCK, "block"),
+        (Self::LOG, "log"),
+    ];
+    const NAMES: [(u8, &'static str); 4] = [
+        (Self::ALERT, "alert"),
+        (Self::AUDIT, "audit"),
         (Self::BLOCK, "block"),
         (Self::LOG, "log"),
     ];
@@ -161,7 +171,7 @@ impl Actions {
     /// The bit of the action a policy names `name`.
     #[must_use]
     pub fn bit_of(name: &str) -> Option<u8> {
-        Self::NAMES
+        Self::POLICY
             .iter()
             .find(|(_, n)| *n == name)
             .map(|(b, _)| *b)
@@ -294,6 +304,8 @@ pub struct Policy {
     pub selectors: Vec<Selector>,
     /// Every file's responses.
     pub responses: Vec<Response>,
+    /// What d4c audits instead of blocking (from its own settings, not from the files).
+    pub audit: crate::audit::Audit,
 }
 
 impl Policy {

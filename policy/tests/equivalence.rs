@@ -6,9 +6,11 @@
 
 use d4c_policy::compile::{compile_rule_set, RuleSetSpec};
 use d4c_policy::emulate::KernelMaps;
-use d4c_policy::model::{Actions, BlockKind, FileOp, Policy, ProcessOp, Response, Selector};
+use d4c_policy::model::{
+    Actions, BlockKind, FileOp, Generation, Policy, ProcessOp, Response, Selector, Source,
+};
 use d4c_policy::pattern::{LabelPattern, PathPattern};
-use d4c_policy::{evaluate, evaluate_dir_move, Container, Event, ImageRef, Mount};
+use d4c_policy::{evaluate, evaluate_dir_move, Audit, Container, Event, ImageRef, Mount};
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const EVENTS_PER_CASE: usize = 64;
 static CHECKED: AtomicUsize = AtomicUsize::new(0);
 static DECIDED: AtomicUsize = AtomicUsize::new(0);
+/// Events whose decision is an audited block (allowed, alerted as a would-be block).
+static AUDITED: AtomicUsize = AtomicUsize::new(0);
 /// Directory moves checked per case (to the first file events' paths), and those that block.
 const MOVES_PER_CASE: usize = 8;
 static MOVES: AtomicUsize = AtomicUsize::new(0);
@@ -129,17 +133,36 @@ fn policy() -> impl Strategy<Value = Policy> {
             prop::collection::vec(0..n, 1..4),
             prop::collection::vec(0..n, 0..2),
             1u8..8,
+            0usize..2,
         );
-        (Just(selectors), prop::collection::vec(response, 1..6)).prop_map(
-            |(mut selectors, responses)| {
+        // What is audited: nothing, everything, a namespace, or one of the two files.
+        let audit = prop_oneof![
+            3 => Just(Audit::default()),
+            1 => Just(Audit::everything()),
+            1 => Just(Audit { namespaces: vec!["prod-*".into()], ..Audit::default() }),
+            1 => Just(Audit { policies: vec!["b.yaml".into()], ..Audit::default() }),
+        ];
+        (
+            Just(selectors),
+            prop::collection::vec(response, 1..6),
+            audit,
+        )
+            .prop_map(|(mut selectors, responses, audit)| {
                 for (i, s) in selectors.iter_mut().enumerate() {
                     s.name = format!("s{i}");
                 }
                 let mut policy = Policy {
                     selectors,
+                    sources: ["a.yaml", "b.yaml"]
+                        .map(|p| Source {
+                            path: format!("/etc/d4c/policies/{p}"),
+                            generation: Generation::Two,
+                        })
+                        .to_vec(),
+                    audit,
                     ..Policy::default()
                 };
-                for (file, m, x, actions) in responses {
+                for (file, m, x, actions, source) in responses {
                     let block = if file {
                         BlockKind::File
                     } else {
@@ -156,7 +179,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                     }
                     let excludes = keep(x);
                     policy.responses.push(Response {
-                        source: 0,
+                        source,
                         block,
                         pos: d4c_policy::Pos::default(),
                         matches,
@@ -165,8 +188,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                     });
                 }
                 policy
-            },
-        )
+            })
     })
 }
 
@@ -254,6 +276,12 @@ fn kernel_tables_agree_with_reference_on_enough_cases() {
         decided * 20 >= checked,
         "only {decided} of {checked} events had actions"
     );
+    let audited = AUDITED.load(Ordering::Relaxed);
+    println!("{audited} events were audited blocks");
+    assert!(
+        audited * 100 >= checked,
+        "only {audited} of {checked} events were audited blocks"
+    );
     let (moves, blocked) = (
         MOVES.load(Ordering::Relaxed),
         MOVES_BLOCKED.load(Ordering::Relaxed),
@@ -286,6 +314,9 @@ proptest! {
             let got = maps.decide(7, ev);
             if want != Actions::default() {
                 DECIDED.fetch_add(1, Ordering::Relaxed);
+            }
+            if want.contains(Actions::AUDIT) {
+                AUDITED.fetch_add(1, Ordering::Relaxed);
             }
             prop_assert_eq!(got, want, "event {:?}\ncontainer {:?}\npolicy {:#?}", ev, container, policy);
         }

@@ -18,6 +18,10 @@
 //!   alerted throughout, and neither reads the other's alerts.
 //! - A program's pin removed by hand is found by the daemon's check, re-attached, logged
 //!   and counted; a map's pin removed is pinned again.
+//! - Audit (`audit: {namespaces: [staging]}` in d4c.yaml): a staging pod's drift succeeds
+//!   with an audit alert while the production pod's is refused; `d4c status` and the
+//!   per-selector counters show both; removing the audit from d4c.yaml enforces staging at
+//!   the next attempt.
 //!
 //! Skips with `skipping test - <reason>` without root, BPF LSM, containerd, runc or the
 //! `d4c` binary; fails instead when `D4C_REQUIRE_BPF_LSM=1` (set inside the guests by the
@@ -27,7 +31,9 @@
 
 mod containerd_support;
 
-use containerd_support::daemon::{pretend_previous_build, write_config, Daemon, Unload};
+use containerd_support::daemon::{
+    http_get, pretend_previous_build, write_config_with, Daemon, Unload,
+};
 use containerd_support::exec_run::{Ended, ExecRun, EXEC_POLICY};
 use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, wait_exit, Pod, SLEEP};
@@ -52,6 +58,9 @@ file:
 /// The entrypoint of the drift containers: 0 when the copy worked, 42 when it was refused.
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x && exit 0 || exit 42"];
 const CHMOD: [&str; 3] = ["sh", "-c", "echo a > /tmp/f && chmod +x /tmp/f"];
+
+/// The daemon's metrics port in the guest.
+const METRICS_PORT: u16 = 19690;
 
 /// `chmod +x` of a new file `/tmp/<name>` (refused in the guarded pod).
 fn chmod_x(name: &str) -> [String; 3] {
@@ -187,12 +196,16 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     let _unload = Unload(bpffs.clone());
     let config = dir.join("d4c.yaml");
     let status_sock = dir.join("status.sock");
-    write_config(
+    // Audited: the `staging` namespace. Metrics on a port of the guest's loopback.
+    let audit = "audit:\n  namespaces: [staging]\n";
+    let metrics = format!("metricsAddress: \"127.0.0.1:{METRICS_PORT}\"\n");
+    write_config_with(
         &config,
         &policies,
         &ctd.nri_socket(),
         Some(&bpffs),
         &status_sock,
+        &format!("{metrics}{audit}"),
     );
     let mut daemon = Daemon::start(
         &config,
@@ -381,6 +394,88 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     assert_eq!(f["process"]["name"], "chmod", "{f}");
     eprintln!(
         "[{:>5.1?}] ExecSync chmod +x: guarded EPERM, free ok",
+        started.elapsed()
+    );
+
+    // Audit: a pod of the audited namespace drifts with an audit alert (allowed), while the
+    // guarded pod's drift above was refused; status and the counters show both; removing
+    // the audit from d4c.yaml enforces staging at the next attempt.
+    let staged = Pod::run(
+        &mut cri,
+        &ctd,
+        "staged",
+        "staging",
+        &[("d4c-test", "protect"), ("app", "web")],
+    )
+    .await;
+    let staged_drift = staged.create(&mut cri, "drift", &DRIFT).await;
+    let staged_sleep = staged.create(&mut cri, "sleeper", &SLEEP).await;
+    Pod::start(&mut cri, &staged_drift).await.unwrap();
+    Pod::start(&mut cri, &staged_sleep).await.unwrap();
+    assert_eq!(
+        wait_exit(&mut cri, &staged_drift, limit).await,
+        0,
+        "an audited pod's drift is allowed\n{}",
+        daemon.log()
+    );
+    let audited = daemon.wait_alert(
+        |a| a["container"]["id"] == staged_drift.as_str() && a["file"]["path"] == "/tmp/x",
+        "the staging pod's audited drift",
+    );
+    assert_eq!(audited["event"]["kind"], "alert", "{audited}");
+    assert_eq!(audited["event"]["outcome"], "success", "{audited}");
+    assert_eq!(audited["cloud_defend"]["audit"], true, "{audited}");
+    assert_eq!(
+        audited["cloud_defend"]["actions"],
+        serde_json::json!(["alert", "block"]),
+        "{audited}"
+    );
+    let st = daemon.wait_for(
+        |s| {
+            s["audit"]["would_block"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+        "the audited policy's would-be blocks in d4c status",
+    );
+    let wb = &st["audit"]["would_block"][0];
+    assert_eq!(wb["policy"], "protect.yaml", "{st}");
+    assert_eq!(wb["would_block"], 1, "{st}");
+    assert_eq!(wb["last"]["pod"], "staged", "{st}");
+    assert_eq!(wb["last"]["path"], "/tmp/x", "{st}");
+    assert_eq!(
+        st["audit"]["namespaces"],
+        serde_json::json!(["staging"]),
+        "{st}"
+    );
+    assert!(
+        daemon
+            .status_text()
+            .contains("protect.yaml: 1 would-be block(s)"),
+        "{}",
+        daemon.status_text()
+    );
+    let exposition = http_get(METRICS_PORT, "/metrics").unwrap();
+    for outcome in ["audited", "blocked"] {
+        let line = format!("d4c_selector_matches_total{{policy=\"protect.yaml\",selector=\"drift\",action=\"block\",outcome=\"{outcome}\"}}");
+        assert!(exposition.contains(&line), "no {line} in:\n{exposition}");
+    }
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(audit, ""),
+    )
+    .unwrap();
+    daemon.wait_log("policy reloaded", Duration::from_secs(30));
+    guarded_refuses(
+        &mut cri,
+        &staged_sleep,
+        &daemon,
+        "s",
+        "staging after its audit ended",
+    )
+    .await;
+    eprintln!(
+        "[{:>5.1?}] audit: staging drift allowed with an audit alert, counted; enforced after the audit ended",
         started.elapsed()
     );
 
@@ -605,6 +700,11 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
                 .contains(&a["file"]["path"].as_str().unwrap_or(""))
                 && a["container"]["id"] == guarded_sleep.as_str())
         })
+        .filter(|a| {
+            let (path, id) = (&a["file"]["path"], &a["container"]["id"]);
+            !(path == "/tmp/x" && id == staged_drift.as_str()
+                || path == "/tmp/s" && id == staged_sleep.as_str())
+        })
         .collect();
     assert!(
         unexpected.is_empty(),
@@ -614,6 +714,7 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
 
     guarded.remove(&mut cri).await;
     free.remove(&mut cri).await;
+    staged.remove(&mut cri).await;
     // D4C_E2E_DEBUG=1: show both daemons' logs of a passing run (timings, registrations).
     if std::env::var_os("D4C_E2E_DEBUG").is_some() {
         eprintln!(

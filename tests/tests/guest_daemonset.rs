@@ -17,7 +17,7 @@
 
 mod containerd_support;
 
-use containerd_support::daemon::{d4c_bin, Unload};
+use containerd_support::daemon::{d4c_bin, http_get, Unload};
 use containerd_support::daemonset::{log_lines, normalise, Spec};
 use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, Pod, SLEEP};
@@ -26,7 +26,6 @@ use containerd_support::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -60,15 +59,6 @@ fn daemon_cap_eff() -> Option<u64> {
 }
 
 /// GET `path` on 127.0.0.1:`port`: the response, or the error.
-fn http_get(port: u16, path: &str) -> Result<String, std::io::Error> {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    c.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(c, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
-    let mut out = String::new();
-    c.read_to_string(&mut out)?;
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn the_daemonset_protects_pods_with_only_its_privileges() {

@@ -5,6 +5,7 @@
 // Operation indices and byte counts here are small constants.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
+mod kernel_audit;
 mod kernel_loaders;
 mod kernel_modes;
 mod kernel_pending;

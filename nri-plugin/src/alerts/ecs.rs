@@ -2,9 +2,10 @@
 //! alerts in `logs-cloud_defend.alerts-*`, other file events in `logs-cloud_defend.file-*`,
 //! process events in `logs-cloud_defend.process-*`.
 
+use super::decision::{decide, process_name, started_as};
 use super::record::{Operation, Record};
 use crate::container::ContainerInfo;
-use d4c_policy::{evaluate, Actions, Event, Policy, ProcessOp};
+use d4c_policy::{Actions, Policy};
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
 
@@ -60,55 +61,16 @@ fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
     }
 }
 
-/// The process name selectors see: for exec and fork the name of the file the process
-/// runs (the base name of its path, at most 15 bytes, as the kernel decided), else the
-/// task's comm.
-fn process_name(r: &Record) -> String {
-    if matches!(r.operation, Operation::Process(_)) && !r.path.is_empty() {
-        let base = r.path.rsplit('/').next().unwrap_or(&r.path);
-        return d4c_policy::event::process_name(base).to_owned();
-    }
-    r.comm.clone()
-}
-
-/// The name a process was started by, its second identity (`Event::identities`): for
-/// exec the path the exec named, for fork the task's comm.
-fn started_as(r: &Record) -> Option<String> {
-    match r.operation {
-        Operation::Process(ProcessOp::Exec) => (!r.exe.is_empty()).then(|| r.exe.clone()),
-        Operation::Process(ProcessOp::Fork) => (!r.comm.is_empty()).then(|| r.comm.clone()),
-        Operation::File(_) => None,
-    }
-}
-
 /// The names of the selectors that match the record, re-evaluated with the policy.
 fn matched_selectors(r: &Record, ctx: &Context<'_>) -> Vec<String> {
     let (Some(policy), Some(c)) = (ctx.policy, ctx.container) else {
         return Vec::new();
     };
-    let events: Vec<Event> = match &r.operation {
-        Operation::File(ops) => ops
-            .iter()
-            .map(|&op| Event::File {
-                op,
-                path: r.path.clone(),
-            })
-            .collect(),
-        Operation::Process(op) => vec![Event::Process {
-            op: *op,
-            executable: r.path.clone(),
-            name: process_name(r),
-            started_as: started_as(r),
-            interactive: r.interactive,
-        }],
-    };
-    let mut idx: Vec<usize> = events
-        .iter()
-        .flat_map(|e| evaluate(policy, &c.attrs, e).selectors)
-        .collect();
-    idx.sort_unstable();
-    idx.dedup();
-    idx.into_iter().map(|i| policy.selector_label(i)).collect()
+    decide(r, policy, &c.attrs)
+        .selectors
+        .into_iter()
+        .map(|i| policy.selector_label(i))
+        .collect()
 }
 
 /// Where a document goes and what it is: an alert (any alert or block action) or an
@@ -121,7 +83,7 @@ struct Class {
 
 impl Class {
     fn of(r: &Record) -> Class {
-        let alert = r.actions.contains(Actions::ALERT) || r.actions.contains(Actions::BLOCK);
+        let alert = r.actions.contains(Actions::ALERT) || r.actions.would_block();
         let category = match r.operation {
             Operation::File(_) => "file",
             Operation::Process(_) => "process",
@@ -259,10 +221,20 @@ fn orchestrator(c: &ContainerInfo) -> Option<Value> {
 /// `cloud_defend`: the selectors that matched, the hook, the actions, the rule set and
 /// the policy revision.
 fn cloud_defend(r: &Record, ctx: &Context<'_>) -> Value {
+    // An audited block keeps `block` in the actions, with `audit: true`: views and replay
+    // tell "would have been blocked" (outcome success) from "blocked" (failure).
+    let audited = r.actions.contains(Actions::AUDIT) && !r.denied;
+    let mut actions = r.actions.names();
+    actions.retain(|a| *a != "audit");
+    if audited && !actions.contains(&"block") {
+        actions.push("block");
+        actions.sort_unstable();
+    }
     let mut v = json!({
         "matched_selectors": matched_selectors(r, ctx),
         "hook_point": r.hook,
-        "actions": r.actions.names(),
+        "actions": actions,
+        "audit": audited,
         "rule_set": r.rule_set,
         "policy_revision": ctx.policy_revision,
         "truncated": r.truncated,
@@ -350,5 +322,21 @@ mod tests {
         assert_eq!(d["orchestrator"]["resource"]["label"], json!(["app:web"]));
         assert_eq!(d["cloud_defend"]["matched_selectors"], json!(["drift"]));
         assert_eq!(d["cloud_defend"]["policy_revision"], 3);
+        assert_eq!(d["cloud_defend"]["audit"], false);
+        assert_eq!(d["event"]["outcome"], "failure");
+
+        // The same operation under audit: allowed, an alert that it would have been blocked.
+        let audited = Record {
+            actions: Actions(Actions::ALERT | Actions::AUDIT),
+            denied: false,
+            ..r
+        };
+        let d = document(&audited, &ctx);
+        assert_eq!(d["event"]["kind"], "alert");
+        assert_eq!(d["event"]["outcome"], "success");
+        assert_eq!(d["event"]["type"], json!(["creation"]));
+        assert_eq!(d["data_stream"]["dataset"], "cloud_defend.alerts");
+        assert_eq!(d["cloud_defend"]["audit"], true);
+        assert_eq!(d["cloud_defend"]["actions"], json!(["alert", "block"]));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod clock;
+pub mod decision;
 pub mod ecs;
 pub mod record;
 pub mod sink;

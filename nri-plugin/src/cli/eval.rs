@@ -49,6 +49,10 @@ pub struct Args {
     /// The session leader has a controlling terminal.
     #[arg(long)]
     interactive: bool,
+    /// Decide as `d4c exec --audit` (or an audited policy file or namespace) would: a
+    /// `block` becomes `audit` (allowed, alerted as a would-be block).
+    #[arg(long)]
+    audit: bool,
 }
 
 #[derive(Serialize)]
@@ -104,9 +108,12 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(policy) = super::policy_arg::load(&args.policy) else {
+    let Ok(mut policy) = super::policy_arg::load(&args.policy) else {
         return ExitCode::from(2);
     };
+    if args.audit {
+        policy.audit = d4c_policy::Audit::everything();
+    }
     let decision = evaluate(&policy, &container, &event);
 
     let spec = RuleSetSpec::for_container(&policy, &container);

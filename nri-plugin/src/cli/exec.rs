@@ -45,6 +45,10 @@ pub struct Args {
     /// (or for a free event ring), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = lock::DEFAULT_WAIT.as_secs())]
     wait: u64,
+    /// Audit instead of block: every `block` of the policy allows the operation and raises
+    /// the alert as one that would have been blocked (`cloud_defend.audit: true`).
+    #[arg(long)]
+    audit: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -84,7 +88,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let policy = if args.policy.is_empty() {
+    let mut policy = if args.policy.is_empty() {
         match d4c_policy::load_str("embedded:default.yaml", d4c::config::EMBEDDED_DEFAULT) {
             Ok(l) => l.policy,
             Err(e) => return fail(e),
@@ -95,6 +99,9 @@ pub fn run(args: &Args) -> ExitCode {
         };
         policy
     };
+    if args.audit {
+        policy.audit = d4c_policy::Audit::everything();
+    }
     let mut sink: Box<dyn Write> = if args.alerts == "-" {
         Box::new(std::io::stderr())
     } else {

@@ -96,6 +96,37 @@ fn enforcement_line(e: &EnforcementStatus) -> String {
     format!("enforcement: {state}{history}")
 }
 
+/// What is audited, and each audited policy file's would-be blocks since the daemon
+/// started with the last one: the signal that it can be promoted to blocking.
+fn audit_lines(a: &d4c::daemon::owner::AuditStatus) -> Vec<String> {
+    if a.policies.is_empty() && a.namespaces.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "audit (blocks allowed and alerted): policy files [{}], namespaces [{}]",
+        a.policies.join(", "),
+        a.namespaces.join(", ")
+    )];
+    for p in &a.would_block {
+        let last = p.last.as_ref().map_or(String::new(), |w| {
+            format!(
+                "; last at {}: {} {} by {} in pod {}/{}",
+                w.at,
+                w.operation,
+                w.path,
+                w.process,
+                w.namespace.as_deref().unwrap_or("-"),
+                w.pod.as_deref().unwrap_or("-")
+            )
+        });
+        out.push(format!(
+            "  {}: {} would-be block(s) since the daemon started{last}",
+            p.policy, p.would_block
+        ));
+    }
+    out
+}
+
 /// Who uses the pins besides the daemon (`d4c exec` runs), as one line.
 fn users_line(bpffs: &std::path::Path) -> Option<String> {
     let users = bpf::lock::user_records(bpffs);
@@ -158,6 +189,9 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
     }
     if snap.bpffs.is_some() {
         println!("{}", enforcement_line(&snap.enforcement));
+    }
+    for line in audit_lines(&snap.audit) {
+        println!("{line}");
     }
     if let Some(line) = users_line(bpffs) {
         println!("{line}");

@@ -28,11 +28,20 @@ pub struct Config {
     /// The runtime's pod cgroup parents, relative to the cgroup v2 root: cgroups created
     /// below them are guarded by [`Unregistered::Policy`].
     pub pod_cgroup_parents: Vec<PathBuf>,
+    /// What d4c audits instead of blocking (`audit:`): policy files and namespaces whose
+    /// blocks are allowed and alerted as would-be blocks.
+    pub audit: d4c_policy::Audit,
     pub alerts: Alerts,
     pub metrics_address: Option<String>,
+    /// Whether `d4c_selector_matches_total` has a `namespace` label (one series per
+    /// namespace: more series).
+    pub metrics_namespace_label: bool,
     pub status_socket: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The file it was read from (`None`: defaults, or parsed from text): the daemon
+    /// watches its `audit:` section.
+    pub source: Option<PathBuf>,
 }
 
 /// `enforcement:`: the kernel programs attached in a mode (`auto`, `lsm`, `fmod-ret`;
@@ -83,6 +92,7 @@ impl Default for Config {
             enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
             unregistered: Unregistered::Policy,
             pod_cgroup_parents: vec!["kubepods".into(), "kubepods.slice".into()],
+            audit: d4c_policy::Audit::default(),
             alerts: Alerts {
                 stdout: true,
                 file: None,
@@ -91,9 +101,11 @@ impl Default for Config {
                 elasticsearch: None,
             },
             metrics_address: Some("0.0.0.0:9690".into()),
+            metrics_namespace_label: false,
             status_socket: paths::STATUS_SOCKET.into(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            source: None,
         }
     }
 }
@@ -118,7 +130,9 @@ impl Config {
             column: 0,
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&file, &text)
+        let mut c = Self::parse(&file, &text)?;
+        c.source = Some(path.to_owned());
+        Ok(c)
     }
 
     /// Parses configuration text (named `file` in errors).

@@ -25,10 +25,12 @@ enum Field {
     Alerts,
     /// `podCgroupParents:`, a list ([`pod_cgroup_parents`]).
     PodCgroupParents,
+    /// The `audit:` section ([`audit`]).
+    Audit,
 }
 
 /// Every top-level key, in the order `config/d4c.yaml` documents them.
-const FIELDS: [(&str, Field); 15] = [
+const FIELDS: [(&str, Field); 17] = [
     ("policyDir", Field::Value(|c, v| c.policy_dir = v.into())),
     ("nriSocket", Field::Value(|c, v| c.nri_socket = v.into())),
     ("pluginName", Field::Value(|c, v| c.plugin_name = v)),
@@ -45,6 +47,7 @@ const FIELDS: [(&str, Field); 15] = [
     ("enforcement", Field::Checked(enforcement)),
     ("unregisteredContainers", Field::Checked(unregistered)),
     ("podCgroupParents", Field::PodCgroupParents),
+    ("audit", Field::Audit),
     ("alerts", Field::Alerts),
     (
         "metricsAddress",
@@ -53,6 +56,10 @@ const FIELDS: [(&str, Field); 15] = [
     (
         "statusSocket",
         Field::Value(|c, v| c.status_socket = v.into()),
+    ),
+    (
+        "metricsNamespaceLabel",
+        Field::Checked(metrics_namespace_label),
     ),
     ("logFormat", Field::Checked(log_format)),
     ("logLevel", Field::Value(|c, v| c.log_level = v)),
@@ -119,6 +126,9 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
                 c.pod_cgroup_parents =
                     pod_cgroup_parents(value).map_err(|(node, m)| err(node, m))?;
             }
+            Some((_, Field::Audit)) => {
+                c.audit = audit(value).map_err(|(node, m)| err(&node, m))?;
+            }
             None => return Err(err(key, unknown(k, FIELDS.iter().map(|f| f.0)))),
         }
     }
@@ -141,6 +151,43 @@ fn alerts(section: &Node, a: &mut Alerts) -> Result<(), (Node, String)> {
     }
     a.elasticsearch = elasticsearch(&es)?;
     Ok(())
+}
+
+/// The `audit:` section: `policies:` (globs on policy file names) and `namespaces:`
+/// (globs on Kubernetes namespaces), both lists of strings.
+fn audit(section: &Node) -> Result<d4c_policy::Audit, (Node, String)> {
+    let at = |node: &Node, m: String| (node.clone(), m);
+    let mut a = d4c_policy::Audit::default();
+    for (key, value) in pairs(section).map_err(|m| at(section, format!("`audit`: {m}")))? {
+        let name = key.as_str().unwrap_or_default();
+        let list = match name {
+            "policies" => &mut a.policies,
+            "namespaces" => &mut a.namespaces,
+            other => {
+                return Err(at(
+                    key,
+                    unknown(other, ["policies", "namespaces"].into_iter()),
+                ))
+            }
+        };
+        let NodeKind::Seq(items) = &value.kind else {
+            return Err(at(
+                value,
+                format!("`audit.{name}` is a list of globs, e.g. [staging, 'dev-*']"),
+            ));
+        };
+        for item in items {
+            let v = scalar(item).map_err(|m| at(item, format!("`audit.{name}`: {m}")))?;
+            if v.is_empty() {
+                return Err(at(
+                    item,
+                    format!("`audit.{name}`: an empty glob matches nothing"),
+                ));
+            }
+            list.push(v);
+        }
+    }
+    Ok(a)
 }
 
 fn unregistered(c: &mut Config, v: &str) -> Result<(), String> {
@@ -206,6 +253,19 @@ fn enforcement(c: &mut Config, v: &str) -> Result<(), String> {
         other => Enforcement::Kernel(other.parse().map_err(|_| {
             format!("`enforcement` is `auto`, `lsm`, `fmod-ret` or `none`, not `{other}`")
         })?),
+    };
+    Ok(())
+}
+
+fn metrics_namespace_label(c: &mut Config, v: &str) -> Result<(), String> {
+    c.metrics_namespace_label = match v {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(format!(
+                "`metricsNamespaceLabel` is true or false, not `{other}`"
+            ))
+        }
     };
     Ok(())
 }

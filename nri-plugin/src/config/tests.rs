@@ -78,3 +78,31 @@ fn values_and_errors() {
     let e = Config::parse("c.yaml", "alerts:\n  fileKeep: many\n").unwrap_err();
     assert!(e.to_string().contains("2:13"), "{e}");
 }
+
+#[test]
+fn audit_lists_policies_and_namespaces() {
+    let c = Config::parse(
+        "c.yaml",
+        "audit:\n  policies: ['staging-*.yaml']\n  namespaces: [staging, 'dev-*']\n",
+    )
+    .unwrap();
+    assert_eq!(c.audit.policies, ["staging-*.yaml"]);
+    assert_eq!(c.audit.namespaces, ["staging", "dev-*"]);
+    assert!(!c.audit.all);
+    for (text, at, want) in [
+        (
+            "audit:\n  namespace: [x]\n",
+            "c.yaml:2:3",
+            "did you mean `namespaces`",
+        ),
+        (
+            "audit:\n  namespaces: staging\n",
+            "c.yaml:2:15",
+            "is a list of globs",
+        ),
+        ("audit:\n  policies: ['']\n", "c.yaml:2:14", "an empty glob"),
+    ] {
+        let e = Config::parse("c.yaml", text).unwrap_err().to_string();
+        assert!(e.starts_with(at) && e.contains(want), "{text:?}: {e}");
+    }
+}

@@ -5,12 +5,15 @@
 
 use super::owner::Handle;
 use crate::alerts::sink::Fanout;
-use crate::alerts::{clock, ecs, record};
+use crate::alerts::{clock, decision, ecs, record};
 use crate::bpf::AsyncEventReader;
+use crate::container::ContainerInfo;
 use crate::metrics::Metrics;
+use crate::metrics::{Outcome, SelectorKey, WouldBlock};
 use d4c_common::{
     CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MAP_FULL, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
 };
+use d4c_policy::{Actions, Policy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +21,15 @@ use std::time::Duration;
 /// How long alerts wait for the runtime's first Synchronize before flowing regardless.
 const SYNC_WAIT: Duration = Duration::from_secs(30);
 
-/// Forwards decisions until the reader fails.
+/// Forwards decisions until the reader fails. `namespace_label`: count selectors per
+/// namespace too.
 pub async fn forward(
     mut reader: AsyncEventReader,
     handle: Handle,
     mut sinks: Fanout,
     metrics: Arc<Metrics>,
     host: String,
+    namespace_label: bool,
 ) {
     let mut nested = super::nested::NestedOwners::default();
     // Decisions the kernel kept while no daemon read (a container started then runs under
@@ -79,6 +84,9 @@ pub async fn forward(
             event_id: clock::event_id(rec.boot_ns),
         };
         let doc = ecs::document(&rec, &ctx);
+        if let (Some(info), Some(policy)) = (info, policy) {
+            count_selectors(&rec, info, policy, &metrics, namespace_label);
+        }
         let op = doc["event"]["action"]
             .as_str()
             .unwrap_or("unknown")
@@ -92,6 +100,73 @@ pub async fn forward(
         metrics
             .sink_failures
             .fetch_add(sinks.failed - before.1, Ordering::Relaxed);
+    }
+}
+
+/// Counts each selector behind the record's decision (per action of the responses it made
+/// fire, with the operation's outcome), and a would-be block of an audited policy.
+fn count_selectors(
+    rec: &record::Record,
+    info: &ContainerInfo,
+    policy: &Policy,
+    metrics: &Metrics,
+    namespace_label: bool,
+) {
+    let d = decision::decide(rec, policy, &info.attrs);
+    let outcome = if rec.denied {
+        Outcome::Blocked
+    } else if rec.actions.contains(Actions::AUDIT) {
+        Outcome::Audited
+    } else {
+        Outcome::Allowed
+    };
+    let audited = policy.audit.audited(policy, &info.attrs);
+    let file = |source: usize| {
+        policy.sources.get(source).map_or_else(String::new, |s| {
+            s.path.rsplit('/').next().unwrap_or(&s.path).to_owned()
+        })
+    };
+    for &r in &d.responses {
+        let resp = &policy.responses[r];
+        for s in resp
+            .matches
+            .iter()
+            .filter(|s| d.selectors.binary_search(s).is_ok())
+        {
+            let sel = &policy.selectors[*s];
+            for action in resp.actions.names() {
+                metrics.selector_match(SelectorKey {
+                    policy: file(sel.source),
+                    selector: sel.name.clone(),
+                    action,
+                    outcome,
+                    namespace: namespace_label
+                        .then(|| info.attrs.namespace.clone())
+                        .flatten(),
+                });
+            }
+        }
+        if outcome == Outcome::Audited
+            && resp.actions.contains(Actions::BLOCK)
+            && audited.binary_search(&r).is_ok()
+        {
+            metrics.would_block(
+                &file(resp.source),
+                WouldBlock {
+                    at: ecs::rfc3339(clock::wall_time(rec.boot_ns)),
+                    namespace: info.attrs.namespace.clone(),
+                    pod: info.attrs.pod_name.clone(),
+                    operation: match &rec.operation {
+                        record::Operation::File(ops) => {
+                            ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(",")
+                        }
+                        record::Operation::Process(op) => op.name().to_owned(),
+                    },
+                    path: rec.path.clone(),
+                    process: decision::process_name(rec),
+                },
+            );
+        }
     }
 }
 

@@ -64,6 +64,21 @@ pub struct Snapshot {
     /// Whether the programs stay attached with the daemon's maps (its periodic check).
     #[serde(default)]
     pub enforcement: EnforcementStatus,
+    /// What is audited: the policy files (by name) and namespace globs.
+    #[serde(default)]
+    pub audit: AuditStatus,
+}
+
+/// What `d4c status` shows of auditing.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct AuditStatus {
+    /// The policy files audited (their blocks are allowed), by name.
+    pub policies: Vec<String>,
+    /// The namespace globs audited.
+    pub namespaces: Vec<String>,
+    /// Would-be blocks since the daemon started, per policy file (filled by the status
+    /// socket from the alerts' counts).
+    pub would_block: Vec<crate::metrics::AuditedPolicy>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -339,5 +354,25 @@ fn snapshot<K: KernelState + Counters>(
         bpffs: registry.kernel().pin_dir(),
         previous_builds: registry.kernel().previous_builds(),
         enforcement: enforcement.clone(),
+        audit: audit_status(registry.policy()),
+    }
+}
+
+/// The policy files and namespaces audited under `policy`.
+fn audit_status(policy: &Policy) -> AuditStatus {
+    let a = &policy.audit;
+    AuditStatus {
+        policies: policy
+            .sources
+            .iter()
+            .filter(|s| a.audits_file(&s.path))
+            .map(|s| s.path.rsplit('/').next().unwrap_or(&s.path).to_owned())
+            .collect(),
+        namespaces: if a.all {
+            vec!["*".into()]
+        } else {
+            a.namespaces.clone()
+        },
+        would_block: Vec::new(),
     }
 }

@@ -68,15 +68,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
     {
-        let (path, handle) = (config.status_socket.clone(), handle.clone());
+        let (path, handle, metrics) = (
+            config.status_socket.clone(),
+            handle.clone(),
+            metrics.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = status_server::serve(&path, handle).await {
+            if let Err(e) = status_server::serve(&path, handle, metrics).await {
                 tracing::error!(socket = %path.display(), error = %e, "the status socket failed");
             }
         });
     }
     tokio::spawn(watch::follow(
         config.policy_dir.clone(),
+        config.source.clone(),
         handle.clone(),
         metrics.clone(),
     ));
@@ -140,7 +145,11 @@ fn start_registry(
 /// The policy of the policy directory, or the embedded default where there is none.
 fn load_policy(config: &Config) -> Result<Arc<Policy>, DaemonError> {
     let (source, loaded) = watch::load(&config.policy_dir);
-    let loaded = loaded.map_err(DaemonError::Policy)?;
+    let mut loaded = loaded.map_err(DaemonError::Policy)?;
+    loaded.policy.audit = config.audit.clone();
+    if !config.audit.is_empty() {
+        tracing::warn!(policies = ?config.audit.policies, namespaces = ?config.audit.namespaces, "audit: blocks of these policy files and namespaces are allowed and alerted as would-be blocks");
+    }
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -186,6 +195,7 @@ fn enforce(
         sinks(config, metrics)?,
         metrics.clone(),
         crate::alerts::clock::host_name(),
+        config.metrics_namespace_label,
     ));
     Ok(handle)
 }

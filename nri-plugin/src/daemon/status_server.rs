@@ -2,14 +2,17 @@
 //! `d4c status` reads it; only root can connect (the socket is mode 0600).
 
 use super::owner::{Handle, Snapshot};
+use crate::metrics::Metrics;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 
-/// Binds the socket (replacing a stale one) and serves snapshots until the listener fails.
-pub async fn serve(path: &Path, handle: Handle) -> io::Result<()> {
+/// Binds the socket (replacing a stale one) and serves snapshots until the listener fails;
+/// the audited policies' would-be blocks come from `metrics`.
+pub async fn serve(path: &Path, handle: Handle, metrics: Arc<Metrics>) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -18,10 +21,13 @@ pub async fn serve(path: &Path, handle: Handle) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     loop {
         let (mut conn, _) = listener.accept().await?;
-        let handle = handle.clone();
+        let (handle, metrics) = (handle.clone(), metrics.clone());
         tokio::spawn(async move {
             let body = match handle.status().await {
-                Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
+                Ok(mut s) => {
+                    s.audit.would_block = metrics.audited_policies();
+                    serde_json::to_string(&s).unwrap_or_default()
+                }
                 Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
             };
             let _ = conn.write_all(body.as_bytes()).await;

@@ -3,11 +3,13 @@
 //! the embedded default policy when the directory does not exist at start, and the task
 //! that applies each valid change ([`follow`]). A directory that vanishes later is an
 //! error, never a switch to the (alert-only) embedded default: the last good policy stays.
+//! The configuration file's `audit:` section is watched with it: what is audited changes
+//! like the policy (the rule sets are recompiled with no unprotected moment).
 
 use super::owner::Handle;
-use crate::config::EMBEDDED_DEFAULT;
+use crate::config::{Config, ConfigError, EMBEDDED_DEFAULT};
 use crate::metrics::Metrics;
-use d4c_policy::{load_paths, load_str, Loaded, PolicyError};
+use d4c_policy::{load_paths, load_str, Audit, Loaded, PolicyError};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -67,48 +69,76 @@ impl Hasher for Fnv {
     }
 }
 
-/// What changed in the policy directory.
+/// What changed in the policy directory or the configuration's `audit:` section.
 #[derive(Debug)]
 pub enum Change {
-    /// Its files changed: the policy they hold, or why it cannot be loaded.
+    /// Its files changed: the policy they hold (with the audit settings), or why it cannot
+    /// be loaded.
     Policy(Result<Loaded, PolicyError>),
     /// The directory is gone (the embedded default is for a node that never had one).
     Vanished,
+    /// The configuration file changed and is not valid: nothing is applied.
+    Config(ConfigError),
 }
 
-/// Tells when the directory's content changed since the last look.
+/// Tells when the directory's content (or the configuration file) changed since the last
+/// look.
 pub struct Watcher {
     dir: PathBuf,
+    config: Option<PathBuf>,
     last: u64,
 }
 
 impl Watcher {
+    /// Watches `dir`, and the `audit:` section of the configuration file `config`.
     #[must_use]
-    pub fn new(dir: &Path) -> Self {
-        Watcher {
+    pub fn new(dir: &Path, config: Option<&Path>) -> Self {
+        let mut w = Watcher {
             dir: dir.to_owned(),
-            last: fingerprint(dir),
+            config: config.map(Path::to_owned),
+            last: 0,
+        };
+        w.last = w.fingerprint();
+        w
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let mut h = Fnv(fingerprint(&self.dir));
+        if let Some(c) = &self.config {
+            h.write(&std::fs::read(c).unwrap_or_default());
         }
+        h.finish()
     }
 
     /// What changed since the last look, if anything.
     pub fn poll(&mut self) -> Option<Change> {
-        let now = fingerprint(&self.dir);
+        let now = self.fingerprint();
         if now == self.last {
             return None;
         }
         self.last = now;
+        let audit = match &self.config {
+            Some(path) => match Config::load(path) {
+                Ok(c) => c.audit,
+                Err(e) => return Some(Change::Config(e)),
+            },
+            None => Audit::default(),
+        };
         Some(match load(&self.dir) {
-            (PolicySource::Directory(_), result) => Change::Policy(result),
+            (PolicySource::Directory(_), result) => Change::Policy(result.map(|mut l| {
+                l.policy.audit = audit;
+                l
+            })),
             (PolicySource::EmbeddedDefault, _) => Change::Vanished,
         })
     }
 }
 
-/// Polls the policy directory; a valid change is applied, an invalid one is logged with
-/// its positions and the last good policy stays in force.
-pub async fn follow(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
-    let mut watcher = Watcher::new(&dir);
+/// Polls the policy directory (and the configuration's `audit:`); a valid change is
+/// applied, an invalid one is logged with its positions and the last good policy stays in
+/// force.
+pub async fn follow(dir: PathBuf, config: Option<PathBuf>, handle: Handle, metrics: Arc<Metrics>) {
+    let mut watcher = Watcher::new(&dir, config.as_deref());
     loop {
         tokio::time::sleep(POLL).await;
         let Some(change) = watcher.poll() else {
@@ -125,6 +155,13 @@ pub async fn follow(dir: PathBuf, handle: Handle, metrics: Arc<Metrics>) {
             Change::Vanished => {
                 rejected(&metrics);
                 tracing::error!(dir = %dir.display(), "the policy directory is gone; the last good policy stays in force until it is back");
+                continue;
+            }
+            Change::Config(e) => {
+                rejected(&metrics);
+                tracing::error!(
+                    "configuration change rejected; the audit settings in force stay: {e}"
+                );
                 continue;
             }
         };
@@ -162,7 +199,7 @@ mod tests {
 
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
-        let mut w = Watcher::new(&dir);
+        let mut w = Watcher::new(&dir, None);
         assert!(w.poll().is_none());
         std::fs::write(dir.join("a.yaml"), "file: [oops\n").unwrap();
         let r = w.poll().expect("a change");
@@ -185,6 +222,30 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
         assert!(matches!(w.poll(), Some(Change::Policy(Ok(_)))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_audit_section_of_the_configuration_is_watched_with_the_policy() {
+        let dir = std::env::temp_dir().join(format!("d4c-watch-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let policies = dir.join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(policies.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        let config = dir.join("d4c.yaml");
+        std::fs::write(&config, "logLevel: info\n").unwrap();
+        let mut w = Watcher::new(&policies, Some(&config));
+        assert!(w.poll().is_none());
+        std::fs::write(&config, "logLevel: info\naudit:\n  namespaces: [staging]\n").unwrap();
+        match w.poll() {
+            Some(Change::Policy(Ok(l))) => assert_eq!(l.policy.audit.namespaces, ["staging"]),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&config, "audit:\n  namespace: [staging]\n").unwrap();
+        assert!(
+            matches!(w.poll(), Some(Change::Config(_))),
+            "an invalid file changes nothing"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -84,6 +84,7 @@ impl Metrics {
         }
         self.attach_mode_family(&mut s);
         self.decisions_family(&mut s);
+        self.selectors_family(&mut s);
         self.nri_family(&mut s);
         s
     }

@@ -5,8 +5,10 @@
 
 mod exposition;
 mod http;
+mod selectors;
 
 pub use http::serve;
+pub use selectors::{AuditedPolicy, Outcome, SelectorKey, WouldBlock};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +54,10 @@ pub struct Metrics {
     /// How the hooks are attached: 0 none, 1 + the index in `AttachMode::ALL`.
     attach_mode: AtomicU64,
     decisions: Mutex<BTreeMap<(String, String), u64>>,
+    /// `d4c_selector_matches_total` ([`selectors`]).
+    selectors: Mutex<selectors::Selectors>,
+    /// Would-be blocks per audited policy file.
+    audits: Mutex<BTreeMap<String, AuditedPolicy>>,
     nri: Mutex<BTreeMap<String, Histogram>>,
     /// The Elasticsearch sink's counters, once that sink runs.
     pub elasticsearch: std::sync::OnceLock<std::sync::Arc<crate::alerts::bulk::BulkStats>>,

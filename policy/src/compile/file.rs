@@ -30,7 +30,7 @@ pub fn kind_matches(kind: PathKind, class: usize) -> bool {
 
 pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Vec<(PathKey, FileRule)> {
     let live = spec.live_in(policy, BlockKind::File);
-    let idx = ResponseIndex::new(policy, BlockKind::File, &live);
+    let idx = ResponseIndex::new(policy, BlockKind::File, spec);
     if idx.is_empty() {
         return Vec::new();
     }

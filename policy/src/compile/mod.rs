@@ -34,6 +34,8 @@ pub struct RuleSetSpec {
     pub live: Vec<usize>,
     /// Volume mounts, when a live selector ignores volumes (else empty).
     pub mounts: Vec<Mount>,
+    /// Responses only audited for this container (`Policy::audit`), ascending.
+    pub audited: Vec<usize>,
 }
 
 impl RuleSetSpec {
@@ -52,7 +54,12 @@ impl RuleSetSpec {
             .into_iter()
             .filter(|m| any_mounts || (any_files && m.file))
             .collect();
-        RuleSetSpec { live, mounts }
+        let audited = policy.audit.audited(policy, container);
+        RuleSetSpec {
+            live,
+            mounts,
+            audited,
+        }
     }
 
     /// The live selectors of one block.

@@ -62,7 +62,7 @@ impl Classes {
 
 pub fn compile(policy: &Policy, spec: &RuleSetSpec, rule_set: u32) -> Result<Out, CompileError> {
     let live = spec.live_in(policy, BlockKind::Process);
-    let idx = ResponseIndex::new(policy, BlockKind::Process, &live);
+    let idx = ResponseIndex::new(policy, BlockKind::Process, spec);
     if idx.is_empty() {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
     }

@@ -4,10 +4,11 @@
 //! a few. So the compiler evaluates the responses once for the path-independent base set
 //! and then, per key, only the responses that reference a changed selector.
 
-use crate::model::{BlockKind, Policy};
+use crate::compile::RuleSetSpec;
+use crate::model::{Actions, BlockKind, Policy};
 use rustc_hash::FxHashMap;
 
-const BITS: usize = 3;
+const BITS: usize = 4;
 
 /// The responses of one block, restricted to a rule set's live selectors.
 pub struct ResponseIndex {
@@ -28,7 +29,8 @@ pub struct Base {
 }
 
 impl ResponseIndex {
-    pub fn new(policy: &Policy, block: BlockKind, live: &[usize]) -> Self {
+    pub fn new(policy: &Policy, block: BlockKind, spec: &RuleSetSpec) -> Self {
+        let live = spec.live_in(policy, block);
         let is_live = |s: &usize| live.binary_search(s).is_ok();
         let mut idx = ResponseIndex {
             actions: Vec::new(),
@@ -36,7 +38,10 @@ impl ResponseIndex {
             excludes: Vec::new(),
             by_selector: FxHashMap::default(),
         };
-        for resp in policy.responses.iter().filter(|r| r.block == block) {
+        for (i, resp) in policy.responses.iter().enumerate() {
+            if resp.block != block {
+                continue;
+            }
             let matches: Vec<usize> = resp.matches.iter().copied().filter(is_live).collect();
             if matches.is_empty() {
                 continue; // can never fire in this rule set
@@ -49,7 +54,8 @@ impl ResponseIndex {
             for &s in &excludes {
                 idx.by_selector.entry(s).or_default().push((r, false));
             }
-            idx.actions.push(resp.actions.0);
+            let audited = spec.audited.binary_search(&i).is_ok();
+            idx.actions.push(resp.actions.applied(audited).0);
             idx.matches.push(matches);
             idx.excludes.push(excludes);
         }
@@ -114,7 +120,7 @@ impl ResponseIndex {
                 out |= self.actions[r];
             }
         }
-        out
+        Actions(out).settled().0
     }
 }
 
@@ -137,5 +143,5 @@ fn bits_of(counts: &[u32; BITS]) -> u8 {
             out |= 1 << b;
         }
     }
-    out
+    Actions(out).settled().0
 }

@@ -280,16 +280,33 @@ pub fn write_config_with(
         || "enforcement: none\n".to_owned(),
         |b| format!("enforcement: auto\nbpffs: {}\n", b.display()),
     );
+    // Metrics off unless `extra` sets an address (a key may appear once).
+    let metrics = if extra.lines().any(|l| l.starts_with("metricsAddress:")) {
+        ""
+    } else {
+        "metricsAddress: \"\"\n"
+    };
     std::fs::write(
         path,
         format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\nmetricsAddress: \"\"\nclusterName: e2e\n{extra}alerts:\n  stdout: true\n",
+            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\n{metrics}clusterName: e2e\n{extra}alerts:\n  stdout: true\n",
             policies.display(),
             nri_socket.display(),
             status.display()
         ),
     )
     .unwrap();
+}
+
+/// `GET path` from 127.0.0.1:`port` (the daemon's metrics endpoint): the whole response.
+pub fn http_get(port: u16, path: &str) -> Result<String, std::io::Error> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 /// Makes the programs pinned under `bpffs` look like another d4c build's (their build
