@@ -38,6 +38,9 @@ fn every_shipped_policy_passes_check() {
     let mut n = 0;
     for entry in std::fs::read_dir(policies()).unwrap() {
         let path = entry.unwrap().path();
+        if d4c_policy::cases::is_test_file(&path) {
+            continue;
+        }
         let out = d4c(&["check", path.to_str().unwrap()]);
         assert!(
             out.status.success(),
@@ -51,6 +54,51 @@ fn every_shipped_policy_passes_check() {
     assert!(d4c(&["check", policies().to_str().unwrap()])
         .status
         .success());
+}
+
+/// Every shipped policy has a test file, and every case of them passes (what CI runs).
+#[test]
+fn the_shipped_policies_pass_their_tests() {
+    let out = d4c(&["test", policies().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
+    for entry in std::fs::read_dir(policies()).unwrap() {
+        let path = entry.unwrap().path();
+        if d4c_policy::cases::is_test_file(&path) {
+            continue;
+        }
+        let test = path.with_extension("test.yaml");
+        assert!(test.exists(), "{} has no test file", path.display());
+    }
+}
+
+#[test]
+fn a_failing_case_says_where_and_fails_the_run() {
+    let p = temp_policy("t-policy.yaml", "file:\n  selectors:\n    - name: s\n      operation: [createExecutable]\n  responses:\n    - match: [s]\n      actions: [alert]\n");
+    let t = temp_policy(
+        "t.test.yaml",
+        "policies: [t-policy.yaml]\ncases:\n  - name: passes\n    file: {operation: createExecutable, path: /x}\n    expect: [alert]\n  - name: fails\n    file: {operation: createExecutable, path: /x}\n    expect: [alert, block]\n",
+    );
+    let out = d4c(&["test", t.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "FAIL {}:6 fails: expected actions [alert, block], got [alert]",
+            t.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
+    // A test file is not a policy.
+    let out = d4c(&["check", t.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("is a policy test file, not a policy"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = p;
 }
 
 #[test]

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod cases;
 pub mod compile;
 pub mod container;
 pub mod diag;

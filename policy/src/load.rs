@@ -1,7 +1,8 @@
 //! Loading policy files and directories into one [`Policy`].
 //!
 //! A directory contributes its `*.yaml`/`*.yml` files (not recursive, hidden names skipped
-//! so Kubernetes `ConfigMap` mounts work), in byte order of their names. Each file is its own
+//! so Kubernetes `ConfigMap` mounts work, policy tests `*.test.yaml` skipped), in byte
+//! order of their names. Each file is its own
 //! namespace: its responses reference its own selectors; all files' responses apply.
 
 use crate::diag::{Diagnostic, Sink};
@@ -33,6 +34,12 @@ pub enum PolicyError {
     #[error("{path}: more than {MAX_FILES} policy files")]
     TooManyFiles {
         /// The directory.
+        path: PathBuf,
+    },
+    /// A file named as a policy is a policy test file (`*.test.yaml`).
+    #[error("{path} is a policy test file, not a policy: run it with `d4c test`")]
+    TestFile {
+        /// The file.
         path: PathBuf,
     },
     /// A file is not UTF-8 text.
@@ -69,7 +76,8 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// The policy files named by `paths` (files, or directories of files), in load order.
+/// The policy files named by `paths` (files, or directories of files), in load order. A
+/// directory's `*.test.yaml` files are policy tests (`crate::cases`), not policies.
 pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyError> {
     let mut files = Vec::new();
     for path in paths {
@@ -86,6 +94,7 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
                 .filter(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
                     !name.starts_with('.')
+                        && !crate::cases::is_test_file(p)
                         && p.extension().is_some_and(|e| {
                             e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
                         })
@@ -101,6 +110,11 @@ pub fn policy_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, PolicyEr
             files.extend(found);
         } else {
             std::fs::metadata(path).map_err(io)?;
+            if crate::cases::is_test_file(path) {
+                return Err(PolicyError::TestFile {
+                    path: path.to_owned(),
+                });
+            }
             files.push(path.to_owned());
         }
         if files.len() > MAX_FILES {

@@ -8,6 +8,7 @@ mod explain;
 mod nri;
 mod policy_arg;
 mod status;
+mod test;
 mod unload;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,9 @@ enum Command {
     Eval(eval::Args),
     /// Show which selectors are live for a container and the kernel entries it compiles to.
     Explain(explain::Args),
+    /// Run policy tests (`*.test.yaml`: cases of a container, an operation and the
+    /// actions expected); exit 1 when one fails.
+    Test(test::Args),
     /// Run a command as a managed container under a policy, enforced in the kernel
     /// (needs root and BPF LSM); alerts as ECS NDJSON; exits with the command's status.
     Exec(exec::Args),
@@ -48,6 +52,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Test(args) => test::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Nri(args) => nri::run(&args),
         Command::Status(args) => status::run(&args),
