@@ -101,6 +101,75 @@ fn a_failing_case_says_where_and_fails_the_run() {
     let _ = p;
 }
 
+/// Replay of the recorded fixtures: text and JSON, a `.gz` file, standard input, and
+/// `--fail-on-change`.
+#[test]
+fn replay_reads_recordings_and_says_what_would_change() {
+    use std::io::Write;
+    let fixture = root().join("tests/fixtures/recordings/recorded.ndjson");
+    let policy = policies().join("block-drift.yaml");
+    let (p, f) = (policy.to_str().unwrap(), fixture.to_str().unwrap());
+    let out = d4c(&["replay", "--policy", p, f]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .starts_with("35 documents: 35 decided, 0 undecidable; 30 unchanged, 5 newly blocked"),
+        "{stdout}"
+    );
+    let out = d4c(&[
+        "replay",
+        "--policy",
+        p,
+        "--format",
+        "json",
+        "--fail-on-change",
+        f,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a change with --fail-on-change");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "events",
+        "decided",
+        "undecidable",
+        "unchanged",
+        "newly_blocked",
+        "no_longer_blocked",
+        "changes",
+    ] {
+        assert!(v.get(key).is_some(), "no {key} in {v}");
+    }
+    assert_eq!(v["newly_blocked"], 5);
+    // Compressed, and twice (one from standard input): the counts add up.
+    let gz = std::env::temp_dir().join(format!("d4c-replay-{}.ndjson.gz", std::process::id()));
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(&fixture).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_d4c"))
+        .args(["replay", "--policy", p, gz.to_str().unwrap(), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not json\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("35 documents: 35 decided"), "{stdout}");
+    assert!(
+        stdout.contains("1 lines are not JSON documents (skipped):\n  -:1: "),
+        "{stdout}"
+    );
+    std::fs::remove_file(&gz).unwrap();
+}
+
 #[test]
 fn check_reports_file_line_column() {
     let p = temp_policy("bad.yaml", "file:\n  selectors:\n    - name: s\n      operation: [createExecutabel]\n  responses:\n    - match: [s]\n      actions: [alert]\n");

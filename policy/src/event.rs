@@ -3,7 +3,7 @@
 use crate::model::{FileOp, ProcessOp};
 
 /// One operation by a process in a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Event {
     /// A file operation on `path`, as the container sees it. For `execMemFd` the path is
     /// the kernel's name for the memfd, `/memfd:NAME`: one component whatever `/` NAME

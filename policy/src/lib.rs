@@ -21,6 +21,7 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod pattern;
+pub mod replay;
 pub mod yaml;
 
 pub use audit::Audit;

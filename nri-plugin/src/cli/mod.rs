@@ -7,6 +7,8 @@ mod exec;
 mod explain;
 mod nri;
 mod policy_arg;
+mod recordings;
+mod replay;
 mod status;
 mod test;
 mod unload;
@@ -31,6 +33,9 @@ enum Command {
     Eval(eval::Args),
     /// Show which selectors are live for a container and the kernel entries it compiles to.
     Explain(explain::Args),
+    /// Decide recorded operations (ECS NDJSON, d4c's or Elastic's agent's) again under
+    /// candidate policies: what would be newly blocked, no longer blocked, alerted.
+    Replay(replay::Args),
     /// Run policy tests (`*.test.yaml`: cases of a container, an operation and the
     /// actions expected); exit 1 when one fails.
     Test(test::Args),
@@ -53,6 +58,7 @@ pub fn run() -> ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Replay(args) => replay::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Nri(args) => nri::run(&args),
         Command::Status(args) => status::run(&args),
