@@ -170,6 +170,41 @@ fn replay_reads_recordings_and_says_what_would_change() {
     std::fs::remove_file(&gz).unwrap();
 }
 
+/// `suggest` writes a policy that `check` accepts and that is quiet on the recording.
+#[test]
+fn suggest_writes_a_valid_policy_quiet_on_its_recording() {
+    let fixture = root().join("tests/fixtures/recordings/recorded.ndjson");
+    let out_file = std::env::temp_dir().join(format!("d4c-suggested-{}.yaml", std::process::id()));
+    let policy = policies().join("block-drift.yaml");
+    let out = d4c(&[
+        "suggest",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--output",
+        out_file.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("5 newly blocked, 0 undecidable, 0 malformed; 1 exception(s) added"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = d4c(&["check", out_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = d4c(&[
+        "replay",
+        "--fail-on-change",
+        "--policy",
+        out_file.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(" 0 newly blocked"), "{stdout}");
+    std::fs::remove_file(&out_file).unwrap();
+}
+
 #[test]
 fn check_reports_file_line_column() {
     let p = temp_policy("bad.yaml", "file:\n  selectors:\n    - name: s\n      operation: [createExecutabel]\n  responses:\n    - match: [s]\n      actions: [alert]\n");

@@ -13,6 +13,7 @@ pub mod compile;
 pub mod container;
 pub mod diag;
 pub mod dir_move;
+pub mod emit;
 pub mod emulate;
 pub mod eval;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod parse;
 pub mod pattern;
 pub mod replay;
+pub mod suggest;
 pub mod yaml;
 
 pub use audit::Audit;

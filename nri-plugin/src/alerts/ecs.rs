@@ -2,7 +2,7 @@
 //! alerts in `logs-cloud_defend.alerts-*`, other file events in `logs-cloud_defend.file-*`,
 //! process events in `logs-cloud_defend.process-*`.
 
-use super::decision::{decide, process_name, started_as};
+use super::decision::{decide, events, process_name, started_as};
 use super::record::{Operation, Record};
 use crate::container::ContainerInfo;
 use d4c_policy::{Actions, Policy};
@@ -243,6 +243,14 @@ fn cloud_defend(r: &Record, ctx: &Context<'_>) -> Value {
     if let Some(started) = started_as(r) {
         v["started_as"] = json!(started);
     }
+    // For an alert: the exception that would have allowed it, ready for the policy.
+    if let (Some(policy), Some(c)) = (ctx.policy, ctx.container) {
+        if r.actions.contains(Actions::ALERT) || r.actions.would_block() {
+            if let Some(x) = d4c_policy::suggest::exception(policy, &c.attrs, &events(r)) {
+                v["suggested_exception"] = json!(x);
+            }
+        }
+    }
     v
 }
 
@@ -324,6 +332,12 @@ mod tests {
         assert_eq!(d["cloud_defend"]["policy_revision"], 3);
         assert_eq!(d["cloud_defend"]["audit"], false);
         assert_eq!(d["event"]["outcome"], "failure");
+        assert_eq!(
+            d["cloud_defend"]["suggested_exception"],
+            json!({"response": "p.yaml: file response 1", "selector": {
+                "containerImageName": ["nginx"], "kubernetesNamespace": ["prod"],
+                "operation": ["createExecutable"], "targetFilePath": ["/tmp/x.sh"]}})
+        );
 
         // The same operation under audit: allowed, an alert that it would have been blocked.
         let audited = Record {

@@ -10,6 +10,7 @@ mod policy_arg;
 mod recordings;
 mod replay;
 mod status;
+mod suggest;
 mod test;
 mod unload;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Decide recorded operations (ECS NDJSON, d4c's or Elastic's agent's) again under
     /// candidate policies: what would be newly blocked, no longer blocked, alerted.
     Replay(replay::Args),
+    /// Write the candidate policy again with the narrowest exceptions that make it quiet
+    /// on recorded operations it would newly block.
+    Suggest(suggest::Args),
     /// Run policy tests (`*.test.yaml`: cases of a container, an operation and the
     /// actions expected); exit 1 when one fails.
     Test(test::Args),
@@ -59,6 +63,7 @@ pub fn run() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Suggest(args) => suggest::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Nri(args) => nri::run(&args),
         Command::Status(args) => status::run(&args),
