@@ -18,6 +18,10 @@ pub const FLAG_DENIED: u8 = 4;
 /// mount, a chroot's outside, too deep): `path` is a best effort and the decision was the
 /// rule set's most restrictive path class.
 pub const FLAG_PATH_UNREACHABLE: u8 = 8;
+/// The container's alert budget was spent: this event stands for the ones held back (one
+/// of every `SET_SAMPLE_EVERY` of them), for the paths of its summary; it is not an alert
+/// of its own.
+pub const FLAG_THROTTLED_SAMPLE: u8 = 16;
 
 /// One decision, as the kernel saw it.
 #[repr(C)]

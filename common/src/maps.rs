@@ -39,6 +39,39 @@ pub const MAP_EXEC_EVENTS: [&str; EXEC_RINGS] = [
     "D4C_EXEC_EVENTS_3",
     "D4C_EXEC_EVENTS_4",
 ];
+/// LRU hash: a container's registered cgroup (an entry's `owner`) -> [`Budget`]: its alert
+/// budget, spent by every event its tasks cause; blocking never depends on it.
+pub const MAP_BUDGETS: &str = "D4C_BUDGETS";
+/// Array of u64 settings the daemon writes (`SET_*`), read by the programs.
+pub const MAP_SETTINGS: &str = "D4C_SETTINGS";
+/// [`MAP_SETTINGS`]: nanoseconds between events a container may cause at the sustained
+/// rate (0: no budget).
+pub const SET_EVENT_INTERVAL_NS: u32 = 0;
+/// [`MAP_SETTINGS`]: nanoseconds of burst a container may spend at once (burst x interval).
+pub const SET_EVENT_BURST_NS: u32 = 1;
+/// [`MAP_SETTINGS`]: one held-back event in this many is written as a sample
+/// (`FLAG_THROTTLED_SAMPLE`) for its paths; 0: none.
+pub const SET_SAMPLE_EVERY: u32 = 2;
+/// Slots of [`MAP_SETTINGS`].
+pub const SETTINGS: u32 = 4;
+
+/// A container's alert budget (the generic cell rate algorithm: `tat` is when the next
+/// event is due at the sustained rate) and what it held back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Budget {
+    /// Boot-time nanoseconds when the next event is due; events come through while
+    /// `now >= tat - burst`.
+    pub tat: u64,
+    /// Events held back since the entry was made.
+    pub throttled: u64,
+    /// When the first and the last were held back (boot-time nanoseconds; 0: none yet).
+    pub first: u64,
+    /// See `first`.
+    pub last: u64,
+}
+const _: () = assert!(core::mem::size_of::<Budget>() == 32);
+
 /// Per-CPU array of u64 counters, indexed by the `CNT_*` constants.
 pub const MAP_COUNTERS: &str = "D4C_COUNTERS";
 /// Hash, kernel-only: a process (its thread-group leader's `task_struct` address) -> the
@@ -251,6 +284,8 @@ mod pod {
     // SAFETY: each type is repr(C), Copy, made of integers and arrays with no implicit padding
     // (checked by the size assertions above), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ContainerEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Budget {}
     unsafe impl aya::Pod for super::PathKey {}
     unsafe impl aya::Pod for super::FileRule {}
     unsafe impl aya::Pod for super::ExeRule {}

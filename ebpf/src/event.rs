@@ -1,6 +1,8 @@
 //! Events: one ring-buffer record per decision with log, alert or block bits. A full ring
 //! buffer is counted (`CNT_RINGBUF_DROPS`), never silent.
 
+use core::intrinsics::{atomic_xadd, AtomicOrdering::SeqCst};
+
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
     bpf_ktime_get_boot_ns, generated as gen,
@@ -8,18 +10,22 @@ use aya_ebpf::helpers::{
 use d4c_common::{
     event::{
         EVENT_EXE_MAX, EVENT_PATH_MAX, FLAG_DENIED, FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED,
-        FLAG_PATH_UNREACHABLE,
+        FLAG_PATH_UNREACHABLE, FLAG_THROTTLED_SAMPLE,
     },
     offsets::{
         OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
         OFF_TASK_SIGNAL, OFF_TASK_TGID,
     },
-    Event, ACTION_AUDIT, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS,
+    Budget, Event, ACTION_AUDIT, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS,
     CNT_RINGBUF_DROPS, ENTRY_RING_MASK, ENTRY_RING_SHIFT, EVENT_FILE, EXEC_RINGS,
+    SET_EVENT_BURST_NS, SET_EVENT_INTERVAL_NS, SET_SAMPLE_EVERY,
 };
 
 use crate::{
-    maps::{count, CONTAINERS, EVENTS, EXEC_EVENTS_1, EXEC_EVENTS_2, EXEC_EVENTS_3, EXEC_EVENTS_4},
+    maps::{
+        count, setting, BUDGETS, CONTAINERS, EVENTS, EXEC_EVENTS_1, EXEC_EVENTS_2, EXEC_EVENTS_3,
+        EXEC_EVENTS_4,
+    },
     offsets::{off, read, read_path, read_ptr},
     path,
     scratch::{Scratch, EXE, PATH_BUF},
@@ -88,14 +94,24 @@ pub fn verdict(s: &mut Scratch, actions: u8, op: u8, ops: u8) -> u32 {
 /// `meta.exe_ready`).
 #[inline(never)]
 pub fn emit(s: &mut Scratch) -> u32 {
-    if s.meta.exe_ready == 0 {
-        current_exe(s);
-    }
     // One more lookup, on the event path only: the hooks carry just the rule set. The
     // entry names the container's cgroup and the ring its events go to.
     // SAFETY: the value is copied out at once.
     let (owner, flags) =
         unsafe { CONTAINERS.get(s.meta.cgroup_id) }.map_or((0, 0), |e| (e.owner, e.flags));
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // The container's budget, before anything else is spent on the event: a flood costs
+    // no ring space; a held-back event is counted, and one in `SET_SAMPLE_EVERY` goes on
+    // as a sample for the summary's paths.
+    let mut sample = 0;
+    match spend_budget(owner, now) {
+        Budgeted::Admit => {}
+        Budgeted::Sample => sample = FLAG_THROTTLED_SAMPLE,
+        Budgeted::Hold => return 0,
+    }
+    if s.meta.exe_ready == 0 {
+        current_exe(s);
+    }
     // Each reader has its own ring: the daemon's (0), or a `d4c exec` run's.
     let ring = (flags & ENTRY_RING_MASK) >> ENTRY_RING_SHIFT;
     let reserved = match ring {
@@ -121,7 +137,7 @@ pub fn emit(s: &mut Scratch) -> u32 {
         .unwrap_or(0);
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    let mut flags = 0;
+    let mut flags = sample;
     if m.actions & ACTION_BLOCK != 0 {
         flags |= FLAG_DENIED;
     }
@@ -143,7 +159,7 @@ pub fn emit(s: &mut Scratch) -> u32 {
         (*ev).rule_set = m.rule_set;
         (*ev).cgroup_id = m.cgroup_id;
         (*ev).owner_cgroup_id = owner;
-        (*ev).boot_ns = bpf_ktime_get_boot_ns();
+        (*ev).boot_ns = now;
         (*ev).pid = pid_tgid as u32;
         (*ev).tgid = (pid_tgid >> 32) as u32;
         (*ev).ppid = ppid;
@@ -175,6 +191,58 @@ pub fn emit(s: &mut Scratch) -> u32 {
     entry.submit(0);
     count(CNT_EVENTS);
     1
+}
+
+/// What the budget lets through.
+enum Budgeted {
+    Admit,
+    /// Held back, written as a sample.
+    Sample,
+    Hold,
+}
+
+/// Spends one event of container `owner`'s budget at `now` (no budget: 0 interval, or no
+/// owner). Updates race between CPUs and preempted runs; a race lets an event more or less
+/// through, never changes a decision.
+#[inline(always)]
+fn spend_budget(owner: u64, now: u64) -> Budgeted {
+    let interval = setting(SET_EVENT_INTERVAL_NS);
+    if interval == 0 || owner == 0 {
+        return Budgeted::Admit;
+    }
+    let b = match BUDGETS.get_ptr_mut(owner) {
+        Some(b) => b,
+        None => {
+            let _ = BUDGETS.insert(owner, Budget::default(), 0);
+            match BUDGETS.get_ptr_mut(owner) {
+                Some(b) => b,
+                // No room even after eviction: let it through.
+                None => return Budgeted::Admit,
+            }
+        }
+    };
+    // SAFETY: a map value, valid while the program runs; plain integers.
+    unsafe {
+        let tat = (*b).tat;
+        if now + setting(SET_EVENT_BURST_NS) >= tat {
+            (*b).tat = if tat > now { tat } else { now } + interval;
+            return Budgeted::Admit;
+        }
+        // The count before this one (read apart: the kernel's BPF target cannot return the
+        // value an atomic add replaced; a race only moves which event is sampled).
+        let n = core::ptr::read_volatile(&raw const (*b).throttled);
+        atomic_xadd::<u64, u64, { SeqCst }>(&raw mut (*b).throttled, 1);
+        if (*b).first == 0 {
+            (*b).first = now;
+        }
+        (*b).last = now;
+        let every = setting(SET_SAMPLE_EVERY);
+        if every != 0 && n.is_multiple_of(every) {
+            Budgeted::Sample
+        } else {
+            Budgeted::Hold
+        }
+    }
 }
 
 #[inline(always)]

@@ -7,13 +7,13 @@ use core::intrinsics::AtomicOrdering::SeqCst;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use d4c_common::{
-    object::same_name, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
-    ProcKey, TrieData, COUNTERS, MAP_ARMED, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS,
-    MAP_EVENTS, MAP_EXEC_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
-    MAP_RULESET_OPS, MAP_TASKS, RULESET_BLOCKS,
+    object::same_name, Budget, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision,
+    ProcKey, TrieData, COUNTERS, MAP_ARMED, MAP_BUDGETS, MAP_COMM_RULES, MAP_CONTAINERS,
+    MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
+    MAP_RULESET_OPS, MAP_SETTINGS, MAP_TASKS, RULESET_BLOCKS, SETTINGS,
 };
 
 /// cgroup id -> rule set. Written by the daemon at container start, copied to child cgroups
@@ -101,6 +101,22 @@ const _: () = assert!(
 );
 /// Bytes of each `d4c exec` ring: ~600 events; a run drains its ring continuously.
 const EXEC_RING_BYTES: u32 = 512 << 10;
+
+/// Alert budgets per container (`d4c_common::MAP_BUDGETS`); least recently used first out.
+#[map(name = "D4C_BUDGETS")]
+pub static BUDGETS: LruHashMap<u64, Budget> = LruHashMap::pinned(65_536, 0);
+const _: () = assert!(same_name(MAP_BUDGETS, "D4C_BUDGETS"));
+
+/// The daemon's settings (`d4c_common::SET_*`).
+#[map(name = "D4C_SETTINGS")]
+pub static SETTINGS_MAP: Array<u64> = Array::pinned(SETTINGS, 0);
+const _: () = assert!(same_name(MAP_SETTINGS, "D4C_SETTINGS"));
+
+/// Setting `i` (0 when unset).
+#[inline(always)]
+pub fn setting(i: u32) -> u64 {
+    SETTINGS_MAP.get(i).copied().unwrap_or(0)
+}
 
 /// Per-CPU counters, indexed by `d4c_common::CNT_*`.
 #[map(name = "D4C_COUNTERS")]

@@ -22,6 +22,8 @@
 //!   with an audit alert while the production pod's is refused; `d4c status` and the
 //!   per-selector counters show both; removing the audit from d4c.yaml enforces staging at
 //!   the next attempt.
+//! - A flood (a pod refused as fast as it can try) is held back by its event budget and
+//!   summarized with its count, while another pod's refusal in the middle is alerted.
 //!
 //! Skips with `skipping test - <reason>` without root, BPF LSM, containerd, runc or the
 //! `d4c` binary; fails instead when `D4C_REQUIRE_BPF_LSM=1` (set inside the guests by the
@@ -199,13 +201,15 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     // Audited: the `staging` namespace. Metrics on a port of the guest's loopback.
     let audit = "audit:\n  namespaces: [staging]\n";
     let metrics = format!("metricsAddress: \"127.0.0.1:{METRICS_PORT}\"\n");
+    // A tight event budget, so that the flood below is held back within seconds.
+    let budget = "alerts:\n  stdout: true\n  budgetRate: 20\n  budgetBurst: 20\n  throttleSummarySeconds: 2\n";
     write_config_with(
         &config,
         &policies,
         &ctd.nri_socket(),
         Some(&bpffs),
         &status_sock,
-        &format!("{metrics}{audit}"),
+        &format!("{metrics}{audit}{budget}"),
     );
     let mut daemon = Daemon::start(
         &config,
@@ -682,6 +686,94 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         started.elapsed()
     );
 
+    // A flood: the guarded pod refused as fast as it can try for 8 s. Its event budget
+    // holds its documents back (counted, summarized), so another pod's refusal in the
+    // middle of it is still alerted; the summaries carry the flood's count.
+    let flood = {
+        let mut flooding = cri.clone();
+        let id = guarded_sleep.clone();
+        tokio::spawn(async move {
+            let script = "n=0; end=$(( $(date +%s) + 8 )); while [ $(date +%s) -lt $end ]; do n=$((n+1)); cp /bin/busybox /tmp/flood 2>/dev/null; done; echo $n";
+            exec_sync(&mut flooding, &id, &["sh", "-c", script], 60).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    guarded_refuses(
+        &mut cri,
+        &staged_sleep,
+        &daemon,
+        "b",
+        "another pod during the flood",
+    )
+    .await;
+    let out = flood.await.unwrap().unwrap();
+    let attempts: u64 = out
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out:?}"));
+    let written = || {
+        daemon
+            .alerts()
+            .iter()
+            .filter(|a| a["file"]["path"] == "/tmp/flood")
+            .count() as u64
+    };
+    let summarized = || -> u64 {
+        daemon
+            .alerts()
+            .iter()
+            .filter(|a| {
+                a["event"]["action"] == "throttled"
+                    && a["container"]["id"] == guarded_sleep.as_str()
+            })
+            .map(|a| {
+                a["cloud_defend"]["throttled"]["count"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let waiting = Instant::now();
+    while written() + summarized() < attempts {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "{attempts} attempts, {} written, {} summarized\n{}",
+            written(),
+            summarized(),
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        written() + summarized(),
+        attempts,
+        "each attempt written or counted once"
+    );
+    assert!(
+        written() < attempts / 4,
+        "the budget held most back: {} of {attempts} written",
+        written()
+    );
+    let summary = daemon
+        .alerts()
+        .into_iter()
+        .find(|a| a["event"]["action"] == "throttled")
+        .unwrap();
+    assert_eq!(
+        summary["orchestrator"]["resource"]["name"], "guarded",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["cloud_defend"]["throttled"]["paths"][0]["path"], "/tmp/flood",
+        "{summary}"
+    );
+    eprintln!(
+        "[{:>5.1?}] flood: {attempts} refusals in the guarded pod, {} written, the rest summarized; another pod's alert got through",
+        started.elapsed(),
+        written()
+    );
+
     // Nothing else alerted: no drift alert from the free pod, no execMemFd from runc exec.
     let alerts = daemon.alerts();
     let unexpected: Vec<&Value> = alerts
@@ -699,6 +791,10 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
             !(["/tmp/g", "/tmp/g2", "/tmp/h", "/tmp/i"]
                 .contains(&a["file"]["path"].as_str().unwrap_or(""))
                 && a["container"]["id"] == guarded_sleep.as_str())
+        })
+        .filter(|a| a["event"]["action"] != "throttled" && a["file"]["path"] != "/tmp/flood")
+        .filter(|a| {
+            !(a["file"]["path"] == "/tmp/b" && a["container"]["id"] == staged_sleep.as_str())
         })
         .filter(|a| {
             let (path, id) = (&a["file"]["path"], &a["container"]["id"]);

@@ -6,6 +6,7 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 mod kernel_audit;
+mod kernel_budget;
 mod kernel_loaders;
 mod kernel_modes;
 mod kernel_pending;

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Nanoseconds since boot now (`CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads).
-fn boot_now_ns() -> u64 {
+#[must_use]
+pub fn boot_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

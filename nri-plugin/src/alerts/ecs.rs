@@ -192,6 +192,82 @@ fn process(r: &Record) -> Value {
     })
 }
 
+/// One container's summary of what its event budget held back since the last summary.
+#[derive(Debug, Clone)]
+pub struct Throttled {
+    /// Events held back.
+    pub count: u64,
+    /// When the first and the last of them happened.
+    pub first: SystemTime,
+    /// See `first`.
+    pub last: SystemTime,
+    /// The paths sampled among them, most frequent first, with their sample counts.
+    pub paths: Vec<(String, u64)>,
+}
+
+/// The summary document of a container's held-back events (`event.action: throttled`),
+/// in the alerts data stream.
+#[must_use]
+pub fn throttled_document(
+    t: &Throttled,
+    container: Option<&ContainerInfo>,
+    ctx: &Context<'_>,
+) -> Value {
+    let mut d = Map::new();
+    set(&mut d, "@timestamp", json!(rfc3339(ctx.timestamp)));
+    set(
+        &mut d,
+        "data_stream",
+        json!({"type": "logs", "dataset": "cloud_defend.alerts", "namespace": "default"}),
+    );
+    set(
+        &mut d,
+        "event",
+        json!({
+            "kind": "alert",
+            "category": ["file", "process"],
+            "type": ["info"],
+            "action": "throttled",
+            "outcome": "unknown",
+            "id": ctx.event_id,
+            "module": "cloud_defend",
+            "dataset": "cloud_defend.alerts",
+        }),
+    );
+    set(
+        &mut d,
+        "message",
+        json!(format!(
+            "{} events of this container were not written (its event budget was spent); blocking was not affected",
+            t.count
+        )),
+    );
+    set(&mut d, "host.name", json!(ctx.host_name));
+    set(&mut d, "host.hostname", json!(ctx.host_name));
+    if let Some(c) = container {
+        set(&mut d, "container", self::container(c));
+        if let Some(o) = orchestrator(c) {
+            set(&mut d, "orchestrator", o);
+        }
+    }
+    let paths: Vec<Value> = t
+        .paths
+        .iter()
+        .map(|(p, n)| json!({"path": p, "sampled": n}))
+        .collect();
+    set(
+        &mut d,
+        "cloud_defend.throttled",
+        json!({
+            "count": t.count,
+            "first": rfc3339(t.first),
+            "last": rfc3339(t.last),
+            "paths": paths,
+        }),
+    );
+    Value::Object(d)
+}
+
 /// `container`: id, name and image.
 fn container(c: &ContainerInfo) -> Value {
     let mut container = json!({"id": c.id, "name": c.name});
@@ -307,6 +383,7 @@ mod tests {
             exe: "/bin/busybox".into(),
             truncated: false,
             unreachable: false,
+            sample: false,
         };
         let ctx = Context {
             timestamp: SystemTime::UNIX_EPOCH,

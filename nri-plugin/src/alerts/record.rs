@@ -1,6 +1,8 @@
 //! Decoding the kernel's ring-buffer [`Event`] into owned, typed fields.
 
-use d4c_common::event::{FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_PATH_UNREACHABLE};
+use d4c_common::event::{
+    FLAG_EXE_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_PATH_UNREACHABLE, FLAG_THROTTLED_SAMPLE,
+};
 use d4c_common::{Event, EVENT_FILE, HOOK_NAMES};
 use d4c_policy::{Actions, FileOp, ProcessOp};
 
@@ -44,6 +46,9 @@ pub struct Record {
     pub truncated: bool,
     /// The path could not be built from the task's root (`FLAG_PATH_UNREACHABLE`).
     pub unreachable: bool,
+    /// A sample of what the container's budget held back (`FLAG_THROTTLED_SAMPLE`): for
+    /// its summary, not a document of its own.
+    pub sample: bool,
 }
 
 fn text(bytes: &[u8], len: u16) -> String {
@@ -92,5 +97,6 @@ pub fn decode(e: &Event) -> Option<Record> {
         exe: text(&e.exe, e.exe_len),
         truncated: e.flags & (FLAG_PATH_TRUNCATED | FLAG_EXE_TRUNCATED) != 0,
         unreachable: e.flags & FLAG_PATH_UNREACHABLE != 0,
+        sample: e.flags & FLAG_THROTTLED_SAMPLE != 0,
     })
 }

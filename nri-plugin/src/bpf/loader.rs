@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::{
-    maps::{lpm_trie::LpmTrie, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
         Lsm, RawTracePoint,
@@ -19,10 +19,10 @@ use aya::{
 };
 use d4c_common::{
     offsets::{OFF_BACKING_USER_PATH, OFF_MMAP_PROT_ARG, OFF_OVL_UPPER},
-    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, Program,
-    ProgramKind, TrieData, GLOBAL_NOOP, GLOBAL_OFFSETS, MAP_COMM_RULES, MAP_CONTAINERS,
-    MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS,
-    PROGRAMS,
+    Budget, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, ProcDecision, ProcKey, Program,
+    ProgramKind, TrieData, GLOBAL_NOOP, GLOBAL_OFFSETS, MAP_BUDGETS, MAP_COMM_RULES,
+    MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS, MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS,
+    MAP_RULESET_OPS, MAP_SETTINGS, PROGRAMS,
 };
 
 use crate::paths;
@@ -63,6 +63,9 @@ pub struct Config {
     pub holder: Holder,
     /// How long to wait for another loader ([`lock::DEFAULT_WAIT`]).
     pub lock_wait: Duration,
+    /// Bytes of the daemon's ring buffer (a power of two, a multiple of the page size);
+    /// `None`: the object's (4 MiB). Only a load sets it: adopted pins keep theirs.
+    pub ring_bytes: Option<u32>,
 }
 
 /// What a loader does with pins it finds or leaves.
@@ -88,6 +91,7 @@ impl Default for Config {
             role: Role::Node,
             holder: Holder::new("d4c"),
             lock_wait: lock::DEFAULT_WAIT,
+            ring_bytes: None,
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct Enforcer {
     pub(super) proc_decisions: HashMap<MapData, ProcKey, ProcDecision>,
     pub(super) ruleset_ops: HashMap<MapData, u32, u32>,
     pub(super) counters: PerCpuArray<MapData, u64>,
+    pub(super) budgets: HashMap<MapData, u64, Budget>,
+    pub(super) settings: Array<MapData, u64>,
     pub(super) events: Option<RingBuf<MapData>>,
     /// Previous builds still attached until [`Enforcer::retire_previous`].
     pub(super) handovers: Vec<Handover>,
@@ -326,6 +332,8 @@ impl Enforcer {
             proc_decisions: typed(MAP_PROC_DECISIONS, take(MAP_PROC_DECISIONS)?)?,
             ruleset_ops: typed(MAP_RULESET_OPS, take(MAP_RULESET_OPS)?)?,
             counters: typed(MAP_COUNTERS, take(MAP_COUNTERS)?)?,
+            budgets: typed(MAP_BUDGETS, take(MAP_BUDGETS)?)?,
+            settings: typed(MAP_SETTINGS, take(MAP_SETTINGS)?)?,
             events: Some(typed(MAP_EVENTS, take(MAP_EVENTS)?)?),
             handovers: Vec::new(),
             programs: Vec::new(),
@@ -471,6 +479,9 @@ pub(super) fn attach_programs(
     if config.noop {
         loader.override_global(GLOBAL_NOOP, &noop, true);
     }
+    if let Some(bytes) = config.ring_bytes {
+        loader.map_max_entries(MAP_EVENTS, bytes);
+    }
     let mut ebpf: Ebpf = loader.load(OBJECT).map_err(|source| BpfError::Object {
         source: Box::new(source),
     })?;
@@ -575,6 +586,8 @@ fn wrap(name: &str, md: MapData) -> Map {
     match name {
         MAP_FILE_RULES | MAP_EXE_RULES => Map::LpmTrie(md),
         MAP_COUNTERS => Map::PerCpuArray(md),
+        MAP_BUDGETS => Map::LruHashMap(md),
+        MAP_SETTINGS => Map::Array(md),
         MAP_EVENTS => Map::RingBuf(md),
         _ => Map::HashMap(md),
     }

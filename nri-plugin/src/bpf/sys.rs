@@ -231,6 +231,13 @@ pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
     Ok((info.id, String::from_utf8_lossy(&name).into_owned()))
 }
 
+/// A map's `max_entries` (a ring buffer's size in bytes).
+pub fn map_max_entries(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info: bpf_map_info = zeroed();
+    info_by_fd(fd, &mut info)?;
+    Ok(info.max_entries)
+}
+
 /// The name the kernel keeps for an object named `name` (`BPF_OBJ_NAME_LEN` - 1 bytes).
 #[must_use]
 pub fn kernel_name(name: &str) -> &str {

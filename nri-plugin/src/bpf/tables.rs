@@ -2,10 +2,11 @@
 
 use aya::maps::lpm_trie::Key;
 use d4c_common::{
-    CommKey, ContainerEntry, ExeRule, FileRule, NameClass, PathKey, ProcDecision, ProcKey,
-    ACTION_BLOCK, COUNTERS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EXE_RULES,
-    MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, PATH_KEY_MAX, RULESET_BLOCKS,
-    RULESET_PROC_SHIFT,
+    Budget, CommKey, ContainerEntry, ExeRule, FileRule, NameClass, PathKey, ProcDecision, ProcKey,
+    ACTION_BLOCK, COUNTERS, MAP_BUDGETS, MAP_COMM_RULES, MAP_CONTAINERS, MAP_COUNTERS, MAP_EVENTS,
+    MAP_EXE_RULES, MAP_FILE_RULES, MAP_PROC_DECISIONS, MAP_RULESET_OPS, MAP_SETTINGS, PATH_KEY_MAX,
+    RULESET_BLOCKS, RULESET_PROC_SHIFT, SET_EVENT_BURST_NS, SET_EVENT_INTERVAL_NS,
+    SET_SAMPLE_EVERY,
 };
 
 use super::{error::BpfError, loader::Enforcer};
@@ -193,6 +194,52 @@ impl Enforcer {
     }
 
     /// The `CNT_*` counters, summed over CPUs.
+    /// Sets the per-container event budget: `per_second` events at the sustained rate,
+    /// `burst` at once, and one held-back event in `sample_every` written as a sample
+    /// (`per_second` 0: no budget).
+    pub fn set_event_budget(
+        &mut self,
+        per_second: u32,
+        burst: u32,
+        sample_every: u32,
+    ) -> Result<(), BpfError> {
+        let interval = if per_second == 0 {
+            0
+        } else {
+            1_000_000_000 / u64::from(per_second)
+        };
+        for (slot, v) in [
+            (SET_EVENT_INTERVAL_NS, interval),
+            (SET_EVENT_BURST_NS, interval * u64::from(burst)),
+            (SET_SAMPLE_EVERY, u64::from(sample_every)),
+        ] {
+            self.settings
+                .set(slot, v, 0)
+                .map_err(map_err(MAP_SETTINGS))?;
+        }
+        Ok(())
+    }
+
+    /// Every container's budget: its registered cgroup and what it held back.
+    pub fn budgets(&self) -> Result<Vec<(u64, Budget)>, BpfError> {
+        self.budgets
+            .iter()
+            .map(|r| r.map_err(map_err(MAP_BUDGETS)))
+            .collect()
+    }
+
+    /// Bytes of the daemon's ring buffer as pinned.
+    #[must_use]
+    pub fn ring_bytes(&self) -> Option<u32> {
+        self.events
+            .as_ref()
+            .and_then(|_| self.pinned_maps.iter().find(|(n, _, _)| n == MAP_EVENTS))
+            .and_then(|(_, fd, _)| {
+                use std::os::fd::AsFd;
+                super::sys::map_max_entries(fd.as_fd()).ok()
+            })
+    }
+
     pub fn counters(&self) -> Result<[u64; COUNTERS as usize], BpfError> {
         let mut out = [0u64; COUNTERS as usize];
         for (i, slot) in (0..COUNTERS).zip(out.iter_mut()) {

@@ -256,6 +256,21 @@ impl Run<'_> {
         Ok(cmd.spawn())
     }
 
+    /// Says how many of the run's events its budget held back, if any.
+    fn say_held_back(&self, cgroup_id: u64) {
+        let held_back: u64 = self
+            .enforcer
+            .budgets()
+            .unwrap_or_default()
+            .iter()
+            .filter(|(owner, _)| *owner == cgroup_id)
+            .map(|(_, b)| b.throttled)
+            .sum();
+        if held_back > 0 {
+            eprintln!("d4c exec: {held_back} events were not written: the container's event budget was spent (alerts.budgetRate of the daemon's d4c.yaml); blocking was not affected");
+        }
+    }
+
     /// Registers a fresh cgroup, runs the command in it, forwards its alerts until it
     /// exits, checking enforcement before and while it runs.
     fn supervise(
@@ -293,6 +308,10 @@ impl Run<'_> {
             let Some(rec) = record::decode(ev) else {
                 return;
             };
+            // A sample of what the budget held back: counted below, not a document.
+            if rec.sample {
+                return;
+            }
             let ctx = ecs::Context {
                 timestamp: clock::wall_time(rec.boot_ns),
                 container: (rec.cgroup_id == cgroup_id || rec.rule_set == rule_set)
@@ -350,6 +369,7 @@ impl Run<'_> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         };
+        self.say_held_back(cgroup_id);
         let _ = KernelState::unregister(self.enforcer, cgroup_id);
         drop(group);
         let code = status

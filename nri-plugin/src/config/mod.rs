@@ -77,6 +77,14 @@ pub struct Alerts {
     pub file_keep: u32,
     /// An Elasticsearch-compatible `_bulk` endpoint (`None`: off).
     pub elasticsearch: Option<crate::alerts::bulk::BulkConfig>,
+    /// Events a container may cause per second at the sustained rate (0: no budget).
+    pub budget_rate: u32,
+    /// Events a container may cause at once.
+    pub budget_burst: u32,
+    /// Seconds between a container's summaries of what its budget held back.
+    pub throttle_summary_seconds: u32,
+    /// Bytes of the kernel's ring buffer (set when the programs are loaded).
+    pub ring_buffer_bytes: u32,
 }
 
 impl Default for Config {
@@ -99,6 +107,10 @@ impl Default for Config {
                 file_max_bytes: 100 << 20,
                 file_keep: 5,
                 elasticsearch: None,
+                budget_rate: 100,
+                budget_burst: 1000,
+                throttle_summary_seconds: 10,
+                ring_buffer_bytes: 4 << 20,
             },
             metrics_address: Some("0.0.0.0:9690".into()),
             metrics_namespace_label: false,

@@ -76,7 +76,7 @@ enum AlertField {
 }
 
 /// Every key of the `alerts:` section.
-const ALERT_FIELDS: [(&str, AlertField); 10] = [
+const ALERT_FIELDS: [(&str, AlertField); 14] = [
     ("stdout", AlertField::Checked(stdout)),
     (
         "file",
@@ -84,6 +84,27 @@ const ALERT_FIELDS: [(&str, AlertField); 10] = [
     ),
     ("fileMaxBytes", AlertField::Checked(file_max_bytes)),
     ("fileKeep", AlertField::Checked(file_keep)),
+    (
+        "budgetRate",
+        AlertField::Checked(|a, v| {
+            a.budget_rate = u32::try_from(whole("budgetRate", v)?)
+                .map_err(|_| "`budgetRate` is too large".to_owned())?;
+            Ok(())
+        }),
+    ),
+    (
+        "budgetBurst",
+        AlertField::Checked(|a, v| {
+            a.budget_burst = u32::try_from(whole("budgetBurst", v)?)
+                .map_err(|_| "`budgetBurst` is too large".to_owned())?;
+            Ok(())
+        }),
+    ),
+    (
+        "throttleSummarySeconds",
+        AlertField::Checked(throttle_summary),
+    ),
+    ("ringBufferBytes", AlertField::Checked(ring_buffer_bytes)),
     ("elasticsearchUrl", AlertField::Elasticsearch),
     ("elasticsearchApiKey", AlertField::Elasticsearch),
     ("elasticsearchUsername", AlertField::Elasticsearch),
@@ -290,6 +311,26 @@ fn stdout(a: &mut Alerts, v: &str) -> Result<(), String> {
 
 fn file_max_bytes(a: &mut Alerts, v: &str) -> Result<(), String> {
     a.file_max_bytes = whole("fileMaxBytes", v)?.max(4096);
+    Ok(())
+}
+
+fn throttle_summary(a: &mut Alerts, v: &str) -> Result<(), String> {
+    let n = whole("throttleSummarySeconds", v)?;
+    a.throttle_summary_seconds = u32::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or("`throttleSummarySeconds` is a whole number of seconds from 1")?;
+    Ok(())
+}
+
+fn ring_buffer_bytes(a: &mut Alerts, v: &str) -> Result<(), String> {
+    let n = whole("ringBufferBytes", v)?;
+    if !n.is_power_of_two() || !(1 << 16..=1 << 30).contains(&n) {
+        return Err(format!(
+            "`ringBufferBytes` is a power of two from 65536 to 1073741824 (the kernel's ring buffer), not {n}"
+        ));
+    }
+    a.ring_buffer_bytes = u32::try_from(n).unwrap_or(u32::MAX);
     Ok(())
 }
 

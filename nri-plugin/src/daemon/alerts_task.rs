@@ -14,6 +14,7 @@ use d4c_common::{
     CNT_DENIED, CNT_EVENTS, CNT_HOOK_ERRORS, CNT_MAP_FULL, CNT_PATH_ERRORS, CNT_RINGBUF_DROPS,
 };
 use d4c_policy::{Actions, Policy};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +22,32 @@ use std::time::Duration;
 /// How long alerts wait for the runtime's first Synchronize before flowing regardless.
 const SYNC_WAIT: Duration = Duration::from_secs(30);
 
-/// Forwards decisions until the reader fails. `namespace_label`: count selectors per
-/// namespace too.
+/// How the alerts task writes.
+pub struct Settings {
+    pub host: String,
+    /// Count selectors per namespace too.
+    pub namespace_label: bool,
+    /// Between a container's summaries of what its budget held back.
+    pub summary_every: Duration,
+}
+
+/// Forwards decisions until the reader fails; every `summary_every`, writes one summary
+/// per container whose event budget held events back since the last one.
 pub async fn forward(
     mut reader: AsyncEventReader,
     handle: Handle,
     mut sinks: Fanout,
     metrics: Arc<Metrics>,
-    host: String,
-    namespace_label: bool,
+    settings: Settings,
 ) {
+    let Settings {
+        host,
+        namespace_label,
+        summary_every,
+    } = settings;
+    let mut throttled = Throttling::default();
+    let mut tick = tokio::time::interval(summary_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut nested = super::nested::NestedOwners::default();
     // Decisions the kernel kept while no daemon read (a container started then runs under
     // a guard's rule set) name their container only once the runtime's Synchronize has
@@ -43,7 +60,15 @@ pub async fn forward(
         );
     }
     loop {
-        let ev = match reader.next().await {
+        let next = tokio::select! {
+            // Cancel-safe: `next` takes an event only when it returns it.
+            next = reader.next() => next,
+            _ = tick.tick() => {
+                throttled.summarize(&handle, &mut sinks, &metrics, &host).await;
+                continue;
+            }
+        };
+        let ev = match next {
             Ok(ev) => ev,
             Err(e) => {
                 tracing::error!(error = %e, "reading kernel decisions failed; alerts stop");
@@ -58,6 +83,11 @@ pub async fn forward(
             );
             continue;
         };
+        if rec.sample {
+            // What a budget held back: its path counts toward the container's summary.
+            throttled.sampled(&rec);
+            continue;
+        }
         let mut found = handle.lookup(rec.cgroup_id).await;
         if found.is_none() && rec.owner_cgroup_id != 0 && rec.owner_cgroup_id != rec.cgroup_id {
             // A cgroup the container created: the kernel entry it inherited names the
@@ -100,6 +130,91 @@ pub async fn forward(
         metrics
             .sink_failures
             .fetch_add(sinks.failed - before.1, Ordering::Relaxed);
+    }
+}
+
+/// What the containers' event budgets held back: the kernel's counts (read each summary)
+/// and the paths of the samples it wrote.
+#[derive(Default)]
+struct Throttling {
+    /// Per container (registered cgroup): the held-back count already summarized.
+    reported: HashMap<u64, u64>,
+    /// Per container: sampled paths and how often.
+    paths: HashMap<u64, HashMap<String, u64>>,
+}
+
+/// Paths a summary names, at most.
+const SUMMARY_PATHS: usize = 5;
+
+impl Throttling {
+    fn sampled(&mut self, rec: &record::Record) {
+        let owner = if rec.owner_cgroup_id == 0 {
+            rec.cgroup_id
+        } else {
+            rec.owner_cgroup_id
+        };
+        let paths = self.paths.entry(owner).or_default();
+        if paths.len() < 1024 || paths.contains_key(&rec.path) {
+            *paths.entry(rec.path.clone()).or_default() += 1;
+        }
+    }
+
+    /// One summary document per container whose budget held events back since the last.
+    async fn summarize(
+        &mut self,
+        handle: &Handle,
+        sinks: &mut Fanout,
+        metrics: &Metrics,
+        host: &str,
+    ) {
+        let Ok(budgets) = handle.budgets().await else {
+            return;
+        };
+        for (owner, b) in budgets {
+            let before = self.reported.get(&owner).copied().unwrap_or(0);
+            // A budget entry evicted and made again starts from 0.
+            let new = if b.throttled >= before {
+                b.throttled - before
+            } else {
+                b.throttled
+            };
+            if new == 0 {
+                continue;
+            }
+            self.reported.insert(owner, b.throttled);
+            metrics.events_throttled.fetch_add(new, Ordering::Relaxed);
+            let mut paths: Vec<(String, u64)> = self
+                .paths
+                .remove(&owner)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            paths.truncate(SUMMARY_PATHS);
+            let found = handle.lookup(owner).await;
+            let info = found.as_ref().map(|(i, _, _)| i);
+            let t = ecs::Throttled {
+                count: new,
+                first: clock::wall_time(b.first),
+                last: clock::wall_time(b.last),
+                paths,
+            };
+            let now_ns = clock::boot_now_ns();
+            let ctx = ecs::Context {
+                timestamp: std::time::SystemTime::now(),
+                container: info,
+                policy: None,
+                policy_revision: 0,
+                host_name: host,
+                event_id: clock::event_id(now_ns),
+            };
+            tracing::warn!(
+                container = info.map_or("(gone)", |i| i.id.as_str()),
+                held_back = new,
+                "a container's event budget was spent: its documents were held back (counted, summarized; blocking not affected)"
+            );
+            sinks.write_line(&ecs::throttled_document(&t, info, &ctx).to_string());
+        }
     }
 }
 

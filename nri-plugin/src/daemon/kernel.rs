@@ -2,7 +2,7 @@
 //! unregister container cgroups. The eBPF enforcer implements it; [`MemoryKernel`] is the
 //! userspace stand-in for hosts that cannot load LSM programs and for unit tests.
 
-use d4c_common::{ContainerEntry, EXEC_RULE_SETS};
+use d4c_common::{Budget, ContainerEntry, EXEC_RULE_SETS};
 use d4c_policy::compile::Tables;
 use std::collections::BTreeMap;
 
@@ -43,6 +43,11 @@ pub trait KernelState {
     fn check_enforcement(&mut self) -> EnforcementCheck {
         EnforcementCheck::Intact
     }
+
+    /// Every container's event budget: its registered cgroup and what it held back.
+    fn budgets(&self) -> Vec<(u64, Budget)> {
+        Vec::new()
+    }
 }
 
 /// What a check of the kernel programs found, and what it did about it.
@@ -76,6 +81,8 @@ pub struct MemoryKernel {
     pub retired_with: Vec<usize>,
     /// What the next enforcement checks report, in order (then `Intact`).
     pub checks: std::collections::VecDeque<EnforcementCheck>,
+    /// What `budgets` reports.
+    pub budgets: Vec<(u64, Budget)>,
 }
 
 /// The failure a [`MemoryKernel`] was told to produce.
@@ -163,5 +170,9 @@ impl KernelState for MemoryKernel {
 
     fn check_enforcement(&mut self) -> EnforcementCheck {
         self.checks.pop_front().unwrap_or(EnforcementCheck::Intact)
+    }
+
+    fn budgets(&self) -> Vec<(u64, Budget)> {
+        self.budgets.clone()
     }
 }

@@ -75,6 +75,12 @@ impl KernelState for Enforcer {
         }
     }
 
+    fn budgets(&self) -> Vec<(u64, d4c_common::Budget)> {
+        Enforcer::budgets(self)
+            .map_err(|e| tracing::warn!(error = %e, "cannot read the event budgets"))
+            .unwrap_or_default()
+    }
+
     fn check_enforcement(&mut self) -> EnforcementCheck {
         let health = self.check();
         if health.intact() {

@@ -39,6 +39,8 @@ pub enum Command {
     /// Check (and repair) the kernel programs; the reply has the result and the status
     /// after it.
     CheckEnforcement(oneshot::Sender<(EnforcementCheck, EnforcementStatus)>),
+    /// Every container's event budget.
+    Budgets(oneshot::Sender<Vec<(u64, d4c_common::Budget)>>),
 }
 
 /// One container's answer to a Synchronize: its id and how its registration went.
@@ -165,6 +167,11 @@ impl Handle {
         self.ask(Command::Status).await
     }
 
+    /// Every container's event budget (registered cgroup, what it held back).
+    pub async fn budgets(&self) -> Result<Vec<(u64, d4c_common::Budget)>, RegistryError> {
+        self.ask(Command::Budgets).await
+    }
+
     /// Checks (and repairs) the kernel programs now.
     pub async fn check_enforcement(
         &self,
@@ -288,6 +295,9 @@ async fn run<K: KernelState + Counters>(
             }
             Command::Status(reply) => {
                 let _ = reply.send(snapshot(&registry, &enforcement));
+            }
+            Command::Budgets(reply) => {
+                let _ = reply.send(registry.kernel().budgets());
             }
             Command::CheckEnforcement(reply) => {
                 let check = registry.kernel_mut().check_enforcement();

@@ -176,9 +176,20 @@ fn enforce(
         pin_dir: config.bpffs.clone(),
         attach,
         holder: Holder::new("d4c nri"),
+        ring_bytes: Some(config.alerts.ring_buffer_bytes),
         ..bpf::Config::default()
     };
     let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;
+    let a = &config.alerts;
+    enforcer.set_event_budget(a.budget_rate, a.budget_burst, SAMPLE_EVERY)?;
+    match enforcer.ring_bytes() {
+        Some(n) if n != a.ring_buffer_bytes => tracing::warn!(
+            pinned = n,
+            configured = a.ring_buffer_bytes,
+            "the pinned ring buffer keeps its size; the configured ringBufferBytes takes effect after `d4c unload` and a restart"
+        ),
+        _ => {}
+    }
     metrics.set_attach_mode(Some(enforcer.mode()));
     tracing::info!(origin = ?enforcer.origin(), mode = %enforcer.mode(), requested = %attach, pinned = %config.bpffs.display(), "kernel programs ready");
     if enforcer.mode() == crate::bpf::AttachMode::FmodRet {
@@ -194,11 +205,20 @@ fn enforce(
         handle.clone(),
         sinks(config, metrics)?,
         metrics.clone(),
-        crate::alerts::clock::host_name(),
-        config.metrics_namespace_label,
+        alerts_task::Settings {
+            host: crate::alerts::clock::host_name(),
+            namespace_label: config.metrics_namespace_label,
+            summary_every: std::time::Duration::from_secs(u64::from(
+                config.alerts.throttle_summary_seconds,
+            )),
+        },
     ));
     Ok(handle)
 }
+
+/// One held-back event in this many is written as a sample, for the paths a container's
+/// throttle summary names.
+const SAMPLE_EVERY: u32 = 256;
 
 /// Alert sinks from the configuration.
 fn sinks(config: &Config, metrics: &Metrics) -> Result<Fanout, DaemonError> {

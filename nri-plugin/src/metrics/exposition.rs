@@ -18,7 +18,7 @@ type Series<T> = (
 );
 
 /// The daemon's single-value series, in exposition order.
-const SERIES: [Series<Metrics>; 18] = [
+const SERIES: [Series<Metrics>; 19] = [
     ("d4c_managed_containers", "gauge", "Containers registered in the kernel.", |m| &m.managed_containers),
     ("d4c_rule_sets", "gauge", "Rule sets with entries in the kernel.", |m| &m.rule_sets),
     ("d4c_policy_revision", "gauge", "Revision of the policy in force.", |m| &m.policy_revision),
@@ -27,6 +27,7 @@ const SERIES: [Series<Metrics>; 18] = [
     ("d4c_refused_containers_total", "counter", "Container starts refused because they could not be protected.", |m| &m.refused_containers),
     ("d4c_kernel_denied_total", "counter", "Operations the kernel denied.", |m| &m.kernel_denied),
     ("d4c_kernel_events_total", "counter", "Decisions the kernel reported.", |m| &m.kernel_events),
+    ("d4c_events_throttled_total", "counter", "Decisions whose documents a container's event budget held back (counted per container and summarized in throttled documents; blocking is never throttled).", |m| &m.events_throttled),
     ("d4c_ringbuf_drops_total", "counter", "Decisions lost because the ring buffer was full.", |m| &m.ringbuf_drops),
     ("d4c_kernel_path_errors_total", "counter", "Paths the kernel could not build from the task's root (decided by the rule set's most restrictive path class).", |m| &m.kernel_path_errors),
     ("d4c_kernel_map_full_total", "counter", "Cgroups a managed container could not create (or that got no entry) because the kernel's containers map was full, and processes that got no record because the process-record map was full.", |m| &m.kernel_map_full),

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub enforcement_intact: AtomicU64,
     /// Programs found lost by the daemon's checks.
     pub enforcement_lost: AtomicU64,
+    /// Events the containers' budgets held back (summarized, not written one by one).
+    pub events_throttled: AtomicU64,
     /// How the hooks are attached: 0 none, 1 + the index in `AttachMode::ALL`.
     attach_mode: AtomicU64,
     decisions: Mutex<BTreeMap<(String, String), u64>>,

@@ -280,16 +280,21 @@ pub fn write_config_with(
         || "enforcement: none\n".to_owned(),
         |b| format!("enforcement: auto\nbpffs: {}\n", b.display()),
     );
-    // Metrics off unless `extra` sets an address (a key may appear once).
+    // Metrics off, alerts on stdout, unless `extra` sets them (a key may appear once).
     let metrics = if extra.lines().any(|l| l.starts_with("metricsAddress:")) {
         ""
     } else {
         "metricsAddress: \"\"\n"
     };
+    let alerts = if extra.lines().any(|l| l.starts_with("alerts:")) {
+        ""
+    } else {
+        "alerts:\n  stdout: true\n"
+    };
     std::fs::write(
         path,
         format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\n{metrics}clusterName: e2e\n{extra}alerts:\n  stdout: true\n",
+            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\n{metrics}clusterName: e2e\n{extra}{alerts}",
             policies.display(),
             nri_socket.display(),
             status.display()
