@@ -256,8 +256,15 @@ impl Run<'_> {
         Ok(cmd.spawn())
     }
 
-    /// Says how many of the run's events its budget held back, if any.
-    fn say_held_back(&self, cgroup_id: u64) {
+    /// Says how many of the run's events its budget held back, and how many calls the
+    /// kernel did not give to d4c since `skipped_before` was read, if any.
+    fn say_held_back(&self, cgroup_id: u64, skipped_before: u64) {
+        let skipped = bpf::skipped_runs(self.enforcer.pin_dir())
+            .unwrap_or(0)
+            .saturating_sub(skipped_before);
+        if skipped > 0 {
+            eprintln!("d4c exec: warning: the kernel skipped d4c's programs {skipped} times while the command ran: those calls were not decided (fmod_ret mode on a kernel that preempts kernel code; BPF LSM has no such gap: docs/troubleshooting.md)");
+        }
         let held_back: u64 = self
             .enforcer
             .budgets()
@@ -279,6 +286,9 @@ impl Run<'_> {
         sink: &mut dyn Write,
     ) -> Result<u8, String> {
         let mut reader = self.claim_ring()?;
+        // Calls the kernel did not give to d4c while the command runs (fmod_ret mode on a
+        // preemptible kernel): said at the end, never silent.
+        let skipped_before = bpf::skipped_runs(self.enforcer.pin_dir()).unwrap_or(0);
         self.enforcer
             .write_tables(self.tables)
             .map_err(|e| e.to_string())?;
@@ -369,7 +379,7 @@ impl Run<'_> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         };
-        self.say_held_back(cgroup_id);
+        self.say_held_back(cgroup_id, skipped_before);
         let _ = KernelState::unregister(self.enforcer, cgroup_id);
         drop(group);
         let code = status

@@ -136,14 +136,28 @@ impl ExecRun {
             .filter_map(|n| n.parse().ok())
             .collect();
         let (attempts, created, refused) = (v[0], v[1], v[2]);
-        assert_eq!(created, 0, "a d4c exec run created executables:\n{err}");
-        assert_eq!(refused, attempts, "every copy refused with EPERM:\n{err}");
+        // fmod_ret on a preemptible kernel: a call the kernel did not give to d4c (counted,
+        // and said by `d4c exec`) is not decided; with BPF LSM there is none.
+        let skipped: u32 = err
+            .lines()
+            .filter_map(|l| l.split("skipped d4c's programs ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u32>().ok())
+            .sum();
+        assert!(
+            created <= skipped,
+            "a d4c exec run created {created} executables ({skipped} calls skipped):\n{err}"
+        );
+        assert_eq!(
+            refused + created,
+            attempts,
+            "every other copy refused with EPERM:\n{err}"
+        );
         assert_eq!(
             self.alerts_under(&self.dir),
             refused as usize,
             "every refusal alerted to the run:\n{err}"
         );
-        Ended::Protected(attempts)
+        Ended::Protected(refused + created)
     }
 
     /// The run's alert documents.
