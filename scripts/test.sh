@@ -2,9 +2,11 @@
 # Runs the whole d4c test suite:
 #   formatting and lints (rustfmt, clippy with -D warnings, the workspace and ebpf/);
 #   (a) unit and integration tests, with the 128,000-case property test;
-#   (b) kernel tests and the `d4c exec` scenario, run inside QEMU guests booting Debian's
-#       6.1, 6.12 and newest kernels, each booted once with BPF LSM active and once without
-#       `bpf` in `lsm=` (fmod_ret mode) (this machine's kernel may not load LSM programs);
+#   (b) kernel tests, the `d4c exec` scenario and `d4c doctor`, run inside QEMU guests
+#       booting Debian's 6.1, 6.12 and newest kernels, each booted once with BPF LSM active
+#       and once without `bpf` in `lsm=` (fmod_ret mode) (this machine's kernel may not load
+#       LSM programs); `d4c doctor` again at the default preemption, and with the command
+#       line install/node-prep/ writes;
 #   (c) end-to-end tests against a real containerd on this host, and in the guests (the
 #       daemon binary, and the shipped DaemonSet's container spec with the d4c image);
 #   the README's first command (scripts/demo.sh) in a 6.12 guest;
@@ -69,16 +71,46 @@ else
         for mode in lsm fmod_ret; do
             append="preempt=full"
             [[ $mode == fmod_ret ]] && append="$NO_BPF_LSM preempt=full"
+            # BPF LSM is guaranteed on these kernels (6.1.54+); fmod_ret with preempt=full
+            # is not (tests/guest/doctor.sh).
+            sound=1
+            [[ $mode == fmod_ret ]] && sound=0
             echo "--- kernel $k, $mode"
             if ! cargo xtask vm --kernel "$k" --append "$append" --with "$kernel_bin" \
-                --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh -- \
-                env D4C_REQUIRE_BPF_LSM="${D4C_REQUIRE_PRIVILEGED:-0}" D4C_EXPECT_ATTACH="$mode" sh -c \
-                '"/opt/with/$1" --test-threads=1; a=$?; /opt/with/exec-scenario.sh; b=$?; [ $a -ne 0 ] && exit $a; exit $b' \
+                --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh \
+                --with tests/guest/doctor.sh -- \
+                env D4C_REQUIRE_BPF_LSM="${D4C_REQUIRE_PRIVILEGED:-0}" D4C_EXPECT_ATTACH="$mode" \
+                D4C_EXPECT_SOUND="$sound" sh -c \
+                '"/opt/with/$1" --test-threads=1; a=$?; /opt/with/exec-scenario.sh; b=$?; /opt/with/doctor.sh; c=$?; [ $a -ne 0 ] && exit $a; [ $b -ne 0 ] && exit $b; exit $c' \
                 sh "$(basename "$kernel_bin")" 2>&1 | tee -a "$log"; then
-                echo "kernel tests or the d4c exec scenario on $k ($mode) failed"
+                echo "kernel tests, the d4c exec scenario or d4c doctor on $k ($mode) failed"
                 status=1
             fi
         done
+    done
+fi
+
+# Boots the kernel tests above do not cover: fmod_ret at each kernel's default preemption
+# (6.12: voluntary, guaranteed; the newest: lazy, not), and 6.12 booted with the command
+# line install/node-prep/add-bpf-lsm.sh writes into Debian's GRUB defaults (BPF LSM).
+step "d4c doctor and node preparation in QEMU guests"
+if command -v qemu-system-x86_64 >/dev/null; then
+    prep=$(mktemp -d)
+    cp -a tests/fixtures/grub/debian-12/. "$prep/"
+    mkdir -p "$prep/sys/kernel/security" "$prep/run"
+    echo "capability,${NO_BPF_LSM#lsm=}" >"$prep/sys/kernel/security/lsm"
+    install/node-prep/add-bpf-lsm.sh --root "$prep" --no-update-grub
+    prepared=$(sh -c '. "$1/etc/default/grub"; echo "$GRUB_CMDLINE_LINUX"' sh "$prep")
+    rm -rf "$prep"
+    echo "node-prep wrote GRUB_CMDLINE_LINUX=\"$prepared\""
+    for boot in "6.12|$NO_BPF_LSM|fmod_ret|1" "newest|$NO_BPF_LSM|fmod_ret|0" \
+        "6.12|$NO_BPF_LSM $prepared|lsm|1"; do
+        IFS='|' read -r k append mode sound <<<"$boot"
+        [[ " ${D4C_KERNELS:-6.1 6.12 newest} " == *" $k "* ]] || continue
+        echo "--- kernel $k, \`$append\`: expect $mode, guaranteed=$sound"
+        cargo xtask vm --kernel "$k" --append "$append" --with tests/guest/doctor.sh -- \
+            env D4C_EXPECT_ATTACH="$mode" D4C_EXPECT_SOUND="$sound" /opt/with/doctor.sh 2>&1 \
+            | tee -a "$log" || status=1
     done
 fi
 

@@ -8,4 +8,5 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod metrics;
+pub mod node;
 pub mod paths;

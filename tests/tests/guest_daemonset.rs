@@ -7,7 +7,9 @@
 //! Then, inside a QEMU guest with a real containerd:
 //!
 //! - the daemon loads and pins its programs with those privileges only (its effective
-//!   capability set is checked), answers its health probe and `d4c status`;
+//!   capability set is checked), answers its health probe and `d4c status`, and judges
+//!   blocking guaranteed from the host's files the manifest mounts (`d4c doctor` in the
+//!   pod reads the host's debugfs and os-release);
 //! - a pod the added policy selects cannot drop an executable (EPERM), and the alert
 //!   document is on the d4c container's stdout, naming the pod.
 //!
@@ -163,6 +165,33 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
         Path::new(PINS).join("links").is_dir(),
         "nothing pinned under {PINS}"
     );
+    // Whether blocking is guaranteed, judged inside the pod from the host's files the
+    // manifest mounts (BPF LSM on these kernels: guaranteed).
+    let metrics = http_get(9690, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "d4c_enforcement_sound 1"),
+        "{metrics}"
+    );
+    let r = exec_sync(
+        &mut cri,
+        &d4c,
+        &["/usr/local/bin/d4c", "doctor", "--format", "json"],
+        30,
+    )
+    .await
+    .unwrap();
+    let doctor: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("d4c doctor in the pod ({e}): {r:?}"));
+    assert_eq!(
+        (r.exit_code, &doctor["sound"], &doctor["mode"]),
+        (0, &Value::Bool(true), &Value::from("lsm")),
+        "{doctor}"
+    );
+    assert_eq!(
+        doctor["preemption_source"], "debugfs sched/preempt",
+        "the host's debugfs is mounted: {doctor}"
+    );
+    assert!(doctor["os"].is_string(), "the host's os-release: {doctor}");
 
     // A pod the added policy selects: drift refused, alert on the d4c container's stdout.
     let shop = Pod::run(

@@ -5,7 +5,7 @@
 mod manifest;
 
 use d4c_policy::yaml::NodeKind;
-use manifest::{get, install, items, key, load, text};
+use manifest::{find, get, install, items, key, load, load_from, text};
 use std::path::Path;
 
 #[test]
@@ -76,9 +76,17 @@ fn daemonset_has_only_the_privileges_it_needs() {
         "/sys/kernel/security",
         "/sys/fs/cgroup",
         "/etc/d4c/policies",
+        "/host/sys/kernel/debug",
+        "/host/etc/os-release",
     ] {
         assert_eq!(text(get(mount(ro), "readOnly")), "true", "{ro} read-only");
     }
+    // The host's files d4c judges the node by are where D4C_HOST_ROOT says.
+    let env = items(get(c, "env"));
+    assert!(env
+        .iter()
+        .any(|e| text(get(e, "name")) == d4c::node::HOST_ROOT_ENV
+            && text(get(e, "value")) == "/host"));
     for rw in ["/sys/fs/bpf", "/var/run/nri"] {
         let _ = mount(rw);
     }
@@ -129,4 +137,31 @@ fn runtime_snippets_enable_nri_on_the_socket_d4c_uses() {
     }
     let unit = std::fs::read_to_string(install().join("systemd/d4c.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/d4c nri --config /etc/d4c/d4c.yaml"));
+}
+
+#[test]
+fn node_prep_is_opt_in_per_node_and_ships_the_tested_script() {
+    let k = load_from("node-prep", "kustomization.yaml");
+    let gen = &items(get(&k, "configMapGenerator"))[0];
+    assert_eq!(text(get(gen, "name")), "d4c-node-prep");
+    let files: Vec<&str> = items(get(gen, "files")).iter().map(text).collect();
+    assert_eq!(files, ["add-bpf-lsm.sh"]);
+    assert!(install().join("node-prep/add-bpf-lsm.sh").is_file());
+    let ds = load_from("node-prep", "daemonset.yaml");
+    let pod = get(&ds, "spec.template.spec");
+    // Only nodes a user labels are changed.
+    assert_eq!(
+        text(key(get(pod, "nodeSelector"), "d4c.io/node-prep")),
+        "bpf-lsm"
+    );
+    let init = &items(get(pod, "initContainers"))[0];
+    let cmd: Vec<&str> = items(get(init, "command")).iter().map(text).collect();
+    assert!(cmd.last().unwrap().contains("/node-prep/add-bpf-lsm.sh"));
+    // It asks for a reboot; it has no way to reboot by itself (no hostPID, no reboot call).
+    assert!(find(pod, "hostPID").is_none());
+    let script = std::fs::read_to_string(install().join("node-prep/add-bpf-lsm.sh")).unwrap();
+    assert!(!script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .any(|l| l.contains("reboot ") && !l.contains("reboot-required") && !l.contains("say ")));
 }

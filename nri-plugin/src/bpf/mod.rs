@@ -33,7 +33,7 @@ pub use fs::{
 pub use handover::{Handover, Retired};
 pub use loader::{build_id, Config, Enforcer, Origin, Released, Role};
 pub use overlay::{described_offset, layout_rule, upper_offset};
-pub use skipped::{preemption_model, skipped_runs, SkippedError};
+pub use skipped::{skipped_runs, SkippedError};
 
 #[cfg(test)]
 mod tests;

@@ -56,34 +56,3 @@ pub fn skipped_runs(pin_dir: &Path) -> Result<u64, SkippedError> {
     }
     Ok(total)
 }
-
-/// The kernel's preemption model in force (`none`, `voluntary`, `full`, `lazy`), from
-/// `/sys/kernel/debug/sched/preempt` (`none (voluntary) full`); `None` where debugfs is not
-/// mounted or the kernel has no dynamic model.
-#[must_use]
-pub fn preemption_model() -> Option<String> {
-    let text = std::fs::read_to_string(crate::paths::PREEMPT_MODEL).ok()?;
-    model_in(&text)
-}
-
-fn model_in(text: &str) -> Option<String> {
-    let start = text.find('(')?;
-    let end = start + text[start..].find(')')?;
-    Some(text[start + 1..end].to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_model_in_force_is_the_one_in_parentheses() {
-        assert_eq!(
-            super::model_in("none voluntary (full) lazy\n").as_deref(),
-            Some("full")
-        );
-        assert_eq!(
-            super::model_in("(none) voluntary full").as_deref(),
-            Some("none")
-        );
-        assert_eq!(super::model_in("garbage"), None);
-    }
-}

@@ -49,6 +49,10 @@ pub struct Args {
     /// the alert as one that would have been blocked (`cloud_defend.audit: true`).
     #[arg(long)]
     audit: bool,
+    /// Refuse to run where blocking is not guaranteed on this node (`fmod_ret` on a kernel
+    /// that preempts kernel code, BPF LSM before 6.1.54: `d4c doctor` says which).
+    #[arg(long)]
+    require_sound: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -59,6 +63,35 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Events handled before the run looks at the command again: a flood cannot keep it from
 /// noticing that the command ended.
 const DRAIN_BATCH: usize = 4096;
+
+/// Where alerts go: stderr for `-`, else the file, appended to.
+fn open_sink(alerts: &str) -> Result<Box<dyn Write>, String> {
+    if alerts == "-" {
+        return Ok(Box::new(std::io::stderr()));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(alerts)
+        .map(|f| Box::new(f) as Box<dyn Write>)
+        .map_err(|e| format!("cannot open alerts file {alerts}: {e}"))
+}
+
+/// Where blocking in `mode` is not guaranteed here: with `--require-sound`, why the run
+/// is refused; without, a warning on stderr.
+fn refuse_unsound(mode: bpf::AttachMode, require: bool) -> Option<String> {
+    let why = d4c::node::unsound(mode)?;
+    if require {
+        return Some(unsound_refusal(&why));
+    }
+    eprintln!("d4c exec: warning: blocking is NOT guaranteed on this node: {why}");
+    None
+}
+
+/// Why `--require-sound` refuses the run, as one line.
+fn unsound_refusal(why: &str) -> String {
+    format!("blocking is not guaranteed on this node and --require-sound is set: {why}")
+}
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("d4c exec: {msg}");
@@ -102,17 +135,9 @@ pub fn run(args: &Args) -> ExitCode {
     if args.audit {
         policy.audit = d4c_policy::Audit::everything();
     }
-    let mut sink: Box<dyn Write> = if args.alerts == "-" {
-        Box::new(std::io::stderr())
-    } else {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&args.alerts)
-        {
-            Ok(f) => Box::new(f),
-            Err(e) => return fail(format!("cannot open alerts file {}: {e}", args.alerts)),
-        }
+    let mut sink = match open_sink(&args.alerts) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
     };
     let config = bpf::Config {
         pin_dir: args.bpffs.clone(),
@@ -122,41 +147,54 @@ pub fn run(args: &Args) -> ExitCode {
         lock_wait: Duration::from_secs(args.wait),
         ..bpf::Config::default()
     };
+    if args.require_sound {
+        // Refused before anything is loaded, where the mode this run ends in is known.
+        if let Some(why) =
+            d4c::node::planned_mode(args.enforcement, &args.bpffs).and_then(d4c::node::unsound)
+        {
+            return fail(unsound_refusal(&why));
+        }
+    }
     // Another build's pins (a daemon's) are refused here, never taken over.
     let mut enforcer = match Enforcer::load_or_adopt(&config) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
+    let refused = refuse_unsound(enforcer.mode(), args.require_sound);
     let mut tables = Tables::default();
-    let outcome = match lock::ring(
-        &config.pin_dir,
-        EXEC_RINGS,
-        &config.holder,
-        config.lock_wait,
-    ) {
-        Ok((ring, ring_lock)) => {
-            // Rule-set ids of `d4c exec` live above the daemon's, one per live run.
-            let rule_set = d4c_common::exec_rule_set(ring, std::process::id());
-            let spec = RuleSetSpec::for_container(&policy, &attrs);
-            let outcome = match compile_rule_set(&policy, &spec, rule_set) {
-                Ok(t) => {
-                    tables = t;
-                    Run {
-                        args,
-                        policy: &policy,
-                        tables: &tables,
-                        rule_set,
-                        ring,
-                        enforcer: &mut enforcer,
+    let outcome = if let Some(why) = refused {
+        Err(why)
+    } else {
+        match lock::ring(
+            &config.pin_dir,
+            EXEC_RINGS,
+            &config.holder,
+            config.lock_wait,
+        ) {
+            Ok((ring, ring_lock)) => {
+                // Rule-set ids of `d4c exec` live above the daemon's, one per live run.
+                let rule_set = d4c_common::exec_rule_set(ring, std::process::id());
+                let spec = RuleSetSpec::for_container(&policy, &attrs);
+                let outcome = match compile_rule_set(&policy, &spec, rule_set) {
+                    Ok(t) => {
+                        tables = t;
+                        Run {
+                            args,
+                            policy: &policy,
+                            tables: &tables,
+                            rule_set,
+                            ring,
+                            enforcer: &mut enforcer,
+                        }
+                        .supervise(attrs, &mut sink)
                     }
-                    .supervise(attrs, &mut sink)
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            drop(ring_lock);
-            outcome
+                    Err(e) => Err(e.to_string()),
+                };
+                drop(ring_lock);
+                outcome
+            }
+            Err(e) => Err(e.to_string()),
         }
-        Err(e) => Err(e.to_string()),
     };
     if let Err(e) = enforcer.delete_tables(&tables) {
         eprintln!("d4c exec: warning: could not delete this run's rule entries: {e}");

@@ -2,6 +2,7 @@
 
 mod check;
 mod container_args;
+mod doctor;
 mod eval;
 mod exec;
 mod explain;
@@ -49,6 +50,9 @@ enum Command {
     /// Run the daemon: an NRI plugin for containerd/CRI-O that protects every pod a policy
     /// selects from its first instruction.
     Nri(nri::Args),
+    /// Say what this node gives d4c and whether its blocking is guaranteed here, with the
+    /// fix for each problem: exit 0 when guaranteed, 1 when not, 2 when it cannot tell.
+    Doctor(doctor::Args),
     /// Show what is enforced: registered containers and their rule sets, kernel counters.
     Status(status::Args),
     /// End enforcement: detach the programs and remove everything d4c pinned.
@@ -66,6 +70,7 @@ pub fn run() -> ExitCode {
         Command::Suggest(args) => suggest::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Nri(args) => nri::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Unload(args) => unload::run(&args),
     }

@@ -45,6 +45,11 @@ fn mode_name(bpffs: &std::path::Path) -> Option<&'static str> {
     bpf::pinned_mode(bpffs).map(bpf::AttachMode::name)
 }
 
+/// Whether the pinned programs' blocking is guaranteed on this node (`d4c doctor`).
+fn soundness(bpffs: &std::path::Path) -> Option<d4c::node::Soundness> {
+    bpf::pinned_mode(bpffs).map(d4c::node::soundness)
+}
+
 /// A line about a previous build still attached during an upgrade, if one is.
 fn handover_line(bpffs: &std::path::Path) -> Option<String> {
     let dirs = bpf::retiring_dirs(bpffs);
@@ -144,6 +149,7 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
         v["attach_mode"] = json!(mode_name(bpffs));
         v["previous_builds_attached"] = retiring_json(bpffs);
         v["users"] = json!(bpf::lock::user_records(bpffs));
+        v["blocking"] = json!(soundness(bpffs));
         println!("{v}");
         return Some(ExitCode::SUCCESS);
     }
@@ -189,6 +195,9 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
     }
     if snap.bpffs.is_some() {
         println!("{}", enforcement_line(&snap.enforcement));
+    }
+    if let Some(s) = soundness(bpffs) {
+        println!("blocking: {}", s.line());
     }
     for line in audit_lines(&snap.audit) {
         println!("{line}");
@@ -236,6 +245,17 @@ fn cgroup_path(root: &std::path::Path, id: u64) -> Option<String> {
     None
 }
 
+/// The pins' own check (no daemon runs), as one line.
+fn health_line(health: &Result<bpf::Health, bpf::BpfError>) -> String {
+    match health {
+        Ok(h) if h.enforcing() => {
+            "enforcement: intact (every pinned link runs a program with the pinned maps)".into()
+        }
+        Ok(h) => format!("enforcement: NOT INTACT: {h}"),
+        Err(e) => format!("enforcement: cannot be checked: {e}"),
+    }
+}
+
 pub fn run(args: &Args) -> ExitCode {
     if let Some(code) = from_daemon(args) {
         return code;
@@ -280,6 +300,7 @@ pub fn run(args: &Args) -> ExitCode {
             Err(e) => json!({"error": e.to_string()}),
         },
         "users": bpf::lock::user_records(&args.bpffs),
+        "blocking": soundness(&args.bpffs),
         "containers": containers,
         "counters": {
             "managed_hook_calls": counter(CNT_MANAGED),
@@ -309,12 +330,9 @@ pub fn run(args: &Args) -> ExitCode {
             if let Some(line) = handover_line(&args.bpffs) {
                 println!("{line}");
             }
-            match &health {
-                Ok(h) if h.enforcing() => println!(
-                    "enforcement: intact (every pinned link runs a program with the pinned maps)"
-                ),
-                Ok(h) => println!("enforcement: NOT INTACT: {h}"),
-                Err(e) => println!("enforcement: cannot be checked: {e}"),
+            println!("{}", health_line(&health));
+            if let Some(s) = soundness(&args.bpffs) {
+                println!("blocking: {}", s.line());
             }
             if let Some(line) = users_line(&args.bpffs) {
                 println!("{line}");

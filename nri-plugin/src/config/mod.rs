@@ -22,6 +22,9 @@ pub struct Config {
     pub cluster_name: Option<String>,
     pub bpffs: PathBuf,
     pub enforcement: Enforcement,
+    /// `enforcement.requireSound`: refuse to start where blocking is not guaranteed on the
+    /// node (`d4c doctor` says why).
+    pub require_sound: bool,
     /// What applies to a container the daemon has not registered yet (it started while no
     /// daemon was connected, or before its `StartContainer` was answered).
     pub unregistered: Unregistered,
@@ -98,6 +101,7 @@ impl Default for Config {
             cluster_name: None,
             bpffs: paths::PIN_DIR.into(),
             enforcement: Enforcement::Kernel(crate::bpf::AttachRequest::Auto),
+            require_sound: false,
             unregistered: Unregistered::Policy,
             pod_cgroup_parents: vec!["kubepods".into(), "kubepods.slice".into()],
             audit: d4c_policy::Audit::default(),

@@ -27,6 +27,9 @@ enum Field {
     PodCgroupParents,
     /// The `audit:` section ([`audit`]).
     Audit,
+    /// `enforcement:`: a mode, or a section with `mode` and `requireSound`
+    /// ([`enforcement_section`]).
+    Enforcement,
 }
 
 /// Every top-level key, in the order `config/d4c.yaml` documents them.
@@ -44,7 +47,7 @@ const FIELDS: [(&str, Field); 17] = [
         Field::Value(|c, v| c.cluster_name = non_empty(v)),
     ),
     ("bpffs", Field::Value(|c, v| c.bpffs = v.into())),
-    ("enforcement", Field::Checked(enforcement)),
+    ("enforcement", Field::Enforcement),
     ("unregisteredContainers", Field::Checked(unregistered)),
     ("podCgroupParents", Field::PodCgroupParents),
     ("audit", Field::Audit),
@@ -150,6 +153,9 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             Some((_, Field::Audit)) => {
                 c.audit = audit(value).map_err(|(node, m)| err(&node, m))?;
             }
+            Some((_, Field::Enforcement)) => {
+                enforcement_section(value, &mut c).map_err(|(node, m)| err(&node, m))?;
+            }
             None => return Err(err(key, unknown(k, FIELDS.iter().map(|f| f.0)))),
         }
     }
@@ -209,6 +215,42 @@ fn audit(section: &Node) -> Result<d4c_policy::Audit, (Node, String)> {
         }
     }
     Ok(a)
+}
+
+/// `enforcement:`: the mode (`enforcement: auto`), or a section: `mode:` and
+/// `requireSound:` (refuse to start where blocking is not guaranteed).
+fn enforcement_section(section: &Node, c: &mut Config) -> Result<(), (Node, String)> {
+    let at = |node: &Node, m: String| (node.clone(), m);
+    if !matches!(section.kind, NodeKind::Map(_)) {
+        let v = scalar(section).map_err(|m| at(section, format!("`enforcement`: {m}")))?;
+        return enforcement(c, &v).map_err(|m| at(section, m));
+    }
+    for (key, value) in pairs(section).map_err(|m| at(section, format!("`enforcement`: {m}")))? {
+        let name = key.as_str().unwrap_or_default();
+        let v = scalar(value).map_err(|m| at(value, format!("`enforcement.{name}`: {m}")))?;
+        match name {
+            "mode" => enforcement(c, &v).map_err(|m| at(value, m))?,
+            "requireSound" => {
+                c.require_sound = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(at(
+                            value,
+                            format!("`enforcement.requireSound` is true or false, not `{other}`"),
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(at(
+                    key,
+                    unknown(other, ["mode", "requireSound"].into_iter()),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unregistered(c: &mut Config, v: &str) -> Result<(), String> {

@@ -52,6 +52,32 @@ fn values_and_errors() {
             .contains("`enforcement` is `auto`, `lsm`, `fmod-ret` or `none`, not `kprobe`"),
         "{e}"
     );
+    let c = Config::parse(
+        "c.yaml",
+        "enforcement:\n  mode: fmod-ret\n  requireSound: true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.enforcement,
+        Enforcement::Kernel(AttachRequest::Only(AttachMode::FmodRet))
+    );
+    assert!(c.require_sound);
+    assert!(
+        !Config::parse("c.yaml", "enforcement: auto\n")
+            .unwrap()
+            .require_sound
+    );
+    let e = Config::parse("c.yaml", "enforcement:\n  requireSound: yes\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("c.yaml:2:17: error: `enforcement.requireSound` is true or false"),
+        "{e}"
+    );
+    let e = Config::parse("c.yaml", "enforcement:\n  requiresound: true\n").unwrap_err();
+    assert!(
+        e.to_string().contains("did you mean `requireSound`?"),
+        "{e}"
+    );
     let e = Config::parse("c.yaml", "policydir: /x\n").unwrap_err();
     assert_eq!(
         e.to_string(),

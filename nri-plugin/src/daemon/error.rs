@@ -34,6 +34,8 @@ pub enum DaemonError {
     CgroupRoot(#[source] io::Error),
     #[error(transparent)]
     Nri(#[from] d4c_nri::Error),
+    #[error("blocking is not guaranteed on this node and `enforcement.requireSound` is set: {0}")]
+    Unsound(String),
     #[error("enforcement was lost and cannot be repaired by this process ({0}); restart the daemon (its supervisor does) to adopt what is pinned")]
     EnforcementLost(String),
 }

@@ -119,6 +119,15 @@ fn start_registry(
 ) -> Result<(Handle, Option<enforcement::DaemonLock>), DaemonError> {
     match config.enforcement {
         Enforcement::Kernel(attach) => {
+            if config.require_sound {
+                // Refused before anything is created or loaded, where the mode this start
+                // ends in is known (checked again once loaded).
+                if let Some(why) =
+                    crate::node::planned_mode(attach, &config.bpffs).and_then(crate::node::unsound)
+                {
+                    return Err(DaemonError::Unsound(why));
+                }
+            }
             let holder = Holder::new("d4c nri");
             bpf::ensure_pin_dir(&config.bpffs)?;
             let lock = bpf::lock::daemon(&config.bpffs, &holder, bpf::lock::DEFAULT_WAIT)?;
@@ -180,6 +189,15 @@ fn enforce(
         ..bpf::Config::default()
     };
     let mut enforcer = Enforcer::load_or_adopt(&bpf_config)?;
+    let unsound = crate::node::unsound(enforcer.mode());
+    metrics.set_sound(Some(unsound.is_none()));
+    match unsound {
+        Some(why) if config.require_sound => return Err(DaemonError::Unsound(why)),
+        Some(why) => tracing::error!(
+            "blocking is NOT guaranteed on this node: {why} (running anyway: some blocking beats none; `enforcement.requireSound: true` refuses to start; `d4c doctor` explains)"
+        ),
+        None => tracing::info!("blocking is guaranteed on this node"),
+    }
     let a = &config.alerts;
     enforcer.set_event_budget(a.budget_rate, a.budget_burst, SAMPLE_EVERY)?;
     match enforcer.ring_bytes() {
@@ -192,9 +210,6 @@ fn enforce(
     }
     metrics.set_attach_mode(Some(enforcer.mode()));
     tracing::info!(origin = ?enforcer.origin(), mode = %enforcer.mode(), requested = %attach, pinned = %config.bpffs.display(), "kernel programs ready");
-    if enforcer.mode() == crate::bpf::AttachMode::FmodRet {
-        warn_preemption(crate::bpf::preemption_model().as_deref());
-    }
     let reader = enforcer
         .take_events()
         .ok_or(DaemonError::RingBufferTaken)?
@@ -279,20 +294,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
-}
-
-/// `fmod_ret` programs are skipped by the kernel while another task is preempted inside them
-/// (see `bpf::skipped_runs`): says so at start where the kernel preempts kernel code.
-fn warn_preemption(model: Option<&str>) {
-    match model {
-        Some("none" | "voluntary") => {}
-        Some(model) => tracing::warn!(
-            model,
-            "fmod_ret mode on a kernel that preempts kernel code: while a task is preempted inside one of d4c's programs, the kernel skips it for other calls on that CPU, which go through undecided (counted in d4c_kernel_skipped_runs_total); add `bpf` to lsm= or boot with preempt=voluntary"
-        ),
-        None => tracing::info!(
-            "fmod_ret mode: the preemption model is unknown (no /sys/kernel/debug/sched/preempt); d4c_kernel_skipped_runs_total counts calls the kernel did not give to d4c"
-        ),
     }
 }

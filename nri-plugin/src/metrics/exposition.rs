@@ -18,7 +18,7 @@ type Series<T> = (
 );
 
 /// The daemon's single-value series, in exposition order.
-const SERIES: [Series<Metrics>; 19] = [
+const SERIES: [Series<Metrics>; 20] = [
     ("d4c_managed_containers", "gauge", "Containers registered in the kernel.", |m| &m.managed_containers),
     ("d4c_rule_sets", "gauge", "Rule sets with entries in the kernel.", |m| &m.rule_sets),
     ("d4c_policy_revision", "gauge", "Revision of the policy in force.", |m| &m.policy_revision),
@@ -34,6 +34,7 @@ const SERIES: [Series<Metrics>; 19] = [
     ("d4c_kernel_hook_errors_total", "counter", "Hook calls of managed tasks that failed (denied where the rule set can block).", |m| &m.kernel_hook_errors),
     ("d4c_kernel_skipped_runs_total", "counter", "Hook calls the kernel did not give to d4c (fmod_ret mode: another task was preempted inside the same program on that CPU); those calls were not decided.", |m| &m.kernel_skipped_runs),
     ("d4c_enforcement_intact", "gauge", "1 while every program of d4c is attached with the daemon's maps (checked every second); 0 while one is lost and not repaired (readiness fails).", |m| &m.enforcement_intact),
+    ("d4c_enforcement_sound", "gauge", "1 where blocking is guaranteed on this node (BPF LSM on 6.2+ or 6.1.54+; fmod_ret on a kernel that does not preempt kernel code); 0 where the kernel may skip d4c's programs, or nothing is enforced (`d4c doctor` says why and how to fix it).", |m| &m.enforcement_sound),
     ("d4c_enforcement_lost_total", "counter", "Programs of d4c found detached (or running other maps) by the daemon's check; each is re-attached at once.", |m| &m.enforcement_lost),
     ("d4c_previous_builds_attached", "gauge", "Programs of a previous d4c build still attached: an upgrade waits for the runtime's Synchronize (it stays above 0 while no runtime connects).", |m| &m.previous_builds),
     ("d4c_alert_documents_total", "counter", "Documents written to alert sinks.", |m| &m.sink_documents),

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub previous_builds: AtomicU64,
     /// 1 while enforcement is intact (or not checked: `enforcement: none`), else 0.
     pub enforcement_intact: AtomicU64,
+    /// 1 where blocking is guaranteed on the node (`d4c doctor`), else 0.
+    pub enforcement_sound: AtomicU64,
     /// Programs found lost by the daemon's checks.
     pub enforcement_lost: AtomicU64,
     /// Events the containers' budgets held back (summarized, not written one by one).
@@ -77,6 +79,12 @@ impl Metrics {
         let v = mode.and_then(|m| crate::bpf::AttachMode::ALL.iter().position(|a| *a == m));
         self.attach_mode
             .store(v.map_or(0, |i| i as u64 + 1), Ordering::Relaxed);
+    }
+
+    /// Records whether blocking is guaranteed on the node (`None`: nothing is enforced).
+    pub fn set_sound(&self, sound: Option<bool>) {
+        self.enforcement_sound
+            .store(u64::from(sound == Some(true)), Ordering::Relaxed);
     }
 
     /// Counts one decision per action it carries.

@@ -13,8 +13,8 @@ use super::Containerd;
 use d4c_policy::yaml::Node;
 use k8s_cri::v1::{
     security_profile::ProfileType, Capability, ContainerConfig, ContainerMetadata, ImageSpec,
-    Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext, Mount, NamespaceMode,
-    NamespaceOption, SecurityProfile,
+    Int64Value, KeyValue, LinuxContainerConfig, LinuxContainerSecurityContext, Mount,
+    NamespaceMode, NamespaceOption, SecurityProfile,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,18 @@ fn config_map_dir(name: &str, dir: &Path) {
     for (key, value) in pairs(get(&file, "data")) {
         std::fs::write(dir.join(key), text(value)).unwrap();
     }
+}
+
+/// A container's `env` as CRI key-values.
+fn envs(container: &Node) -> Vec<KeyValue> {
+    find(container, "env")
+        .map_or(&[][..], items)
+        .iter()
+        .map(|e| KeyValue {
+            key: text(get(e, "name")).to_owned(),
+            value: text(get(e, "value")).to_owned(),
+        })
+        .collect()
 }
 
 impl Spec {
@@ -136,6 +148,7 @@ impl Spec {
                 ..Default::default()
             }),
             args: strings(get(c, "args")),
+            envs: envs(c),
             log_path: format!("{name}.log"),
             mounts,
             labels: HashMap::from([("io.kubernetes.container.name".into(), name.clone())]),

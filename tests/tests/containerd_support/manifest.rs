@@ -25,7 +25,12 @@ pub fn install() -> PathBuf {
 }
 
 pub fn load(name: &str) -> Node {
-    let path = install().join("kubernetes").join(name);
+    load_from("kubernetes", name)
+}
+
+/// A manifest of another install/ directory (`node-prep`).
+pub fn load_from(dir: &str, name: &str) -> Node {
+    let path = install().join(dir).join(name);
     let text = std::fs::read_to_string(&path).unwrap();
     parse(&text)
         .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))

@@ -360,12 +360,17 @@ fn remove_tree(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-/// A guest's root has no /etc/hosts or /etc/resolv.conf; containerd copies both into
-/// host-network pods. Writes them only where missing.
+/// A guest's root has no /etc/hosts or /etc/resolv.conf (containerd copies both into
+/// host-network pods) and no /etc/os-release. Writes them only where missing.
 pub fn ensure_etc_files() {
     for (file, content) in [
         ("/etc/hosts", "127.0.0.1 localhost\n"),
         ("/etc/resolv.conf", ""),
+        // A node has one; the DaemonSet mounts it (the OS `d4c doctor` names fixes for).
+        (
+            "/etc/os-release",
+            "ID=debian\nPRETTY_NAME=\"d4c test guest\"\n",
+        ),
     ] {
         if !Path::new(file).exists() {
             std::fs::write(file, content).unwrap();
