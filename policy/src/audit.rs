@@ -79,6 +79,21 @@ impl Audit {
     }
 }
 
+impl Policy {
+    /// Whether some response can refuse an operation somewhere: it blocks, and its file is
+    /// not audited as a whole (a namespace audit still blocks in the other namespaces).
+    #[must_use]
+    pub fn can_block(&self) -> bool {
+        self.responses.iter().any(|r| {
+            r.actions.contains(Actions::BLOCK)
+                && !self
+                    .sources
+                    .get(r.source)
+                    .is_some_and(|src| self.audit.audits_file(&src.path))
+        })
+    }
+}
+
 impl Actions {
     /// The actions of a response as applied: under audit, `block` becomes
     /// [`Actions::AUDIT`] (allowed, alerted as a would-be block).
@@ -111,6 +126,23 @@ impl Actions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_can_block_unless_every_blocking_file_is_audited() {
+        let text = "file:\n  selectors:\n    - name: s\n      operation: [createExecutable]\n  responses:\n    - match: [s]\n      actions: [alert, block]\n";
+        let mut p = crate::load_str("team/block.yaml", text).unwrap().policy;
+        assert!(p.can_block());
+        p.audit.namespaces = vec!["staging".into()];
+        assert!(p.can_block(), "other namespaces still block");
+        p.audit.policies = vec!["block.yaml".into()];
+        assert!(!p.can_block());
+        p.audit = Audit::default();
+        let alert_only = text.replace("[alert, block]", "[alert]");
+        assert!(!crate::load_str("a.yaml", &alert_only)
+            .unwrap()
+            .policy
+            .can_block());
+    }
 
     #[test]
     fn files_match_by_name_or_by_their_path_below_a_directory() {

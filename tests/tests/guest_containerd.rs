@@ -202,7 +202,8 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
     let audit = "audit:\n  namespaces: [staging]\n";
     let metrics = format!("metricsAddress: \"127.0.0.1:{METRICS_PORT}\"\n");
     // A tight event budget, so that the flood below is held back within seconds.
-    let budget = "alerts:\n  stdout: true\n  budgetRate: 20\n  budgetBurst: 20\n  throttleSummarySeconds: 2\n";
+    // Heartbeats every 5 s.
+    let budget = "alerts:\n  stdout: true\n  budgetRate: 20\n  budgetBurst: 20\n  throttleSummarySeconds: 2\n  heartbeatSeconds: 5\n";
     write_config_with(
         &config,
         &policies,
@@ -775,6 +776,34 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         started.elapsed(),
         written()
     );
+
+    // Heartbeats, as Elastic's agent writes them, with what d4c enforces: the first at
+    // start, then one every 5 s.
+    let beats: Vec<Value> = daemon
+        .alerts()
+        .into_iter()
+        .filter(|a| a["data_stream"]["dataset"] == "cloud_defend.heartbeat")
+        .collect();
+    assert!(
+        beats.len() >= 2,
+        "heartbeats: {}",
+        pretty(&beats.iter().collect::<Vec<_>>())
+    );
+    let last = beats.last().unwrap();
+    assert_eq!(last["data_stream"]["type"], "metrics", "{last}");
+    assert_eq!(last["cloud_defend"]["block_action_enabled"], true, "{last}");
+    assert!(
+        last["cloud_defend"]["package_policy_revision"].as_u64() >= Some(1),
+        "{last}"
+    );
+    assert!(
+        last["d4c"]["containers"]["protected"].as_u64() >= Some(1),
+        "{last}"
+    );
+    assert_eq!(last["d4c"]["enforcement"]["intact"], true, "{last}");
+    if let Ok(want) = std::env::var("D4C_EXPECT_ATTACH") {
+        assert_eq!(last["d4c"]["enforcement"]["mode"], want.as_str(), "{last}");
+    }
 
     // Nothing else alerted: no drift alert from the free pod, no execMemFd from runc exec.
     let alerts = daemon.alerts();

@@ -45,7 +45,8 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
+/// Sets a dotted ECS path in a document, making the objects on the way.
+pub(super) fn set(doc: &mut Map<String, Value>, dotted: &str, value: Value) {
     let mut parts = dotted.split('.').peekable();
     let mut cur = doc;
     while let Some(part) = parts.next() {

@@ -5,5 +5,6 @@ pub mod bulk;
 pub mod clock;
 pub mod decision;
 pub mod ecs;
+pub mod heartbeat;
 pub mod record;
 pub mod sink;

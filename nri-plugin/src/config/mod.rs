@@ -88,6 +88,8 @@ pub struct Alerts {
     pub throttle_summary_seconds: u32,
     /// Bytes of the kernel's ring buffer (set when the programs are loaded).
     pub ring_buffer_bytes: u32,
+    /// Seconds between heartbeat documents (`metrics-cloud_defend.heartbeat-*`; 0: none).
+    pub heartbeat_seconds: u32,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
                 budget_burst: 1000,
                 throttle_summary_seconds: 10,
                 ring_buffer_bytes: 4 << 20,
+                heartbeat_seconds: 1800,
             },
             metrics_address: Some("0.0.0.0:9690".into()),
             metrics_namespace_label: false,

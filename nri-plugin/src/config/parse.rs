@@ -79,7 +79,7 @@ enum AlertField {
 }
 
 /// Every key of the `alerts:` section.
-const ALERT_FIELDS: [(&str, AlertField); 14] = [
+const ALERT_FIELDS: [(&str, AlertField); 15] = [
     ("stdout", AlertField::Checked(stdout)),
     (
         "file",
@@ -108,6 +108,14 @@ const ALERT_FIELDS: [(&str, AlertField); 14] = [
         AlertField::Checked(throttle_summary),
     ),
     ("ringBufferBytes", AlertField::Checked(ring_buffer_bytes)),
+    (
+        "heartbeatSeconds",
+        AlertField::Checked(|a, v| {
+            a.heartbeat_seconds = u32::try_from(whole("heartbeatSeconds", v)?)
+                .map_err(|_| "`heartbeatSeconds` is too large".to_owned())?;
+            Ok(())
+        }),
+    ),
     ("elasticsearchUrl", AlertField::Elasticsearch),
     ("elasticsearchApiKey", AlertField::Elasticsearch),
     ("elasticsearchUsername", AlertField::Elasticsearch),

@@ -101,6 +101,10 @@ fn values_and_errors() {
     );
     let e = Config::parse("c.yaml", "alerts:\n  elasticsearchUrl: es:9200\n").unwrap_err();
     assert!(e.to_string().contains("must start with http"), "{e}");
+    let c = Config::parse("c.yaml", "alerts:\n  heartbeatSeconds: 0\n").unwrap();
+    assert_eq!(c.alerts.heartbeat_seconds, 0, "0 turns heartbeats off");
+    let e = Config::parse("c.yaml", "alerts:\n  heartbeatSeconds: -1\n").unwrap_err();
+    assert!(e.to_string().contains("heartbeatSeconds"), "{e}");
     let e = Config::parse("c.yaml", "alerts:\n  fileKeep: many\n").unwrap_err();
     assert!(e.to_string().contains("2:13"), "{e}");
 }

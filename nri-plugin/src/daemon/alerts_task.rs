@@ -29,6 +29,12 @@ pub struct Settings {
     pub namespace_label: bool,
     /// Between a container's summaries of what its budget held back.
     pub summary_every: Duration,
+    /// Between heartbeat documents (`None`: none).
+    pub heartbeat_every: Option<Duration>,
+    /// `orchestrator.cluster.id` and `.name`, from the configuration.
+    pub cluster: (Option<String>, Option<String>),
+    /// The attach mode in force (`None`: nothing is enforced).
+    pub mode: Option<&'static str>,
 }
 
 /// Forwards decisions until the reader fails; every `summary_every`, writes one summary
@@ -40,14 +46,13 @@ pub async fn forward(
     metrics: Arc<Metrics>,
     settings: Settings,
 ) {
-    let Settings {
-        host,
-        namespace_label,
-        summary_every,
-    } = settings;
     let mut throttled = Throttling::default();
-    let mut tick = tokio::time::interval(summary_every);
+    let mut tick = tokio::time::interval(settings.summary_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first heartbeat at once: alive from the start.
+    let mut beat = tokio::time::interval(settings.heartbeat_every.unwrap_or(Duration::MAX));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let host = settings.host.clone();
     let mut nested = super::nested::NestedOwners::default();
     // Decisions the kernel kept while no daemon read (a container started then runs under
     // a guard's rule set) name their container only once the runtime's Synchronize has
@@ -65,6 +70,10 @@ pub async fn forward(
             next = reader.next() => next,
             _ = tick.tick() => {
                 throttled.summarize(&handle, &mut sinks, &metrics, &host).await;
+                continue;
+            }
+            _ = beat.tick(), if settings.heartbeat_every.is_some() => {
+                heartbeat(&handle, &mut sinks, &metrics, &settings).await;
                 continue;
             }
         };
@@ -115,22 +124,48 @@ pub async fn forward(
         };
         let doc = ecs::document(&rec, &ctx);
         if let (Some(info), Some(policy)) = (info, policy) {
-            count_selectors(&rec, info, policy, &metrics, namespace_label);
+            count_selectors(&rec, info, policy, &metrics, settings.namespace_label);
         }
         let op = doc["event"]["action"]
             .as_str()
             .unwrap_or("unknown")
             .to_owned();
         metrics.decision(&op, &rec.actions.names());
-        let before = (sinks.written, sinks.failed);
-        sinks.write_line(&doc.to_string());
-        metrics
-            .sink_documents
-            .fetch_add(sinks.written - before.0, Ordering::Relaxed);
-        metrics
-            .sink_failures
-            .fetch_add(sinks.failed - before.1, Ordering::Relaxed);
+        write(&mut sinks, &metrics, &doc);
     }
+}
+
+/// Writes one heartbeat document (`metrics-cloud_defend.heartbeat-*`).
+async fn heartbeat(handle: &Handle, sinks: &mut Fanout, metrics: &Metrics, settings: &Settings) {
+    let Ok(snapshot) = handle.status().await else {
+        return;
+    };
+    let now = clock::boot_now_ns();
+    let doc = crate::alerts::heartbeat::document(
+        &crate::alerts::heartbeat::Beat {
+            at: clock::wall_time(now),
+            event_id: clock::event_id(now),
+            host_name: &settings.host,
+            cluster: (settings.cluster.0.as_deref(), settings.cluster.1.as_deref()),
+            mode: settings.mode,
+            intact: metrics.enforcement_intact.load(Ordering::Relaxed) == 1,
+            sound: metrics.enforcement_sound.load(Ordering::Relaxed) == 1,
+        },
+        &snapshot,
+    );
+    write(sinks, metrics, &doc);
+}
+
+/// Writes one document to the sinks, counting it in the metrics.
+fn write(sinks: &mut Fanout, metrics: &Metrics, doc: &serde_json::Value) {
+    let before = (sinks.written, sinks.failed);
+    sinks.write_line(&doc.to_string());
+    metrics
+        .sink_documents
+        .fetch_add(sinks.written - before.0, Ordering::Relaxed);
+    metrics
+        .sink_failures
+        .fetch_add(sinks.failed - before.1, Ordering::Relaxed);
 }
 
 /// What the containers' event budgets held back: the kernel's counts (read each summary)
@@ -213,7 +248,7 @@ impl Throttling {
                 held_back = new,
                 "a container's event budget was spent: its documents were held back (counted, summarized; blocking not affected)"
             );
-            sinks.write_line(&ecs::throttled_document(&t, info, &ctx).to_string());
+            write(sinks, metrics, &ecs::throttled_document(&t, info, &ctx));
         }
     }
 }

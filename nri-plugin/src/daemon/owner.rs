@@ -47,7 +47,7 @@ pub enum Command {
 pub type Outcome = (String, Result<Started, RegistryError>);
 
 /// What `d4c status` shows of a running daemon.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub policy_revision: u64,
     pub rule_sets: usize,
@@ -69,6 +69,10 @@ pub struct Snapshot {
     /// What is audited: the policy files (by name) and namespace globs.
     #[serde(default)]
     pub audit: AuditStatus,
+    /// Whether the policy in force can refuse an operation (a response blocks, and its
+    /// file is not audited as a whole).
+    #[serde(default)]
+    pub block_action_enabled: bool,
 }
 
 /// What `d4c status` shows of auditing.
@@ -365,6 +369,7 @@ fn snapshot<K: KernelState + Counters>(
         previous_builds: registry.kernel().previous_builds(),
         enforcement: enforcement.clone(),
         audit: audit_status(registry.policy()),
+        block_action_enabled: registry.policy().can_block(),
     }
 }
 

@@ -210,6 +210,7 @@ fn enforce(
     }
     metrics.set_attach_mode(Some(enforcer.mode()));
     tracing::info!(origin = ?enforcer.origin(), mode = %enforcer.mode(), requested = %attach, pinned = %config.bpffs.display(), "kernel programs ready");
+    let enforcer_mode = enforcer.mode();
     let reader = enforcer
         .take_events()
         .ok_or(DaemonError::RingBufferTaken)?
@@ -226,6 +227,11 @@ fn enforce(
             summary_every: std::time::Duration::from_secs(u64::from(
                 config.alerts.throttle_summary_seconds,
             )),
+            heartbeat_every: (config.alerts.heartbeat_seconds > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(config.alerts.heartbeat_seconds))
+            }),
+            cluster: (config.cluster_id.clone(), config.cluster_name.clone()),
+            mode: Some(enforcer_mode.name()),
         },
     ));
     Ok(handle)
