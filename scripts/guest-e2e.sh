@@ -7,11 +7,11 @@
 #                                          # MODE: lsm (default) or fmod_ret
 #
 # Three tests: guest_containerd.rs (the daemon binary), guest_daemonset.rs (the shipped
-# DaemonSet's container spec with the d4c image, through CRI) and guest_unregistered.rs
-# (containers started while no daemon runs). The containerd, its shim, ctr and runc are
-# the ones first on PATH (scripts/test.sh puts containerd 2.x there for the fmod_ret run). MODE fmod_ret boots the
-# guest with Ubuntu's `lsm=` list (no `bpf`), where the daemon's `auto` attaches as
-# fmod_ret, and runs guest_containerd.rs and guest_unregistered.rs.
+# DaemonSet's container spec with the d4c image, through CRI, then the uninstall) and
+# guest_unregistered.rs (containers started while no daemon runs). The containerd, its
+# shim, ctr and runc are the ones first on PATH (scripts/test.sh puts containerd 2.x there
+# for the fmod_ret run). MODE fmod_ret boots the guest with Ubuntu's `lsm=` list (no
+# `bpf`), where the daemon's `auto` attaches as fmod_ret; it runs the same three.
 # On the host it builds the test binaries (stripped copies), the d4c image
 # (install/image/build.py), the two test image archives
 # (tests/containerd/mkimage.py: the guest has no python3) and collects containerd,
@@ -30,7 +30,7 @@ kernel=${1:-6.12}
 mode=${2:-lsm}
 case $mode in
     lsm) append=""; bins="guest_containerd guest_daemonset guest_unregistered" ;;
-    fmod_ret) append=${NO_BPF_LSM:-lsm=landlock,lockdown,yama,integrity,apparmor}; bins="guest_containerd guest_unregistered" ;;
+    fmod_ret) append=${NO_BPF_LSM:-lsm=landlock,lockdown,yama,integrity,apparmor}; bins="guest_containerd guest_daemonset guest_unregistered" ;;
     *) echo "guest-e2e: MODE is lsm or fmod_ret, not $mode" >&2; exit 2 ;;
 esac
 bins=${D4C_GUEST_TESTS:-$bins}   # a subset, for a quicker run by hand
@@ -61,7 +61,7 @@ d4c_release=$(cargo_binary d4c build --release -p d4c)
 [[ -n $d4c_release && -x $d4c_release ]] || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (d4c did not build)"; exit 1; }
 python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_latest.tar" "$d4c_release" >/dev/null \
     || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (the d4c image did not build)"; exit 1; }
-rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes "$stage/install/"
+rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes install/uninstall "$stage/install/"
 
 echo "[guest-e2e] running in a $kernel guest ($mode, $(containerd --version | cut -d' ' -f2-3))" >&2
 out=$(mktemp)

@@ -135,9 +135,9 @@ if [[ -n $ctd2 ]]; then
         | tee -a "$log" || status=1
 fi
 
-# Per kernel: containerd 1.7 with BPF LSM active (all three guest tests), and containerd
-# 2.x in a guest without `bpf` in `lsm=` (fmod_ret: the daemon and unregistered-container
-# tests). The pairs cover each attach mode and each containerd version on every kernel.
+# Per kernel: containerd 1.7 with BPF LSM active, and containerd 2.x in a guest without
+# `bpf` in `lsm=` (fmod_ret); all three guest tests in each. The pairs cover each attach
+# mode and each containerd version on every kernel.
 step "guest end-to-end: containerd + d4c nri enforcing in QEMU guests"
 for k in ${D4C_KERNELS:-6.1 6.12 newest}; do
     scripts/guest-e2e.sh "$k" 2>&1 | tee -a "$log" || status=1

@@ -165,3 +165,32 @@ fn node_prep_is_opt_in_per_node_and_ships_the_tested_script() {
         .filter(|l| !l.trim_start().starts_with('#'))
         .any(|l| l.contains("reboot ") && !l.contains("reboot-required") && !l.contains("say ")));
 }
+
+#[test]
+fn uninstall_unloads_with_the_daemon_s_privileges_after_it_stops() {
+    let k = load_from("uninstall", "kustomization.yaml");
+    let listed: Vec<&str> = items(get(&k, "resources")).iter().map(text).collect();
+    assert_eq!(listed, ["namespace.yaml", "daemonset.yaml"]);
+    // Not d4c-system: that namespace goes with d4c, before the unload has run.
+    assert_eq!(text(get(&k, "namespace")), "d4c-uninstall");
+    let ds = load_from("uninstall", "daemonset.yaml");
+    let pod = get(&ds, "spec.template.spec");
+    let unload = &items(get(pod, "initContainers"))[0];
+    let args: Vec<&str> = items(get(unload, "args")).iter().map(text).collect();
+    assert_eq!(
+        &args[..2],
+        ["unload", "--wait-daemon"],
+        "waits for the daemon, no --force"
+    );
+    let d4c = load("daemonset.yaml");
+    let daemon = &items(get(&d4c, "spec.template.spec.containers"))[0];
+    assert_eq!(text(get(unload, "image")), text(get(daemon, "image")));
+    let caps = |c| -> Vec<&str> {
+        items(get(c, "securityContext.capabilities.add"))
+            .iter()
+            .map(text)
+            .collect()
+    };
+    assert_eq!(caps(unload), caps(daemon));
+    assert!(install().join("uninstall.sh").is_file());
+}

@@ -135,4 +135,13 @@ pub enum BpfError {
     /// registrations are not what the kernel reads, and it cannot repair that in place.
     #[error("the pins in {} were replaced by other objects ({what}): this process's registrations are no longer enforced; restart it to adopt what is pinned", dir.display())]
     Replaced { dir: PathBuf, what: String },
+
+    /// The pins are gone, but the kernel still has programs they attached: a process holds
+    /// a descriptor of one (`bpftool prog show id ID` names it).
+    #[error("the pins in {} are removed, but after {}s the kernel still has {} of d4c's programs (ids {}): a process holds them (`bpftool prog show id ID`)", dir.display(), waited.as_secs(), ids.len(), ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    StillLoaded {
+        dir: PathBuf,
+        ids: Vec<u32>,
+        waited: std::time::Duration,
+    },
 }

@@ -437,9 +437,10 @@ impl Enforcer {
         Ok(Released::Unloaded)
     }
 
-    /// Like [`Enforcer::unload`] without an enforcer (e.g. `d4c unload`).
+    /// Like [`Enforcer::unload`] without an enforcer (`d4c unload`), returning once the
+    /// kernel has freed the programs ([`super::unload`]).
     pub fn unload_pinned(pin_dir: &Path) -> Result<(), BpfError> {
-        fs::remove_pins(pin_dir)
+        super::unload::unload(pin_dir, super::unload::FREE_WAIT)
     }
 }
 

@@ -20,6 +20,7 @@ mod overlay;
 mod skipped;
 mod sys;
 mod tables;
+mod unload;
 
 pub use attach_mode::{usable_mode, AttachMode, AttachRequest};
 pub use btf::Btf;

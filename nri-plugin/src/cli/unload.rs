@@ -1,6 +1,7 @@
 //! `d4c unload`: end enforcement: detach the programs and remove everything d4c pinned.
 //! Refused while a daemon or a `d4c exec` run uses the programs (a running daemon would
-//! re-attach them), unless `--force`.
+//! re-attach them), unless `--force`; `--wait-daemon` waits for the daemon to stop first
+//! (an uninstall).
 
 use d4c::bpf::{self, lock, Enforcer};
 use d4c::paths;
@@ -21,6 +22,31 @@ pub struct Args {
     /// in seconds.
     #[arg(long, value_name = "SECS", default_value_t = lock::DEFAULT_WAIT.as_secs())]
     wait: u64,
+    /// Wait up to this long for a running daemon to stop, then unload (an uninstall:
+    /// `install/uninstall/` starts this on every node, then d4c's `DaemonSet` is deleted).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    wait_daemon: u64,
+}
+
+/// Waits until no daemon runs on the pins, up to `limit`; says once what it waits for.
+fn wait_for_daemon(bpffs: &std::path::Path, limit: Duration) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    let mut said = false;
+    while let Some(daemon) = lock::running_daemon(bpffs) {
+        if start.elapsed() >= limit {
+            return Err(format!(
+                "{daemon} still uses the programs pinned at {} after {}s; stop it first (on Kubernetes: delete the DaemonSet)",
+                bpffs.display(),
+                limit.as_secs()
+            ));
+        }
+        if !said {
+            println!("waiting for {daemon} to stop (on Kubernetes: delete d4c's DaemonSet); the programs are unloaded then");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -36,6 +62,9 @@ pub fn run(args: &Args) -> ExitCode {
         ExitCode::FAILURE
     };
     let holder = lock::Holder::new("d4c unload");
+    if let Err(e) = wait_for_daemon(&args.bpffs, Duration::from_secs(args.wait_daemon)) {
+        return fail(&e);
+    }
     let _loading = match lock::loader(&args.bpffs, &holder, Duration::from_secs(args.wait)) {
         Ok(l) => l,
         Err(e) => return fail(&e),
@@ -61,7 +90,7 @@ pub fn run(args: &Args) -> ExitCode {
     match Enforcer::unload_pinned(&args.bpffs) {
         Ok(()) => {
             println!(
-                "unloaded: removed the programs and maps pinned at {}",
+                "unloaded: removed the programs and maps pinned at {}, and the kernel has freed the programs",
                 args.bpffs.display()
             );
             ExitCode::SUCCESS

@@ -8,7 +8,7 @@
 //! be redirected (`host_paths`: the test's containerd serves NRI from its scratch directory,
 //! not /var/run/nri).
 
-use super::manifest::{find, get, items, load, pairs, text};
+use super::manifest::{find, get, items, load, load_from, pairs, text};
 use super::Containerd;
 use d4c_policy::yaml::Node;
 use k8s_cri::v1::{
@@ -84,9 +84,21 @@ impl Spec {
         host_paths: &HashMap<&str, PathBuf>,
         extra: &[(&str, &str, &str)],
     ) -> Spec {
-        let ds = load("daemonset.yaml");
+        Spec::load_from("kubernetes", "containers", scratch, host_paths, extra)
+    }
+
+    /// Reads the first of `list` (`containers` or `initContainers`) of the `DaemonSet` in
+    /// install/`dir`/daemonset.yaml, as [`Spec::load`] does.
+    pub fn load_from(
+        dir: &str,
+        list: &str,
+        scratch: &Path,
+        host_paths: &HashMap<&str, PathBuf>,
+        extra: &[(&str, &str, &str)],
+    ) -> Spec {
+        let ds = load_from(dir, "daemonset.yaml");
         let pod = get(&ds, "spec.template.spec");
-        let c = &items(get(pod, "containers"))[0];
+        let c = &items(get(pod, list))[0];
         let sc = get(c, "securityContext");
         let caps = get(sc, "capabilities");
         let mut volumes: HashMap<String, PathBuf> = HashMap::new();
