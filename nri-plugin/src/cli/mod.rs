@@ -45,7 +45,8 @@ enum Command {
     /// actions expected); exit 1 when one fails.
     Test(test::Args),
     /// Run a command as a managed container under a policy, enforced in the kernel
-    /// (needs root and BPF LSM); alerts as ECS NDJSON; exits with the command's status.
+    /// (needs root; BPF LSM, or `fmod_ret` where `bpf` is not in `lsm=`); alerts as ECS
+    /// NDJSON; exits with the command's status.
     Exec(exec::Args),
     /// Run the daemon: an NRI plugin for containerd/CRI-O that protects every pod a policy
     /// selects from its first instruction.
