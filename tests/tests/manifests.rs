@@ -194,3 +194,21 @@ fn uninstall_unloads_with_the_daemon_s_privileges_after_it_stops() {
     assert_eq!(caps(unload), caps(daemon));
     assert!(install().join("uninstall.sh").is_file());
 }
+
+#[test]
+fn the_metrics_service_reaches_every_d4c_pod_s_metrics_port() {
+    let svc = load("service.yaml");
+    let ds = load("daemonset.yaml");
+    let labels = get(&ds, "spec.template.metadata.labels");
+    let selector = get(&svc, "spec.selector");
+    assert_eq!(
+        text(key(selector, "app.kubernetes.io/name")),
+        text(key(labels, "app.kubernetes.io/name"))
+    );
+    assert_eq!(text(get(&svc, "spec.clusterIP")), "None");
+    let target = text(get(&items(get(&svc, "spec.ports"))[0], "targetPort"));
+    let c = &items(get(&ds, "spec.template.spec.containers"))[0];
+    assert!(items(get(c, "ports"))
+        .iter()
+        .any(|p| text(get(p, "name")) == target));
+}
