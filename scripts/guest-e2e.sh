@@ -34,6 +34,11 @@ case $mode in
     *) echo "guest-e2e: MODE is lsm or fmod_ret, not $mode" >&2; exit 2 ;;
 esac
 bins=${D4C_GUEST_TESTS:-$bins}   # a subset, for a quicker run by hand
+# More kernel parameters for the boot (scripts/test.sh: the command line node preparation
+# writes), and tests/guest/doctor.sh run first in the same boot when D4C_E2E_DOCTOR says
+# whether blocking is guaranteed there (1 or 0).
+append="$append${D4C_E2E_APPEND:+ $D4C_E2E_APPEND}"
+doctor=${D4C_E2E_DOCTOR:-}
 stage=target/guest-e2e
 require_bpf=${D4C_REQUIRE_BPF_LSM:-${D4C_REQUIRE_PRIVILEGED:-0}}
 
@@ -70,11 +75,12 @@ status=0
 # The test binaries in one boot; the exit status is the first failure's.
 cargo xtask vm --kernel "$kernel" --append "$append" --timeout 900 \
     --with "$stage/guest_containerd" --with "$stage/guest_daemonset" --with "$stage/guest_unregistered" \
-    --with "$stage/d4c-containerd" \
+    --with "$stage/d4c-containerd" --with tests/guest/doctor.sh \
     --with "$stage/install" "${tools[@]}" -- \
     env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd D4C_INSTALL_DIR=/opt/with/install \
-    D4C_REQUIRE_BPF_LSM="$require_bpf" D4C_EXPECT_ATTACH="$mode" sh -c \
-    'a=0; for t in "$@"; do /opt/with/$t --nocapture --test-threads=1 || { r=$?; [ $a -eq 0 ] && a=$r; }; done; exit $a' \
+    D4C_REQUIRE_BPF_LSM="$require_bpf" D4C_EXPECT_ATTACH="$mode" D4C_EXPECT_SOUND="$doctor" sh -c \
+    'a=0; if [ -n "$D4C_EXPECT_SOUND" ]; then /opt/with/doctor.sh || a=1; fi
+     for t in "$@"; do /opt/with/$t --nocapture --test-threads=1 || { r=$?; [ $a -eq 0 ] && a=$r; }; done; exit $a' \
     sh $bins 2>&1 | tee "$out" || status=${PIPESTATUS[0]}
 if ((status != 0)); then
     # A harness failure or a crash prints no cargo-test summary for that binary: count it

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs inside a QEMU guest (scripts/test.sh passes it with `cargo xtask vm --with`): whether
+# Runs inside a QEMU guest (scripts/test.sh passes it to every kernel-test boot, and to some
+# end-to-end boots through scripts/guest-e2e.sh with D4C_E2E_DOCTOR): whether
 # d4c's blocking is guaranteed on the booted kernel, as `d4c doctor` says (exit code, json,
 # the fix), and what `d4c exec --require-sound` and the daemon with `requireSound: true` do
 # with it: refuse with one line and load nothing where blocking is not guaranteed, run

@@ -43,12 +43,20 @@ fuzz_target!(|data: &[u8]| {
                 })
             })
             .collect();
-        events.extend(ProcessOp::ALL.map(|op| Event::Process {
-            op,
-            executable: "/bin/sh".into(),
-            name: "sh".into(),
-            interactive: true,
-        }));
+        // A shell run as itself, and one run through a link to another file (dash,
+        // busybox): both identities are decided.
+        for (executable, name, started_as) in [
+            ("/bin/sh", "sh", None),
+            ("/bin/busybox", "busybox", Some("/bin/sh")),
+        ] {
+            events.extend(ProcessOp::ALL.map(|op| Event::Process {
+                op,
+                executable: executable.into(),
+                name: name.into(),
+                started_as: started_as.map(Into::into),
+                interactive: true,
+            }));
+        }
         for ev in &events {
             assert_eq!(
                 maps.decide(1, ev),

@@ -101,16 +101,17 @@ fn a_flooding_container_cannot_crowd_out_another_ones_alert() {
         .find(|(owner, _)| *owner == a.id())
         .map(|(_, b)| b)
         .expect("the flood's budget");
-    assert_eq!(
-        held.throttled + admitted,
-        attempts,
-        "each attempt is written or counted as held back (written {admitted}, held {})",
+    // Each attempt is written, counted as held back, or (when the unread ring is full of
+    // the flood's samples: this test reads it only at the end) counted as a ring drop.
+    let drops = k.enforcer().counters().unwrap()[CNT_RINGBUF_DROPS as usize] - drops_before;
+    assert!(
+        held.throttled + admitted <= attempts && attempts <= held.throttled + admitted + drops,
+        "{attempts} attempts: {admitted} written, {} held back, {drops} dropped",
         held.throttled
     );
     assert!(held.first > 0 && held.last >= held.first);
     // One in 16 held back is sampled (races may move one or two); a sample the ring had
-    // no room for is counted as a drop (a fast guest floods more than the ring holds).
-    let drops = k.enforcer().counters().unwrap()[CNT_RINGBUF_DROPS as usize] - drops_before;
+    // no room for is counted as a drop.
     let want = held.throttled / 16;
     assert!(
         samples + drops + 2 >= want && samples <= want + 2,

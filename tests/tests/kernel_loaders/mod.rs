@@ -1,5 +1,5 @@
 //! Several d4c processes on one pin directory: the `d4c` binary (on `PATH` in the guests)
-//! run twice at once, the second started at steps across the first one's load. Both
+//! run twice, the second started with the first, inside its load, and after it. Both
 //! commands are protected (or the second refuses with one line), every refused attempt
 //! is alerted to the run that made it and to no other, and the last run out removes the
 //! programs. A link pin removed under a running `d4c exec` is put back, and enforcement
@@ -207,6 +207,14 @@ fn protected(run: &Run, code: i32, other: &Run, what: &str) -> bool {
 /// Seconds each run's command loops.
 const LOOP_SECS: u32 = 2;
 
+/// A number in [0, 1) from the clock's nanoseconds: a point that differs from run to run.
+fn fraction_from_clock() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos) / 1e9
+}
+
 #[test]
 fn two_exec_runs_started_across_the_load_are_both_protected() {
     let Some(d4c) = d4c() else { return };
@@ -233,18 +241,23 @@ fn two_exec_runs_started_across_the_load_are_both_protected() {
         "a run that loaded alone leaves nothing pinned"
     );
     eprintln!("a run loads and starts its command in {load:?}");
-    // Delays from 0 to past the load, in quarters of it (D4C_LOADER_DELAYS, in seconds,
-    // overrides).
+    // Three delays, one per way the runs meet: at once (the lock's contention), inside the
+    // first one's load (its pins half made: the lost enforcement), and after it
+    // (adoption, a ring per reader). The point inside the load is drawn anew in each run,
+    // so the boots of a CI run cover the whole load between them; it is printed, and
+    // D4C_LOADER_DELAYS (seconds) replays any list of delays.
     let delays: Vec<Duration> = match std::env::var("D4C_LOADER_DELAYS") {
         Ok(v) => v
             .split_whitespace()
             .map(|s| Duration::from_secs_f64(s.parse().expect("D4C_LOADER_DELAYS: seconds")))
             .collect(),
-        Err(_) => (0..=4)
-            .map(|q| load * q / 4)
-            .chain([load + Duration::from_secs(1)])
-            .collect(),
+        Err(_) => vec![
+            Duration::ZERO,
+            load.mul_f64(0.1 + 0.8 * fraction_from_clock()),
+            load + Duration::from_secs(1),
+        ],
     };
+    eprintln!("delays (D4C_LOADER_DELAYS to replay): {delays:?}");
     let mut both = 0;
     for (i, delay) in delays.iter().enumerate() {
         let pin = PathBuf::from(format!("{}-{}", d4c::paths::PIN_DIR, unique("loaders")));

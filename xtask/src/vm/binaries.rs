@@ -18,7 +18,28 @@ const BUSYBOX: &str = "/bin/busybox";
 pub fn build_d4c(workspace: &Path) -> Result<PathBuf> {
     progress("building d4c (cargo build --release -p d4c)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // `cargo run` gave this process the variables of xtask's own package; a build script
+    // that watches one of them (ring's watches CARGO_MANIFEST_DIR) would see it change
+    // between this build and a plain `cargo build --release`, and each would rebuild
+    // ring, rustls, ureq and d4c (about a minute under a test run's load).
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CARGO_PKG_")
+            || matches!(
+                &*n,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    let mut child = cmd
         .current_dir(workspace)
         .args([
             "build",

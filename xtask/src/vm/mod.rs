@@ -14,7 +14,7 @@ mod qemu;
 
 use std::ffi::OsString;
 use std::fmt::Display;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,10 +57,12 @@ pub fn run(args: &VmArgs) -> Result<u8> {
         path.symlink_metadata()
             .with_context(|| format!("--with {}", path.display()))?;
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?
-        .to_owned();
+    // `cargo run` names the package's directory at run time; the compile-time one is a
+    // fallback only, since a target directory shared by several clones (CI's cache) runs
+    // one clone's build of xtask from another clone.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let workspace = manifest_dir.parent().context("workspace root")?.to_owned();
     let cache = cache::Cache::open()?;
 
     // Build d4c while the kernel is being fetched.
