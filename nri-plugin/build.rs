@@ -19,7 +19,19 @@ fn main() -> anyhow::Result<()> {
             |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         );
     println!("cargo:rustc-env=D4C_BUILD=git {rev}");
+    // `d4c --version` names the commit: built again when HEAD moves, whether HEAD names a
+    // commit itself or (on a branch) a ref file that a commit rewrites.
     println!("cargo:rerun-if-changed=../.git/HEAD");
+    if let Ok(head) = std::fs::read_to_string("../.git/HEAD") {
+        if let Some(reference) = head.trim().strip_prefix("ref: ") {
+            // A path that does not exist would run this script at every build.
+            for path in [format!("../.git/{reference}"), "../.git/packed-refs".into()] {
+                if std::path::Path::new(&path).exists() {
+                    println!("cargo:rerun-if-changed={path}");
+                }
+            }
+        }
+    }
 
     build_ebpf()
 }

@@ -64,7 +64,9 @@ done
 # The image the DaemonSet test runs: the release d4c that `cargo xtask vm` also installs.
 d4c_release=$(cargo_binary d4c build --release -p d4c)
 [[ -n $d4c_release && -x $d4c_release ]] || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (d4c did not build)"; exit 1; }
-python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_latest.tar" "$d4c_release" >/dev/null \
+version=$("$d4c_release" --version | cut -d' ' -f2)
+rm -f "$stage"/d4c-containerd/docker.io_library_d4c_*.tar
+python3 install/image/build.py "$stage/d4c-containerd/docker.io_library_d4c_$version.tar" "$d4c_release" \
     || { echo "guest end-to-end ($kernel, $mode): 0 passed, 1 failed (the d4c image did not build)"; exit 1; }
 rm -rf "$stage/install" && mkdir -p "$stage/install" && cp -r install/kubernetes install/uninstall "$stage/install/"
 

@@ -133,6 +133,23 @@ if [[ -n $ctd2 ]]; then
         | tee -a "$log" || status=1
 fi
 
+# The image the manifests name: built from the release binary, stripped, tagged with the
+# package version, its size and digest printed; built twice, the same digest (reproducible).
+step "the d4c image (install/image/build.py)"
+image_dir=$(mktemp -d)
+if release=$(cargo build --release -p d4c --message-format=json-render-diagnostics \
+        | grep -o '"executable":"[^"]*/d4c"' | cut -d'"' -f4 | tail -n1) \
+    && python3 install/image/build.py "$image_dir/a.tar" "$release" | tee "$image_dir/a.out" \
+    && python3 install/image/build.py "$image_dir/b.tar" "$release" >"$image_dir/b.out" \
+    && [[ $(grep -o 'digest .*' "$image_dir/a.out") == $(grep -o 'digest .*' "$image_dir/b.out") ]] \
+    && grep -q "d4c:$("$release" --version | cut -d' ' -f2) " "$image_dir/a.out"; then
+    echo "image: 1 passed, 0 failed" | tee -a "$log"
+else
+    echo "image: 0 passed, 1 failed (install/image/build.py: not built, or not reproducible)" | tee -a "$log"
+    status=1
+fi
+rm -rf "$image_dir"
+
 # Per kernel: containerd 1.7 with BPF LSM active, and containerd 2.x in a guest without
 # `bpf` in `lsm=` (fmod_ret). The pairs cover each attach mode and each containerd version
 # on every kernel. guest_containerd and guest_unregistered run in every boot; the DaemonSet

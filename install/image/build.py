@@ -3,12 +3,17 @@
 
 Usage: build.py OUT.tar [BINARY] [NAME]
   BINARY  the built d4c (default target/release/d4c: `cargo build --release -p d4c`)
-  NAME    image name (default docker.io/library/d4c:latest, what `image: d4c:latest` in
-          install/kubernetes/daemonset.yaml resolves to)
+  NAME    image name (default docker.io/library/d4c:VERSION, VERSION being what
+          `BINARY --version` says, as `image: d4c:VERSION` in install/kubernetes/ and
+          install/uninstall/ resolves)
 
-The single layer holds /usr/local/bin/d4c, the shared libraries it links (as `ldd` lists
-them: glibc, libgcc_s, libm, the loader), the default policy in /etc/d4c/policies and
-/etc/passwd. Entrypoint `d4c`, command `nri`: the DaemonSet passes `nri --config ...`.
+The single layer holds /usr/local/bin/d4c (BINARY without its debug information: the
+symbols stay, for readable backtraces), the shared libraries it links (as `ldd` lists
+them: glibc, libgcc_s, libm, the loader), the default policy in /etc/d4c/policies, the
+licenses in /usr/share/doc/d4c and /etc/passwd. Entrypoint `d4c`, command `nri`: the
+DaemonSet passes `nri --config ...`. The build is reproducible: every mtime is 0, so the
+same BINARY gives the same digest. It prints the name, the version, the layer's size
+(compressed and not) and the digest.
 Load it with `ctr -n k8s.io images import OUT.tar` (containerd), `podman load -i OUT.tar`,
 or push it with `skopeo copy oci-archive:OUT.tar docker://REGISTRY/d4c:TAG`.
 install/Containerfile builds the same layout with docker/podman/buildah.
@@ -17,11 +22,15 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oci import add_dir, add_file, write_archive  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+# The licenses Cargo.toml declares: d4c's (MIT OR Apache-2.0) and the eBPF object's, which
+# the kernel sees as "Dual MIT/GPL" (MIT OR GPL-2.0).
+LICENSES = ("LICENSE-MIT", "LICENSE-APACHE", "LICENSE-GPL-2.0")
 
 
 def shared_libraries(binary):
@@ -49,13 +58,23 @@ def main():
         sys.exit(__doc__)
     out = sys.argv[1]
     binary = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "target/release/d4c")
-    name = sys.argv[3] if len(sys.argv) > 3 else "docker.io/library/d4c:latest"
     if not os.access(binary, os.X_OK):
         sys.exit(f"build.py: {binary} is not an executable (cargo build --release -p d4c)")
     version = subprocess.run([binary, "--version"], check=True, capture_output=True, text=True).stdout.strip()
+    # `d4c 0.1.0 (git <rev>)`: the tag is the package version.
+    tag = version.split()[1]
+    name = sys.argv[3] if len(sys.argv) > 3 else f"docker.io/library/d4c:{tag}"
+    with tempfile.TemporaryDirectory() as tmp:
+        stripped = os.path.join(tmp, "d4c")
+        subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+        build(out, name, version, stripped, shared_libraries(binary))
+
+
+def build(out, name, version, binary, libraries):
     files = [(binary, "usr/local/bin/d4c", 0o755)]
-    files += [(lib, lib.lstrip("/"), 0o755) for lib in shared_libraries(binary)]
+    files += [(lib, lib.lstrip("/"), 0o755) for lib in libraries]
     files.append((os.path.join(ROOT, "config/policies/default.yaml"), "etc/d4c/policies/default.yaml", 0o644))
+    files += [(os.path.join(ROOT, lic), "usr/share/doc/d4c/" + lic, 0o644) for lic in LICENSES]
 
     def fill(tar):
         seen = set()
@@ -69,7 +88,7 @@ def main():
         add_file(tar, "etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\n")
         add_file(tar, "etc/group", b"root:x:0:\n")
 
-    write_archive(
+    digest, packed, unpacked = write_archive(
         out,
         name,
         fill,
@@ -85,7 +104,10 @@ def main():
             "org.opencontainers.image.version": version,
         },
     )
-    print(f"{out}: {name} ({version}), {len(files)} files")
+    print(
+        f"{out}: {name} ({version}), {len(files)} files, "
+        f"{packed / 1e6:.1f} MB compressed ({unpacked / 1e6:.1f} MB unpacked), digest {digest}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,12 +30,13 @@ def add_symlink(tar, name, target):
 
 
 def layer(fill):
-    """A gzipped layer whose entries `fill(tar)` adds; returns (blob, diff_id)."""
+    """A gzipped layer whose entries `fill(tar)` adds; returns (blob, diff_id, its size
+    uncompressed)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         fill(tar)
     diff = raw.getvalue()
-    return gzip.compress(diff, mtime=0), "sha256:" + hashlib.sha256(diff).hexdigest()
+    return gzip.compress(diff, mtime=0), "sha256:" + hashlib.sha256(diff).hexdigest(), len(diff)
 
 
 def _blob(out, data):
@@ -46,9 +47,11 @@ def _blob(out, data):
 
 def write_archive(path, name, fill, config, labels=None):
     """Writes the OCI archive `path` of image `name` (`registry/repo:tag`) with one layer
-    filled by `fill(tar)` and the image `config` (Entrypoint, Cmd, Env, ...)."""
+    filled by `fill(tar)` and the image `config` (Entrypoint, Cmd, Env, ...). Returns the
+    image's digest (its manifest's, what a registry and `crictl images --digests` show) and
+    the layer's size compressed and uncompressed."""
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
-    gz, diff_id = layer(fill)
+    gz, diff_id, unpacked = layer(fill)
     image_config = {
         "architecture": "amd64",
         "os": "linux",
@@ -82,3 +85,4 @@ def write_archive(path, name, fill, config, labels=None):
         add_file(out, "index.json", json.dumps(index).encode())
         add_file(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
     os.chmod(path, 0o644)
+    return manifest_desc["digest"], len(gz), unpacked

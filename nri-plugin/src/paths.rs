@@ -8,6 +8,10 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/d4c";
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 /// The policy directory (`policyDir:`).
 pub const POLICY_DIR: &str = "/etc/d4c/policies";
+/// Where the daemon keeps a copy of the last policy it loaded (`lastGoodPolicyDir:`): what
+/// it enforces when it starts and the policy directory is invalid. Under /run, like the
+/// pins it goes with: gone at a reboot.
+pub const LAST_GOOD_POLICY_DIR: &str = "/run/d4c/last-good-policy";
 /// The daemon's status socket (`statusSocket:`, `d4c status --socket`).
 pub const STATUS_SOCKET: &str = "/run/d4c/status.sock";
 /// The runtime's NRI socket (`nriSocket:`): NRI's own default.

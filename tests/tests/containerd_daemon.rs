@@ -2,7 +2,7 @@
 //! created through CRI are registered at `StartContainer` with the rule set their labels
 //! select (checked through `d4c status`), removed on removal, rebuilt after a daemon
 //! restart and after a containerd restart; policy reloads switch rule sets and an invalid
-//! change keeps the last good policy. The kernel maps are the daemon's in-memory stand-in
+//! change keeps the last good policy, through a daemon restart too. The kernel maps are the daemon's in-memory stand-in
 //! (`enforcement: none`): this machine's kernel cannot load LSM programs; the guest tests
 //! cover enforcement. Needs root and containerd with NRI (`tests/containerd/setup.sh`).
 
@@ -28,6 +28,7 @@ fn rule_set(status: &Value, id: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn daemon_registers_real_pods() {
     if skip_reason().is_some() {
         return;
@@ -119,6 +120,27 @@ async fn daemon_registers_real_pods() {
     let s = daemon.status().unwrap();
     assert_eq!(s["policy_revision"], 2);
     assert!(rule_set(&s, &b).is_some());
+    assert_eq!(s["policy_valid"], false, "{s}");
+
+    // A restart with the invalid file still there: the daemon enforces the last good
+    // policy it loaded (revision 2's files), says so, and registers the pods under it.
+    daemon.restart();
+    let s = daemon.wait_for(
+        |s| rule_set(s, &a).is_some() && rule_set(s, &b).is_some(),
+        "resync on the last good policy",
+    );
+    assert_eq!(s["policy_valid"], false, "{s}");
+    assert!(
+        daemon
+            .log()
+            .contains("THE POLICY DIRECTORY IS INVALID: enforcing the last good policy"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("broken.yaml:"), "{}", daemon.log());
+    // Fixed: loaded, valid again.
+    std::fs::remove_file(policies.join("broken.yaml")).unwrap();
+    daemon.wait_for(|s| s["policy_valid"] == true, "the fixed directory loaded");
 
     // Removal drops the container.
     protected.remove(&mut cri).await;

@@ -31,6 +31,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+
+/// The image the manifests name (`d4c:<version>`), as containerd resolves it; scripts/guest-e2e.sh
+/// builds its archive with install/image/build.py.
+const IMAGE: &str = concat!("docker.io/library/d4c:", env!("CARGO_PKG_VERSION"));
 use std::time::{Duration, Instant};
 
 const DRIFT: [&str; 3] = ["sh", "-c", "cp /bin/busybox /tmp/x"];
@@ -74,7 +78,7 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
         !Path::new(PINS).exists(),
         "{PINS} exists: another d4c is loaded here"
     );
-    let image = setup_dir().join(image_tar_name("docker.io/library/d4c:latest"));
+    let image = setup_dir().join(image_tar_name(IMAGE));
     assert!(
         image.is_file(),
         "no d4c image archive {} (scripts/guest-e2e.sh builds it with install/image/build.py)",
@@ -89,7 +93,7 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
         &HashMap::from([("/var/run/nri", ctd.scratch.clone())]),
         &[("policies", "protect.yaml", PROTECT_POLICY)],
     );
-    assert_eq!(spec.image, "docker.io/library/d4c:latest");
+    assert_eq!(spec.image, IMAGE);
     eprintln!(
         "[{:>5.1?}] containerd ready, d4c image imported",
         started.elapsed()

@@ -212,3 +212,16 @@ fn the_metrics_service_reaches_every_d4c_pod_s_metrics_port() {
         .iter()
         .any(|p| text(get(p, "name")) == target));
 }
+
+#[test]
+fn the_manifests_run_this_release_s_image_not_latest() {
+    // install/image/build.py tags the image with the package version; the manifests name
+    // that tag, so an upgrade is a changed tag and a rollback the previous one.
+    let want = concat!("d4c:", env!("CARGO_PKG_VERSION"));
+    let d4c = load("daemonset.yaml");
+    let daemon = &items(get(&d4c, "spec.template.spec.containers"))[0];
+    assert_eq!(text(get(daemon, "image")), want);
+    let ds = load_from("uninstall", "daemonset.yaml");
+    let unload = &items(get(get(&ds, "spec.template.spec"), "initContainers"))[0];
+    assert_eq!(text(get(unload, "image")), want);
+}

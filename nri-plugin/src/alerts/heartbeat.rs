@@ -123,6 +123,7 @@ mod tests {
             }],
             kernel_counters: Some(vec![0; 8]),
             block_action_enabled: true,
+            policy_valid: true,
             ..Snapshot::default()
         };
         let d = document(

@@ -165,6 +165,9 @@ fn from_daemon(args: &Args) -> Option<ExitCode> {
         snap.containers.len(),
         protected
     );
+    if !snap.policy_valid {
+        println!("POLICY INVALID: the policy directory's files are not the policy in force (a change was rejected, or d4c started on its last good copy); the daemon's log has the errors");
+    }
     for c in &snap.containers {
         let rs = c
             .rule_set

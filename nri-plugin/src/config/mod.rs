@@ -15,6 +15,11 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/policies/defaul
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub policy_dir: PathBuf,
+    /// `invalidPolicyAtStart:`: what the daemon does when the policy directory is invalid
+    /// at start and there is no last good policy to enforce.
+    pub invalid_policy_at_start: InvalidAtStart,
+    /// `lastGoodPolicyDir:` ([`crate::daemon::last_good`]).
+    pub last_good_policy_dir: PathBuf,
     pub nri_socket: PathBuf,
     pub plugin_name: String,
     pub plugin_index: String,
@@ -53,6 +58,17 @@ pub struct Config {
 pub enum Enforcement {
     Kernel(crate::bpf::AttachRequest),
     None,
+}
+
+/// `invalidPolicyAtStart:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidAtStart {
+    /// Stop with the policy's errors (the pinned programs keep enforcing what they hold).
+    Refuse,
+    /// Run the embedded default policy with every block audited (alerted, not refused),
+    /// and say so in the log, `d4c status` and `d4c_policy_valid`, until the policy
+    /// directory is fixed.
+    AlertOnly,
 }
 
 /// `unregisteredContainers:`.
@@ -96,6 +112,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             policy_dir: paths::POLICY_DIR.into(),
+            invalid_policy_at_start: InvalidAtStart::Refuse,
+            last_good_policy_dir: paths::LAST_GOOD_POLICY_DIR.into(),
             nri_socket: paths::NRI_SOCKET.into(),
             plugin_name: "d4c".into(),
             plugin_index: "50".into(),

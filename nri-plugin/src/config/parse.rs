@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use d4c_policy::parse::closest;
 use d4c_policy::yaml::{self, Node, NodeKind};
 
-use super::{Alerts, Config, ConfigError, Enforcement, LogFormat, Unregistered};
+use super::{Alerts, Config, ConfigError, Enforcement, InvalidAtStart, LogFormat, Unregistered};
 use crate::bpf::AttachRequest;
 
 /// Sets a field from any value of its key.
@@ -33,8 +33,16 @@ enum Field {
 }
 
 /// Every top-level key, in the order `config/d4c.yaml` documents them.
-const FIELDS: [(&str, Field); 17] = [
+const FIELDS: [(&str, Field); 19] = [
     ("policyDir", Field::Value(|c, v| c.policy_dir = v.into())),
+    (
+        "invalidPolicyAtStart",
+        Field::Checked(invalid_policy_at_start),
+    ),
+    (
+        "lastGoodPolicyDir",
+        Field::Value(|c, v| c.last_good_policy_dir = v.into()),
+    ),
     ("nriSocket", Field::Value(|c, v| c.nri_socket = v.into())),
     ("pluginName", Field::Value(|c, v| c.plugin_name = v)),
     ("pluginIndex", Field::Checked(plugin_index)),
@@ -258,6 +266,19 @@ fn enforcement_section(section: &Node, c: &mut Config) -> Result<(), (Node, Stri
             }
         }
     }
+    Ok(())
+}
+
+fn invalid_policy_at_start(c: &mut Config, v: &str) -> Result<(), String> {
+    c.invalid_policy_at_start = match v {
+        "refuse" => InvalidAtStart::Refuse,
+        "alertOnly" => InvalidAtStart::AlertOnly,
+        other => {
+            return Err(format!(
+                "`invalidPolicyAtStart` is `refuse` or `alertOnly`, not `{other}`"
+            ))
+        }
+    };
     Ok(())
 }
 

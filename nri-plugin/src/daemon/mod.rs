@@ -7,6 +7,7 @@ mod error;
 pub mod guards;
 pub mod kernel;
 mod kernel_bpf;
+pub mod last_good;
 pub mod nested;
 pub mod nri_handler;
 pub mod owner;

@@ -73,6 +73,15 @@ pub struct Snapshot {
     /// file is not audited as a whole).
     #[serde(default)]
     pub block_action_enabled: bool,
+    /// Whether the policy directory's files are the policy in force (false: a change was
+    /// rejected, or the daemon started on its last good copy); filled in by the status
+    /// socket from `d4c_policy_valid`.
+    #[serde(default = "yes")]
+    pub policy_valid: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What `d4c status` shows of auditing.
@@ -370,6 +379,7 @@ fn snapshot<K: KernelState + Counters>(
         enforcement: enforcement.clone(),
         audit: audit_status(registry.policy()),
         block_action_enabled: registry.policy().can_block(),
+        policy_valid: true,
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::kernel::MemoryKernel;
+use super::last_good::{self, StartPolicy};
 use super::nri_handler::NriHandler;
 use super::owner::{self, Handle};
 use super::registry::Registry;
@@ -21,10 +22,12 @@ use d4c_policy::Policy;
 /// Runs the daemon until `shutdown` completes (then the kernel keeps enforcing what is
 /// pinned) or a step fails.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let policy = load_policy(&config)?;
+    let (policy, valid) = load_policy(&config)?;
     let metrics = Arc::new(Metrics::default());
     metrics.policy_revision.store(1, Ordering::Relaxed);
-    metrics.policy_valid.store(1, Ordering::Relaxed);
+    metrics
+        .policy_valid
+        .store(u64::from(valid), Ordering::Relaxed);
     // Ready while enforcement is intact: from the load on, as the checks find it.
     metrics.enforcement_intact.store(1, Ordering::Relaxed);
     let (handle, daemon_lock) = start_registry(&config, policy, &metrics)?;
@@ -82,6 +85,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tokio::spawn(watch::follow(
         config.policy_dir.clone(),
         config.source.clone(),
+        config.last_good_policy_dir.clone(),
         handle.clone(),
         metrics.clone(),
     ));
@@ -151,26 +155,44 @@ fn start_registry(
     }
 }
 
-/// The policy of the policy directory, or the embedded default where there is none.
-fn load_policy(config: &Config) -> Result<Arc<Policy>, DaemonError> {
-    let (source, loaded) = watch::load(&config.policy_dir);
-    let mut loaded = loaded.map_err(DaemonError::Policy)?;
-    loaded.policy.audit = config.audit.clone();
+/// The policy of the policy directory, or the embedded default where there is none; where
+/// the directory is invalid, the last good copy, or what `invalidPolicyAtStart` says
+/// (`last_good`). Also whether the directory's policy is the one in force.
+fn load_policy(config: &Config) -> Result<(Arc<Policy>, bool), DaemonError> {
+    let (mut loaded, valid) = match last_good::start_policy(config).map_err(DaemonError::Policy)? {
+        StartPolicy::Loaded(source, loaded) => {
+            match &source {
+                PolicySource::EmbeddedDefault => {
+                    tracing::warn!(dir = %config.policy_dir.display(), "policy directory not found: enforcing the embedded default policy");
+                }
+                PolicySource::Directory(d) => {
+                    tracing::info!(dir = %d.display(), selectors = loaded.policy.selectors.len(), "policy loaded");
+                    if let Err(e) = last_good::save(d, &config.last_good_policy_dir) {
+                        tracing::warn!(dir = %config.last_good_policy_dir.display(), "the last good policy could not be saved (a start with an invalid policy directory will not find it): {e}");
+                    }
+                }
+            }
+            (loaded, true)
+        }
+        StartPolicy::LastGood(e, loaded) => {
+            tracing::error!(dir = %config.policy_dir.display(), last_good = %config.last_good_policy_dir.display(), "THE POLICY DIRECTORY IS INVALID: enforcing the last good policy d4c loaded, until the directory is fixed (d4c_policy_valid is 0):\n{e}");
+            (loaded, false)
+        }
+        StartPolicy::AlertOnly(e, loaded) => {
+            tracing::error!(dir = %config.policy_dir.display(), "THE POLICY DIRECTORY IS INVALID and there is no last good policy: invalidPolicyAtStart: alertOnly runs the embedded default policy with every block audited (alerted, NOT refused) until the directory is fixed (d4c_policy_valid is 0):\n{e}");
+            (loaded, false)
+        }
+    };
+    if !loaded.policy.audit.all {
+        loaded.policy.audit = config.audit.clone();
+    }
     if !config.audit.is_empty() {
         tracing::warn!(policies = ?config.audit.policies, namespaces = ?config.audit.namespaces, "audit: blocks of these policy files and namespaces are allowed and alerted as would-be blocks");
     }
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    match &source {
-        PolicySource::EmbeddedDefault => {
-            tracing::warn!(dir = %config.policy_dir.display(), "policy directory not found: enforcing the embedded default policy");
-        }
-        PolicySource::Directory(d) => {
-            tracing::info!(dir = %d.display(), selectors = loaded.policy.selectors.len(), "policy loaded");
-        }
-    }
-    Ok(Arc::new(loaded.policy))
+    Ok((Arc::new(loaded.policy), valid))
 }
 
 /// Loads (or adopts) the kernel programs, starts the owner task over them and the alerts

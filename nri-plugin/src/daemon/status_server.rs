@@ -26,6 +26,10 @@ pub async fn serve(path: &Path, handle: Handle, metrics: Arc<Metrics>) -> io::Re
             let body = match handle.status().await {
                 Ok(mut s) => {
                     s.audit.would_block = metrics.audited_policies();
+                    s.policy_valid = metrics
+                        .policy_valid
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        == 1;
                     serde_json::to_string(&s).unwrap_or_default()
                 }
                 Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),

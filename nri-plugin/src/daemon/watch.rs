@@ -135,9 +135,15 @@ impl Watcher {
 }
 
 /// Polls the policy directory (and the configuration's `audit:`); a valid change is
-/// applied, an invalid one is logged with its positions and the last good policy stays in
-/// force.
-pub async fn follow(dir: PathBuf, config: Option<PathBuf>, handle: Handle, metrics: Arc<Metrics>) {
+/// applied (and copied to `last_good`), an invalid one is logged with its positions and
+/// the last good policy stays in force.
+pub async fn follow(
+    dir: PathBuf,
+    config: Option<PathBuf>,
+    last_good: PathBuf,
+    handle: Handle,
+    metrics: Arc<Metrics>,
+) {
     let mut watcher = Watcher::new(&dir, config.as_deref());
     loop {
         tokio::time::sleep(POLL).await;
@@ -171,6 +177,9 @@ pub async fn follow(dir: PathBuf, config: Option<PathBuf>, handle: Handle, metri
                     metrics.policy_revision.store(rev, Ordering::Relaxed);
                     metrics.policy_valid.store(1, Ordering::Relaxed);
                     tracing::info!(revision = rev, "policy reloaded");
+                    if let Err(e) = super::last_good::save(&dir, &last_good) {
+                        tracing::warn!(dir = %last_good.display(), "the last good policy could not be saved: {e}");
+                    }
                 }
                 Err(e) => {
                     rejected(&metrics);

@@ -291,11 +291,14 @@ pub fn write_config_with(
     } else {
         "alerts:\n  stdout: true\n"
     };
+    // The last good policy beside the configuration, never the host's /run/d4c.
+    let last_good = path.with_file_name("last-good-policy");
     std::fs::write(
         path,
         format!(
-            "policyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\n{metrics}clusterName: e2e\n{extra}{alerts}",
+            "policyDir: {}\nlastGoodPolicyDir: {}\nnriSocket: {}\npluginIndex: \"20\"\n{enforcement}statusSocket: {}\n{metrics}clusterName: e2e\n{extra}{alerts}",
             policies.display(),
+            last_good.display(),
             nri_socket.display(),
             status.display()
         ),
