@@ -225,3 +225,34 @@ fn the_manifests_run_this_release_s_image_not_latest() {
     let unload = &items(get(get(&ds, "spec.template.spec"), "initContainers"))[0];
     assert_eq!(text(get(unload, "image")), want);
 }
+
+#[test]
+fn elasticsearch_credentials_come_from_an_optional_secret() {
+    let ds = load("daemonset.yaml");
+    let daemon = &items(get(&ds, "spec.template.spec.containers"))[0];
+    let env = items(get(daemon, "env"));
+    for (var, key) in [
+        ("D4C_ELASTICSEARCH_API_KEY", "api-key"),
+        ("D4C_ELASTICSEARCH_PASSWORD", "password"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| text(get(e, "name")) == var)
+            .unwrap_or_else(|| panic!("{var} is not set from a Secret"));
+        let r = get(e, "valueFrom.secretKeyRef");
+        assert_eq!(text(get(r, "name")), "d4c-elasticsearch");
+        assert_eq!(text(get(r, "key")), key);
+        assert_eq!(
+            text(get(r, "optional")),
+            "true",
+            "no Secret: the pod still starts"
+        );
+    }
+    // The variables the daemon reads them from (config/d4c.yaml documents them).
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/d4c.yaml"))
+            .unwrap();
+    assert!(
+        doc.contains("D4C_ELASTICSEARCH_API_KEY") && doc.contains("D4C_ELASTICSEARCH_PASSWORD")
+    );
+}

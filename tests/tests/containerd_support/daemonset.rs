@@ -62,11 +62,23 @@ fn config_map_dir(name: &str, dir: &Path) {
     }
 }
 
-/// A container's `env` as CRI key-values.
+/// A container's `env` as CRI key-values. An entry from an optional Secret
+/// (`valueFrom.secretKeyRef`, `optional: true`) is left out, as a kubelet leaves it out
+/// when the Secret does not exist (none does here).
 fn envs(container: &Node) -> Vec<KeyValue> {
     find(container, "env")
         .map_or(&[][..], items)
         .iter()
+        .filter(|e| {
+            find(e, "value").is_some() || {
+                assert_eq!(
+                    text(get(e, "valueFrom.secretKeyRef.optional")),
+                    "true",
+                    "an env entry without a value must come from an optional Secret"
+                );
+                false
+            }
+        })
         .map(|e| KeyValue {
             key: text(get(e, "name")).to_owned(),
             value: text(get(e, "value")).to_owned(),
