@@ -256,3 +256,26 @@ fn elasticsearch_credentials_come_from_an_optional_secret() {
         doc.contains("D4C_ELASTICSEARCH_API_KEY") && doc.contains("D4C_ELASTICSEARCH_PASSWORD")
     );
 }
+
+#[test]
+fn the_service_monitor_scrapes_the_metrics_service() {
+    let sm = load_from("prometheus", "servicemonitor.yaml");
+    let svc = load("service.yaml");
+    assert_eq!(text(get(&sm, "kind")), "ServiceMonitor");
+    assert_eq!(
+        text(key(
+            get(&sm, "spec.selector.matchLabels"),
+            "app.kubernetes.io/name"
+        )),
+        text(key(get(&svc, "metadata.labels"), "app.kubernetes.io/name"))
+    );
+    let namespaces: Vec<&str> = items(get(&sm, "spec.namespaceSelector.matchNames"))
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(namespaces, [text(get(&svc, "metadata.namespace"))]);
+    let endpoint = &items(get(&sm, "spec.endpoints"))[0];
+    let port = text(get(&items(get(&svc, "spec.ports"))[0], "name"));
+    assert_eq!(text(get(endpoint, "port")), port);
+    assert_eq!(text(get(endpoint, "path")), "/metrics");
+}
