@@ -22,15 +22,53 @@ mod containerd_support;
 use containerd_support::daemon::{d4c_bin, http_get, Unload};
 use containerd_support::daemonset::{log_lines, normalise, Spec};
 use containerd_support::guest::skip;
-use containerd_support::pods::{exec_sync, wait_exit, Pod, SLEEP};
+use containerd_support::pods::{exec_sync, wait_exit, Cri, Pod, SLEEP};
 use containerd_support::{
     ensure_etc_files, image_tar_name, setup_dir, unique_id, Containerd, PROTECT_POLICY,
 };
 use k8s_cri::v1::StopContainerRequest;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Runs `spec`'s container, as a kubelet would, in a new pod (`name`, `namespace`) with one
+/// label; returns the pod, the container's id and its log file.
+async fn start_in_pod(
+    cri: &mut Cri,
+    ctd: &Containerd,
+    spec: &Spec,
+    (name, namespace): (&str, &str),
+    label: (&str, &str),
+) -> (Pod, String, PathBuf) {
+    let pod = Pod::run(cri, ctd, name, namespace, &[label]).await;
+    let id = pod.create_config(cri, spec.container_config()).await;
+    Pod::start(cri, &id)
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer in {name}: {e}\n{}", ctd.log()));
+    (pod, id, spec.log_file(ctd))
+}
+
+/// Waits up to `limit` for a line of `stream` in the container log `log` that `found`
+/// accepts; else fails with `what()` and the log.
+fn wait_for_line(
+    log: &Path,
+    stream: &str,
+    found: impl Fn(&str) -> bool,
+    limit: Duration,
+    what: impl Fn() -> String,
+) {
+    let t = Instant::now();
+    while !log_lines(log, stream).iter().any(|l| found(l)) {
+        assert!(
+            t.elapsed() < limit,
+            "{}\nits log:\n{}",
+            what(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 /// The image the manifests name (`d4c:<version>`), as containerd resolves it; scripts/guest-e2e.sh
 /// builds its archive with install/image/build.py.
@@ -100,34 +138,26 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
     );
 
     let mut cri = ctd.cri().await;
-    let node_pod = Pod::run(
+    let (node_pod, d4c, log) = start_in_pod(
         &mut cri,
         &ctd,
-        "d4c-node",
-        "d4c-system",
-        &[("app.kubernetes.io/name", "d4c")],
+        &spec,
+        ("d4c-node", "d4c-system"),
+        ("app.kubernetes.io/name", "d4c"),
     )
     .await;
-    let d4c = node_pod
-        .create_config(&mut cri, spec.container_config())
-        .await;
-    Pod::start(&mut cri, &d4c)
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer of the d4c container: {e}\n{}", ctd.log()));
-    let log = spec.log_file(&ctd);
-    let t = Instant::now();
-    while !log_lines(&log, "stderr")
-        .iter()
-        .any(|l| l.contains("synchronized with the runtime"))
-    {
-        assert!(
-            t.elapsed() < Duration::from_mins(1),
-            "the d4c container did not connect to containerd\nits log:\n{}\ncontainerd:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default(),
-            ctd.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_line(
+        &log,
+        "stderr",
+        |l| l.contains("synchronized with the runtime"),
+        Duration::from_mins(1),
+        || {
+            format!(
+                "the d4c container did not connect to containerd\ncontainerd:\n{}",
+                ctd.log()
+            )
+        },
+    );
     eprintln!(
         "[{:>5.1?}] the d4c container is running and synchronized",
         started.elapsed()
@@ -264,33 +294,21 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
         &HashMap::new(),
         &[],
     );
-    let un_pod = Pod::run(
+    let (un_pod, un, un_log) = start_in_pod(
         &mut cri,
         &ctd,
-        "d4c-uninstall",
-        "d4c-uninstall",
-        &[("app.kubernetes.io/name", "d4c-uninstall")],
+        &un_spec,
+        ("d4c-uninstall", "d4c-uninstall"),
+        ("app.kubernetes.io/name", "d4c-uninstall"),
     )
     .await;
-    let un = un_pod
-        .create_config(&mut cri, un_spec.container_config())
-        .await;
-    Pod::start(&mut cri, &un)
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer of the uninstall container: {e}"));
-    let un_log = un_spec.log_file(&ctd);
-    let t = Instant::now();
-    while !log_lines(&un_log, "stdout")
-        .iter()
-        .any(|l| l.starts_with("waiting for"))
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the uninstall container does not wait for the daemon:\n{}",
-            std::fs::read_to_string(&un_log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_line(
+        &un_log,
+        "stdout",
+        |l| l.starts_with("waiting for"),
+        Duration::from_secs(30),
+        || "the uninstall container does not wait for the daemon".to_owned(),
+    );
     let r = exec_sync(&mut cri, &app, &DRIFT, 30).await.unwrap();
     assert_ne!(r.exit_code, 0, "enforced while d4c runs: {r:?}");
     cri.stop_container(StopContainerRequest {
