@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on a fresh machine: install what d4c needs, build it, and watch it stop
 # drift in a real pod. A private containerd 1.7 with NRI, the `d4c nri` daemon with
-# config/policies/default.yaml (the embedded default) + config/policies/block-drift-production.yaml,
+# the default policy set (config/policies/) + config/examples/block-drift-production.yaml,
 # and two pods that try to drop a binary and run it (tests/examples/pod_demo.rs): the copy is
 # refused by the kernel (EPERM) in namespace production and allowed with an alert in dev;
 # the alert documents are printed, then everything is removed.
@@ -31,7 +31,10 @@ fail() { say "$*"; exit 2; }
 scripts/setup.sh
 source scripts/lib/containerd-stage.sh
 stage=target/demo
-policies=(config/policies/default.yaml config/policies/block-drift-production.yaml)
+# The default set (its test files left out) and one example beside it, as config/README.md says.
+policies=()
+for p in config/policies/*.yaml; do [[ $p == *.test.yaml ]] || policies+=("$p"); done
+policies+=(config/examples/block-drift-production.yaml)
 
 say "building d4c and the demo program (the first build takes a few minutes)"
 nice cargo build -q -p d4c

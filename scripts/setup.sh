@@ -11,6 +11,17 @@ set -euo pipefail
 
 say() { printf '[setup] %s\n' "$*"; }
 root=$(cd "$(dirname "$0")/.." && pwd)
+
+# 0. The OS: Debian 12 or later (apt, Debian's archive and keyring, llvm-N-dev from it)
+os_id=$(. /etc/os-release 2>/dev/null && echo "${ID:-}")
+# (testing and sid have no VERSION_ID)
+os_version=$(. /etc/os-release 2>/dev/null && echo "${VERSION_ID:-}")
+if [[ $os_id != debian || ( -n $os_version && ${os_version%%.*} -lt 12 ) ]] && [[ -z ${D4C_SETUP_ANY_OS:-} ]]; then
+    say "this is $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-an unknown OS}"); setup.sh supports Debian 12 and later only:"
+    say "it installs Debian packages (llvm-N-dev of the pinned rustc, qemu-system-x86, busybox-static, cpio, zstd, protobuf-compiler) and containerd 1.7 from Debian 13's archive"
+    say "install those by hand, or run with D4C_SETUP_ANY_OS=1 to try anyway"
+    exit 1
+fi
 # Versions of the cargo-installed tools: a newer bpf-linker may drop the LLVM we build with.
 BPF_LINKER_VERSION=0.13.0
 CARGO_FUZZ_VERSION=0.13.2

@@ -79,7 +79,7 @@ else
             [[ $mode == fmod_ret ]] && sound=0
             echo "--- kernel $k, $mode"
             if ! cargo xtask vm --kernel "$k" --append "$append" --with "$kernel_bin" \
-                --with config/policies/block-drift.yaml --with tests/guest/exec-scenario.sh \
+                --with config/examples/block-drift.yaml --with tests/guest/exec-scenario.sh \
                 --with tests/guest/doctor.sh -- \
                 env D4C_REQUIRE_BPF_LSM="${D4C_REQUIRE_PRIVILEGED:-0}" D4C_EXPECT_ATTACH="$mode" \
                 D4C_EXPECT_SOUND="$sound" sh -c \
@@ -188,7 +188,7 @@ if ((fuzz_seconds > 0)); then
     step "fuzzing parse+validate+compile for ${fuzz_seconds}s"
     corpus=${D4C_CACHE_DIR:-target}/fuzz-corpus
     mkdir -p "$corpus"
-    if RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir policy/fuzz parse_compile "$corpus" config/policies \
+    if RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir policy/fuzz parse_compile "$corpus" config/policies config/examples \
         -- -max_total_time="$fuzz_seconds" -print_final_stats=1 2>&1 | tail -n 15; then
         echo "fuzz: 1 passed, 0 failed" | tee -a "$log"
     else

@@ -9,7 +9,7 @@ Usage: build.py OUT.tar [BINARY] [NAME]
 
 The single layer holds /usr/local/bin/d4c (BINARY without its debug information: the
 symbols stay, for readable backtraces), the shared libraries it links (as `ldd` lists
-them: glibc, libgcc_s, libm, the loader), the default policy in /etc/d4c/policies, the
+them: glibc, libgcc_s, libm, the loader), the default policy set in /etc/d4c/policies, the
 licenses in /usr/share/doc/d4c and /etc/passwd. Entrypoint `d4c`, command `nri`: the
 DaemonSet passes `nri --config ...`. The build is reproducible: every mtime is 0, so the
 same BINARY gives the same digest. It prints the name, the version, the layer's size
@@ -73,7 +73,11 @@ def main():
 def build(out, name, version, binary, libraries):
     files = [(binary, "usr/local/bin/d4c", 0o755)]
     files += [(lib, lib.lstrip("/"), 0o755) for lib in libraries]
-    files.append((os.path.join(ROOT, "config/policies/default.yaml"), "etc/d4c/policies/default.yaml", 0o644))
+    # The default policy set (config/policies/, its test files left out).
+    policies = os.path.join(ROOT, "config/policies")
+    for f in sorted(os.listdir(policies)):
+        if f.endswith(".yaml") and not f.endswith(".test.yaml"):
+            files.append((os.path.join(policies, f), "etc/d4c/policies/" + f, 0o644))
     files += [(os.path.join(ROOT, lic), "usr/share/doc/d4c/" + lic, 0o644) for lic in LICENSES]
 
     def fill(tar):

@@ -17,8 +17,14 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
+/// The default policy set.
 fn policies() -> PathBuf {
     root().join("config/policies")
+}
+
+/// The example policies, each deployed beside the default set.
+fn examples() -> PathBuf {
+    root().join("config/examples")
 }
 
 fn text(b: &[u8]) -> String {
@@ -33,43 +39,65 @@ fn temp_policy(name: &str, yaml: &str) -> PathBuf {
     path
 }
 
+/// Every shipped policy, and the default set as one, passes `d4c check` with the line
+/// config/README.md's table gives it, and that table names every one of them.
 #[test]
-fn every_shipped_policy_passes_check() {
-    let mut n = 0;
-    for entry in std::fs::read_dir(policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if d4c_policy::cases::is_test_file(&path) {
-            continue;
+fn every_shipped_policy_checks_as_config_readme_says() {
+    let readme = std::fs::read_to_string(root().join("config/README.md")).unwrap();
+    let claimed: Vec<(&str, &str)> = readme
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let file = cells.get(1)?.strip_prefix('`')?.split('`').next()?;
+            let line = cells.get(3)?.strip_prefix('`')?.strip_suffix('`')?;
+            line.starts_with("valid: ").then_some((file, line))
+        })
+        .collect();
+    let mut files = vec![("policies/".to_owned(), policies())];
+    for dir in [policies(), examples()] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !d4c_policy::cases::is_test_file(&path) {
+                let name = path.strip_prefix(root().join("config")).unwrap();
+                files.push((name.display().to_string(), path));
+            }
         }
-        let out = d4c(&["check", path.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            text(&out.stderr)
-        );
-        n += 1;
     }
-    assert!(n >= 5, "expected the example policies, found {n}");
-    assert!(d4c(&["check", policies().to_str().unwrap()])
-        .status
-        .success());
+    assert!(files.len() >= 7, "{files:?}");
+    assert_eq!(claimed.len(), files.len(), "config/README.md: {claimed:?}");
+    for (name, path) in files {
+        let out = d4c(&["check", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let want = claimed
+            .iter()
+            .find(|(f, _)| *f == name || f.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("config/README.md has no row for {name}"));
+        assert_eq!(text(&out.stdout).trim_end(), want.1, "{name}");
+        let warnings = text(&out.stderr).lines().count();
+        assert!(want.1.contains(&format!(" {warnings} warning")), "{name}");
+    }
 }
 
 /// Every shipped policy has a test file, and every case of them passes (what CI runs).
 #[test]
 fn the_shipped_policies_pass_their_tests() {
-    let out = d4c(&["test", policies().to_str().unwrap()]);
+    let out = d4c(&[
+        "test",
+        policies().to_str().unwrap(),
+        examples().to_str().unwrap(),
+    ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
-    for entry in std::fs::read_dir(policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if d4c_policy::cases::is_test_file(&path) {
-            continue;
+    for dir in [policies(), examples()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if d4c_policy::cases::is_test_file(&path) {
+                continue;
+            }
+            let test = path.with_extension("test.yaml");
+            assert!(test.exists(), "{} has no test file", path.display());
         }
-        let test = path.with_extension("test.yaml");
-        assert!(test.exists(), "{} has no test file", path.display());
     }
 }
 
@@ -107,7 +135,7 @@ fn a_failing_case_says_where_and_fails_the_run() {
 fn replay_reads_recordings_and_says_what_would_change() {
     use std::io::Write;
     let fixture = root().join("tests/fixtures/recordings/recorded.ndjson");
-    let policy = policies().join("block-drift.yaml");
+    let policy = examples().join("block-drift.yaml");
     let (p, f) = (policy.to_str().unwrap(), fixture.to_str().unwrap());
     let out = d4c(&["replay", "--policy", p, f]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -175,7 +203,7 @@ fn replay_reads_recordings_and_says_what_would_change() {
 fn suggest_writes_a_valid_policy_quiet_on_its_recording() {
     let fixture = root().join("tests/fixtures/recordings/recorded.ndjson");
     let out_file = std::env::temp_dir().join(format!("d4c-suggested-{}.yaml", std::process::id()));
-    let policy = policies().join("block-drift.yaml");
+    let policy = examples().join("block-drift.yaml");
     let out = d4c(&[
         "suggest",
         "--policy",
@@ -241,7 +269,7 @@ fn check_warnings_keep_exit_zero() {
 
 #[test]
 fn eval_prints_the_decision() {
-    let prod = policies().join("block-drift-production.yaml");
+    let prod = examples().join("block-drift-production.yaml");
     let out = d4c(&[
         "eval",
         "--policy",
@@ -290,7 +318,7 @@ fn eval_prints_the_decision() {
         r#"{"actions":["log"],"selectors":["allProcesses"],"responses":[1]}"#
     );
 
-    let seed = policies().join("seed-generation1.yaml");
+    let seed = examples().join("seed-generation1.yaml");
     let args = [
         "eval",
         "--policy",
@@ -372,7 +400,7 @@ fn eval_bad_input_exits_2() {
 
 #[test]
 fn explain_shows_live_selectors_and_entries() {
-    let prod = policies().join("block-drift-production.yaml");
+    let prod = examples().join("block-drift-production.yaml");
     let out = d4c(&[
         "explain",
         "--policy",

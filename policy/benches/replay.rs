@@ -18,7 +18,7 @@ fn main() {
         std::fs::read_to_string(root.join("tests/fixtures/recordings/recorded.ndjson")).unwrap();
     let lines: Vec<&str> = fixture.lines().collect();
     for policy_name in ["block-drift.yaml", "allow-package-manager.yaml"] {
-        let policy = load_paths(&[root.join("config/policies").join(policy_name)])
+        let policy = load_paths(&[root.join("config/examples").join(policy_name)])
             .unwrap()
             .policy;
         for unique in [false, true] {

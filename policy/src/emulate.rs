@@ -78,7 +78,8 @@ impl KernelMaps {
                 op, interactive, ..
             } => {
                 // Each identity looked up on its own (two executable classes, two name
-                // classes, two decisions), the actions ORed, as the kernel does.
+                // classes, two decisions), the actions ORed and settled (a block from one
+                // identity drops the other's audit), as the kernel's `verdict` does.
                 let mut actions = Actions::default();
                 for who in event.identities() {
                     let executable = memfd_path(who.executable);
@@ -99,7 +100,7 @@ impl KernelMaps {
                         actions.0 |= d.actions[usize::from(*interactive)][*op as usize];
                     }
                 }
-                actions
+                actions.settled()
             }
         }
     }

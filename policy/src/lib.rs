@@ -33,5 +33,5 @@ pub use dir_move::evaluate_dir_move;
 pub use eval::{evaluate, Decision};
 pub use event::{Event, Identity};
 pub use image::ImageRef;
-pub use load::{check_paths, check_texts, load_paths, load_str, Loaded, PolicyError};
+pub use load::{check_paths, check_texts, load_paths, load_str, load_texts, Loaded, PolicyError};
 pub use model::{Actions, BlockKind, FileOp, Generation, Policy, ProcessOp, Response, Selector};

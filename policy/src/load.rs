@@ -166,7 +166,16 @@ pub fn load_paths(paths: &[impl AsRef<Path>]) -> Result<Loaded, PolicyError> {
 
 /// Loads a valid policy from one text (named `name` in diagnostics).
 pub fn load_str(name: &str, text: &str) -> Result<Loaded, PolicyError> {
-    finish(check_texts(&[(name.to_owned(), text.to_owned())]))
+    load_texts(&[(name, text)])
+}
+
+/// Loads a valid policy from named texts taken together, as the files of one directory.
+pub fn load_texts(texts: &[(&str, &str)]) -> Result<Loaded, PolicyError> {
+    let owned: Vec<(String, String)> = texts
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+        .collect();
+    finish(check_texts(&owned))
 }
 
 fn finish((policy, diagnostics): (Option<Policy>, Vec<Diagnostic>)) -> Result<Loaded, PolicyError> {

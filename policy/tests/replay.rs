@@ -14,10 +14,14 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
+/// A shipped policy file: `config/policies/NAME` (the default set) or `config/examples/NAME`.
 fn shipped(name: &str) -> Policy {
-    load_paths(&[root().join("config/policies").join(name)])
-        .unwrap()
-        .policy
+    let path = ["config/policies", "config/examples"]
+        .iter()
+        .map(|d| root().join(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no shipped policy {name}"));
+    load_paths(&[path]).unwrap().policy
 }
 
 fn replay(policy: &Policy) -> Report {

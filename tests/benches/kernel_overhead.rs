@@ -57,7 +57,7 @@ const RS_ALLOWED: u32 = 1;
 /// Rule set of (d): logs every modifyFile, fork and exec.
 const RS_LOG: u32 = 2;
 /// Rule set of (e): blocks createExecutable and modifyExecutable everywhere (what
-/// config/policies/block-drift.yaml compiles to); the loops touch a 0644 file, so nothing
+/// config/examples/block-drift.yaml compiles to); the loops touch a 0644 file, so nothing
 /// is decided and no path is built.
 const RS_DRIFT: u32 = 3;
 

@@ -5,7 +5,7 @@
 //!
 //! Pod `shop` in namespace `production` and pod `playground` in namespace `dev` each run
 //! `sh -c 'cp /bin/busybox /tmp/busybox && /tmp/busybox echo ...'` through CRI `ExecSync`
-//! (what `kubectl exec` does). With `config/policies/block-drift-production.yaml` the copy
+//! (what `kubectl exec` does). With `config/examples/block-drift-production.yaml` the copy
 //! is refused in production (EPERM, nothing written) and allowed with an alert in dev. The
 //! demo prints each step, the refused operation and the alert documents, then removes
 //! everything it created (pods, containerd state, the pinned programs). Exit status: 0 when

@@ -112,13 +112,40 @@ fn shipped_config_and_policy_are_accepted() {
         "probes reach the metrics port"
     );
     assert_eq!(config.policy_dir, Path::new(d4c::paths::POLICY_DIR));
+}
+
+/// The policies `ConfigMap` is the default set: one key per file of config/policies/, each
+/// byte for byte, so the cluster gets the set its tests cover.
+#[test]
+fn the_policies_config_map_is_the_default_set() {
     let pol = load("policies.yaml");
-    if let NodeKind::Map(files) = &get(&pol, "data").kind {
-        for (name, body) in files {
-            d4c_policy::load_str(name.as_str().unwrap(), text(body))
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
+    let NodeKind::Map(keys) = &get(&pol, "data").kind else {
+        panic!("policies.yaml has no data map");
+    };
+    let in_map: Vec<(String, String)> = keys
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), text(v).to_owned()))
+        .collect();
+    let dir = install().join("../config/policies");
+    let mut in_dir: Vec<(String, String)> = d4c_policy::load::policy_files(&[&dir])
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, std::fs::read_to_string(p).unwrap())
+        })
+        .collect();
+    in_dir.sort();
+    let mut sorted = in_map.clone();
+    sorted.sort();
+    assert!(in_dir.len() >= 2, "{in_dir:?}");
+    assert_eq!(sorted, in_dir);
+    let texts: Vec<(&str, &str)> = in_map
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let loaded = d4c_policy::load_texts(&texts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!loaded.policy.can_block());
 }
 
 #[test]

@@ -30,8 +30,8 @@ struct Report<'a> {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let diagnostics = match check_paths(&args.paths) {
-        Ok((_, d)) => d,
+    let (policy, diagnostics) = match check_paths(&args.paths) {
+        Ok(checked) => checked,
         Err(e) => {
             // An unreadable path is an error of the check, reported like the others.
             let path = args
@@ -39,13 +39,14 @@ pub fn run(args: &Args) -> ExitCode {
                 .first()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            vec![Diagnostic {
+            let d = Diagnostic {
                 file: path,
                 line: 0,
                 column: 0,
                 severity: d4c_policy::Severity::Error,
                 message: e.to_string(),
-            }]
+            };
+            (None, vec![d])
         }
     };
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -73,6 +74,8 @@ pub fn run(args: &Args) -> ExitCode {
             }
             if errors > 0 {
                 eprintln!("{errors} error(s), {warnings} warning(s)");
+            } else if let Some(policy) = &policy {
+                println!("{}", summary(policy, warnings));
             }
         }
     }
@@ -81,4 +84,19 @@ pub fn run(args: &Args) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The line a valid check prints: how much was read, and whether it can refuse anything
+/// (`valid: 2 files, 3 selectors, 3 responses, 0 warnings; blocks: no`).
+fn summary(policy: &d4c_policy::Policy, warnings: usize) -> String {
+    let files = policy.sources.len();
+    let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "valid: {}, {}, {}, {}; blocks: {}",
+        plural(files, "file"),
+        plural(policy.selectors.len(), "selector"),
+        plural(policy.responses.len(), "response"),
+        plural(warnings, "warning"),
+        if policy.can_block() { "yes" } else { "no" }
+    )
 }

@@ -122,7 +122,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let mut policy = if args.policy.is_empty() {
-        match d4c_policy::load_str("embedded:default.yaml", d4c::config::EMBEDDED_DEFAULT) {
+        match d4c::config::embedded_default() {
             Ok(l) => l.policy,
             Err(e) => return fail(e),
         }

@@ -29,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate policy files or directories: exit 0 when valid (warnings on stderr), 1 when not.
+    /// Validate policy files or directories: exit 0 when valid (a summary on stdout, warnings
+    /// on stderr), 1 when not.
     Check(check::Args),
     /// Decide one event for one container, as the policy says; prints one JSON object.
     Eval(eval::Args),

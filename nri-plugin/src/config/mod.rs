@@ -7,9 +7,27 @@ mod parse;
 use crate::paths;
 use std::path::{Path, PathBuf};
 
-/// The default policy compiled into the binary (`config/policies/default.yaml`): enforced
-/// when the policy directory does not exist.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/policies/default.yaml");
+/// The default policy set compiled into the binary (the files of `config/policies/`, each
+/// named `embedded:FILE`): enforced when the policy directory does not exist, and by
+/// `d4c exec` without `--policy`. A test checks it holds every file of that directory.
+pub const EMBEDDED_DEFAULT: [(&str, &str); 2] = [
+    (
+        "embedded:default.yaml",
+        include_str!("../../../config/policies/default.yaml"),
+    ),
+    (
+        "embedded:alert-memfd.yaml",
+        include_str!("../../../config/policies/alert-memfd.yaml"),
+    ),
+];
+
+/// Loads the embedded default policy set ([`EMBEDDED_DEFAULT`]).
+///
+/// # Errors
+/// Never in a released build (a test loads it); the error is the policy's.
+pub fn embedded_default() -> Result<d4c_policy::Loaded, d4c_policy::PolicyError> {
+    d4c_policy::load_texts(&EMBEDDED_DEFAULT)
+}
 
 /// Where the daemon finds things and what it does; see `config/d4c.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -136,3 +136,26 @@ fn audit_lists_policies_and_namespaces() {
         assert!(e.starts_with(at) && e.contains(want), "{text:?}: {e}");
     }
 }
+
+/// The embedded default is the whole default set: every file of config/policies/, none
+/// forgotten when one is added, and it loads as one and never blocks.
+#[test]
+fn the_embedded_default_is_the_default_set() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policies");
+    let mut files: Vec<String> = d4c_policy::load::policy_files(&[&dir])
+        .unwrap()
+        .iter()
+        .map(|p| format!("embedded:{}", p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    files.sort();
+    let mut embedded: Vec<String> = EMBEDDED_DEFAULT
+        .iter()
+        .map(|(n, _)| (*n).to_owned())
+        .collect();
+    embedded.sort();
+    assert_eq!(embedded, files);
+    let loaded = embedded_default().unwrap();
+    assert!(loaded.warnings.is_empty());
+    assert!(!loaded.policy.can_block());
+    assert_eq!(loaded.policy.sources.len(), EMBEDDED_DEFAULT.len());
+}

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use d4c_policy::{load_paths, load_str, Audit, Loaded, PolicyError};
+use d4c_policy::{load_paths, Audit, Loaded, PolicyError};
 
 use super::watch::{self, PolicySource};
-use crate::config::{Config, InvalidAtStart, EMBEDDED_DEFAULT};
+use crate::config::{embedded_default, Config, InvalidAtStart};
 
 /// Why a copy could not be saved.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,7 @@ pub fn start_policy(config: &Config) -> Result<StartPolicy, PolicyError> {
     match config.invalid_policy_at_start {
         InvalidAtStart::Refuse => Err(error),
         // The embedded default is valid (watch's tests load it); were it not, refuse.
-        InvalidAtStart::AlertOnly => match load_str("embedded:default.yaml", EMBEDDED_DEFAULT) {
+        InvalidAtStart::AlertOnly => match embedded_default() {
             Ok(mut loaded) => {
                 loaded.policy.audit = Audit::everything();
                 Ok(StartPolicy::AlertOnly(error, loaded))
@@ -108,6 +108,7 @@ pub fn start_policy(config: &Config) -> Result<StartPolicy, PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EMBEDDED_DEFAULT;
 
     const BLOCK: &str = "file:\n  selectors:\n    - name: drift\n      operation: [createExecutable]\n  responses:\n    - match: [drift]\n      actions: [alert, block]\n";
 
@@ -181,7 +182,7 @@ mod tests {
         let (src, dest) = (root.join("src"), root.join("dest"));
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("a.yaml"), BLOCK).unwrap();
-        std::fs::write(src.join("b.yaml"), EMBEDDED_DEFAULT).unwrap();
+        std::fs::write(src.join("b.yaml"), EMBEDDED_DEFAULT[0].1).unwrap();
         save(&src, &dest).unwrap();
         std::fs::remove_file(src.join("b.yaml")).unwrap();
         save(&src, &dest).unwrap();

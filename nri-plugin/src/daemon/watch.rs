@@ -7,9 +7,9 @@
 //! like the policy (the rule sets are recompiled with no unprotected moment).
 
 use super::owner::Handle;
-use crate::config::{Config, ConfigError, EMBEDDED_DEFAULT};
+use crate::config::{embedded_default, Config, ConfigError};
 use crate::metrics::Metrics;
-use d4c_policy::{load_paths, load_str, Audit, Loaded, PolicyError};
+use d4c_policy::{load_paths, Audit, Loaded, PolicyError};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -31,10 +31,7 @@ pub fn load(dir: &Path) -> (PolicySource, Result<Loaded, PolicyError>) {
     if dir.exists() {
         (PolicySource::Directory(dir.to_owned()), load_paths(&[dir]))
     } else {
-        (
-            PolicySource::EmbeddedDefault,
-            load_str("embedded:default.yaml", EMBEDDED_DEFAULT),
-        )
+        (PolicySource::EmbeddedDefault, embedded_default())
     }
 }
 
@@ -197,6 +194,7 @@ pub async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EMBEDDED_DEFAULT;
 
     #[test]
     fn sees_changes_and_falls_back_to_the_default() {
@@ -204,10 +202,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (src, loaded) = load(&dir);
         assert_eq!(src, PolicySource::EmbeddedDefault);
-        assert_eq!(loaded.unwrap().policy.selectors.len(), 2);
+        assert_eq!(loaded.unwrap().policy.selectors.len(), 3);
 
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT[0].1).unwrap();
         let mut w = Watcher::new(&dir, None);
         assert!(w.poll().is_none());
         std::fs::write(dir.join("a.yaml"), "file: [oops\n").unwrap();
@@ -217,19 +215,19 @@ mod tests {
             Change::Policy(Err(PolicyError::Invalid { .. }))
         ));
         assert!(w.poll().is_none(), "no change since");
-        std::fs::write(dir.join("b.yml"), EMBEDDED_DEFAULT).unwrap();
+        std::fs::write(dir.join("b.yml"), EMBEDDED_DEFAULT[0].1).unwrap();
         assert!(
             matches!(w.poll(), Some(Change::Policy(Err(_)))),
             "a.yaml is still bad"
         );
-        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT[0].1).unwrap();
         assert!(matches!(w.poll(), Some(Change::Policy(Ok(_)))));
         // Gone: reported as such (never the embedded default), once; then back.
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(w.poll(), Some(Change::Vanished)));
         assert!(w.poll().is_none(), "no change since");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        std::fs::write(dir.join("a.yaml"), EMBEDDED_DEFAULT[0].1).unwrap();
         assert!(matches!(w.poll(), Some(Change::Policy(Ok(_)))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -240,7 +238,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let policies = dir.join("policies");
         std::fs::create_dir_all(&policies).unwrap();
-        std::fs::write(policies.join("a.yaml"), EMBEDDED_DEFAULT).unwrap();
+        std::fs::write(policies.join("a.yaml"), EMBEDDED_DEFAULT[0].1).unwrap();
         let config = dir.join("d4c.yaml");
         std::fs::write(&config, "logLevel: info\n").unwrap();
         let mut w = Watcher::new(&policies, Some(&config));

@@ -10,6 +10,8 @@
 //! | BPF LSM | 6.1 before .54 | not guaranteed |
 //! | `fmod_ret` | `none` or `voluntary` preemption | guaranteed |
 //! | `fmod_ret` | `full`, `lazy` (the 7.0+ default) or RT | not guaranteed |
+//! | either | 5.17 to 6.0 | cannot tell: older than 6.1, the oldest kernel d4c is tested on |
+//! | either | before 5.17 | not guaranteed: the programs need `bpf_loop` and cannot load |
 
 use serde::Serialize;
 
@@ -22,7 +24,8 @@ use crate::bpf::AttachMode;
 pub enum Remedy {
     /// Boot with `bpf` in `lsm=`: BPF LSM mode.
     AddBpfToLsm,
-    /// A 6.1 kernel of 6.1.54 or later (or 6.2+).
+    /// A 6.1 kernel of 6.1.54 or later (or 6.2+): the guard is fixed, and it is the oldest
+    /// kernel d4c is tested on.
     NewerKernel,
 }
 
@@ -45,6 +48,19 @@ pub struct Verdict {
 pub fn judge(mode: AttachMode, version: Option<Version>, preempt: &Model) -> Verdict {
     let voluntary_possible =
         version.is_some_and(|v| v.major < 7) && preempt.model.as_deref() != Some("rt");
+    if let Some(old) = version.filter(|v| (v.major, v.minor) < (6, 1)) {
+        let loads = (old.major, old.minor) >= (5, 17);
+        return Verdict {
+            sound: if loads { None } else { Some(false) },
+            why: if loads {
+                format!("kernel {old} is older than 6.1, the oldest kernel d4c is tested on")
+            } else {
+                format!("d4c cannot attach on kernel {old}: its programs need bpf_loop (5.17+)")
+            },
+            remedies: vec![Remedy::NewerKernel],
+            voluntary_possible,
+        };
+    }
     match mode {
         AttachMode::Lsm => {
             let fixed = version.map(|v| match (v.major, v.minor, v.patch) {
@@ -146,5 +162,15 @@ mod tests {
         assert!(full.voluntary_possible);
         assert!(!judge(AttachMode::FmodRet, v(7, 0, Some(1)), &m(Some("lazy"))).voluntary_possible);
         assert_eq!(fmod(None).sound, None);
+        // Older kernels, whatever the mode and the preemption model.
+        for mode in [AttachMode::Lsm, AttachMode::FmodRet] {
+            let old = |ver| judge(mode, ver, &m(Some("voluntary")));
+            assert_eq!(old(v(6, 0, Some(19))).sound, None);
+            assert_eq!(old(v(5, 17, Some(0))).sound, None);
+            let v515 = old(v(5, 15, Some(0)));
+            assert_eq!(v515.sound, Some(false));
+            assert!(v515.why.contains("bpf_loop"), "{}", v515.why);
+            assert_eq!(v515.remedies, [Remedy::NewerKernel]);
+        }
     }
 }

@@ -38,7 +38,7 @@ fn patterns_are_exact_then_one_directory_then_one_level_up() {
 
 #[test]
 fn the_suggested_policy_is_quiet_on_its_recording_and_reads_back() {
-    let candidate = load_paths(&[root().join("config/policies/block-drift.yaml")])
+    let candidate = load_paths(&[root().join("config/examples/block-drift.yaml")])
         .unwrap()
         .policy;
     let mut s = Suggest::new(&candidate);
