@@ -45,6 +45,12 @@ pub struct Event {
     pub owner_cgroup_id: u64,
     /// `bpf_ktime_get_boot_ns` at the decision.
     pub boot_ns: u64,
+    /// When the acting process started (its group leader's `start_boottime`, the same
+    /// clock as `boot_ns`); 0 when it could not be read. With `tgid` and the boot, it
+    /// names the process uniquely (`process.entity_id`).
+    pub start_ns: u64,
+    /// When the parent process started (`real_parent`'s group leader); 0 when unknown.
+    pub parent_start_ns: u64,
     /// The acting thread's id (the kernel's pid).
     pub pid: u32,
     /// The acting process's id (the kernel's tgid).
@@ -79,4 +85,4 @@ pub struct Event {
     pub exe: [u8; EVENT_EXE_MAX],
 }
 const _: () =
-    assert!(core::mem::size_of::<Event>() == 64 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);
+    assert!(core::mem::size_of::<Event>() == 80 + COMM_LEN + EVENT_PATH_MAX + EVENT_EXE_MAX);

@@ -154,8 +154,11 @@ pub const OFF_OVL_UPPER: usize = 49;
 /// file's user path is the overlay's), or 0 on kernels without backing files (6.1's real
 /// file carries the overlay's path itself). Optional: set by the loader.
 pub const OFF_BACKING_USER_PATH: usize = 50;
+/// `task_struct.start_boottime`: when the task started, in boot-clock nanoseconds (the
+/// clock of `bpf_ktime_get_boot_ns`); a process's start is its group leader's.
+pub const OFF_TASK_START_BOOTTIME: usize = 53;
 /// Number of used indices.
-pub const OFF_COUNT: usize = 53;
+pub const OFF_COUNT: usize = 54;
 
 /// Every field the loader resolves: (index, struct, member path with `.` for nesting).
 /// A member path may cross anonymous unions and structs without naming them.
@@ -209,5 +212,6 @@ pub const FIELDS: &[(usize, &str, &str)] = &[
     (OFF_SB_USER_NS, "super_block", "s_user_ns"),
     (OFF_MNT_NS_ROOT, "mnt_namespace", "root"),
     (OFF_MNT_NS_USER_NS, "mnt_namespace", "user_ns"),
+    (OFF_TASK_START_BOOTTIME, "task_struct", "start_boottime"),
 ];
 const _: () = assert!(OFF_COUNT <= 64);

@@ -14,7 +14,7 @@ use d4c_common::{
     },
     offsets::{
         OFF_FILE_PATH, OFF_MM_EXE_FILE, OFF_SIGNAL_TTY, OFF_TASK_MM, OFF_TASK_REAL_PARENT,
-        OFF_TASK_SIGNAL, OFF_TASK_TGID,
+        OFF_TASK_SIGNAL, OFF_TASK_TGID, OFF_TASK_GROUP_LEADER, OFF_TASK_START_BOOTTIME,
     },
     Budget, Event, ACTION_AUDIT, ACTION_BLOCK, CNT_DENIED, CNT_EVENTS, CNT_EXEC_RING_DROPS,
     CNT_RINGBUF_DROPS, ENTRY_RING_MASK, ENTRY_RING_SHIFT, EVENT_FILE, EXEC_RINGS,
@@ -132,9 +132,18 @@ pub fn emit(s: &mut Scratch) -> u32 {
     let ev = entry.as_mut_ptr();
     let m = &s.meta;
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let ppid = read_ptr(task, OFF_TASK_REAL_PARENT)
+    let parent = read_ptr(task, OFF_TASK_REAL_PARENT);
+    let ppid = parent
         .and_then(|p| read::<u32>(p, OFF_TASK_TGID))
         .unwrap_or(0);
+    // A process started when its group leader did (a thread's own start is not it).
+    let started = |t: *const u8| {
+        read_ptr(t, OFF_TASK_GROUP_LEADER)
+            .and_then(|l| read::<u64>(l, OFF_TASK_START_BOOTTIME))
+            .unwrap_or(0)
+    };
+    let start_ns = started(task);
+    let parent_start_ns = parent.map_or(0, started);
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let mut flags = sample;
@@ -160,6 +169,8 @@ pub fn emit(s: &mut Scratch) -> u32 {
         (*ev).cgroup_id = m.cgroup_id;
         (*ev).owner_cgroup_id = owner;
         (*ev).boot_ns = now;
+        (*ev).start_ns = start_ns;
+        (*ev).parent_start_ns = parent_start_ns;
         (*ev).pid = pid_tgid as u32;
         (*ev).tgid = (pid_tgid >> 32) as u32;
         (*ev).ppid = ppid;

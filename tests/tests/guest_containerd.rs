@@ -333,11 +333,10 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
         );
         assert_eq!(x["orchestrator"]["resource"]["name"], "guarded", "{x}");
         assert_eq!(x["orchestrator"]["namespace"], "d4c-e2e", "{x}");
-        let labels = x["orchestrator"]["resource"]["label"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{x}"));
+        // An object, as Elastic maps the field (`flattened`).
+        let labels = &x["orchestrator"]["resource"]["label"];
         assert!(
-            labels.iter().any(|l| l == "d4c-test:protect") && labels.iter().any(|l| l == "app:web"),
+            labels["d4c-test"] == "protect" && labels["app"] == "web",
             "{x}"
         );
         assert_eq!(x["container"]["id"], guarded_drift.as_str(), "{x}");
@@ -829,6 +828,23 @@ async fn drift_is_blocked_in_selected_pods_from_the_first_instruction() {
 
     // Nothing else alerted: no drift alert from the free pod, no execMemFd from runc exec.
     let alerts = daemon.alerts();
+    // Every document the kernel's decisions produced in this run is one Elastic's data
+    // streams define, field by field and type by type (d4c's own fields aside).
+    let logs = alerts.iter().filter(|a| a["data_stream"]["type"] == "logs");
+    let nonconforming: Vec<String> = logs
+        .clone()
+        .filter_map(|a| {
+            let p = d4c_tests::conformance::problems(a);
+            (!p.is_empty()).then(|| format!("{}\n  {}", p.join("\n  "), a))
+        })
+        .collect();
+    assert!(
+        logs.count() >= 10 && nonconforming.is_empty(),
+        "documents that do not conform to Elastic's data streams:\n{}",
+        nonconforming.join("\n")
+    );
+    let entities = d4c_tests::conformance::entity_problems(&alerts);
+    assert!(entities.is_empty(), "entity ids: {entities:?}");
     let unexpected: Vec<&Value> = alerts
         .iter()
         .filter(|a| a["event"]["kind"] == "alert")

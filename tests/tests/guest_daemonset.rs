@@ -20,7 +20,7 @@
 mod containerd_support;
 
 use containerd_support::daemon::{d4c_bin, http_get, Unload};
-use containerd_support::daemonset::{log_lines, normalise, Spec};
+use containerd_support::daemonset::{self, log_lines, normalise, Spec};
 use containerd_support::guest::skip;
 use containerd_support::pods::{exec_sync, wait_exit, Cri, Pod, SLEEP};
 use containerd_support::{
@@ -279,6 +279,11 @@ async fn the_daemonset_protects_pods_with_only_its_privileges() {
     assert_eq!(alert["orchestrator"]["resource"]["name"], "shop", "{alert}");
     assert_eq!(alert["event"]["outcome"], "failure", "{alert}");
     assert_eq!(alert["container"]["id"], app.as_str(), "{alert}");
+    // The node's name from the downward API, not the pod's hostname; the host's facts.
+    assert_eq!(alert["host"]["name"], daemonset::NODE_NAME, "{alert}");
+    assert_eq!(alert["host"]["os"]["type"], "linux", "{alert}");
+    assert!(alert["host"]["os"]["kernel"].is_string(), "{alert}");
+    assert!(alert["host"]["boot"]["id"].is_string(), "{alert}");
     eprintln!(
         "[{:>5.1?}] drift in the selected pod refused; alert on the d4c container's stdout",
         started.elapsed()

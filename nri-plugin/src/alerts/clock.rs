@@ -24,6 +24,28 @@ pub fn wall_time(boot_ns: u64) -> SystemTime {
         .unwrap_or_else(SystemTime::now)
 }
 
+/// The wall-clock time of a boot-clock instant counted from the boot time the kernel
+/// states (`btime` in /proc/stat, whole seconds), as `ps` gives a process's start: the
+/// same instant gives the same time in every document of every d4c process on the node,
+/// as a process's `start` must, where [`wall_time`] follows the wall clock's adjustments.
+#[must_use]
+pub fn fixed_wall_time(boot_ns: u64) -> SystemTime {
+    static BOOT: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+    let boot = *BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())
+            })
+            .map_or_else(
+                || wall_time(0),
+                |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            )
+    });
+    boot + Duration::from_nanos(boot_ns)
+}
+
 /// A process-unique, time-ordered event id.
 #[must_use]
 pub fn event_id(boot_ns: u64) -> String {

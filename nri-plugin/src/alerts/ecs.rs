@@ -3,6 +3,7 @@
 //! process events in `logs-cloud_defend.process-*`.
 
 use super::decision::{decide, events, process_name, started_as};
+use super::host::Host;
 use super::record::{Operation, Record};
 use crate::container::ContainerInfo;
 use d4c_policy::{Actions, Policy};
@@ -15,7 +16,8 @@ pub struct Context<'a> {
     pub container: Option<&'a ContainerInfo>,
     pub policy: Option<&'a Policy>,
     pub policy_revision: u64,
-    pub host_name: &'a str,
+    /// The node (`host.*`).
+    pub host: &'a Host,
     /// A unique id for the document (`event.id`).
     pub event_id: String,
 }
@@ -117,11 +119,10 @@ pub fn document(r: &Record, ctx: &Context<'_>) -> Value {
     if let Operation::File(_) = r.operation {
         set(&mut d, "file", file(r));
     }
-    set(&mut d, "process", process(r));
-    set(&mut d, "user.id", json!(r.uid.to_string()));
-    set(&mut d, "group.id", json!(r.gid.to_string()));
-    set(&mut d, "host.name", json!(ctx.host_name));
-    set(&mut d, "host.hostname", json!(ctx.host_name));
+    set(&mut d, "process", process(r, ctx.host));
+    set(&mut d, "host", ctx.host.fields());
+    set(&mut d, "agent", agent(ctx.host));
+    set(&mut d, "ecs.version", json!(ECS_VERSION));
     if let Some(c) = ctx.container {
         set(&mut d, "container", container(c));
         if let Some(o) = orchestrator(c) {
@@ -178,19 +179,43 @@ fn file(r: &Record) -> Value {
 }
 
 /// `process`: the task; its executable is the program run for exec and fork, the task's
-/// own for a file operation.
-fn process(r: &Record) -> Value {
+/// own for a file operation. `start` and `entity_id` (and the parent's) where the kernel
+/// read the start time.
+fn process(r: &Record, host: &Host) -> Value {
     let executable = match r.operation {
         Operation::File(_) => &r.exe,
         Operation::Process(_) => &r.path,
     };
-    json!({
+    let mut p = json!({
         "pid": r.pid,
         "name": process_name(r),
         "interactive": r.interactive,
         "parent": {"pid": r.ppid},
         "executable": executable,
-    })
+        "user": {"id": r.uid.to_string()},
+        "group": {"id": r.gid.to_string()},
+    });
+    for (at, pid, start) in [
+        ("", r.pid, r.start_ns),
+        ("parent", r.ppid, r.parent_start_ns),
+    ] {
+        if start == 0 || pid == 0 {
+            continue;
+        }
+        let o = if at.is_empty() { &mut p } else { &mut p[at] };
+        o["entity_id"] = json!(entity_id(host, pid, start));
+        o["start"] = json!(rfc3339(super::clock::fixed_wall_time(start)));
+    }
+    p
+}
+
+/// `process.entity_id`: the same for every document of one process, and for no other
+/// process (pids are reused, start times are not; the boot id tells nodes and boots
+/// apart): the node's boot id, the pid and the start in boot-clock nanoseconds.
+#[must_use]
+pub fn entity_id(host: &Host, pid: u32, start_ns: u64) -> String {
+    let boot = host.boot_id.as_deref().unwrap_or(&host.name);
+    format!("{boot}-{pid}-{start_ns}")
 }
 
 /// One container's summary of what its event budget held back since the last summary.
@@ -243,8 +268,9 @@ pub fn throttled_document(
             t.count
         )),
     );
-    set(&mut d, "host.name", json!(ctx.host_name));
-    set(&mut d, "host.hostname", json!(ctx.host_name));
+    set(&mut d, "host", ctx.host.fields());
+    set(&mut d, "agent", agent(ctx.host));
+    set(&mut d, "ecs.version", json!(ECS_VERSION));
     if let Some(c) = container {
         set(&mut d, "container", self::container(c));
         if let Some(o) = orchestrator(c) {
@@ -279,20 +305,41 @@ fn container(c: &ContainerInfo) -> Value {
 }
 
 /// `orchestrator`: namespace, cluster and pod, for a container an orchestrator runs.
+/// `resource.label` is an object of the pod's labels: Elastic's data streams map it as
+/// `flattened` ("an object containing the labels", the `cloud_defend` package's
+/// `fields.yml`). What is not known is left out, not written as null.
 fn orchestrator(c: &ContainerInfo) -> Option<Value> {
     let o = c.attrs.orchestrator.as_ref()?;
-    let labels: Vec<String> = c
+    let labels: Map<String, Value> = c
         .attrs
         .labels
         .iter()
-        .map(|(k, v)| format!("{k}:{v}"))
+        .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    Some(json!({
-        "type": o,
-        "namespace": c.attrs.namespace,
-        "cluster": {"id": c.attrs.cluster_id, "name": c.attrs.cluster_name},
-        "resource": {"type": "pod", "name": c.attrs.pod_name, "label": labels},
-    }))
+    let mut d = Map::new();
+    set(&mut d, "type", json!(o));
+    set(&mut d, "resource.type", json!("pod"));
+    set(&mut d, "resource.label", Value::Object(labels));
+    for (field, value) in [
+        ("namespace", &c.attrs.namespace),
+        ("cluster.id", &c.attrs.cluster_id),
+        ("cluster.name", &c.attrs.cluster_name),
+        ("resource.name", &c.attrs.pod_name),
+    ] {
+        if let Some(v) = value {
+            set(&mut d, field, json!(v));
+        }
+    }
+    Some(Value::Object(d))
+}
+
+/// The ECS version of the documents: the one Elastic's ingest pipelines for these data
+/// streams stamp (`cloud_defend` package, `ingest_pipeline/default.yml`).
+pub const ECS_VERSION: &str = "8.7.0";
+
+/// `agent`: d4c, its version, and the node it runs on.
+pub(super) fn agent(host: &Host) -> Value {
+    json!({"type": "d4c", "name": host.name, "version": env!("CARGO_PKG_VERSION")})
 }
 
 /// `cloud_defend`: the selectors that matched, the hook, the actions, the rule set and
@@ -372,6 +419,8 @@ mod tests {
             cgroup_id: 9,
             owner_cgroup_id: 9,
             boot_ns: 0,
+            start_ns: 5_000_000_000,
+            parent_start_ns: 0,
             pid: 42,
             ppid: 1,
             uid: 0,
@@ -391,7 +440,7 @@ mod tests {
             container: Some(&info),
             policy: Some(&policy),
             policy_revision: 3,
-            host_name: "node-1",
+            host: &super::super::host::Host::named("node-1"),
             event_id: "e1".into(),
         };
         let d = document(&r, &ctx);
@@ -405,7 +454,20 @@ mod tests {
         assert_eq!(d["container"]["image"]["name"], "docker.io/library/nginx");
         assert_eq!(d["container"]["image"]["tag"], "1.25");
         assert_eq!(d["orchestrator"]["namespace"], "prod");
-        assert_eq!(d["orchestrator"]["resource"]["label"], json!(["app:web"]));
+        assert_eq!(
+            d["orchestrator"]["resource"]["label"],
+            json!({"app": "web"})
+        );
+        assert_eq!(d["host"]["name"], "node-1");
+        assert_eq!(d["process"]["user"]["id"], "0");
+        assert_eq!(d["process"]["entity_id"], "node-1-42-5000000000");
+        assert!(d["process"]["start"].is_string());
+        assert!(
+            d["process"]["parent"].get("entity_id").is_none(),
+            "unknown, left out"
+        );
+        assert_eq!(d["ecs"]["version"], ECS_VERSION);
+        assert!(d.get("user").is_none() && d.get("group").is_none());
         assert_eq!(d["cloud_defend"]["matched_selectors"], json!(["drift"]));
         assert_eq!(d["cloud_defend"]["policy_revision"], 3);
         assert_eq!(d["cloud_defend"]["audit"], false);

@@ -14,7 +14,8 @@ use std::time::SystemTime;
 pub struct Beat<'a> {
     pub at: SystemTime,
     pub event_id: String,
-    pub host_name: &'a str,
+    /// The node (`host.*`).
+    pub host: &'a super::host::Host,
     /// `orchestrator.cluster.id` and `.name`, from the configuration.
     pub cluster: (Option<&'a str>, Option<&'a str>),
     /// The attach mode in force (`None`: nothing is enforced).
@@ -47,13 +48,9 @@ pub fn document(b: &Beat<'_>, s: &Snapshot) -> Value {
             "dataset": "cloud_defend.heartbeat",
         }),
     );
-    set(
-        &mut d,
-        "agent",
-        json!({"type": "d4c", "version": env!("CARGO_PKG_VERSION"), "name": b.host_name}),
-    );
-    set(&mut d, "host.name", json!(b.host_name));
-    set(&mut d, "host.hostname", json!(b.host_name));
+    set(&mut d, "agent", super::ecs::agent(b.host));
+    set(&mut d, "host", b.host.fields());
+    set(&mut d, "ecs.version", json!(super::ecs::ECS_VERSION));
     if let Some(id) = b.cluster.0 {
         set(&mut d, "orchestrator.cluster.id", json!(id));
     }
@@ -130,7 +127,7 @@ mod tests {
             &Beat {
                 at: SystemTime::UNIX_EPOCH,
                 event_id: "e".into(),
-                host_name: "node-1",
+                host: &crate::alerts::host::Host::named("node-1"),
                 cluster: (None, Some("prod-eu")),
                 mode: Some("lsm"),
                 intact: true,

@@ -6,5 +6,6 @@ pub mod clock;
 pub mod decision;
 pub mod ecs;
 pub mod heartbeat;
+pub mod host;
 pub mod record;
 pub mod sink;

@@ -29,6 +29,10 @@ pub struct Record {
     /// inside the container); 0 when the kernel no longer had the entry.
     pub owner_cgroup_id: u64,
     pub boot_ns: u64,
+    /// When the process started, in boot-clock nanoseconds (0: unknown).
+    pub start_ns: u64,
+    /// When its parent started (0: unknown).
+    pub parent_start_ns: u64,
     pub pid: u32,
     pub ppid: u32,
     pub uid: u32,
@@ -82,6 +86,8 @@ pub fn decode(e: &Event) -> Option<Record> {
         cgroup_id: e.cgroup_id,
         owner_cgroup_id: e.owner_cgroup_id,
         boot_ns: e.boot_ns,
+        start_ns: e.start_ns,
+        parent_start_ns: e.parent_start_ns,
         pid: e.tgid,
         ppid: e.ppid,
         uid: e.uid,

@@ -350,7 +350,7 @@ impl Run<'_> {
         };
 
         let spawned = self.spawn_in(&group)?;
-        let host = clock::host_name();
+        let host = d4c::alerts::host::Host::read();
         let (policy, rule_set) = (self.policy, self.rule_set);
         let mut emit = |ev: &d4c_common::Event| {
             let Some(rec) = record::decode(ev) else {
@@ -366,7 +366,7 @@ impl Run<'_> {
                     .then_some(&info),
                 policy: Some(policy),
                 policy_revision: 1,
-                host_name: &host,
+                host: &host,
                 event_id: clock::event_id(rec.boot_ns),
             };
             let _ = writeln!(sink, "{}", ecs::document(&rec, &ctx));

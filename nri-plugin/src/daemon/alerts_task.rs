@@ -24,7 +24,8 @@ const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 /// How the alerts task writes.
 pub struct Settings {
-    pub host: String,
+    /// The node (`host.*` of every document).
+    pub host: crate::alerts::host::Host,
     /// Count selectors per namespace too.
     pub namespace_label: bool,
     /// Between a container's summaries of what its budget held back.
@@ -119,7 +120,7 @@ pub async fn forward(
             container: info,
             policy,
             policy_revision: revision,
-            host_name: &host,
+            host: &host,
             event_id: clock::event_id(rec.boot_ns),
         };
         let doc = ecs::document(&rec, &ctx);
@@ -145,7 +146,7 @@ async fn heartbeat(handle: &Handle, sinks: &mut Fanout, metrics: &Metrics, setti
         &crate::alerts::heartbeat::Beat {
             at: clock::wall_time(now),
             event_id: clock::event_id(now),
-            host_name: &settings.host,
+            host: &settings.host,
             cluster: (settings.cluster.0.as_deref(), settings.cluster.1.as_deref()),
             mode: settings.mode,
             intact: metrics.enforcement_intact.load(Ordering::Relaxed) == 1,
@@ -200,7 +201,7 @@ impl Throttling {
         handle: &Handle,
         sinks: &mut Fanout,
         metrics: &Metrics,
-        host: &str,
+        host: &crate::alerts::host::Host,
     ) {
         let Ok(budgets) = handle.budgets().await else {
             return;
@@ -240,7 +241,7 @@ impl Throttling {
                 container: info,
                 policy: None,
                 policy_revision: 0,
-                host_name: host,
+                host,
                 event_id: clock::event_id(now_ns),
             };
             tracing::warn!(

@@ -244,7 +244,7 @@ fn enforce(
         sinks(config, metrics)?,
         metrics.clone(),
         alerts_task::Settings {
-            host: crate::alerts::clock::host_name(),
+            host: crate::alerts::host::Host::read(),
             namespace_label: config.metrics_namespace_label,
             summary_every: std::time::Duration::from_secs(u64::from(
                 config.alerts.throttle_summary_seconds,

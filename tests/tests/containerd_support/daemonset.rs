@@ -62,29 +62,40 @@ fn config_map_dir(name: &str, dir: &Path) {
     }
 }
 
-/// A container's `env` as CRI key-values. An entry from an optional Secret
+/// A container's `env` as CRI key-values, as a kubelet fills them: `spec.nodeName` from
+/// the downward API is `NODE_NAME`; an entry from an optional Secret
 /// (`valueFrom.secretKeyRef`, `optional: true`) is left out, as a kubelet leaves it out
 /// when the Secret does not exist (none does here).
 fn envs(container: &Node) -> Vec<KeyValue> {
     find(container, "env")
         .map_or(&[][..], items)
         .iter()
-        .filter(|e| {
-            find(e, "value").is_some() || {
-                assert_eq!(
-                    text(get(e, "valueFrom.secretKeyRef.optional")),
-                    "true",
-                    "an env entry without a value must come from an optional Secret"
-                );
-                false
-            }
-        })
-        .map(|e| KeyValue {
-            key: text(get(e, "name")).to_owned(),
-            value: text(get(e, "value")).to_owned(),
+        .filter_map(|e| {
+            let value = match find(e, "value") {
+                Some(v) => text(v).to_owned(),
+                None if find(get(e, "valueFrom"), "fieldRef").is_some() => {
+                    assert_eq!(text(get(e, "valueFrom.fieldRef.fieldPath")), "spec.nodeName");
+                    NODE_NAME.to_owned()
+                }
+                None => {
+                    assert_eq!(
+                        text(get(e, "valueFrom.secretKeyRef.optional")),
+                        "true",
+                        "an env entry without a value must come from the node's name or an optional Secret"
+                    );
+                    return None;
+                }
+            };
+            Some(KeyValue {
+                key: text(get(e, "name")).to_owned(),
+                value,
+            })
         })
         .collect()
 }
+
+/// The node's name the test's kubelet stand-in gives the downward API.
+pub const NODE_NAME: &str = "e2e-node-1";
 
 impl Spec {
     /// Reads the `DaemonSet`'s d4c container. Volumes: a hostPath is mounted from
