@@ -25,10 +25,18 @@ for a in "$@"; do
         *) echo "demo: unknown argument $a (see --help)" >&2; exit 2 ;;
     esac
 done
-say() { printf '[demo] %s\n' "$*"; }
+# Each step's time, printed as it ends and summed up at the end.
+started=$SECONDS step_start=$SECONDS step_name="" steps=()
+say() { printf '[demo %d:%02d] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 fail() { say "$*"; exit 2; }
+step() {
+    [[ -z $step_name ]] || steps+=("$step_name $((SECONDS - step_start)) s")
+    step_name=$1 step_start=$SECONDS
+}
 
-scripts/setup.sh
+step "set-up"
+say "installing what the demo needs (scripts/setup.sh --demo; checks first, quick when done)"
+scripts/setup.sh --demo
 source scripts/lib/containerd-stage.sh
 stage=target/demo
 # The default set (its test files left out) and one example beside it, as config/README.md says.
@@ -36,10 +44,14 @@ policies=()
 for p in config/policies/*.yaml; do [[ $p == *.test.yaml ]] || policies+=("$p"); done
 policies+=(config/examples/block-drift-production.yaml)
 
-say "building d4c and the demo program (the first build takes a few minutes)"
-nice cargo build -q -p d4c
-bin=$(cargo_binary pod_demo build -q -p d4c-tests --example pod_demo)
+step "build"
+# One release build serves both: the guest harness would build d4c in release anyway, and
+# the demo program shares its dependencies.
+say "building d4c and the demo program in release (the first build takes a few minutes)"
+nice cargo build --release -q -p d4c
+bin=$(cargo_binary pod_demo build --release -q -p d4c-tests --example pod_demo)
 [[ -n $bin && -x $bin ]] || fail "the demo program did not build"
+step "containerd"
 say "staging containerd, runc and the busybox image"
 stage_containerd "$stage" || fail "$stage_missing"
 
@@ -62,6 +74,11 @@ for p in "${policies[@]}"; do
     withs+=(--with "$p")
     args+=(--policy "/opt/with/$(basename "$p")")
 done
-say "booting Debian's $kernel kernel in a QEMU guest with the fresh d4c (about a minute)"
-exec cargo xtask vm --kernel "$kernel" --timeout 600 "${withs[@]}" -- \
-    env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd /opt/with/pod_demo "${args[@]}"
+step "guest"
+say "booting Debian's $kernel kernel in a QEMU guest with the fresh d4c (the kernel is fetched once; about a minute)"
+status=0
+cargo xtask vm --kernel "$kernel" --timeout 600 "${withs[@]}" -- \
+    env D4C_CONTAINERD_DIR=/opt/with/d4c-containerd /opt/with/pod_demo "${args[@]}" || status=$?
+step ""
+say "done in $((SECONDS - started)) s: ${steps[*]/%/;}"
+exit "$status"

@@ -11,6 +11,9 @@ set -euo pipefail
 
 say() { printf '[setup] %s\n' "$*"; }
 root=$(cd "$(dirname "$0")/.." && pwd)
+# `--demo`: only what scripts/demo.sh needs (no cargo-fuzz, which only the test suite runs).
+demo=0
+[[ ${1:-} == --demo ]] && demo=1
 
 # 0. The OS: Debian 12 or later (apt, Debian's archive and keyring, llvm-N-dev from it)
 os_id=$(. /etc/os-release 2>/dev/null && echo "${ID:-}")
@@ -81,8 +84,9 @@ if [[ $linker != "$rust_llvm" ]]; then
     exit 1
 fi
 
-# 4. cargo-fuzz (the fuzz run uses the pinned toolchain with RUSTC_BOOTSTRAP=1).
-if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+# 4. cargo-fuzz (the fuzz run uses the pinned toolchain with RUSTC_BOOTSTRAP=1); the test
+# suite's only.
+if ((demo == 0)) && ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
     say "installing cargo-fuzz $CARGO_FUZZ_VERSION (about a minute)"
     cargo "+$pin" install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force --quiet
 fi
