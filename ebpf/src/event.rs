@@ -132,18 +132,11 @@ pub fn emit(s: &mut Scratch) -> u32 {
     let ev = entry.as_mut_ptr();
     let m = &s.meta;
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let parent = read_ptr(task, OFF_TASK_REAL_PARENT);
-    let ppid = parent
+    let ppid = read_ptr(task, OFF_TASK_REAL_PARENT)
         .and_then(|p| read::<u32>(p, OFF_TASK_TGID))
         .unwrap_or(0);
-    // A process started when its group leader did (a thread's own start is not it).
-    let started = |t: *const u8| {
-        read_ptr(t, OFF_TASK_GROUP_LEADER)
-            .and_then(|l| read::<u64>(l, OFF_TASK_START_BOOTTIME))
-            .unwrap_or(0)
-    };
-    let start_ns = started(task);
-    let parent_start_ns = parent.map_or(0, started);
+    let start_ns = process_start(task as u64);
+    let parent_start_ns = process_start(read_or_zero(task as u64, OFF_TASK_REAL_PARENT));
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let mut flags = sample;
@@ -202,6 +195,33 @@ pub fn emit(s: &mut Scratch) -> u32 {
     entry.submit(0);
     count(CNT_EVENTS);
     1
+}
+
+/// The `u64` at `base + fields[idx]`, or 0 when it cannot be read (the helper zeroes its
+/// destination on a failure). No branch: this runs on every program's event path, where
+/// each branch would be one more path for the verifier to walk.
+#[inline(always)]
+fn read_or_zero(base: u64, idx: usize) -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: the helper checks the source address; `v` is a local of the size given.
+    unsafe {
+        gen::bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            8,
+            base.wrapping_add(off(idx) as u64) as *const core::ffi::c_void,
+        );
+    }
+    v
+}
+
+/// When the process of `task` started: its group leader's `start_boottime` (a thread's
+/// own start is not the process's); 0 when unreadable (a 0 task reads nothing).
+#[inline(always)]
+fn process_start(task: u64) -> u64 {
+    read_or_zero(
+        read_or_zero(task, OFF_TASK_GROUP_LEADER),
+        OFF_TASK_START_BOOTTIME,
+    )
 }
 
 /// What the budget lets through.
