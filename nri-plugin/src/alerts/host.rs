@@ -33,20 +33,11 @@ fn read(path: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The value of `key` in os-release text, unquoted.
-fn os_release(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let v = l.strip_prefix(key)?.strip_prefix('=')?;
-        let v = v.trim().trim_matches('"').trim_matches('\'');
-        (!v.is_empty()).then(|| v.to_owned())
-    })
-}
-
 impl Host {
     /// This node, as the daemon or `d4c exec` sees it.
     #[must_use]
     pub fn read() -> Host {
-        let root = std::env::var_os("D4C_HOST_ROOT").unwrap_or_else(|| "/".into());
+        let root = std::env::var_os(crate::node::HOST_ROOT_ENV).unwrap_or_else(|| "/".into());
         let node = std::env::var("D4C_NODE_NAME")
             .ok()
             .filter(|n| !n.is_empty());
@@ -60,7 +51,8 @@ impl Host {
         let os_text = read(&root.join("etc/os-release"))
             .or_else(|| read(&root.join("usr/lib/os-release")))
             .unwrap_or_default();
-        let get = |k| os_release(&os_text, k);
+        // `d4c doctor`'s reading of os-release; an empty value is left out.
+        let get = |k| crate::node::os_release(&os_text, k).filter(|v| !v.is_empty());
         let family = get("ID_LIKE")
             .and_then(|l| l.split_whitespace().next().map(str::to_owned))
             .or_else(|| get("ID"));

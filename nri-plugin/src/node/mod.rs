@@ -129,7 +129,7 @@ fn uname() -> (String, String) {
 }
 
 /// `KEY=value` of an os-release file (quotes removed).
-fn os_release(text: &str, key: &str) -> Option<String> {
+pub(crate) fn os_release(text: &str, key: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .map(|v| v.trim_matches('"').to_owned())
